@@ -1,0 +1,144 @@
+"""Builders: `simple()`, `development()`, `production()` — the README's fluent Simple API."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Generic, Literal, Self
+
+from ._config import ConnectionConfig, HealthCheckConfig, ManagerConfig, PluginConfig
+from ._errors import ConfigError, ErrorCode
+from ._manager import AsyncPluginManager
+from ._sources import InProcess, PluginSource
+from ._sync import PluginManager
+from ._types import LoggerLike, ReqT, RespT
+
+__all__ = ["ManagerBuilder", "development", "production", "simple"]
+
+Profile = Literal["simple", "development", "production"]
+
+# How the profiles differ (README: development = verbose logging and longer timeouts;
+# production = shorter timeouts). Anything not listed keeps the README's defaults.
+_PROFILES: dict[Profile, dict[str, Any]] = {
+    "simple": {
+        "log_level": "info",
+        "request_timeout": 30.0,
+        "connection_timeout": 10.0,
+        "health_interval": 30.0,
+    },
+    "development": {
+        "log_level": "debug",
+        "request_timeout": 120.0,
+        "connection_timeout": 30.0,
+        "health_interval": 60.0,
+    },
+    "production": {
+        "log_level": "warning",
+        "request_timeout": 10.0,
+        "connection_timeout": 5.0,
+        "health_interval": 15.0,
+    },
+}
+
+
+class ManagerBuilder(Generic[ReqT, RespT]):
+    """Collects plugins and settings, then builds a manager. Each `with_*` returns the builder."""
+
+    def __init__(self, request_type: type[ReqT] | Any, response_type: type[RespT] | Any, profile: Profile) -> None:
+        self.request_type = request_type
+        self.response_type = response_type
+        self.profile = profile
+        settings = _PROFILES[profile]
+        self._log_level: str = settings["log_level"]
+        self._request_timeout: float = settings["request_timeout"]
+        self._connection_timeout: float = settings["connection_timeout"]
+        self._health_interval: float = settings["health_interval"]
+        self._logger: LoggerLike | None = None
+        self._plugins: list[tuple[PluginSource, str, PluginConfig | None]] = []
+
+    def with_plugin(self, name: str, plugin: PluginSource | Any, config: PluginConfig | None = None) -> Self:
+        """Add a plugin: a source such as `plugwire.in_process(obj)`, or a plugin object.
+
+        Args:
+            name: The name calls use.
+            plugin: Where the plugin lives.
+            config: Settings for this plugin, used as given; without it the profile's
+                timeouts apply.
+        """
+        if any(existing == name for _, existing, _ in self._plugins):
+            raise ConfigError(
+                f"with_plugin: a plugin named {name!r} was already added",
+                code=ErrorCode.CONFIG_DUPLICATE_PLUGIN,
+            )
+        source = plugin if isinstance(plugin, PluginSource) else InProcess(plugin)
+        self._plugins.append((source, name, config))
+        return self
+
+    def with_logger(self, logger: LoggerLike) -> Self:
+        """Log through `logger` (stdlib, structlog, loguru, ...)."""
+        self._logger = logger
+        return self
+
+    def with_timeout(self, seconds: float) -> Self:
+        """Bound every call attempt to `seconds` (each plugin's `request_timeout`)."""
+        if seconds <= 0:
+            raise ConfigError(f"with_timeout: must be positive, got {seconds!r}", code=ErrorCode.CONFIG_INVALID_VALUE)
+        self._request_timeout = float(seconds)
+        return self
+
+    def _plugin_config(self, source: PluginSource, name: str, given: PluginConfig | None) -> PluginConfig:
+        base = given or PluginConfig(
+            name=name,
+            connection=ConnectionConfig(
+                request_timeout=self._request_timeout, connection_timeout=self._connection_timeout
+            ),
+            health_check=HealthCheckConfig(interval=self._health_interval),
+        )
+        return source.configure(name, base)
+
+    def _logger_for_profile(self) -> LoggerLike:
+        if self._logger is not None:
+            return self._logger
+        logger = logging.getLogger("plugwire.manager")
+        if logger.level == logging.NOTSET:
+            logger.setLevel(self._log_level.upper())
+        return logger
+
+    def _config(self) -> ManagerConfig:
+        return ManagerConfig(log_level=self._log_level)
+
+    def build(self) -> AsyncPluginManager[ReqT, RespT]:
+        """An `AsyncPluginManager`; `async with` it to start the plugins."""
+        manager: AsyncPluginManager[ReqT, RespT] = AsyncPluginManager(
+            self.request_type, self.response_type, self._config(), self._logger_for_profile()
+        )
+        for source, name, given in self._plugins:
+            manager._queue(source, self._plugin_config(source, name, given))
+        return manager
+
+    def build_blocking(self) -> PluginManager[ReqT, RespT]:
+        """A started blocking `PluginManager` (close it, or use it as a context manager)."""
+        manager: PluginManager[ReqT, RespT] = PluginManager(
+            self.request_type, self.response_type, self._config(), self._logger_for_profile()
+        )
+        try:
+            for source, name, given in self._plugins:
+                manager.register(source, name=name, config=self._plugin_config(source, name, given))
+        except BaseException:
+            manager.close()
+            raise
+        return manager
+
+
+def simple(request_type: type[ReqT] | Any, response_type: type[RespT] | Any) -> ManagerBuilder[ReqT, RespT]:
+    """A builder with the README's defaults."""
+    return ManagerBuilder(request_type, response_type, "simple")
+
+
+def development(request_type: type[ReqT] | Any, response_type: type[RespT] | Any) -> ManagerBuilder[ReqT, RespT]:
+    """A builder for development: debug logging and longer timeouts (120 s per call)."""
+    return ManagerBuilder(request_type, response_type, "development")
+
+
+def production(request_type: type[ReqT] | Any, response_type: type[RespT] | Any) -> ManagerBuilder[ReqT, RespT]:
+    """A builder for production: warnings only and shorter timeouts (10 s per call)."""
+    return ManagerBuilder(request_type, response_type, "production")

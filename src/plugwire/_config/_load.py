@@ -1,0 +1,255 @@
+"""Turn files and plain data into validated `ManagerConfig`s, with errors that name the path."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from .._errors import ConfigError, ConfigFileError, ErrorCode
+from .._models import Transport
+from ._duration import parse_duration
+from ._structs import ManagerConfig
+
+__all__ = ["config_from_data", "load_config_file", "load_data_file"]
+
+#: Upper bound on the nodes a YAML document may expand to (aliases counted each time used).
+MAX_DOCUMENT_NODES = 100_000
+#: Upper bound on the size of a config file we read.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+_MSGSPEC_ERROR = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+def config_from_data(data: object) -> ManagerConfig:
+    """Validate plain data into a `ManagerConfig` (see `ManagerConfig.from_dict`)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"<root>: expected a mapping, got {type(data).__name__}", code=ErrorCode.CONFIG_WRONG_TYPE)
+    normalized = _normalize(data, ManagerConfig, "")
+    try:
+        config = msgspec.convert(normalized, ManagerConfig)
+    except msgspec.ValidationError as exc:
+        raise _translate(str(exc)) from None
+    _check_semantics(config)
+    return config
+
+
+def load_data_file(path: str | os.PathLike[str]) -> Any:
+    """Read a YAML, TOML or JSON file into plain data, safely.
+
+    YAML is read with the safe loader (no Python objects) and its alias expansion is bounded,
+    so a "billion laughs" document is refused instead of exhausting memory.
+
+    Raises:
+        ConfigFileError: Missing (1701), unreadable or malformed (1702), an unknown suffix
+            (1703), or too many nodes once aliases are expanded (1704).
+    """
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix not in {".yaml", ".yml", ".toml", ".json"}:
+        raise ConfigFileError(
+            f"{file}: unsupported config format {suffix or '(none)'!r}; use .yaml, .yml, .toml or .json",
+            code=ErrorCode.CONFIG_FILE_FORMAT,
+        )
+    try:
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigFileError(f"{file}: no such file", code=ErrorCode.CONFIG_FILE_NOT_FOUND) from None
+    except OSError as exc:
+        raise ConfigFileError(f"{file}: cannot read: {exc.strerror}", code=ErrorCode.CONFIG_FILE_UNREADABLE) from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigFileError(f"{file}: larger than {MAX_FILE_BYTES} bytes", code=ErrorCode.CONFIG_FILE_TOO_COMPLEX)
+    try:
+        if suffix == ".toml":
+            return tomllib.loads(raw.decode("utf-8"))
+        if suffix == ".json":
+            return json.loads(raw)
+        return _load_yaml(raw, file)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigFileError(f"{file}: malformed: {reason}", code=ErrorCode.CONFIG_FILE_UNREADABLE) from None
+
+
+def load_config_file(path: str | os.PathLike[str]) -> ManagerConfig:
+    """Load a config file into a validated `ManagerConfig` (see `ManagerConfig.load`)."""
+    data = load_data_file(path)
+    if data is None:
+        data = {}
+    try:
+        return config_from_data(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.message}", code=exc.code) from None
+
+
+def _load_yaml(raw: bytes, file: Path) -> Any:
+    data = yaml.load(raw, Loader=yaml.SafeLoader)
+    _count_nodes(data, file)
+    return data
+
+
+def _count_nodes(data: Any, file: Path) -> None:
+    """Walk the document as it would be walked once expanded, giving up past the bound."""
+    budget = MAX_DOCUMENT_NODES
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ConfigFileError(
+                f"{file}: the document expands to more than {MAX_DOCUMENT_NODES} nodes (aliases included); refusing it",
+                code=ErrorCode.CONFIG_FILE_TOO_COMPLEX,
+            )
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _is_duration(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is not typing.Annotated:
+        return False
+    return any(
+        isinstance(meta, msgspec.Meta) and (meta.extra or {}).get("duration")
+        for meta in typing.get_args(annotation)[1:]
+    )
+
+
+def _struct_type(annotation: Any) -> Any:
+    """The Struct type a field holds directly or as `tuple[Struct, ...]`, else None."""
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        return annotation
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        inner = args[0]
+        if isinstance(inner, type) and issubclass(inner, msgspec.Struct):
+            return inner
+    return None
+
+
+def _normalize(data: dict[str, Any], struct: type[msgspec.Struct], path: str) -> dict[str, Any]:
+    """Parse duration strings and `env` lists so msgspec sees the declared types."""
+    hints = typing.get_type_hints(struct, include_extras=True)
+    result: dict[str, Any] = {}
+    for key, value in data.items():
+        annotation = hints.get(key) if isinstance(key, str) else None
+        here = f"{path}.{key}" if path else str(key)
+        if annotation is None:
+            result[key] = value  # msgspec reports unknown keys with their path
+        elif _is_duration(annotation):
+            try:
+                result[key] = parse_duration(value)
+            except ValueError as exc:
+                raise ConfigError(f"{here}: {exc}", code=ErrorCode.CONFIG_INVALID_VALUE) from None
+        elif key == "env" and isinstance(value, list):
+            result[key] = _env_from_list(value, here)
+        elif (inner := _struct_type(annotation)) is not None:
+            if isinstance(value, dict):
+                result[key] = _normalize(value, inner, here)
+            elif isinstance(value, list) and inner is not annotation:
+                result[key] = [
+                    _normalize(item, inner, f"{here}[{index}]") if isinstance(item, dict) else item
+                    for index, item in enumerate(value)
+                ]
+            else:
+                result[key] = value
+        else:
+            result[key] = value
+    return result
+
+
+def _env_from_list(items: list[Any], path: str) -> dict[str, str]:
+    """Accept the README's `["KEY=value", ...]` form of `env`."""
+    env: dict[str, str] = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, str) or "=" not in item or item.startswith("="):
+            raise ConfigError(
+                f"{path}[{index}]: expected 'NAME=value', got {item!r}", code=ErrorCode.CONFIG_INVALID_VALUE
+            )
+        name, _, value = item.partition("=")
+        env[name] = value
+    return env
+
+
+def _translate(text: str) -> ConfigError:
+    """Rewrite a msgspec validation message as a coded error that names the path."""
+    match = _MSGSPEC_ERROR.match(text)
+    message = match.group("message") if match else text
+    path = (match.group("path") or "") if match else ""
+    path = path.removeprefix(".")
+    field = re.search(r"field `([^`]+)`", message)
+    if message.startswith("Object contains unknown field") and field:
+        path = f"{path}.{field.group(1)}" if path else field.group(1)
+        return ConfigError(f"{path}: unknown key", code=ErrorCode.CONFIG_UNKNOWN_KEY)
+    if message.startswith("Object missing required field") and field:
+        path = f"{path}.{field.group(1)}" if path else field.group(1)
+        return ConfigError(f"{path}: required key is missing", code=ErrorCode.CONFIG_MISSING_FIELD)
+    where = path or "<root>"
+    message = message.replace("`", "")
+    if message.startswith("Invalid enum value"):
+        if path.endswith(".transport") or path == "transport":
+            choices = ", ".join(repr(str(t)) for t in Transport)
+            return ConfigError(
+                f"{where}: {message.removeprefix('Invalid enum value ')} is not a transport (choose from {choices})",
+                code=ErrorCode.CONFIG_UNKNOWN_TRANSPORT,
+            )
+        if path.endswith("auth.method"):
+            return ConfigError(
+                f"{where}: {message.removeprefix('Invalid enum value ')} is not an auth method",
+                code=ErrorCode.CONFIG_UNKNOWN_AUTH_METHOD,
+            )
+        return ConfigError(f"{where}: {message[0].lower()}{message[1:]}", code=ErrorCode.CONFIG_INVALID_VALUE)
+    constraint = re.match(r"Expected \S+ (?:[<>]=?|matching)", message)
+    if constraint:
+        return ConfigError(f"{where}: {message[0].lower()}{message[1:]}", code=ErrorCode.CONFIG_INVALID_VALUE)
+    if message.startswith("Expected"):
+        return ConfigError(f"{where}: {message[0].lower()}{message[1:]}", code=ErrorCode.CONFIG_WRONG_TYPE)
+    return ConfigError(f"{where}: {message}", code=ErrorCode.CONFIG_INVALID)
+
+
+def _check_semantics(config: ManagerConfig) -> None:
+    """Rules that span fields: names unique, each transport has what it needs."""
+    seen: dict[str, int] = {}
+    for index, plugin in enumerate(config.plugins):
+        here = f"plugins[{index}]"
+        if plugin.name in seen:
+            raise ConfigError(
+                f"{here}.name: duplicate plugin name {plugin.name!r} (also plugins[{seen[plugin.name]}])",
+                code=ErrorCode.CONFIG_DUPLICATE_PLUGIN,
+            )
+        seen[plugin.name] = index
+        check_plugin_config(plugin, here)
+    level = config.log_level.lower()
+    if level not in {"debug", "info", "warning", "error", "critical"}:
+        raise ConfigError(
+            f"log_level: expected one of debug, info, warning, error, critical, got {config.log_level!r}",
+            code=ErrorCode.CONFIG_INVALID_VALUE,
+        )
+
+
+def check_plugin_config(plugin: Any, here: str) -> None:
+    """Check one plugin's cross-field rules; `here` is its path for messages."""
+    if plugin.transport is Transport.EXECUTABLE and not plugin.executable:
+        raise ConfigError(
+            f"{here}.executable: an executable plugin needs 'executable'",
+            code=ErrorCode.CONFIG_MISSING_EXECUTABLE,
+        )
+    if plugin.transport in (Transport.GRPC, Transport.GRPC_TLS) and not plugin.endpoint:
+        raise ConfigError(
+            f"{here}.endpoint: a {plugin.transport.value} plugin needs 'endpoint'",
+            code=ErrorCode.CONFIG_MISSING_ENDPOINT,
+        )
+    retry = plugin.retry
+    if retry.max_interval < retry.initial_interval:
+        raise ConfigError(
+            f"{here}.retry.max_interval: must be at least initial_interval ({retry.initial_interval}s)",
+            code=ErrorCode.CONFIG_INVALID_VALUE,
+        )

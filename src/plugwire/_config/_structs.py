@@ -1,0 +1,212 @@
+"""The configuration types of the README, as frozen msgspec Structs with its defaults.
+
+Durations are seconds (`float`); files and `from_dict` also accept strings like "250ms".
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from .._models import AuthMethod, SecurityPolicy, Transport
+
+__all__ = [
+    "AuthConfig",
+    "CircuitBreakerConfig",
+    "ConnectionConfig",
+    "HealthCheckConfig",
+    "ManagerConfig",
+    "PluginConfig",
+    "RateLimitConfig",
+    "RetryConfig",
+    "Seconds",
+    "SecurityAuditConfig",
+    "SecurityConfig",
+    "TracingConfig",
+]
+
+Seconds = Annotated[float, msgspec.Meta(ge=0, extra={"duration": True})]
+"""A duration in seconds; config files may write it as "250ms", "30s", "5m"."""
+
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+PluginName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+
+
+class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every config Struct: frozen, keyword-only, unknown keys refused."""
+
+
+class RetryConfig(_Config, frozen=True):
+    """Retry with exponential backoff (README `RetryConfig`)."""
+
+    max_retries: NonNegativeInt = 3
+    initial_interval: Seconds = 0.1
+    max_interval: Seconds = 5.0
+    multiplier: Annotated[float, msgspec.Meta(ge=1.0)] = 2.0
+    random_jitter: bool = True
+
+
+class CircuitBreakerConfig(_Config, frozen=True):
+    """When to stop calling a failing plugin (README `CircuitBreakerConfig`)."""
+
+    enabled: bool = True
+    failure_threshold: PositiveInt = 5
+    recovery_timeout: Seconds = 30.0
+    min_request_threshold: NonNegativeInt = 3
+    success_threshold: PositiveInt = 2
+
+
+class HealthCheckConfig(_Config, frozen=True):
+    """How often and how patiently a plugin's health is checked (README `HealthCheckConfig`)."""
+
+    enabled: bool = True
+    interval: Seconds = 30.0
+    timeout: Seconds = 5.0
+    failure_limit: PositiveInt = 3
+
+
+class ConnectionConfig(_Config, frozen=True):
+    """Connection pool and timeouts (README `ConnectionConfig`).
+
+    For executable plugins `max_connections` is the number of plugin processes.
+    """
+
+    max_connections: PositiveInt = 10
+    max_idle_connections: NonNegativeInt = 5
+    idle_timeout: Seconds = 30.0
+    connection_timeout: Seconds = 10.0
+    request_timeout: Seconds = 30.0
+    keep_alive: bool = True
+
+
+class RateLimitConfig(_Config, frozen=True):
+    """Token-bucket rate limit (README `RateLimitConfig`); off unless enabled."""
+
+    enabled: bool = False
+    requests_per_second: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    burst_size: PositiveInt = 20
+    time_window: Seconds = 1.0
+
+
+class AuthConfig(_Config, frozen=True):
+    """How the host authenticates to the plugin (README `AuthConfig`).
+
+    Secrets (`api_key`, `token`, `password`) never appear in `repr()`.
+    """
+
+    method: AuthMethod = AuthMethod.NONE
+    api_key: str = ""
+    token: str = ""
+    username: str = ""
+    password: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+
+    def __repr__(self) -> str:
+        shown = []
+        for field in self.__struct_fields__:
+            value = getattr(self, field)
+            if field in _SECRET_FIELDS and value:
+                value = "***"
+            shown.append(f"{field}={value!r}")
+        return f"AuthConfig({', '.join(shown)})"
+
+    __str__ = __repr__
+
+
+_SECRET_FIELDS = frozenset({"api_key", "token", "password"})
+
+
+class PluginConfig(_Config, frozen=True):
+    """One plugin: where it lives, how to reach it, and its resilience settings."""
+
+    name: PluginName
+    type: str = ""
+    transport: Transport = Transport.EXECUTABLE
+    executable: str = ""
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    work_dir: str = ""
+    endpoint: str = ""
+    enabled: bool = True
+    priority: int = 0
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    circuit_breaker: CircuitBreakerConfig = msgspec.field(default_factory=CircuitBreakerConfig)
+    health_check: HealthCheckConfig = msgspec.field(default_factory=HealthCheckConfig)
+    connection: ConnectionConfig = msgspec.field(default_factory=ConnectionConfig)
+    rate_limit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class SecurityAuditConfig(_Config, frozen=True):
+    """Audit log settings (README `SecurityAuditConfig`)."""
+
+    enabled: bool = False
+    audit_file: str = ""
+    log_unauthorized: bool = True
+    log_authorized: bool = False
+    log_config_changes: bool = True
+    include_metadata: bool = True
+
+
+class SecurityConfig(_Config, frozen=True):
+    """Whitelist and policy settings (README `SecurityConfig`)."""
+
+    enabled: bool = False
+    policy: SecurityPolicy = SecurityPolicy.DISABLED
+    whitelist_file: str = ""
+    watch_config: bool = False
+    hash_algorithm: str = "sha256"
+    audit_config: SecurityAuditConfig = msgspec.field(default_factory=SecurityAuditConfig)
+
+
+class TracingConfig(_Config, frozen=True):
+    """Distributed tracing settings (README `TracingConfig`)."""
+
+    enabled: bool = False
+    service_name: str = "plugwire"
+    endpoint: str = ""
+    sample_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 1.0
+
+
+class ManagerConfig(_Config, frozen=True):
+    """Everything a manager needs: global settings and the plugins to register."""
+
+    log_level: str = "info"
+    shutdown_timeout: Seconds = 30.0
+    plugins: tuple[PluginConfig, ...] = ()
+    security: SecurityConfig = msgspec.field(default_factory=SecurityConfig)
+    tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ManagerConfig:
+        """Build and validate a config from plain data (as parsed from YAML, TOML or JSON).
+
+        Raises:
+            ConfigError: Naming the path of the first bad value, e.g.
+                ``plugins[1].retry.max_retries: expected int, got str``.
+        """
+        from ._load import config_from_data
+
+        return config_from_data(data)
+
+    @classmethod
+    def load(cls, path: str | Any) -> ManagerConfig:
+        """Load and validate a config file: `.yaml`/`.yml`, `.toml` or `.json`.
+
+        Raises:
+            ConfigFileError: The file is missing, unreadable, malformed or too complex.
+            ConfigError: Its content is invalid (the message names the path).
+        """
+        from ._load import load_config_file
+
+        return load_config_file(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as plain data that `from_dict` accepts back."""
+        result: dict[str, Any] = msgspec.to_builtins(self)
+        return result

@@ -1,0 +1,414 @@
+"""The error tree: every failure plugwire reports, each with a stable numeric code.
+
+```
+PluginError                              .code .retryable .plugin .details
+├── ConfigError (1000-1099)              also ValueError
+│   ├── PluginAlreadyRegisteredError (1010)
+│   └── MissingDependencyError (1011)    also ImportError
+├── AuthenticationError (1100-1199)
+├── CallError (1200-1299)
+│   ├── PluginNotFoundError (1201)       also LookupError
+│   ├── PluginDisabledError (1202)
+│   ├── ExecutionError (1203)
+│   ├── PluginTimeoutError (1204)        also TimeoutError
+│   ├── RequestValidationError (1205)    also ValueError
+│   ├── ResponseValidationError (1206)
+│   ├── OutcomeUnknownError (1207)
+│   └── ManagerClosedError (1208)
+├── TransportError (1300-1399)
+├── CircuitBreakerError (1400-1499)
+│   └── CircuitOpenError (1401)
+├── RateLimitError (1500-1599)
+│   └── RateLimitedError (1501)
+├── HealthError (1600-1699)
+│   └── PluginUnavailableError (1602)
+├── ConfigFileError (1700-1799)
+├── SecurityError (1800-1899)
+├── ProcessError (1900-1999)
+└── ProtocolError (2000-2099)
+```
+
+Every code is a member of `ErrorCode`; `docs/errors.md` documents each one and a test keeps
+the two in step. A raise site may pass a more precise code from its family's range.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+__all__ = [
+    "AuthenticationError",
+    "CallError",
+    "CircuitBreakerError",
+    "CircuitOpenError",
+    "ConfigError",
+    "ConfigFileError",
+    "ErrorCode",
+    "ExecutionError",
+    "HealthError",
+    "ManagerClosedError",
+    "MissingDependencyError",
+    "OutcomeUnknownError",
+    "PluginAlreadyRegisteredError",
+    "PluginDisabledError",
+    "PluginError",
+    "PluginNotFoundError",
+    "PluginTimeoutError",
+    "PluginUnavailableError",
+    "ProcessError",
+    "ProtocolError",
+    "RateLimitError",
+    "RateLimitedError",
+    "RequestValidationError",
+    "ResponseValidationError",
+    "SecurityError",
+    "TransportError",
+    "error_class_for_code",
+    "error_from_code",
+]
+
+
+@enum.unique
+class ErrorCode(enum.IntEnum):
+    """Every error code plugwire uses. The meaning of each is in `docs/errors.md`."""
+
+    # 1000 configuration
+    CONFIG_INVALID = 1000
+    CONFIG_UNKNOWN_KEY = 1001
+    CONFIG_WRONG_TYPE = 1002
+    CONFIG_INVALID_VALUE = 1003
+    CONFIG_MISSING_FIELD = 1004
+    CONFIG_MISSING_EXECUTABLE = 1005
+    CONFIG_MISSING_ENDPOINT = 1006
+    CONFIG_UNKNOWN_TRANSPORT = 1007
+    CONFIG_UNKNOWN_AUTH_METHOD = 1008
+    CONFIG_DUPLICATE_PLUGIN = 1009
+    PLUGIN_ALREADY_REGISTERED = 1010
+    MISSING_DEPENDENCY = 1011
+    CONFIG_INVALID_NAME = 1012
+    # 1100 authentication
+    AUTH_FAILED = 1100
+    AUTH_MISSING_CREDENTIALS = 1101
+    AUTH_INVALID_CREDENTIALS = 1102
+    AUTH_MALFORMED_CREDENTIALS = 1103
+    # 1200 calls
+    CALL_FAILED = 1200
+    PLUGIN_NOT_FOUND = 1201
+    PLUGIN_DISABLED = 1202
+    EXECUTION_FAILED = 1203
+    TIMEOUT = 1204
+    REQUEST_INVALID = 1205
+    RESPONSE_INVALID = 1206
+    OUTCOME_UNKNOWN = 1207
+    MANAGER_CLOSED = 1208
+    # 1300 transport
+    TRANSPORT_FAILED = 1300
+    CONNECT_FAILED = 1301
+    CONNECTION_LOST = 1302
+    # 1400 circuit breaker
+    CIRCUIT_BREAKER = 1400
+    CIRCUIT_OPEN = 1401
+    # 1500 rate limit
+    RATE_LIMIT = 1500
+    RATE_LIMITED = 1501
+    # 1600 health
+    HEALTH_FAILED = 1600
+    HEALTH_CHECK_FAILED = 1601
+    PLUGIN_OFFLINE = 1602
+    # 1700 configuration files and reload
+    CONFIG_FILE = 1700
+    CONFIG_FILE_NOT_FOUND = 1701
+    CONFIG_FILE_UNREADABLE = 1702
+    CONFIG_FILE_FORMAT = 1703
+    CONFIG_FILE_TOO_COMPLEX = 1704
+    # 1800 security
+    SECURITY = 1800
+    # 1900 registry and processes
+    PROCESS = 1900
+    # 2000 wire protocol
+    PROTOCOL = 2000
+
+
+class PluginError(Exception):
+    """The root of every error plugwire raises.
+
+    Attributes:
+        code: The stable numeric code (see `ErrorCode` and docs/errors.md).
+        retryable: Whether repeating the same call may succeed.
+        plugin: The plugin the error concerns, when there is one.
+        details: Extra structured facts (never secrets).
+    """
+
+    default_code: ClassVar[int] = ErrorCode.CONFIG_INVALID
+    code_range: ClassVar[tuple[int, int]] = (1000, 2099)
+    default_retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        retryable: bool | None = None,
+        plugin: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        chosen = self.default_code if code is None else int(code)
+        low, high = self.code_range
+        if not low <= chosen <= high:
+            raise ValueError(f"{type(self).__name__} takes codes {low}-{high}, not {chosen}")
+        self.code = chosen
+        self.retryable = self.default_retryable if retryable is None else retryable
+        self.plugin = plugin
+        self.details: dict[str, Any] = dict(details or {})
+
+    def __str__(self) -> str:
+        where = f" (plugin {self.plugin!r})" if self.plugin else ""
+        text = f"[{self.code}] {self.message}{where}"
+        cause = self.__cause__
+        if cause is not None:
+            text += f": caused by {type(cause).__name__}: {cause}"
+        return text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code}, message={self.message!r}, plugin={self.plugin!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = (self.message, self.code, self.retryable, self.plugin, self.details)
+        return (_rebuild, (type(self), state))
+
+
+def _rebuild(cls: type[PluginError], state: tuple[str, int, bool, str | None, dict[str, Any]]) -> PluginError:
+    message, code, retryable, plugin, details = state
+    return cls(message, code=code, retryable=retryable, plugin=plugin, details=details)
+
+
+class ConfigError(PluginError, ValueError):
+    """Configuration is invalid; the message names the path of the bad value."""
+
+    default_code = ErrorCode.CONFIG_INVALID
+    code_range = (1000, 1099)
+
+
+class PluginAlreadyRegisteredError(ConfigError):
+    """A plugin with that name is already registered."""
+
+    default_code = ErrorCode.PLUGIN_ALREADY_REGISTERED
+
+
+class MissingDependencyError(ConfigError, ImportError):
+    """A feature needs an optional extra that is not installed."""
+
+    default_code = ErrorCode.MISSING_DEPENDENCY
+
+
+class AuthenticationError(PluginError):
+    """Credentials were missing, malformed or wrong."""
+
+    default_code = ErrorCode.AUTH_FAILED
+    code_range = (1100, 1199)
+
+
+class CallError(PluginError):
+    """A call could not be completed."""
+
+    default_code = ErrorCode.CALL_FAILED
+    code_range = (1200, 1299)
+
+
+class PluginNotFoundError(CallError, LookupError):
+    """No plugin is registered under that name."""
+
+    default_code = ErrorCode.PLUGIN_NOT_FOUND
+
+
+class PluginDisabledError(CallError):
+    """The plugin is registered but disabled."""
+
+    default_code = ErrorCode.PLUGIN_DISABLED
+
+
+class ExecutionError(CallError):
+    """The plugin raised while executing the request."""
+
+    default_code = ErrorCode.EXECUTION_FAILED
+
+
+class PluginTimeoutError(CallError, TimeoutError):
+    """The call did not finish within its timeout."""
+
+    default_code = ErrorCode.TIMEOUT
+    default_retryable = True
+
+
+class RequestValidationError(CallError, ValueError):
+    """The request does not match the plugin's request type."""
+
+    default_code = ErrorCode.REQUEST_INVALID
+
+
+class ResponseValidationError(CallError):
+    """The plugin answered with a value that does not match the response type."""
+
+    default_code = ErrorCode.RESPONSE_INVALID
+
+
+class OutcomeUnknownError(CallError):
+    """The request reached the plugin, which then failed before answering.
+
+    The work may or may not have been done, so only idempotent calls are retried.
+    """
+
+    default_code = ErrorCode.OUTCOME_UNKNOWN
+    default_retryable = True
+
+
+class ManagerClosedError(CallError, RuntimeError):
+    """The manager is shut down (or shutting down) and takes no more calls."""
+
+    default_code = ErrorCode.MANAGER_CLOSED
+
+
+class TransportError(PluginError):
+    """The transport to the plugin failed."""
+
+    default_code = ErrorCode.TRANSPORT_FAILED
+    code_range = (1300, 1399)
+    default_retryable = True
+
+
+class CircuitBreakerError(PluginError):
+    """A circuit breaker refused or failed a call."""
+
+    default_code = ErrorCode.CIRCUIT_BREAKER
+    code_range = (1400, 1499)
+
+
+class CircuitOpenError(CircuitBreakerError):
+    """The plugin's circuit is open: the call was refused without reaching the plugin."""
+
+    default_code = ErrorCode.CIRCUIT_OPEN
+
+
+class RateLimitError(PluginError):
+    """A rate limit refused a call."""
+
+    default_code = ErrorCode.RATE_LIMIT
+    code_range = (1500, 1599)
+
+
+class RateLimitedError(RateLimitError):
+    """The plugin's rate limit is exhausted."""
+
+    default_code = ErrorCode.RATE_LIMITED
+
+
+class HealthError(PluginError):
+    """A health check failed, or the plugin is not healthy enough to call."""
+
+    default_code = ErrorCode.HEALTH_FAILED
+    code_range = (1600, 1699)
+
+
+class PluginUnavailableError(HealthError):
+    """The plugin is offline; calls fail fast until it is reloaded or re-registered."""
+
+    default_code = ErrorCode.PLUGIN_OFFLINE
+
+
+class ConfigFileError(PluginError):
+    """A configuration file could not be found, read or parsed, or a reload failed."""
+
+    default_code = ErrorCode.CONFIG_FILE
+    code_range = (1700, 1799)
+
+
+class SecurityError(PluginError):
+    """A security check refused a plugin."""
+
+    default_code = ErrorCode.SECURITY
+    code_range = (1800, 1899)
+
+
+class ProcessError(PluginError):
+    """A plugin process could not be started, supervised or stopped."""
+
+    default_code = ErrorCode.PROCESS
+    code_range = (1900, 1999)
+
+
+class ProtocolError(PluginError):
+    """A peer broke the wire protocol."""
+
+    default_code = ErrorCode.PROTOCOL
+    code_range = (2000, 2099)
+
+
+_FAMILIES: tuple[type[PluginError], ...] = (
+    ConfigError,
+    AuthenticationError,
+    CallError,
+    TransportError,
+    CircuitBreakerError,
+    RateLimitError,
+    HealthError,
+    ConfigFileError,
+    SecurityError,
+    ProcessError,
+    ProtocolError,
+)
+
+
+def _leaf_classes() -> dict[int, type[PluginError]]:
+    leaves: dict[int, type[PluginError]] = {}
+    stack: list[type[PluginError]] = list(_FAMILIES)
+    while stack:
+        cls = stack.pop()
+        leaves.setdefault(int(cls.default_code), cls)
+        stack.extend(cls.__subclasses__())
+    return leaves
+
+
+def error_class_for_code(code: int) -> type[PluginError]:
+    """Return the most specific error class for a code (used when a peer sends a code).
+
+    Args:
+        code: A numeric error code, possibly from another process.
+
+    Returns:
+        The class whose default code it is, else the family whose range holds it, else
+        `CallError` for codes outside every range.
+    """
+    exact = _leaf_classes().get(code)
+    if exact is not None:
+        return exact
+    for family in _FAMILIES:
+        low, high = family.code_range
+        if low <= code <= high:
+            return family
+    return CallError
+
+
+def error_from_code(
+    code: int,
+    message: str,
+    *,
+    retryable: bool | None = None,
+    plugin: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> PluginError:
+    """Build the error a peer reported by code, message and retryability.
+
+    A code outside every family becomes an `ExecutionError` that keeps the peer's code in
+    ``details["remote_code"]``, so nothing the peer said is lost.
+    """
+    cls = error_class_for_code(code)
+    low, high = cls.code_range
+    if low <= code <= high:
+        return cls(message, code=code, retryable=retryable, plugin=plugin, details=details)
+    extra = dict(details or {})
+    extra["remote_code"] = code
+    return ExecutionError(message, retryable=retryable, plugin=plugin, details=extra)

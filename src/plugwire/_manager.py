@@ -1,0 +1,375 @@
+"""`AsyncPluginManager`: registers plugins and sends typed calls through their policies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Generic
+
+import msgspec
+
+from ._codec import CodecName, TypedCodec
+from ._config import ManagerConfig, PluginConfig, check_plugin_config, load_config_file
+from ._errors import (
+    ConfigError,
+    ErrorCode,
+    ExecutionError,
+    ManagerClosedError,
+    PluginAlreadyRegisteredError,
+    PluginDisabledError,
+    PluginError,
+    PluginNotFoundError,
+)
+from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status
+from ._policies import Policy, build_pipeline
+from ._sources import InProcess, PluginSource, source_for_config
+from ._transports.base import BaseTransport, Call
+from ._types import LoggerLike, ReqT, RespT
+
+__all__ = ["AsyncPluginManager", "PluginHandle"]
+
+_EMPTY_CONTEXT = ExecutionContext()
+
+
+class _Entry:
+    """One registered plugin: its transport, its pipeline and its in-flight count."""
+
+    __slots__ = ("config", "handler", "idle", "inflight", "info", "last_health", "transport")
+
+    def __init__(self, config: PluginConfig, transport: BaseTransport, info: PluginInfo) -> None:
+        self.config = config
+        self.transport = transport
+        self.info = info
+        self.handler: Any = None
+        self.inflight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.last_health = HealthStatus(status=Status.HEALTHY, message="started; not checked yet")
+
+
+class AsyncPluginManager(Generic[ReqT, RespT]):
+    """Registers plugins and calls them with typed requests.
+
+    Args:
+        request_type: The type every request is (a dataclass, msgspec Struct, TypedDict,
+            pydantic model or built-in type).
+        response_type: The type every response is decoded and validated into.
+        config: Plugins to register on start, and global settings.
+        logger: Any logger with `debug/info/warning/error` (stdlib, structlog, loguru);
+            defaults to the stdlib logger `plugwire.manager`.
+        codec: Wire encoding of payloads: "msgpack" (default) or "json".
+        policies: Extra handler wrappers run around every call, outermost first.
+
+    Use it as `async with manager:`; that registers the configured plugins and shuts
+    everything down on exit.
+    """
+
+    def __init__(
+        self,
+        request_type: type[ReqT] | Any,
+        response_type: type[RespT] | Any,
+        config: ManagerConfig | None = None,
+        logger: LoggerLike | None = None,
+        *,
+        codec: CodecName = "msgpack",
+        policies: Sequence[Policy] = (),
+    ) -> None:
+        self.request_type = request_type
+        self.response_type = response_type
+        self.config = config or ManagerConfig()
+        self.logger: LoggerLike = logger or logging.getLogger("plugwire.manager")
+        self._request_codec: TypedCodec[ReqT] = TypedCodec(request_type, codec, role="request")
+        self._response_codec: TypedCodec[RespT] = TypedCodec(response_type, codec, role="response")
+        self._policies = tuple(policies)
+        self._entries: dict[str, _Entry] = {}
+        self._pending: list[tuple[PluginSource | None, PluginConfig]] = [(None, p) for p in self.config.plugins]
+        self._lock = asyncio.Lock()
+        self._started = False
+        self._closing = False
+        self._shutdown_task: asyncio.Task[None] | None = None
+        _refuse_unbuilt_features(self.config)
+
+    # ----------------------------------------------------------------- lifecycle
+    def _queue(self, source: PluginSource, config: PluginConfig) -> None:
+        """Register `source` on start (used by the builders)."""
+        self._pending.append((source, config))
+
+    async def start(self) -> None:
+        """Register every plugin from the config (and builder); idempotent."""
+        if self._started:
+            return
+        self._started = True
+        pending, self._pending = self._pending, []
+        for source, config in pending:
+            await self._register_config(config, source)
+
+    async def __aenter__(self) -> AsyncPluginManager[ReqT, RespT]:
+        try:
+            await self.start()
+        except BaseException:
+            await self.shutdown()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.shutdown()
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Stop taking calls, wait for in-flight calls, then close every plugin once.
+
+        Args:
+            timeout: Seconds to wait for in-flight calls before closing anyway; defaults to
+                the config's `shutdown_timeout`. Idempotent: later calls wait for the first.
+        """
+        if self._shutdown_task is None:
+            self._closing = True
+            limit = self.config.shutdown_timeout if timeout is None else timeout
+            self._shutdown_task = asyncio.ensure_future(self._shutdown(limit))
+        await asyncio.shield(self._shutdown_task)
+
+    aclose = shutdown
+
+    async def _shutdown(self, timeout: float) -> None:
+        entries = list(self._entries.values())
+        self._entries.clear()
+        waits = [entry.idle.wait() for entry in entries if entry.inflight]
+        if waits:
+            done, _ = await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=timeout)
+            if len(done) < len(waits):
+                self._log("warning", f"shutdown: in-flight calls still running after {timeout:g}s; closing")
+        await asyncio.gather(*(self._close_entry(entry) for entry in entries))
+        self._log("info", f"shutdown complete ({len(entries)} plugins closed)")
+
+    async def _close_entry(self, entry: _Entry) -> None:
+        try:
+            await entry.transport.aclose()
+        except Exception as exc:
+            self._log("error", f"plugin {entry.config.name!r} failed to close: {exc}")
+
+    # -------------------------------------------------------------- registration
+    async def register(
+        self,
+        plugin: Plugin[ReqT, RespT] | PluginSource | Any,
+        *,
+        name: str | None = None,
+        config: PluginConfig | None = None,
+    ) -> None:
+        """Register a plugin and start it.
+
+        Args:
+            plugin: A `Plugin` object (runs in-process) or a source from
+                `plugwire.in_process()` and its siblings.
+            name: The name to call it by; defaults to `config.name`, else `plugin.info().name`.
+            config: Its settings; defaults to the README's defaults.
+
+        Raises:
+            PluginAlreadyRegisteredError: A plugin of that name exists (1010).
+            ConfigError: The name or config is invalid.
+        """
+        source = plugin if isinstance(plugin, PluginSource) else InProcess(plugin)
+        if name is None:
+            name = config.name if config is not None else None
+        if name is None and isinstance(source, InProcess):
+            name = source.plugin.info().name
+        if not name:
+            raise ConfigError("register: a name is required for this plugin", code=ErrorCode.CONFIG_MISSING_FIELD)
+        base = config or PluginConfig(name=name)
+        full = source.configure(name, base)
+        try:
+            full = msgspec.convert(msgspec.to_builtins(full), PluginConfig)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"plugin {name!r}: {exc}", code=ErrorCode.CONFIG_INVALID_VALUE) from None
+        check_plugin_config(full, f"plugin {name!r}")
+        await self._register_config(full, source)
+
+    async def _register_config(self, config: PluginConfig, source: PluginSource | None) -> None:
+        self._check_open()
+        async with self._lock:
+            if config.name in self._entries:
+                raise PluginAlreadyRegisteredError(
+                    f"a plugin named {config.name!r} is already registered", plugin=config.name
+                )
+            chosen = source or source_for_config(config)
+            transport = chosen.create_transport(config, self.request_type)
+            try:
+                info = await transport.start()
+            except BaseException:
+                await transport.aclose()
+                raise
+            entry = _Entry(config, transport, info)
+            entry.handler = build_pipeline(config, transport.call, extra=self._policies)
+            self._entries[config.name] = entry
+        self._log(
+            "info",
+            f"registered plugin {config.name!r} ({config.transport.value}, {info.name} {info.version})",
+        )
+
+    async def unregister(self, name: str) -> None:
+        """Remove a plugin at once and close it (in-flight calls may fail).
+
+        Raises:
+            PluginNotFoundError: No plugin of that name (1201).
+        """
+        async with self._lock:
+            entry = self._entries.pop(name, None)
+        if entry is None:
+            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+        await self._close_entry(entry)
+        self._log("info", f"unregistered plugin {name!r}")
+
+    async def load_config(self, config: ManagerConfig | str | os.PathLike[str]) -> None:
+        """Register every plugin of a config (a `ManagerConfig` or a file path)."""
+        loaded = config if isinstance(config, ManagerConfig) else load_config_file(config)
+        _refuse_unbuilt_features(loaded)
+        if not self._started:
+            self._pending.extend((None, p) for p in loaded.plugins)
+            return
+        for plugin in loaded.plugins:
+            await self._register_config(plugin, None)
+
+    # ---------------------------------------------------------------------- calls
+    async def execute(self, name: str, request: ReqT, context: ExecutionContext | None = None) -> RespT:
+        """Send one typed request to a plugin and return its validated response.
+
+        Raises:
+            PluginNotFoundError: 1201. PluginDisabledError: 1202.
+            RequestValidationError: 1205, the request cannot be encoded or the plugin
+                refused its shape. ResponseValidationError: 1206, the plugin's answer has
+                the wrong shape. ExecutionError: 1203, the plugin raised.
+            PluginTimeoutError: 1204. ManagerClosedError: 1208. Plus transport and policy errors.
+        """
+        entry = self._entries.get(name)
+        if entry is None:
+            self._check_open()
+            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+        if not entry.config.enabled:
+            raise PluginDisabledError(f"plugin {name!r} is disabled", plugin=name)
+        ctx = (context or _EMPTY_CONTEXT).with_request_id()
+        transport = entry.transport
+        payload = self._request_codec.encode(request) if transport.wants_bytes else request
+        call = Call(plugin=name, payload=payload, context=ctx, codec=self._request_codec.codec)
+        entry.inflight += 1
+        entry.idle.clear()
+        try:
+            raw = await entry.handler(call)
+        except PluginError as exc:
+            if exc.plugin is None:
+                exc.plugin = name
+            raise
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            raise ExecutionError(f"{type(exc).__name__}: {exc}", plugin=name) from exc
+        finally:
+            entry.inflight -= 1
+            if not entry.inflight:
+                entry.idle.set()
+        if not transport.wants_bytes:
+            return raw  # type: ignore[no-any-return]
+        try:
+            return self._response_codec.decode(raw)
+        except PluginError as exc:
+            exc.plugin = name
+            raise
+
+    async def execute_with_options(self, name: str, context: ExecutionContext, request: ReqT) -> RespT:
+        """The README's `ExecuteWithOptions`: `execute` with an explicit context."""
+        return await self.execute(name, request, context)
+
+    # ---------------------------------------------------------------- inspection
+    def get_plugin(self, name: str) -> PluginHandle[ReqT, RespT]:
+        """A handle on a registered plugin (its info, and calls through this manager).
+
+        Raises:
+            PluginNotFoundError: 1201.
+        """
+        entry = self._entries.get(name)
+        if entry is None:
+            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+        return PluginHandle(self, name, entry.info)
+
+    def list_plugins(self) -> dict[str, HealthStatus]:
+        """Each registered plugin's last known health, by name (no new checks)."""
+        return {name: entry.last_health for name, entry in self._entries.items()}
+
+    async def health(self) -> dict[str, HealthStatus]:
+        """Check every plugin now, concurrently, each bounded by its health-check timeout."""
+        names = list(self._entries)
+        results = await asyncio.gather(*(self._check(name) for name in names))
+        return dict(zip(names, results, strict=True))
+
+    async def _check(self, name: str) -> HealthStatus:
+        entry = self._entries[name]
+        started = time.perf_counter()
+        limit = entry.config.health_check.timeout or None
+        try:
+            async with asyncio.timeout(limit):
+                reported = await entry.transport.health()
+        except TimeoutError:
+            status = HealthStatus(status=Status.UNHEALTHY, message=f"health check timed out after {limit:g}s")
+        except Exception as exc:
+            status = HealthStatus(status=Status.UNHEALTHY, message=f"health check failed: {exc}")
+        else:
+            status = msgspec.structs.replace(
+                reported, response_time=time.perf_counter() - started, last_check=time.time()
+            )
+        entry.last_health = status
+        return status
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # ------------------------------------------------------------------- helpers
+    def _check_open(self) -> None:
+        if self._closing:
+            raise ManagerClosedError("the manager is shut down")
+
+    def _log(self, level: str, message: str) -> None:
+        try:
+            getattr(self.logger, level)(message)
+        except Exception:  # a broken logger must never break the host
+            logging.getLogger("plugwire.manager").exception("the configured logger failed")
+
+
+class PluginHandle(Plugin[ReqT, RespT]):
+    """A registered plugin as seen through its manager (the README's `GetPlugin`)."""
+
+    def __init__(self, manager: AsyncPluginManager[ReqT, RespT], name: str, info: PluginInfo) -> None:
+        self._manager = manager
+        self.name = name
+        self._info = info
+
+    def info(self) -> PluginInfo:
+        return self._info
+
+    async def execute(self, ctx: ExecutionContext, request: ReqT) -> RespT:
+        return await self._manager.execute(self.name, request, ctx)
+
+    async def health(self) -> HealthStatus:
+        return await self._manager._check(self.name)
+
+    async def close(self) -> None:
+        await self._manager.unregister(self.name)
+
+
+def _refuse_unbuilt_features(config: ManagerConfig) -> None:
+    """Security and tracing settings exist, but enabling them must not silently do nothing."""
+    unbuilt: Mapping[str, bool] = {
+        "security.enabled": config.security.enabled,
+        "tracing.enabled": config.tracing.enabled,
+    }
+    for path, on in unbuilt.items():
+        if on:
+            raise ConfigError(
+                f"{path}: this feature is not available in this version of plugwire",
+                code=ErrorCode.CONFIG_INVALID_VALUE,
+            )

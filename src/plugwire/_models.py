@@ -1,0 +1,147 @@
+"""The values that cross the plugin boundary, the plugin interface, and the public enums."""
+
+from __future__ import annotations
+
+import abc
+import enum
+import time
+import uuid
+from typing import Generic
+
+import msgspec
+
+from ._types import ReqT, RespT
+
+__all__ = [
+    "AuthMethod",
+    "ExecutionContext",
+    "HealthStatus",
+    "Plugin",
+    "PluginInfo",
+    "SecurityPolicy",
+    "Status",
+    "Transport",
+    "new_request_id",
+]
+
+
+class Status(enum.StrEnum):
+    """A plugin's health, from best to worst."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    OFFLINE = "offline"
+
+
+class Transport(enum.StrEnum):
+    """How the host reaches a plugin (the strings are what config files use)."""
+
+    EXECUTABLE = "executable"
+    GRPC = "grpc"
+    GRPC_TLS = "grpc-tls"
+    IN_PROCESS = "in-process"
+
+
+class AuthMethod(enum.StrEnum):
+    """How the host proves itself to a plugin."""
+
+    NONE = "none"
+    API_KEY = "api-key"
+    BEARER = "bearer"
+    BASIC = "basic"
+    MTLS = "mtls"
+    CUSTOM = "custom"
+
+
+class SecurityPolicy(enum.StrEnum):
+    """What the security system does with a plugin that fails its checks."""
+
+    DISABLED = "disabled"
+    PERMISSIVE = "permissive"
+    STRICT = "strict"
+    AUDIT = "audit"
+
+
+class PluginInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What a plugin says about itself."""
+
+    name: str
+    version: str = "0.0.0"
+    description: str = ""
+    author: str = ""
+    capabilities: tuple[str, ...] = ()
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The result of one health check.
+
+    Attributes:
+        status: The plugin's health.
+        message: A human explanation.
+        last_check: Wall-clock time of the check (seconds since the epoch).
+        response_time: How long the check took, in seconds.
+        metadata: Extra facts the plugin or the monitor adds.
+    """
+
+    status: Status
+    message: str = ""
+    last_check: float = msgspec.field(default_factory=time.time)
+    response_time: float = 0.0
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+def new_request_id() -> str:
+    """Return a fresh, unique request id."""
+    return uuid.uuid4().hex
+
+
+class ExecutionContext(msgspec.Struct, frozen=True, kw_only=True):
+    """Per-call options: the README's `ExecutionContext`.
+
+    Attributes:
+        request_id: Identifies the call in logs, traces and the plugin; generated if empty.
+        timeout: Seconds each attempt may take; `None` uses the plugin's `request_timeout`.
+        max_retries: Overrides the plugin's `retry.max_retries` for this call.
+        idempotent: The call may be repeated even when its outcome is unknown.
+        headers: Values passed to the plugin with the call.
+        metadata: Values kept on the host side (logs, traces); also sent to the plugin.
+    """
+
+    request_id: str = ""
+    timeout: float | None = None
+    max_retries: int | None = None
+    idempotent: bool = False
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def with_request_id(self) -> ExecutionContext:
+        """Return this context with a generated request id if it has none."""
+        if self.request_id:
+            return self
+        return msgspec.structs.replace(self, request_id=new_request_id())
+
+
+class Plugin(abc.ABC, Generic[ReqT, RespT]):
+    """The interface a plugin implements, in any transport.
+
+    Subclass it with your request and response types, `Plugin[MyRequest, MyResponse]`, and
+    implement `info()` and `execute()`. `health()` reports healthy and `close()` does nothing
+    unless overridden. `plugwire.serve()` also accepts plain `def` methods.
+    """
+
+    @abc.abstractmethod
+    def info(self) -> PluginInfo:
+        """Describe the plugin."""
+
+    @abc.abstractmethod
+    async def execute(self, ctx: ExecutionContext, request: ReqT) -> RespT:
+        """Handle one request."""
+
+    async def health(self) -> HealthStatus:
+        """Report the plugin's health; healthy unless overridden."""
+        return HealthStatus(status=Status.HEALTHY, message="ok")
+
+    async def close(self) -> None:
+        """Release the plugin's resources; called once when the plugin stops."""

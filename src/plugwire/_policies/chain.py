@@ -1,0 +1,39 @@
+"""How policies compose: each wraps the next handler, like middleware, in a visible order."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from .._transports.base import Call
+
+__all__ = ["Handler", "Policy", "compose"]
+
+Handler = Callable[[Call], Awaitable[Any]]
+"""Takes a call, returns the encoded response (or raises a `PluginError`)."""
+
+
+class Policy(Protocol):
+    """A handler wrapper: do something around `call_next(call)`.
+
+    Users can supply their own (logging, caching, header injection) next to the built-in
+    ones; they run outermost, in the order given.
+    """
+
+    async def __call__(self, call: Call, call_next: Handler) -> Any: ...
+
+
+def compose(policies: Sequence[Policy], terminal: Handler) -> Handler:
+    """Wrap `terminal` so that `policies[0]` runs first and `policies[-1]` last."""
+    handler = terminal
+    for policy in reversed(policies):
+        handler = _bind(policy, handler)
+    return handler
+
+
+def _bind(policy: Policy, call_next: Handler) -> Handler:
+    async def handler(call: Call) -> Any:
+        return await policy(call, call_next)
+
+    handler.__qualname__ = f"{type(policy).__name__}.handler"
+    return handler

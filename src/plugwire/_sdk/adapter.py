@@ -1,0 +1,161 @@
+"""The plugin side of every transport: decode a request, run the plugin, encode the answer.
+
+The stdio and gRPC servers and the in-process transport all run plugins through
+`PluginAdapter`, so a plugin behaves the same wherever it runs. Imports only layers 0-2:
+a plugin process loads no host code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import typing
+from typing import Any
+
+from .._codec import CodecName, TypedCodec, encode
+from .._errors import ExecutionError, PluginError
+from .._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status
+
+__all__ = ["PluginAdapter", "resolve_types"]
+
+
+def resolve_types(plugin: object, request_type: Any = None, response_type: Any = None) -> tuple[Any, Any]:
+    """Find a plugin's request and response types.
+
+    Explicit arguments win; then `Plugin[Req, Resp]` in the class's bases; then the
+    annotations of `execute(self, ctx, request) -> Resp`. A type that cannot be found is
+    `typing.Any` (no validation).
+    """
+    found_req, found_resp = _from_bases(type(plugin))
+    if found_req is None or found_resp is None:
+        hint_req, hint_resp = _from_hints(plugin)
+        found_req = found_req if found_req is not None else hint_req
+        found_resp = found_resp if found_resp is not None else hint_resp
+    req = request_type if request_type is not None else found_req
+    resp = response_type if response_type is not None else found_resp
+    return (Any if req is None else req), (Any if resp is None else resp)
+
+
+def _from_bases(cls: type) -> tuple[Any, Any]:
+    for klass in cls.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            if typing.get_origin(base) is Plugin:
+                args = typing.get_args(base)
+                if len(args) == 2 and not any(isinstance(arg, typing.TypeVar) for arg in args):
+                    return args[0], args[1]
+    return None, None
+
+
+def _from_hints(plugin: object) -> tuple[Any, Any]:
+    execute = getattr(plugin, "execute", None)
+    if execute is None:
+        return None, None
+    try:
+        hints = typing.get_type_hints(execute)
+    except Exception:  # unresolvable forward references: fall back to no validation
+        return None, None
+    params = [name for name in inspect.signature(execute).parameters if name != "self"]
+    req = hints.get(params[1]) if len(params) >= 2 else None
+    return req, hints.get("return")
+
+
+class PluginAdapter:
+    """Runs one plugin object: typed decoding, sync-or-async dispatch, error mapping.
+
+    Args:
+        plugin: An object with `info()`, `execute(ctx, request)` and optionally `health()`
+            and `close()`; each may be `async def` or plain `def`.
+        request_type, response_type: Override the types found on the plugin.
+        max_threads: Worker threads for plain `def` methods.
+    """
+
+    def __init__(
+        self,
+        plugin: Any,
+        *,
+        request_type: Any = None,
+        response_type: Any = None,
+        max_threads: int = 8,
+    ) -> None:
+        if not callable(getattr(plugin, "execute", None)) or not callable(getattr(plugin, "info", None)):
+            raise TypeError(f"{type(plugin).__name__} is not a plugin: it needs info() and execute(ctx, request)")
+        self.plugin = plugin
+        self.request_type, self.response_type = resolve_types(plugin, request_type, response_type)
+        self._max_threads = max_threads
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._codecs: dict[CodecName, TypedCodec[Any]] = {}
+        self._closed = False
+
+    def request_codec(self, codec: CodecName) -> TypedCodec[Any]:
+        """The decoder for this plugin's request type in `codec` (built once)."""
+        found = self._codecs.get(codec)
+        if found is None:
+            found = self._codecs[codec] = TypedCodec(self.request_type, codec, role="request")
+        return found
+
+    def info(self) -> PluginInfo:
+        """The plugin's `PluginInfo`; a plain mapping is accepted and converted."""
+        info = self.plugin.info()
+        if isinstance(info, PluginInfo):
+            return info
+        if isinstance(info, dict):
+            return PluginInfo(**info)
+        raise TypeError(f"{type(self.plugin).__name__}.info() must return PluginInfo, got {type(info).__name__}")
+
+    async def execute(self, ctx: ExecutionContext, payload: bytes, codec: CodecName = "msgpack") -> bytes:
+        """Decode `payload`, run the plugin, and encode its answer in the same codec.
+
+        Raises:
+            RequestValidationError: The payload does not match the request type.
+            PluginError: The plugin raised one (passed through as is).
+            ExecutionError: The plugin raised anything else, or returned something unencodable.
+        """
+        request = self.request_codec(codec).decode(payload)
+        result = await self.execute_object(ctx, request)
+        try:
+            return encode(result, codec)
+        except TypeError as exc:
+            raise ExecutionError(f"the plugin returned a value that cannot be encoded: {exc}") from None
+
+    async def execute_object(self, ctx: ExecutionContext, request: Any) -> Any:
+        """Run the plugin on an already-decoded request (the in-process fast path)."""
+        try:
+            return await self._invoke(self.plugin.execute, ctx, request)
+        except (PluginError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise ExecutionError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def health(self) -> HealthStatus:
+        """The plugin's health; a plugin without `health()` is healthy while it answers."""
+        method = getattr(self.plugin, "health", None)
+        if method is None:
+            return HealthStatus(status=Status.HEALTHY, message="ok")
+        status = await self._invoke(method)
+        if not isinstance(status, HealthStatus):
+            raise TypeError(f"health() must return HealthStatus, got {type(status).__name__}")
+        return status
+
+    async def close(self) -> None:
+        """Call the plugin's `close()` once and stop the worker threads."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            method = getattr(self.plugin, "close", None)
+            if method is not None:
+                await self._invoke(method)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _invoke(self, method: Any, *args: Any) -> Any:
+        if inspect.iscoroutinefunction(method):
+            return await method(*args)
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self._max_threads, thread_name_prefix="plugwire-plugin"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: method(*args))

@@ -1,0 +1,173 @@
+"""`PluginManager`: the blocking twin, driving one `AsyncPluginManager` on a private loop thread."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine, Sequence
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from ._codec import CodecName
+from ._config import ManagerConfig, PluginConfig
+from ._errors import ManagerClosedError
+from ._manager import AsyncPluginManager, PluginHandle
+from ._models import ExecutionContext, HealthStatus, PluginInfo
+from ._policies import Policy
+from ._sources import PluginSource
+from ._types import LoggerLike, ReqT, RespT
+
+__all__ = ["BlockingPluginHandle", "PluginManager"]
+
+T = TypeVar("T")
+
+
+class PluginManager(Generic[ReqT, RespT]):
+    """The same API as `AsyncPluginManager`, without `await`, for scripts and threads.
+
+    Every asyncio object lives on one private event loop in a daemon thread; calls from any
+    thread are handed to it and block until done. Use it as a context manager, or call
+    `close()`, which shuts the plugins down and ends the thread.
+    """
+
+    def __init__(
+        self,
+        request_type: type[ReqT] | Any,
+        response_type: type[RespT] | Any,
+        config: ManagerConfig | None = None,
+        logger: LoggerLike | None = None,
+        *,
+        codec: CodecName = "msgpack",
+        policies: Sequence[Policy] = (),
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="plugwire-manager", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+        async def create() -> AsyncPluginManager[ReqT, RespT]:
+            return AsyncPluginManager(request_type, response_type, config, logger, codec=codec, policies=policies)
+
+        try:
+            self._async = self._call(create())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._closed and not self._thread.is_alive():
+            coro.close()
+            raise ManagerClosedError("the manager is closed")
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("PluginManager cannot be called from its own loop thread; use AsyncPluginManager")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    @property
+    def async_manager(self) -> AsyncPluginManager[ReqT, RespT]:
+        """The `AsyncPluginManager` this twin drives (use only on its loop)."""
+        return self._async
+
+    def start(self) -> None:
+        """Register the configured plugins."""
+        self._call(self._async.start())
+
+    def register(
+        self, plugin: Any | PluginSource, *, name: str | None = None, config: PluginConfig | None = None
+    ) -> None:
+        """See `AsyncPluginManager.register`."""
+        self._call(self._async.register(plugin, name=name, config=config))
+
+    def unregister(self, name: str) -> None:
+        """See `AsyncPluginManager.unregister`."""
+        self._call(self._async.unregister(name))
+
+    def load_config(self, config: ManagerConfig | str | os.PathLike[str]) -> None:
+        """See `AsyncPluginManager.load_config`."""
+        self._call(self._async.load_config(config))
+
+    def execute(self, name: str, request: ReqT, context: ExecutionContext | None = None) -> RespT:
+        """See `AsyncPluginManager.execute`."""
+        return self._call(self._async.execute(name, request, context))
+
+    def execute_with_options(self, name: str, context: ExecutionContext, request: ReqT) -> RespT:
+        """See `AsyncPluginManager.execute_with_options`."""
+        return self._call(self._async.execute(name, request, context))
+
+    def get_plugin(self, name: str) -> BlockingPluginHandle[ReqT, RespT]:
+        """A blocking handle on a registered plugin (see `AsyncPluginManager.get_plugin`)."""
+
+        async def lookup() -> PluginHandle[ReqT, RespT]:
+            return self._async.get_plugin(name)
+
+        return BlockingPluginHandle(self, self._call(lookup()))
+
+    def list_plugins(self) -> dict[str, HealthStatus]:
+        """See `AsyncPluginManager.list_plugins`."""
+
+        async def snapshot() -> dict[str, HealthStatus]:
+            return self._async.list_plugins()
+
+        return self._call(snapshot())
+
+    def health(self) -> dict[str, HealthStatus]:
+        """See `AsyncPluginManager.health`."""
+        return self._call(self._async.health())
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Shut the plugins down (see `AsyncPluginManager.shutdown`) and end the loop thread."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._call(self._async.shutdown(timeout))
+        finally:
+            self._stop_loop()
+
+    close = shutdown
+
+    def _stop_loop(self) -> None:
+        self._closed = True
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> PluginManager[ReqT, RespT]:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class BlockingPluginHandle(Generic[ReqT, RespT]):
+    """A registered plugin as seen through a `PluginManager`."""
+
+    def __init__(self, manager: PluginManager[ReqT, RespT], handle: PluginHandle[ReqT, RespT]) -> None:
+        self._manager = manager
+        self._handle = handle
+        self.name = handle.name
+
+    def info(self) -> PluginInfo:
+        """What the plugin said about itself when it started."""
+        return self._handle.info()
+
+    def execute(self, ctx: ExecutionContext, request: ReqT) -> RespT:
+        """Call the plugin through the manager's policies."""
+        return self._manager._call(self._handle.execute(ctx, request))
+
+    def health(self) -> HealthStatus:
+        """Check the plugin's health now."""
+        return self._manager._call(self._handle.health())

@@ -1,0 +1,1 @@
+"""Transports: how the host reaches a plugin (in-process, subprocess, gRPC)."""

@@ -1,0 +1,83 @@
+"""The transport interface: how the manager hands one encoded call to a plugin."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar
+
+from .._codec import CodecName
+from .._models import ExecutionContext, HealthStatus, PluginInfo, Transport
+
+__all__ = ["BaseTransport", "Call"]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call on its way to a plugin.
+
+    Attributes:
+        plugin: The registered plugin name.
+        payload: The encoded request (`bytes`), or the request object itself for a
+            transport whose `wants_bytes` is false (in-process with the codec off).
+        context: The call's `ExecutionContext` (request id always set).
+        codec: How `payload` is encoded.
+        timeout: Seconds this attempt may take, set by the timeout policy; transports pass
+            it on to the plugin as its deadline.
+        attempt: 1 for the first attempt, 2 for the first retry, ...
+    """
+
+    plugin: str
+    payload: Any
+    context: ExecutionContext
+    codec: CodecName = "msgpack"
+    timeout: float | None = None
+    attempt: int = 1
+
+
+class BaseTransport(abc.ABC):
+    """A connection to one plugin: start it, call it, check it, close it.
+
+    Implementations translate every lower-level failure into a `PluginError` at this
+    boundary; nothing from grpc, OSError or msgspec reaches the caller untranslated.
+    """
+
+    kind: ClassVar[Transport]
+    #: False when `call` takes and returns Python objects instead of encoded bytes.
+    wants_bytes: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    async def start(self) -> PluginInfo:
+        """Connect to (or spawn) the plugin and return what it says about itself."""
+
+    @abc.abstractmethod
+    async def call(self, call: Call) -> Any:
+        """Deliver one call and return the plugin's encoded response."""
+
+    @abc.abstractmethod
+    async def health(self) -> HealthStatus:
+        """Ask the plugin for its health."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Stop the plugin or disconnect from it; safe to call more than once."""
+
+    async def restart(self) -> PluginInfo:
+        """Recover a failing plugin: by default close it and start it again.
+
+        Transports with cheaper or safer recovery (a supervisor, a reconnect) override it.
+        """
+        await self.aclose()
+        return await self.start()
+
+    async def __aenter__(self) -> PluginInfo:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
