@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from ._builder import ManagerBuilder as ManagerBuilder
-from ._builder import development as development
-from ._builder import production as production
-from ._builder import simple as simple
 from ._codec import TypedCodec as TypedCodec
 from ._config import AuthConfig as AuthConfig
 from ._config import CircuitBreakerConfig as CircuitBreakerConfig
@@ -47,8 +45,6 @@ from ._errors import RequestValidationError as RequestValidationError
 from ._errors import ResponseValidationError as ResponseValidationError
 from ._errors import SecurityError as SecurityError
 from ._errors import TransportError as TransportError
-from ._manager import AsyncPluginManager as AsyncPluginManager
-from ._manager import PluginHandle as PluginHandle
 from ._models import AuthMethod as AuthMethod
 from ._models import ExecutionContext as ExecutionContext
 from ._models import HealthStatus as HealthStatus
@@ -57,11 +53,49 @@ from ._models import PluginInfo as PluginInfo
 from ._models import SecurityPolicy as SecurityPolicy
 from ._models import Status as Status
 from ._models import Transport as Transport
-from ._policies import Policy as Policy
-from ._sources import PluginSource as PluginSource
-from ._sources import in_process as in_process
-from ._sync import BlockingPluginHandle as BlockingPluginHandle
-from ._sync import PluginManager as PluginManager
+
+if TYPE_CHECKING:
+    from ._builder import ManagerBuilder as ManagerBuilder
+    from ._builder import development as development
+    from ._builder import production as production
+    from ._builder import simple as simple
+    from ._manager import AsyncPluginManager as AsyncPluginManager
+    from ._manager import PluginHandle as PluginHandle
+    from ._policies import Policy as Policy
+    from ._sources import PluginSource as PluginSource
+    from ._sources import in_process as in_process
+    from ._sync import BlockingPluginHandle as BlockingPluginHandle
+    from ._sync import PluginManager as PluginManager
+
+# Host-side names load on first use, so a plugin process that runs `import plugwire` to call
+# `plugwire.serve()` never imports the manager, the transports or the policies.
+_LAZY: dict[str, str] = {
+    "ManagerBuilder": "._builder",
+    "development": "._builder",
+    "production": "._builder",
+    "simple": "._builder",
+    "AsyncPluginManager": "._manager",
+    "PluginHandle": "._manager",
+    "Policy": "._policies",
+    "PluginSource": "._sources",
+    "in_process": "._sources",
+    "BlockingPluginHandle": "._sync",
+    "PluginManager": "._sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plugwire' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 try:
     __version__ = version("plugwire")

@@ -43,7 +43,7 @@ _PROFILES: dict[Profile, dict[str, Any]] = {
 class ManagerBuilder(Generic[ReqT, RespT]):
     """Collects plugins and settings, then builds a manager. Each `with_*` returns the builder."""
 
-    def __init__(self, request_type: type[ReqT] | Any, response_type: type[RespT] | Any, profile: Profile) -> None:
+    def __init__(self, request_type: type[ReqT], response_type: type[RespT], profile: Profile) -> None:
         self.request_type = request_type
         self.response_type = response_type
         self.profile = profile
@@ -129,16 +129,16 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         return manager
 
 
-def simple(request_type: type[ReqT] | Any, response_type: type[RespT] | Any) -> ManagerBuilder[ReqT, RespT]:
+def simple(request_type: type[ReqT], response_type: type[RespT]) -> ManagerBuilder[ReqT, RespT]:
     """A builder with the README's defaults."""
     return ManagerBuilder(request_type, response_type, "simple")
 
 
-def development(request_type: type[ReqT] | Any, response_type: type[RespT] | Any) -> ManagerBuilder[ReqT, RespT]:
+def development(request_type: type[ReqT], response_type: type[RespT]) -> ManagerBuilder[ReqT, RespT]:
     """A builder for development: debug logging and longer timeouts (120 s per call)."""
     return ManagerBuilder(request_type, response_type, "development")
 
 
-def production(request_type: type[ReqT] | Any, response_type: type[RespT] | Any) -> ManagerBuilder[ReqT, RespT]:
+def production(request_type: type[ReqT], response_type: type[RespT]) -> ManagerBuilder[ReqT, RespT]:
     """A builder for production: warnings only and shorter timeouts (10 s per call)."""
     return ManagerBuilder(request_type, response_type, "production")

@@ -33,8 +33,8 @@ class PluginManager(Generic[ReqT, RespT]):
 
     def __init__(
         self,
-        request_type: type[ReqT] | Any,
-        response_type: type[RespT] | Any,
+        request_type: type[ReqT],
+        response_type: type[RespT],
         config: ManagerConfig | None = None,
         logger: LoggerLike | None = None,
         *,

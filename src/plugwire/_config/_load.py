@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tomllib
 import typing
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import yaml
 
 from .._errors import ConfigError, ConfigFileError, ErrorCode
 from .._models import Transport
@@ -73,9 +73,19 @@ def load_data_file(path: str | os.PathLike[str]) -> Any:
         if suffix == ".json":
             return json.loads(raw)
         return _load_yaml(raw, file)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, _PARSE_ERRORS) and not _is_yaml_error(exc):
+            raise
         reason = " ".join(str(exc).split())
         raise ConfigFileError(f"{file}: malformed: {reason}", code=ErrorCode.CONFIG_FILE_UNREADABLE) from None
+
+
+_PARSE_ERRORS = (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError)
+
+
+def _is_yaml_error(exc: BaseException) -> bool:
+    yaml = sys.modules.get("yaml")
+    return yaml is not None and isinstance(exc, yaml.YAMLError)
 
 
 def load_config_file(path: str | os.PathLike[str]) -> ManagerConfig:
@@ -90,6 +100,8 @@ def load_config_file(path: str | os.PathLike[str]) -> ManagerConfig:
 
 
 def _load_yaml(raw: bytes, file: Path) -> Any:
+    import yaml  # only config loading needs it; plugin processes never pay for the import
+
     data = yaml.load(raw, Loader=yaml.SafeLoader)
     _count_nodes(data, file)
     return data

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+import plugwire
+from plugwire import ExecutionContext, PluginInfo, Status
+from plugwire._codec import encode
+from plugwire._sdk.adapter import PluginAdapter, resolve_types
+from sample_plugins import AuthPlugin, AuthRequest, AuthResponse
+
+
+@dataclasses.dataclass
+class Ping:
+    n: int
+
+
+class Annotated:
+    def info(self) -> PluginInfo:
+        return PluginInfo(name="annotated")
+
+    async def execute(self, ctx: ExecutionContext, request: Ping) -> Ping:
+        return Ping(request.n + 1)
+
+
+class Untyped:
+    def info(self) -> dict[str, str]:
+        return {"name": "untyped", "version": "2"}
+
+    def execute(self, ctx, request):  # type: ignore[no-untyped-def]
+        return request
+
+
+def test_types_come_from_generic_bases_then_annotations_then_any() -> None:
+    assert resolve_types(AuthPlugin()) == (AuthRequest, AuthResponse)
+    assert resolve_types(Annotated()) == (Ping, Ping)
+    assert resolve_types(Untyped()) == (Any, Any)
+    assert resolve_types(Untyped(), int, str) == (int, str)
+
+
+async def test_the_adapter_decodes_runs_and_encodes() -> None:
+    adapter = PluginAdapter(Annotated())
+    assert await adapter.execute(ExecutionContext(), encode({"n": 1})) == encode({"n": 2})
+    assert await adapter.execute(ExecutionContext(), encode({"n": 1}, "json"), "json") == b'{"n":2}'
+
+
+async def test_plain_def_plugins_and_mapping_info_are_accepted() -> None:
+    adapter = PluginAdapter(Untyped())
+    assert adapter.info() == PluginInfo(name="untyped", version="2")
+    assert await adapter.execute(ExecutionContext(), encode([1, "x"])) == encode([1, "x"])
+    assert (await adapter.health()).status is Status.HEALTHY
+    await adapter.close()
+    await adapter.close()
+
+
+def test_an_object_without_execute_is_not_a_plugin() -> None:
+    with pytest.raises(TypeError, match="is not a plugin"):
+        PluginAdapter(object())
+
+
+async def test_bad_info_and_bad_health_are_type_errors() -> None:
+    class Bad(Untyped):
+        def info(self) -> Any:
+            return 42
+
+        async def health(self) -> Any:
+            return "fine"
+
+    adapter = PluginAdapter(Bad())
+    with pytest.raises(TypeError, match="must return PluginInfo"):
+        adapter.info()
+    with pytest.raises(TypeError, match="must return HealthStatus"):
+        await adapter.health()
+
+
+async def test_an_unencodable_result_is_an_execution_error() -> None:
+    class Weird(Untyped):
+        def execute(self, ctx, request):  # type: ignore[no-untyped-def]
+            return object()
+
+    with pytest.raises(plugwire.ExecutionError, match="cannot be encoded"):
+        await PluginAdapter(Weird()).execute(ExecutionContext(), encode(1))
+
+
+async def test_plugin_errors_raised_by_a_plugin_pass_through() -> None:
+    class Refuses(Untyped):
+        async def execute(self, ctx, request):  # type: ignore[no-untyped-def]
+            raise plugwire.ExecutionError("quota exceeded", retryable=True)
+
+    with pytest.raises(plugwire.ExecutionError) as caught:
+        await PluginAdapter(Refuses()).execute_object(ExecutionContext(), 1)
+    assert caught.value.retryable is True
+    assert caught.value.__cause__ is None

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import plugwire
+from plugwire import PluginConfig
+from sample_plugins import AuthPlugin, AuthRequest, AuthResponse
+
+
+async def test_development_builds_a_manager_with_longer_timeouts_and_debug_logging() -> None:
+    manager = plugwire.development(AuthRequest, AuthResponse).with_plugin("auth", AuthPlugin()).build()
+    async with manager:
+        assert (await manager.execute("auth", AuthRequest("u", "good"))).valid
+        config = manager._entries["auth"].config
+    assert config.connection.request_timeout == 120.0
+    assert manager.config.log_level == "debug"
+
+
+async def test_production_has_shorter_timeouts_than_development() -> None:
+    prod = plugwire.production(AuthRequest, AuthResponse).with_plugin("a", AuthPlugin()).build()
+    async with prod:
+        timeout = prod._entries["a"].config.connection.request_timeout
+    assert timeout == 10.0
+    assert prod.config.log_level == "warning"
+
+
+async def test_with_timeout_applies_to_every_plugin_and_a_given_config_is_used_as_is() -> None:
+    given = PluginConfig(name="ignored", connection=plugwire.ConnectionConfig(request_timeout=3.0))
+    manager = (
+        plugwire.simple(AuthRequest, AuthResponse)
+        .with_timeout(7)
+        .with_plugin("a", AuthPlugin())
+        .with_plugin("b", plugwire.in_process(AuthPlugin()), config=given)
+        .build()
+    )
+    async with manager:
+        assert manager._entries["a"].config.connection.request_timeout == 7.0
+        assert manager._entries["b"].config.connection.request_timeout == 3.0
+        assert manager._entries["b"].config.name == "b"
+
+
+def test_with_logger_is_used_by_the_manager() -> None:
+    logger = logging.getLogger("tests.builder")
+    manager = plugwire.simple(AuthRequest, AuthResponse).with_logger(logger).build()
+    assert manager.logger is logger
+
+
+def test_builder_refuses_duplicate_names_and_bad_timeouts() -> None:
+    builder = plugwire.simple(AuthRequest, AuthResponse).with_plugin("a", AuthPlugin())
+    with pytest.raises(plugwire.ConfigError) as caught:
+        builder.with_plugin("a", AuthPlugin())
+    assert caught.value.code == 1009
+    with pytest.raises(plugwire.ConfigError) as bad:
+        builder.with_timeout(0)
+    assert bad.value.code == 1003
+
+
+def test_build_blocking_returns_a_started_blocking_manager() -> None:
+    plugin = AuthPlugin()
+    with plugwire.simple(AuthRequest, AuthResponse).with_plugin("auth", plugin).build_blocking() as manager:
+        assert manager.execute("auth", AuthRequest("u", "good")).valid
+    assert plugin.closed == 1
+
+
+def test_build_blocking_closes_its_thread_when_a_plugin_fails_to_start() -> None:
+    class Broken(AuthPlugin):
+        def info(self) -> plugwire.PluginInfo:
+            raise RuntimeError("no info")
+
+    with pytest.raises(RuntimeError, match="no info"):
+        plugwire.simple(AuthRequest, AuthResponse).with_plugin("x", Broken()).build_blocking()

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import itertools
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+
+import plugwire
+from plugwire import ErrorCode, PluginError
+from plugwire._errors import _FAMILIES, error_class_for_code, error_from_code
+
+DOCS = Path(__file__).parent.parent / "docs" / "errors.md"
+
+
+def all_error_classes() -> list[type[PluginError]]:
+    found: list[type[PluginError]] = []
+    stack: list[type[PluginError]] = [PluginError]
+    while stack:
+        cls = stack.pop()
+        found.append(cls)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+def test_every_code_is_unique() -> None:
+    values = [member.value for member in ErrorCode]
+    assert len(values) == len(set(values))
+
+
+def test_every_code_is_documented_with_its_name() -> None:
+    text = DOCS.read_text()
+    documented = {int(code): name for code, name in re.findall(r"^\| (\d{4}) \| `([A-Z_]+)` \|", text, re.M)}
+    for member in ErrorCode:
+        assert documented.get(member.value) == member.name, f"{member.value} {member.name} missing in errors.md"
+    assert set(documented) == {m.value for m in ErrorCode}, "errors.md lists codes that do not exist"
+
+
+def test_every_class_default_code_lies_in_its_family_range() -> None:
+    for cls in all_error_classes():
+        low, high = cls.code_range
+        assert low <= cls.default_code <= high, cls
+        assert cls.default_code in {m.value for m in ErrorCode}, cls
+
+
+def test_family_ranges_do_not_overlap() -> None:
+    spans = sorted(family.code_range for family in _FAMILIES)
+    for (_, high), (low, _) in itertools.pairwise(spans):
+        assert high < low
+
+
+def test_str_includes_code_message_plugin_and_cause() -> None:
+    try:
+        try:
+            raise OSError("disk on fire")
+        except OSError as exc:
+            raise plugwire.ExecutionError("plugin raised", plugin="auth") from exc
+    except plugwire.ExecutionError as err:
+        text = str(err)
+    assert text == "[1203] plugin raised (plugin 'auth'): caused by OSError: disk on fire"
+
+
+def test_a_code_outside_the_family_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="takes codes 1200-1299"):
+        plugwire.ExecutionError("x", code=1001)
+
+
+def test_caller_mistakes_are_also_builtin_errors() -> None:
+    assert issubclass(plugwire.ConfigError, ValueError)
+    assert issubclass(plugwire.PluginNotFoundError, LookupError)
+    assert issubclass(plugwire.RequestValidationError, ValueError)
+    assert issubclass(plugwire.PluginTimeoutError, TimeoutError)
+    assert issubclass(plugwire.MissingDependencyError, ImportError)
+
+
+def test_errors_survive_pickling_with_all_their_fields() -> None:
+    err = plugwire.PluginTimeoutError("slow", plugin="p", details={"timeout": 1.5})
+    copy = pickle.loads(pickle.dumps(err))
+    assert (type(copy), copy.code, copy.retryable, copy.plugin, copy.details) == (
+        plugwire.PluginTimeoutError,
+        1204,
+        True,
+        "p",
+        {"timeout": 1.5},
+    )
+
+
+def test_error_from_code_rebuilds_the_most_specific_class() -> None:
+    assert type(error_from_code(1201, "gone")) is plugwire.PluginNotFoundError
+    assert error_class_for_code(1302) is plugwire.TransportError
+    rebuilt = error_from_code(1105, "custom auth failure", plugin="p")
+    assert isinstance(rebuilt, plugwire.AuthenticationError)
+    assert rebuilt.code == 1105
+
+
+def test_error_from_code_keeps_an_unknown_peer_code_in_details() -> None:
+    rebuilt = error_from_code(42, "plugin specific", retryable=True)
+    assert type(rebuilt) is plugwire.ExecutionError
+    assert rebuilt.details["remote_code"] == 42
+    assert rebuilt.retryable is True
+
+
+def test_retryable_defaults_follow_the_family() -> None:
+    assert plugwire.TransportError("x").retryable is True
+    assert plugwire.ExecutionError("x").retryable is False
+    assert plugwire.ExecutionError("x", retryable=True).retryable is True

@@ -1,0 +1,372 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import plugwire
+from plugwire import (
+    AsyncPluginManager,
+    ExecutionContext,
+    ManagerConfig,
+    PluginConfig,
+    PluginInfo,
+    Status,
+)
+from plugwire.testing import MockTransport
+from sample_plugins import AuthPlugin, AuthRequest, AuthResponse
+
+
+@pytest.fixture
+async def manager(auth_plugin: AuthPlugin) -> Any:
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as m:
+        await m.register(auth_plugin)
+        yield m
+
+
+async def test_execute_returns_the_typed_response(manager: AsyncPluginManager[AuthRequest, AuthResponse]) -> None:
+    assert await manager.execute("auth", AuthRequest("u1", "good")) == AuthResponse(valid=True, user_id="u1")
+
+
+async def test_a_bad_request_is_refused_with_1205_naming_the_field(
+    manager: AsyncPluginManager[AuthRequest, AuthResponse], auth_plugin: AuthPlugin
+) -> None:
+    with pytest.raises(plugwire.RequestValidationError) as caught:
+        await manager.execute("auth", AuthRequest(user_id=42, token="good"))  # type: ignore[arg-type]
+    assert (caught.value.code, caught.value.plugin, caught.value.details["field"]) == (1205, "auth", "user_id")
+    assert auth_plugin.calls == 0
+
+
+async def test_a_bad_response_is_refused_with_1206(manager: AsyncPluginManager[AuthRequest, AuthResponse]) -> None:
+    with pytest.raises(plugwire.ResponseValidationError) as caught:
+        await manager.execute("auth", AuthRequest("u", "wrong-shape"))
+    assert (caught.value.code, caught.value.details["field"]) == (1206, "valid")
+
+
+async def test_a_plugin_that_raises_gives_1203_with_the_cause(
+    manager: AsyncPluginManager[AuthRequest, AuthResponse],
+) -> None:
+    with pytest.raises(plugwire.ExecutionError) as caught:
+        await manager.execute("auth", AuthRequest("u", "boom"))
+    assert caught.value.code == 1203
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert "database unreachable" in str(caught.value)
+
+
+async def test_an_unknown_plugin_is_1201(manager: AsyncPluginManager[AuthRequest, AuthResponse]) -> None:
+    with pytest.raises(plugwire.PluginNotFoundError) as caught:
+        await manager.execute("nope", AuthRequest("u", "good"))
+    assert (caught.value.code, caught.value.plugin) == (1201, "nope")
+    with pytest.raises(plugwire.PluginNotFoundError):
+        manager.get_plugin("nope")
+    with pytest.raises(plugwire.PluginNotFoundError):
+        await manager.unregister("nope")
+
+
+async def test_a_disabled_plugin_is_1202(manager: AsyncPluginManager[AuthRequest, AuthResponse]) -> None:
+    await manager.register(AuthPlugin("off"), config=PluginConfig(name="off", enabled=False))
+    with pytest.raises(plugwire.PluginDisabledError) as caught:
+        await manager.execute("off", AuthRequest("u", "good"))
+    assert caught.value.code == 1202
+
+
+async def test_registering_a_duplicate_name_is_1010(manager: AsyncPluginManager[AuthRequest, AuthResponse]) -> None:
+    with pytest.raises(plugwire.PluginAlreadyRegisteredError) as caught:
+        await manager.register(AuthPlugin())
+    assert caught.value.code == 1010
+
+
+async def test_register_takes_the_name_from_config_or_argument() -> None:
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(AuthPlugin("inner"), name="outer")
+        await manager.register(AuthPlugin("inner"), config=PluginConfig(name="configured"))
+        assert sorted(manager.list_plugins()) == ["configured", "outer"]
+        assert manager.get_plugin("outer").info().name == "inner"
+
+
+async def test_register_refuses_a_source_without_a_name() -> None:
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        with pytest.raises(plugwire.ConfigError) as caught:
+            await manager.register(MockTransport(lambda call: b""))
+        assert caught.value.code == 1004
+
+
+async def test_unregister_closes_the_plugin_and_forgets_it(auth_plugin: AuthPlugin) -> None:
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(auth_plugin)
+        await manager.unregister("auth")
+        assert auth_plugin.closed == 1
+        assert "auth" not in manager
+        assert len(manager) == 0
+
+
+async def test_shutdown_closes_every_plugin_exactly_once_and_is_idempotent() -> None:
+    plugins = [AuthPlugin(f"p{i}") for i in range(3)]
+    manager: AsyncPluginManager[AuthRequest, AuthResponse] = AsyncPluginManager(AuthRequest, AuthResponse)
+    async with manager:
+        for plugin in plugins:
+            await manager.register(plugin)
+    await manager.shutdown()
+    await asyncio.gather(manager.shutdown(), manager.aclose())
+    assert [p.closed for p in plugins] == [1, 1, 1]
+    with pytest.raises(plugwire.ManagerClosedError) as caught:
+        await manager.execute("p0", AuthRequest("u", "good"))
+    assert caught.value.code == 1208
+    with pytest.raises(plugwire.ManagerClosedError):
+        await manager.register(AuthPlugin("late"))
+
+
+class GatedPlugin(AuthPlugin):
+    def __init__(self) -> None:
+        super().__init__("gated")
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def execute(self, ctx: ExecutionContext, request: AuthRequest) -> AuthResponse:
+        self.entered.set()
+        await self.release.wait()
+        return AuthResponse(valid=True, user_id=request.user_id)
+
+
+async def test_shutdown_waits_for_in_flight_calls_before_closing() -> None:
+    plugin = GatedPlugin()
+    manager: AsyncPluginManager[AuthRequest, AuthResponse] = AsyncPluginManager(AuthRequest, AuthResponse)
+    await manager.start()
+    await manager.register(plugin)
+    call = asyncio.create_task(manager.execute("gated", AuthRequest("u", "x")))
+    await plugin.entered.wait()
+    stopping = asyncio.create_task(manager.shutdown(timeout=30))
+    await asyncio.sleep(0)
+    assert plugin.closed == 0
+    assert not stopping.done()
+    plugin.release.set()
+    assert (await call).valid is True
+    await stopping
+    assert plugin.closed == 1
+
+
+async def test_shutdown_closes_anyway_after_its_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    plugin = GatedPlugin()
+    manager: AsyncPluginManager[AuthRequest, AuthResponse] = AsyncPluginManager(AuthRequest, AuthResponse)
+    await manager.register(plugin)
+    call = asyncio.create_task(manager.execute("gated", AuthRequest("u", "x")))
+    await plugin.entered.wait()
+    with caplog.at_level(logging.WARNING, "plugwire.manager"):
+        await manager.shutdown(timeout=0.01)
+    assert plugin.closed == 1
+    assert "still running" in caplog.text
+    plugin.release.set()
+    await call
+
+
+async def test_a_call_times_out_with_1204_and_is_cancelled_in_the_plugin() -> None:
+    cancelled = asyncio.Event()
+
+    class Slow(AuthPlugin):
+        async def execute(self, ctx: ExecutionContext, request: AuthRequest) -> AuthResponse:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            raise AssertionError("unreachable")
+
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(Slow("slow"))
+        with pytest.raises(plugwire.PluginTimeoutError) as caught:
+            await manager.execute("slow", AuthRequest("u", "x"), ExecutionContext(timeout=0.01))
+        assert caught.value.code == 1204
+        assert caught.value.retryable is True
+        assert cancelled.is_set()
+
+
+async def test_the_request_id_is_generated_or_kept() -> None:
+    seen: list[str] = []
+
+    class Recorder(AuthPlugin):
+        async def execute(self, ctx: ExecutionContext, request: AuthRequest) -> AuthResponse:
+            seen.append(ctx.request_id)
+            return AuthResponse(valid=True)
+
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(Recorder())
+        await manager.execute("auth", AuthRequest("u", "x"))
+        await manager.execute_with_options("auth", ExecutionContext(request_id="req-7"), AuthRequest("u", "x"))
+    assert len(seen[0]) == 32
+    assert seen[1] == "req-7"
+
+
+async def test_health_checks_every_plugin_and_list_plugins_reports_the_last_result() -> None:
+    class Sick(AuthPlugin):
+        async def health(self) -> plugwire.HealthStatus:
+            raise ConnectionError("db down")
+
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(AuthPlugin())
+        await manager.register(Sick("sick"))
+        assert manager.list_plugins()["auth"].message == "started; not checked yet"
+        report = await manager.health()
+        assert report["auth"].status is Status.HEALTHY
+        assert report["auth"].message == "db ok"
+        assert report["auth"].response_time > 0
+        assert report["sick"].status is Status.UNHEALTHY
+        assert "db down" in report["sick"].message
+        assert manager.list_plugins() == report
+        assert (await manager.get_plugin("sick").health()).status is Status.UNHEALTHY
+
+
+async def test_a_hung_health_check_is_unhealthy_at_its_timeout() -> None:
+    class Hung(AuthPlugin):
+        async def health(self) -> plugwire.HealthStatus:
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+    config = PluginConfig(name="hung", health_check=plugwire.HealthCheckConfig(timeout=0.01))
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(Hung(), config=config)
+        report = await manager.health()
+    assert report["hung"].status is Status.UNHEALTHY
+    assert "timed out" in report["hung"].message
+
+
+async def test_the_plugin_handle_calls_through_the_manager(auth_plugin: AuthPlugin) -> None:
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(auth_plugin)
+        handle = manager.get_plugin("auth")
+        assert handle.info() == auth_plugin.info()
+        assert (await handle.execute(ExecutionContext(), AuthRequest("u", "good"))).valid
+        assert (await handle.health()).status is Status.HEALTHY
+        await handle.close()
+        assert "auth" not in manager
+
+
+async def test_sync_plugin_methods_run_in_worker_threads() -> None:
+    import threading
+
+    class Blocking:
+        def info(self) -> PluginInfo:
+            return PluginInfo(name="blocking")
+
+        def execute(self, ctx: ExecutionContext, request: AuthRequest) -> AuthResponse:
+            return AuthResponse(valid=True, user_id=threading.current_thread().name)
+
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(Blocking())
+        response = await manager.execute("blocking", AuthRequest("u", "x"))
+    assert response.user_id.startswith("plugwire-plugin")
+
+
+async def test_the_codec_can_be_turned_off_for_in_process_plugins(auth_plugin: AuthPlugin) -> None:
+    request = AuthRequest("u", "good")
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(plugwire.in_process(auth_plugin, codec=False), name="fast")
+        assert await manager.execute("fast", request) == AuthResponse(valid=True, user_id="u")
+
+
+async def test_json_codec_works_end_to_end(auth_plugin: AuthPlugin) -> None:
+    transport = MockTransport(lambda call: call.payload)
+    async with AsyncPluginManager(AuthRequest, AuthRequest, codec="json") as manager:
+        await manager.register(transport, name="echo")
+        assert await manager.execute("echo", AuthRequest("u", "t")) == AuthRequest("u", "t")
+    assert transport.calls[0].payload == b'{"user_id":"u","token":"t"}'
+    assert transport.calls[0].codec == "json"
+    assert transport.closed
+
+
+async def test_a_transport_bug_is_wrapped_as_1203() -> None:
+    def broken(call: Any) -> bytes:
+        raise KeyError("internal")
+
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(MockTransport(broken), name="broken")
+        with pytest.raises(plugwire.ExecutionError) as caught:
+            await manager.execute("broken", AuthRequest("u", "x"))
+    assert caught.value.plugin == "broken"
+
+
+async def test_a_plugin_error_from_the_transport_passes_through_with_the_plugin_name() -> None:
+    def refuse(call: Any) -> bytes:
+        raise plugwire.TransportError("pipe closed", code=1302)
+
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(MockTransport(refuse), name="t")
+        with pytest.raises(plugwire.TransportError) as caught:
+            await manager.execute("t", AuthRequest("u", "x"))
+    assert (caught.value.code, caught.value.plugin) == (1302, "t")
+
+
+async def test_user_policies_wrap_every_call() -> None:
+    seen: list[str] = []
+
+    class Tagger:
+        async def __call__(self, call: plugwire.testing.Call, call_next: Any) -> Any:
+            seen.append(call.context.request_id)
+            return await call_next(call)
+
+    async with AsyncPluginManager(AuthRequest, AuthResponse, policies=[Tagger()]) as manager:
+        await manager.register(AuthPlugin())
+        await manager.execute("auth", AuthRequest("u", "good"), ExecutionContext(request_id="r1"))
+    assert seen == ["r1"]
+
+
+async def test_any_logger_with_level_methods_can_be_used() -> None:
+    class ListLogger:
+        def __init__(self) -> None:
+            self.lines: list[tuple[str, str]] = []
+
+        def debug(self, msg: str, /, *args: Any, **kwargs: Any) -> None:
+            self.lines.append(("debug", msg))
+
+        def info(self, msg: str, /, *args: Any, **kwargs: Any) -> None:
+            self.lines.append(("info", msg))
+
+        def warning(self, msg: str, /, *args: Any, **kwargs: Any) -> None:
+            self.lines.append(("warning", msg))
+
+        def error(self, msg: str, /, *args: Any, **kwargs: Any) -> None:
+            self.lines.append(("error", msg))
+
+    logger = ListLogger()
+    async with AsyncPluginManager(AuthRequest, AuthResponse, logger=logger) as manager:
+        await manager.register(AuthPlugin())
+    assert ("info", "registered plugin 'auth' (in-process, auth 1.2.3)") in logger.lines
+    assert logger.lines[-1] == ("info", "shutdown complete (1 plugins closed)")
+
+
+async def test_a_broken_logger_never_breaks_a_call(caplog: pytest.LogCaptureFixture) -> None:
+    class Exploding:
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError("logger down")
+
+    async with AsyncPluginManager(AuthRequest, AuthResponse, logger=Exploding()) as manager:  # type: ignore[arg-type]
+        await manager.register(AuthPlugin())
+        assert (await manager.execute("auth", AuthRequest("u", "good"))).valid
+    assert "the configured logger failed" in caplog.text
+
+
+async def test_load_config_refuses_in_process_plugins_described_in_files(tmp_path: Path) -> None:
+    path = tmp_path / "plugins.yaml"
+    path.write_text("plugins:\n  - name: inproc\n    transport: in-process\n")
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        with pytest.raises(plugwire.ConfigError, match=r"register it with manager\.register"):
+            await manager.load_config(path)
+
+
+async def test_config_plugins_are_registered_on_start() -> None:
+    config = ManagerConfig(plugins=(PluginConfig(name="x", transport=plugwire.Transport.IN_PROCESS),))
+    manager: AsyncPluginManager[AuthRequest, AuthResponse] = AsyncPluginManager(AuthRequest, AuthResponse, config)
+    with pytest.raises(plugwire.ConfigError):
+        async with manager:
+            pass
+    with pytest.raises(plugwire.ManagerClosedError):
+        await manager.register(AuthPlugin())
+
+
+@pytest.mark.parametrize("feature", ["security", "tracing"])
+def test_features_not_built_yet_refuse_to_be_enabled(feature: str) -> None:
+    config = ManagerConfig.from_dict({feature: {"enabled": True}})
+    with pytest.raises(plugwire.ConfigError, match=f"{feature}.enabled: this feature is not available"):
+        AsyncPluginManager(AuthRequest, AuthResponse, config)

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import plugwire
+from plugwire import ExecutionContext, PluginManager, Status
+from sample_plugins import AuthPlugin, AuthRequest, AuthResponse
+
+
+def manager_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "plugwire-manager"]
+
+
+def test_the_blocking_twin_registers_executes_and_closes_its_thread() -> None:
+    before = len(manager_threads())
+    plugin = AuthPlugin()
+    with PluginManager(AuthRequest, AuthResponse) as manager:
+        manager.register(plugin)
+        assert manager.execute("auth", AuthRequest("u", "good")) == AuthResponse(valid=True, user_id="u")
+        assert manager.execute_with_options("auth", ExecutionContext(timeout=5), AuthRequest("u", "bad")).valid is False
+        assert manager.health()["auth"].status is Status.HEALTHY
+        assert manager.list_plugins()["auth"].message == "db ok"
+        handle = manager.get_plugin("auth")
+        assert handle.info().version == "1.2.3"
+        assert handle.execute(ExecutionContext(), AuthRequest("h", "good")).user_id == "h"
+        assert handle.health().status is Status.HEALTHY
+        assert len(manager_threads()) == before + 1
+    assert plugin.closed == 1
+    assert len(manager_threads()) == before
+
+
+def test_coded_errors_cross_the_thread_boundary_unchanged() -> None:
+    with PluginManager(AuthRequest, AuthResponse) as manager:
+        manager.register(AuthPlugin())
+        with pytest.raises(plugwire.PluginNotFoundError) as caught:
+            manager.execute("missing", AuthRequest("u", "good"))
+        assert caught.value.code == 1201
+        manager.unregister("auth")
+        assert manager.list_plugins() == {}
+
+
+def test_many_threads_can_call_at_once() -> None:
+    with PluginManager(AuthRequest, AuthResponse) as manager:
+        manager.register(AuthPlugin())
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda i: manager.execute("auth", AuthRequest(str(i), "good")), range(64)))
+    assert [r.user_id for r in results] == [str(i) for i in range(64)]
+
+
+def test_calls_after_close_fail_with_1208_and_close_is_idempotent() -> None:
+    manager: PluginManager[AuthRequest, AuthResponse] = PluginManager(AuthRequest, AuthResponse)
+    manager.close()
+    manager.close()
+    with pytest.raises(plugwire.ManagerClosedError):
+        manager.execute("auth", AuthRequest("u", "good"))
+
+
+def test_load_config_and_start_go_through_the_private_loop(tmp_path: object) -> None:
+    config = plugwire.ManagerConfig()
+    with PluginManager(AuthRequest, AuthResponse, config) as manager:
+        manager.load_config(config)
+        manager.start()
+        assert manager.async_manager.config is config
+
+
+def test_a_failing_start_closes_the_thread() -> None:
+    before = len(manager_threads())
+    config = plugwire.ManagerConfig(plugins=(plugwire.PluginConfig(name="x", transport=plugwire.Transport.IN_PROCESS),))
+    with pytest.raises(plugwire.ConfigError), PluginManager(AuthRequest, AuthResponse, config):
+        pass
+    assert len(manager_threads()) == before
+
+
+def test_the_blocking_twin_refuses_calls_from_its_own_loop_thread() -> None:
+    with PluginManager(AuthRequest, AuthResponse) as manager:
+
+        class Reentrant(AuthPlugin):
+            def execute(self, ctx: ExecutionContext, request: AuthRequest) -> AuthResponse:  # type: ignore[override]
+                raise AssertionError("not reached")
+
+        async def call_from_loop() -> str:
+            try:
+                manager.list_plugins()
+            except RuntimeError as exc:
+                return str(exc)
+            return "no error"
+
+        assert "own loop thread" in manager._call(call_from_loop())

@@ -1,0 +1,72 @@
+"""Uses the public API the way a user would; checked by `mypy --strict` in `make test`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import assert_type
+
+import plugwire
+from plugwire import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status
+
+
+@dataclasses.dataclass
+class Req:
+    text: str
+
+
+@dataclasses.dataclass
+class Resp:
+    words: int
+
+
+class Counter(Plugin[Req, Resp]):
+    def info(self) -> PluginInfo:
+        return PluginInfo(name="counter", version="1.0.0")
+
+    async def execute(self, ctx: ExecutionContext, request: Req) -> Resp:
+        return Resp(words=len(request.text.split()))
+
+
+async def async_usage() -> None:
+    manager = plugwire.development(Req, Resp).with_plugin("counter", Counter()).with_timeout(5).build()
+    assert_type(manager, plugwire.AsyncPluginManager[Req, Resp])
+    async with manager:
+        response = await manager.execute("counter", Req("a b c"), ExecutionContext(timeout=1.0))
+        assert_type(response, Resp)
+        health = await manager.health()
+        assert_type(health, dict[str, HealthStatus])
+        info = manager.get_plugin("counter").info()
+        assert_type(info, PluginInfo)
+        statuses = manager.list_plugins()
+        if statuses["counter"].status is not Status.HEALTHY:
+            raise SystemExit(1)
+    try:
+        await manager.execute("counter", Req("x"))
+    except plugwire.PluginError as exc:
+        assert_type(exc.code, int)
+
+
+def blocking_usage() -> int:
+    with plugwire.simple(Req, Resp).with_plugin("counter", plugwire.in_process(Counter())).build_blocking() as m:
+        result = m.execute("counter", Req("one two"))
+        assert_type(result, Resp)
+        return result.words
+
+
+def config_usage() -> plugwire.ManagerConfig:
+    config = plugwire.default_manager_config()
+    plugin = plugwire.PluginConfig(
+        name="auth",
+        transport=plugwire.Transport.EXECUTABLE,
+        executable="./auth",
+        retry=plugwire.RetryConfig(max_retries=5),
+        auth=plugwire.AuthConfig(method=plugwire.AuthMethod.API_KEY, api_key="k"),
+    )
+    return plugwire.ManagerConfig(plugins=(plugin,), log_level=config.log_level)
+
+
+if __name__ == "__main__":
+    asyncio.run(async_usage())
+    blocking_usage()
+    config_usage()
