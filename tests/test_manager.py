@@ -370,3 +370,44 @@ def test_features_not_built_yet_refuse_to_be_enabled(feature: str) -> None:
     config = ManagerConfig.from_dict({feature: {"enabled": True}})
     with pytest.raises(plugwire.ConfigError, match=f"{feature}.enabled: this feature is not available"):
         AsyncPluginManager(AuthRequest, AuthResponse, config)
+
+
+async def test_graceful_unregister_drains_in_flight_calls_then_closes() -> None:
+    plugin = GatedPlugin()
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(plugin)
+        running = asyncio.create_task(manager.execute("gated", AuthRequest("u", "x")))
+        await plugin.entered.wait()
+        draining = asyncio.create_task(manager.graceful_unregister("gated", timeout=30))
+        await asyncio.sleep(0)
+        with pytest.raises(plugwire.PluginNotFoundError):
+            await manager.execute("gated", AuthRequest("u", "x"))
+        assert plugin.closed == 0
+        plugin.release.set()
+        assert (await running).valid is True
+        assert await draining is True
+        assert plugin.closed == 1
+        replacement = AuthPlugin("gated")
+        await manager.register(replacement)
+        assert (await manager.execute("gated", AuthRequest("u", "good"))).valid
+
+
+async def test_graceful_unregister_gives_up_after_its_timeout() -> None:
+    plugin = GatedPlugin()
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(plugin)
+        running = asyncio.create_task(manager.execute("gated", AuthRequest("u", "x")))
+        await plugin.entered.wait()
+        assert await manager.graceful_unregister("gated", timeout=0.01) is False
+        assert plugin.closed == 1
+        with pytest.raises(plugwire.PluginNotFoundError):
+            await manager.graceful_unregister("gated")
+        plugin.release.set()
+        await running
+
+
+def test_graceful_unregister_from_the_blocking_twin() -> None:
+    with plugwire.PluginManager(AuthRequest, AuthResponse) as manager:
+        manager.register(AuthPlugin())
+        assert manager.graceful_unregister("auth", timeout=5) is True
+        assert manager.list_plugins() == {}

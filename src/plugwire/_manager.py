@@ -223,6 +223,40 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         await self._close_entry(entry)
         self._log("info", f"unregistered plugin {name!r}")
 
+    async def graceful_unregister(self, name: str, timeout: float | None = None) -> bool:
+        """Stop routing new calls to a plugin, wait for its in-flight calls, then close it.
+
+        The README's zero-downtime step: new calls fail with `PluginNotFoundError` at once
+        (register the replacement under the same name right after), while calls already
+        running finish. Waiting is on an event, not a polling loop.
+
+        Args:
+            name: The plugin to remove.
+            timeout: Seconds to wait for in-flight calls; `None` waits as long as they take.
+
+        Returns:
+            True if every in-flight call finished in time, False if the plugin was closed
+            with calls still running.
+
+        Raises:
+            PluginNotFoundError: No plugin of that name (1201).
+        """
+        async with self._lock:
+            entry = self._entries.pop(name, None)
+        if entry is None:
+            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+        drained = True
+        if entry.inflight:
+            try:
+                async with asyncio.timeout(timeout):
+                    await entry.idle.wait()
+            except TimeoutError:
+                drained = False
+                self._log("warning", f"plugin {name!r}: {entry.inflight} calls still running after {timeout:g}s")
+        await self._close_entry(entry)
+        self._log("info", f"unregistered plugin {name!r} after draining" if drained else f"unregistered {name!r}")
+        return drained
+
     async def load_config(self, config: ManagerConfig | str | os.PathLike[str]) -> None:
         """Register every plugin of a config (a `ManagerConfig` or a file path)."""
         loaded = config if isinstance(config, ManagerConfig) else load_config_file(config)

@@ -87,6 +87,10 @@ class PluginManager(Generic[ReqT, RespT]):
         """See `AsyncPluginManager.unregister`."""
         self._call(self._async.unregister(name))
 
+    def graceful_unregister(self, name: str, timeout: float | None = None) -> bool:
+        """See `AsyncPluginManager.graceful_unregister`."""
+        return self._call(self._async.graceful_unregister(name, timeout))
+
     def load_config(self, config: ManagerConfig | str | os.PathLike[str]) -> None:
         """See `AsyncPluginManager.load_config`."""
         self._call(self._async.load_config(config))
