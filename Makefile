@@ -20,8 +20,8 @@ demo: venv
 	$(PY) examples/demo.py
 
 lint: install
-	$(VENV)/bin/ruff check src tests examples
-	$(VENV)/bin/ruff format --check src tests examples
+	$(VENV)/bin/ruff check src tests examples scripts
+	$(VENV)/bin/ruff format --check src tests examples scripts
 
 typecheck: install
 	$(VENV)/bin/mypy src tests/typing
