@@ -132,8 +132,8 @@ def load_whitelist(path: str | os.PathLike[str], *, default_algorithm: str = "sh
     """
     file = Path(os.path.abspath(path))
     try:
-        raw = file.read_bytes()
         data = load_data_file(file, default_suffix=".yaml")
+        raw = file.read_bytes()
     except ConfigFileError as exc:
         raise SecurityError(f"whitelist {exc.message}", code=ErrorCode.WHITELIST_MALFORMED) from exc
     except OSError as exc:
