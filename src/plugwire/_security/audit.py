@@ -115,6 +115,7 @@ class AuditLog:
         path: The database or `.jsonl` file; its folder is created (0700) if missing.
         config: Which events to keep (`log_unauthorized`, `log_authorized`,
             `log_config_changes`); `include_metadata` is applied by the policy engine.
+            Without it every event is kept.
         on_commit: Called from the writer thread with the highest committed sequence
             number after each batch (for monitoring; it must be quick).
 
@@ -129,7 +130,7 @@ class AuditLog:
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
         self.path = Path(os.path.abspath(path))
-        settings = config or SecurityAuditConfig(enabled=True)
+        settings = config or SecurityAuditConfig(enabled=True, log_authorized=True)
         self.log_unauthorized = settings.log_unauthorized
         self.log_authorized = settings.log_authorized
         self.log_config_changes = settings.log_config_changes
