@@ -254,6 +254,7 @@ def test_sigkill_mid_write_keeps_every_reported_commit_and_an_intact_verifiable_
         total, highest = db.execute("SELECT count(*), max(seq) FROM audit_log").fetchone()
         present = db.execute("SELECT count(*) FROM audit_log WHERE seq <= ?", (reported,)).fetchone()[0]
         leaked = db.execute("SELECT count(*) FROM audit_log WHERE fields LIKE '%hunter2%'").fetchone()[0]
+    print(f"reported={reported} total={total}")
     assert reported >= 1000
     assert present == reported
     assert total == highest >= reported
