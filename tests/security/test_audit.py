@@ -227,9 +227,7 @@ def test_the_default_audit_log_is_in_the_hosts_data_folder(tmp_path: Path) -> No
 def test_sigkill_mid_write_keeps_every_reported_commit_and_an_intact_verifiable_chain(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    child = subprocess.Popen(
-        [sys.executable, str(CHILD), str(path)], stdout=subprocess.PIPE, text=True, env=env
-    )
+    child = subprocess.Popen([sys.executable, str(CHILD), str(path)], stdout=subprocess.PIPE, text=True, env=env)
     reported = 0
     try:
         assert child.stdout is not None
@@ -254,7 +252,6 @@ def test_sigkill_mid_write_keeps_every_reported_commit_and_an_intact_verifiable_
         total, highest = db.execute("SELECT count(*), max(seq) FROM audit_log").fetchone()
         present = db.execute("SELECT count(*) FROM audit_log WHERE seq <= ?", (reported,)).fetchone()[0]
         leaked = db.execute("SELECT count(*) FROM audit_log WHERE fields LIKE '%hunter2%'").fetchone()[0]
-    print(f"reported={reported} total={total}")
     assert reported >= 1000
     assert present == reported
     assert total == highest >= reported

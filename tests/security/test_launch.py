@@ -107,7 +107,7 @@ async def test_a_verified_launch_runs_a_private_copy_of_the_pinned_bytes(
         assert row.fields["launched"] == str(copy)
     finally:
         await engine.aclose()
-    assert not copy.exists()
+    assert not os.path.exists(copy)  # noqa: ASYNC240 - one stat after the engine closed
 
 
 async def test_binary_replaced_between_registration_and_start_is_refused_under_strict(
@@ -160,12 +160,13 @@ async def test_binary_replaced_in_a_loop_while_restarted_200_times_only_ever_run
     hook = engine.launch_hook("flip")
     outputs: list[str] = []
     refused = 0
+    refusals: set[int] = set()
     try:
         for _ in range(200):
             try:
                 argv = await hook([str(plugin)])
             except SecurityError as exc:
-                assert exc.code in {ErrorCode.HASH_MISMATCH, ErrorCode.UNSAFE_FILE}
+                refusals.add(exc.code)
                 refused += 1
                 continue
             outputs.append(await run(argv))
@@ -173,7 +174,7 @@ async def test_binary_replaced_in_a_loop_while_restarted_200_times_only_ever_run
         stop.set()
         replacer.join()
         await engine.aclose()
-    print(f"runs={len(outputs)} refused={refused}")
+    assert refusals <= {ErrorCode.HASH_MISMATCH, ErrorCode.UNSAFE_FILE}
     assert len(outputs) + refused == 200
     assert set(outputs) <= {"AAAA\n"}
     assert not marker.exists()
@@ -240,7 +241,7 @@ async def test_a_group_or_world_writable_file_is_refused(
 async def test_a_fifo_is_refused_without_blocking(tmp_path: Path, plugin_dir: Path) -> None:
     fifo = plugin_dir / "pipe"
     os.mkfifo(fifo, 0o700)
-    entry = {"name": "pipe", "path": str(fifo), "hash": "sha256:" + "0" * 64}
+    entry: dict[str, object] = {"name": "pipe", "path": str(fifo), "hash": "sha256:" + "0" * 64}
     engine = engine_for(tmp_path, [entry], SecurityPolicy.STRICT)
     try:
         with pytest.raises(SecurityError) as caught:
@@ -252,7 +253,7 @@ async def test_a_fifo_is_refused_without_blocking(tmp_path: Path, plugin_dir: Pa
 
 
 async def test_a_device_is_refused(tmp_path: Path) -> None:
-    entry = {"name": "dev", "path": "/dev/null", "hash": "sha256:" + "0" * 64}
+    entry: dict[str, object] = {"name": "dev", "path": "/dev/null", "hash": "sha256:" + "0" * 64}
     engine = engine_for(tmp_path, [entry], SecurityPolicy.STRICT)
     try:
         with pytest.raises(SecurityError) as caught:

@@ -52,7 +52,9 @@ plugins:
 
 def test_json_and_toml_whitelists_load_the_same_entries(tmp_path: Path) -> None:
     json_list = load_text(tmp_path, f'{{"plugins": [{{"name": "a", "path": "a", "hash": "{HEX64}"}}]}}', "w.json")
-    toml_list = load_text(tmp_path, f'version = "1.0"\n[[plugins]]\nname = "a"\npath = "a"\nhash = "{HEX64}"\n', "w.toml")
+    toml_list = load_text(
+        tmp_path, f'version = "1.0"\n[[plugins]]\nname = "a"\npath = "a"\nhash = "{HEX64}"\n', "w.toml"
+    )
     assert json_list.entries == toml_list.entries
     assert json_list.entries[0].algorithm == "sha256"
 
@@ -61,9 +63,7 @@ def test_json_and_toml_whitelists_load_the_same_entries(tmp_path: Path) -> None:
     ("algorithm", "length"),
     [("sha256", 64), ("sha512", 128), ("blake2b", 128)],
 )
-def test_each_supported_algorithm_is_accepted_at_its_digest_length(
-    tmp_path: Path, algorithm: str, length: int
-) -> None:
+def test_each_supported_algorithm_is_accepted_at_its_digest_length(tmp_path: Path, algorithm: str, length: int) -> None:
     whitelist = load_text(tmp_path, f'plugins: [{{name: a, path: a, hash: "{algorithm}:{"b" * length}"}}]')
     assert whitelist.entries[0].algorithm == algorithm
 
@@ -119,8 +119,10 @@ plugins:
 
 def test_a_billion_laughs_alias_bomb_is_refused_without_expanding_it(tmp_path: Path) -> None:
     lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    lines += [f"a{i}: &a{i} [*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1}]"
-              for i in range(1, 10)]
+    lines += [
+        f"a{i}: &a{i} [*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1}]"
+        for i in range(1, 10)
+    ]
     lines.append("plugins: *a9")
     with pytest.raises(SecurityError) as caught:
         load_text(tmp_path, "\n".join(lines))
