@@ -206,7 +206,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 )
             if self._security is not None:
                 self._protect_secrets(config)
-                self._security.check_plugin(config)  # under strict, refuses before any transport exists
+                # hashing runs off the loop; under strict this refuses before any transport exists
+                await asyncio.to_thread(self._security.check_plugin, config)
             chosen = source or source_for_config(config)
             transport = chosen.create_transport(config, self.request_type)
             try:
@@ -393,7 +394,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         if engine is None or engine.policy is not SecurityPolicy.STRICT:
             return
         for name, entry in list(self._entries.items()):
-            decision = engine.evaluate(entry.config)
+            decision = await asyncio.to_thread(engine.evaluate, entry.config)
             if decision is None or decision.allowed:
                 continue
             engine.apply(decision, raise_refusal=False)

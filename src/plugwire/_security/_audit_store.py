@@ -89,12 +89,12 @@ class ChainReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PendingRow(msgspec.Struct, frozen=True, array_like=True):
-    """A row waiting for the writer: the caller's part (no sequence or hash yet)."""
+    """A row waiting for the writer: the caller's part (no sequence, hash or JSON yet)."""
 
     time: float
     event: str
     plugin: str | None
-    fields_json: str
+    fields: dict[str, Any] | None
 
 
 def canonical_fields(fields: dict[str, Any]) -> str:

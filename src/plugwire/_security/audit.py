@@ -101,11 +101,23 @@ def _redact(value: Any, secrets: tuple[str, ...]) -> Any:
         }
     if isinstance(value, list | tuple):
         return [_redact(item, secrets) for item in value]
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, _REDACTED)
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # Anything else is stored as text, so it is made text here, where secrets are masked.
+    text = value if isinstance(value, str) else str(value)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+def _fields_json(fields: dict[str, Any] | None, secrets: tuple[str, ...]) -> str:
+    if not fields:
+        return "{}"
+    try:
+        return canonical_fields(_redact(fields, secrets))
+    except (TypeError, ValueError) as exc:  # e.g. keys of mixed types: keep the row, say why
+        return canonical_fields({"unrecordable_fields": f"{type(exc).__name__}: {exc}"})
 
 
 class AuditLog:
@@ -178,8 +190,8 @@ class AuditLog:
         """
         if self._closed or not self.wants(event):
             return False
-        fields_json = canonical_fields(_redact(fields, self._secrets)) if fields else "{}"
-        self._queue.put(PendingRow(time.time(), str(event), plugin, fields_json))
+        # Redaction and JSON happen on the writer thread: the caller pays for one tuple.
+        self._queue.put(PendingRow(time.time(), str(event), plugin, fields or None))
         return True
 
     def _write_loop(self) -> None:
@@ -210,10 +222,12 @@ class AuditLog:
     def _commit(self, batch: list[PendingRow]) -> None:
         rows = []
         seq, prev = self._seq, self._prev
+        secrets = self._secrets
         for pending in batch:
             seq += 1
-            digest = row_hash(prev, seq, pending.time, pending.event, pending.plugin, pending.fields_json)
-            rows.append((seq, pending.time, pending.event, pending.plugin, pending.fields_json, prev, digest))
+            fields_json = _fields_json(pending.fields, secrets)
+            digest = row_hash(prev, seq, pending.time, pending.event, pending.plugin, fields_json)
+            rows.append((seq, pending.time, pending.event, pending.plugin, fields_json, prev, digest))
             prev = digest
         try:
             self._store.append(rows)

@@ -17,6 +17,7 @@ from .._models import SecurityPolicy, Transport
 from .._types import LoggerLike
 from .audit import AuditEvent, AuditLog, default_audit_path
 from .decisions import Decision, decide_endpoint, decide_executable
+from .hashing import check_algorithm
 from .launch import ExecCache
 from .watch import WhitelistWatcher
 from .whitelist import Whitelist, load_whitelist
@@ -82,6 +83,7 @@ class SecurityEngine:
             SecurityError: The whitelist is malformed (1804-1808), or the audit log cannot
                 be opened (1811) or would sit in a plugin folder (1812).
         """
+        check_algorithm(config.hash_algorithm, where="security.hash_algorithm")
         if config.whitelist_file:
             whitelist = load_whitelist(config.whitelist_file, default_algorithm=config.hash_algorithm)
         else:
