@@ -357,17 +357,22 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         """The security engine (whitelist, policy, launch hooks), once enabled."""
         return self._security
 
-    async def enable_plugin_security(self, config: SecurityConfig) -> None:
+    async def enable_plugin_security(self, config: SecurityConfig, *, exec_dir: str | None = None) -> None:
         """Turn on the whitelist, policy and audit log (the README's `EnablePluginSecurity`).
 
         Plugins already registered are checked at once; under `strict` any that the
         whitelist refuses are drained and stopped. With `watch_config`, whitelist changes
         are applied within a second.
 
+        Args:
+            config: The security settings (see docs/security.md).
+            exec_dir: Where verified private copies of plugin files are kept (default: a
+                private temporary folder; set it where /tmp is mounted noexec).
+
         Raises:
             SecurityError: The whitelist is malformed or the audit log cannot be opened.
         """
-        engine = SecurityEngine.from_config(config, logger=self.logger)
+        engine = SecurityEngine.from_config(config, logger=self.logger, exec_dir=exec_dir)
         old, self._security = self._security, engine
         if old is not None:
             await old.aclose()
