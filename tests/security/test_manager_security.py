@@ -48,6 +48,7 @@ class FileSource:
         self.handler = handler or (lambda call: call.payload)
         self.auth = auth or AuthConfig()
         self.created = 0
+        self.transports: list[MockTransport] = []
 
     def configure(self, name: str, base: PluginConfig) -> PluginConfig:
         if self.endpoint:
@@ -58,7 +59,8 @@ class FileSource:
 
     def create_transport(self, config: PluginConfig, request_type: Any) -> BaseTransport:
         self.created += 1
-        return MockTransport(self.handler)
+        self.transports.append(MockTransport(self.handler))
+        return self.transports[-1]
 
 
 def security(
@@ -237,3 +239,46 @@ async def test_authentication_failures_are_audited_and_no_secret_reaches_a_row_o
     assert SECRET.encode() not in stored
     assert all(SECRET not in record.getMessage() for record in caplog.records)
     assert "[redacted]" in everything
+
+
+async def test_a_new_hash_for_a_running_plugin_drains_its_in_flight_call_then_stops_it(
+    tmp_path: Path, plugin_dir: Path
+) -> None:
+    plugin = write_plugin(plugin_dir / "slow", "s")
+    whitelist = tmp_path / "w.json"
+    write_whitelist(whitelist, [entry_for("slow", plugin)])
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(call: Call) -> bytes:
+        entered.set()
+        await release.wait()
+        return bytes(call.payload)
+
+    source = FileSource(plugin, handler=slow)
+    async with AsyncPluginManager[str, str](str, str, ManagerConfig(security=security(tmp_path, whitelist))) as manager:
+        await manager.register(source, name="slow")
+        call = asyncio.create_task(manager.execute("slow", "in flight"))
+        await entered.wait()
+        assert manager.security is not None
+        write_whitelist(whitelist, [entry_for("slow", plugin, hash="sha256:" + "e" * 64)])
+        reload = asyncio.create_task(manager.security._on_file_event())
+        async with asyncio.timeout(5):
+            while "slow" in manager:  # noqa: ASYNC110 - no event marks "removed from routing"
+                await asyncio.sleep(0.01)
+        with pytest.raises(plugwire.PluginNotFoundError):
+            await manager.execute("slow", "new call")
+
+        def closed() -> bool:
+            return source.transports[-1].closed
+
+        assert not closed(), "the stop waits for the in-flight call"
+        assert not reload.done()
+        release.set()
+        assert await call == "in flight"
+        await reload
+        assert closed()
+        assert manager.audit is not None
+        manager.audit.flush()
+        events = [r.event for r in manager.audit.query(plugin="slow")]
+        assert events[-2:] == ["plugin.hash_mismatch", "plugin.stopped"]
