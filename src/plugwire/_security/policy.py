@@ -122,9 +122,10 @@ class SecurityEngine:
 
     def _sync_audit_filters(self) -> None:
         if self.audit is not None:
-            # The audit policy records every decision, whatever log_authorized says.
-            wanted = self.config.audit_config.log_authorized or self._policy is SecurityPolicy.AUDIT
-            self.audit.log_authorized = wanted
+            # The audit policy records every decision, whatever the log_* settings say.
+            settings, everything = self.config.audit_config, self._policy is SecurityPolicy.AUDIT
+            self.audit.log_authorized = settings.log_authorized or everything
+            self.audit.log_unauthorized = settings.log_unauthorized or everything
 
     @property
     def roots(self) -> tuple[Path, ...]:
@@ -185,7 +186,8 @@ class SecurityEngine:
             if raise_refusal:
                 raise decision.error()
             return decision
-        self._log("warning", f"security ({self._policy.value}): {decision.reason}; running it anyway")
+        level = "warning" if self._policy is SecurityPolicy.PERMISSIVE else "info"
+        self._log(level, f"security ({self._policy.value}): {decision.reason}; running it anyway")
         return decision
 
     async def prepare_launch(
