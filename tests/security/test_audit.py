@@ -260,3 +260,10 @@ def test_sigkill_mid_write_keeps_every_reported_commit_and_an_intact_verifiable_
     report = verify_log(path)
     assert report.ok
     assert report.rows == total
+
+
+def test_a_new_audit_file_is_readable_by_the_hosts_user_only(log_path: Path) -> None:
+    with AuditLog(log_path) as audit:
+        audit.record(AuditEvent.STARTED, "p")
+    assert log_path.stat().st_mode & 0o777 == 0o600
+    assert log_path.parent.stat().st_mode & 0o777 == 0o700

@@ -159,6 +159,9 @@ class SqliteStore:
         self.path = path
         if not create and not path.exists():
             raise FileNotFoundError(2, "no such audit database", str(path))
+        if create:
+            # Rows name plugins and paths: readable by the host's user only (WAL files follow).
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         # The writer thread owns this connection; readers open their own.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
