@@ -140,3 +140,13 @@ def test_the_module_runs_as_a_real_process(plugin: Path, audit_db: Path) -> None
     )  # fmt: skip
     assert verified.returncode == 0
     assert "chain is intact" in verified.stdout
+
+
+def test_without_the_cli_extra_the_command_names_what_to_install() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    code = "import sys; sys.modules['click'] = None; from plugwire._cli import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False, timeout=30
+    )
+    assert result.returncode == 1
+    assert "pip install 'plugwire[cli]'" in result.stderr

@@ -371,3 +371,18 @@ async def test_disabled_policy_checks_nothing_and_returns_the_argv_unchanged(
         assert engine.check_plugin(PluginConfig(name="echo", executable=str(plugin))) is None
     finally:
         await engine.aclose()
+
+
+async def test_a_relative_command_resolves_against_the_plugins_working_folder(
+    tmp_path: Path, plugin_dir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    plugin = make_plugin("echo", "relative")
+    engine = engine_for(tmp_path, [entry_for("echo", plugin)], SecurityPolicy.STRICT)
+    try:
+        argv = await engine.launch_hook("echo", cwd=plugin_dir)(["./echo"])
+        assert await run(argv) == "relative\n"
+        with pytest.raises(SecurityError) as caught:
+            await engine.launch_hook("echo", cwd=tmp_path)(["./echo"])
+        assert caught.value.code == ErrorCode.EXECUTABLE_NOT_IN_ARGV
+    finally:
+        await engine.aclose()

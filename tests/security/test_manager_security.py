@@ -282,3 +282,46 @@ async def test_a_new_hash_for_a_running_plugin_drains_its_in_flight_call_then_st
         manager.audit.flush()
         events = [r.event for r in manager.audit.query(plugin="slow")]
         assert events[-2:] == ["plugin.hash_mismatch", "plugin.stopped"]
+
+
+async def test_security_from_a_config_file_is_enabled_on_start(tmp_path: Path, plugin_dir: Path) -> None:
+    plugin = write_plugin(plugin_dir / "calc", "x")
+    whitelist = write_whitelist(tmp_path / "w.json", [entry_for("calc", plugin)])
+    config_file = tmp_path / "manager.yaml"
+    config_file.write_text(
+        "security:\n"
+        "  enabled: true\n"
+        "  policy: strict\n"
+        f"  whitelist_file: {json.dumps(str(whitelist))}\n"
+        "  audit_config:\n"
+        "    enabled: true\n"
+        f"    audit_file: {json.dumps(str(tmp_path / 'host' / 'audit.jsonl'))}\n"
+    )
+    async with AsyncPluginManager[str, str](str, str, ManagerConfig.load(config_file)) as manager:
+        assert manager.audit is not None
+        assert manager.audit.path.suffix == ".jsonl"
+        with pytest.raises(SecurityError):
+            await manager.register(FileSource(plugin_dir / "calc-copy"), name="calc")
+        await manager.register(FileSource(plugin), name="calc")
+    rows = plugwire._security.query_log(tmp_path / "host" / "audit.jsonl")
+    assert [r.event for r in rows] == [
+        "whitelist.loaded",
+        "plugin.unauthorized",
+        "plugin.started",
+        "plugin.stopped",
+    ]
+
+
+def test_the_blocking_builder_refuses_a_mismatched_plugin(tmp_path: Path, plugin_dir: Path) -> None:
+    plugin = write_plugin(plugin_dir / "calc", "x")
+    whitelist = write_whitelist(tmp_path / "w.json", [entry_for("calc", plugin, hash="sha256:" + "5" * 64)])
+    source = FileSource(plugin)
+    builder = (
+        plugwire.production(str, str)
+        .with_plugin("calc", source)
+        .with_security(str(whitelist), audit_file=str(tmp_path / "host" / "audit.db"))
+    )
+    with pytest.raises(SecurityError) as caught:
+        builder.build_blocking()
+    assert caught.value.code == ErrorCode.HASH_MISMATCH
+    assert source.created == 0

@@ -149,3 +149,12 @@ def test_a_changed_file_has_a_new_fingerprint(tmp_path: Path) -> None:
     same = load_text(tmp_path, f'plugins: [{{name: a, path: a, hash: "{HEX64}"}}]')
     other = load_text(tmp_path, f'plugins: [{{name: b, path: a, hash: "{HEX64}"}}]')
     assert first.fingerprint == same.fingerprint != other.fingerprint
+
+
+def test_entries_without_an_algorithm_use_the_configured_default(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(f'plugins: [{{name: a, path: a, hash: "{"d" * 128}"}}]')
+    assert load_whitelist(path, default_algorithm="sha512").entries[0].algorithm == "sha512"
+    with pytest.raises(SecurityError) as caught:
+        load_whitelist(path)
+    assert caught.value.code == ErrorCode.BAD_HASH_LENGTH
