@@ -316,7 +316,7 @@ def test_the_blocking_builder_refuses_a_mismatched_plugin(tmp_path: Path, plugin
     plugin = write_plugin(plugin_dir / "calc", "x")
     whitelist = write_whitelist(tmp_path / "w.json", [entry_for("calc", plugin, hash="sha256:" + "5" * 64)])
     source = FileSource(plugin)
-    builder = (
+    builder: plugwire.ManagerBuilder[str, str] = (
         plugwire.production(str, str)
         .with_plugin("calc", source)
         .with_security(str(whitelist), audit_file=str(tmp_path / "host" / "audit.db"))
