@@ -214,14 +214,14 @@ def test_the_audit_log_may_not_live_inside_a_plugin_folder(tmp_path: Path) -> No
     assert not (plugins / "audit.db").exists()
 
 
-def test_the_default_audit_log_is_in_the_hosts_data_folder(tmp_path: Path) -> None:
+async def test_the_default_audit_log_is_in_the_hosts_data_folder(tmp_path: Path) -> None:
     config = SecurityConfig(enabled=True, policy=SecurityPolicy.AUDIT)
     engine = SecurityEngine.from_config(config)
     try:
         assert engine.audit is not None
         assert engine.audit.path == tmp_path / "data-home" / "plugwire" / "audit.db"
     finally:
-        engine.audit.close() if engine.audit else None
+        await engine.aclose()
 
 
 def test_sigkill_mid_write_keeps_every_reported_commit_and_an_intact_verifiable_chain(tmp_path: Path) -> None:
