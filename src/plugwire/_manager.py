@@ -369,9 +369,17 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             exec_dir: Where verified private copies of plugin files are kept (default: a
                 private temporary folder; set it where /tmp is mounted noexec).
 
+        A config with `enabled: false` turns security off again.
+
         Raises:
             SecurityError: The whitelist is malformed or the audit log cannot be opened.
         """
+        if not config.enabled:
+            old, self._security = self._security, None
+            if old is not None:
+                old.set_policy(SecurityPolicy.DISABLED)  # leaves a policy.changed row
+                await old.aclose()
+            return
         engine = SecurityEngine.from_config(config, logger=self.logger, exec_dir=exec_dir)
         old, self._security = self._security, engine
         if old is not None:

@@ -325,3 +325,19 @@ def test_the_blocking_builder_refuses_a_mismatched_plugin(tmp_path: Path, plugin
         builder.build_blocking()
     assert caught.value.code == ErrorCode.HASH_MISMATCH
     assert source.created == 0
+
+
+async def test_enabling_with_a_disabled_config_turns_security_off_again(tmp_path: Path, plugin_dir: Path) -> None:
+    plugin = write_plugin(plugin_dir / "calc", "x")
+    whitelist = write_whitelist(tmp_path / "w.json", [])
+    async with AsyncPluginManager[str, str](str, str) as manager:
+        await manager.enable_plugin_security(security(tmp_path, whitelist))
+        with pytest.raises(SecurityError):
+            await manager.register(FileSource(plugin), name="calc")
+        await manager.enable_plugin_security(SecurityConfig(enabled=False))
+        assert manager.security is None
+        assert manager.audit is None
+        await manager.register(FileSource(plugin), name="calc")
+    rows = plugwire._security.query_log(tmp_path / "host" / "audit.db")
+    assert rows[-1].event == "policy.changed"
+    assert rows[-1].fields == {"from": "strict", "to": "disabled"}

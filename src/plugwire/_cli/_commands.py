@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -55,7 +56,7 @@ def hash_command(files: Sequence[Path], algorithm: str, as_json: bool) -> None:
         name = _NAME.sub("-", file.stem).strip("-.") or "plugin"
         digest = digest_file(file, algorithm)
         entries.append(
-            {"name": name, "path": str(file.resolve()), "hash": f"{algorithm}:{digest}", "algorithm": algorithm}
+            {"name": name, "path": os.path.abspath(file), "hash": f"{algorithm}:{digest}", "algorithm": algorithm}
         )
     if as_json:
         _print_json([{**entry, "enabled": True} for entry in entries])
