@@ -95,6 +95,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._closing = False
         self._shutdown_task: asyncio.Task[None] | None = None
         self._security: SecurityEngine | None = None
+        self._security_chosen = False  # set once enable_plugin_security ran: config no longer decides
         _refuse_unbuilt_features(self.config)
 
     # ----------------------------------------------------------------- lifecycle
@@ -374,6 +375,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         Raises:
             SecurityError: The whitelist is malformed or the audit log cannot be opened.
         """
+        self._security_chosen = True
         if not config.enabled:
             old, self._security = self._security, None
             if old is not None:
@@ -392,7 +394,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         await self._on_whitelist_changed(engine.whitelist)
 
     async def _ensure_security(self) -> None:
-        if self._security is None and self.config.security.enabled:
+        if not self._security_chosen and self.config.security.enabled:
             await self.enable_plugin_security(self.config.security)
 
     def _protect_secrets(self, config: PluginConfig) -> None:

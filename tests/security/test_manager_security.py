@@ -330,8 +330,8 @@ def test_the_blocking_builder_refuses_a_mismatched_plugin(tmp_path: Path, plugin
 async def test_enabling_with_a_disabled_config_turns_security_off_again(tmp_path: Path, plugin_dir: Path) -> None:
     plugin = write_plugin(plugin_dir / "calc", "x")
     whitelist = write_whitelist(tmp_path / "w.json", [])
-    async with AsyncPluginManager[str, str](str, str) as manager:
-        await manager.enable_plugin_security(security(tmp_path, whitelist))
+    config = ManagerConfig(security=security(tmp_path, whitelist))
+    async with AsyncPluginManager[str, str](str, str, config) as manager:
         with pytest.raises(SecurityError):
             await manager.register(FileSource(plugin), name="calc")
         await manager.enable_plugin_security(SecurityConfig(enabled=False))
