@@ -363,14 +363,13 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
 
         Plugins already registered are checked at once; under `strict` any that the
         whitelist refuses are drained and stopped. With `watch_config`, whitelist changes
-        are applied within a second.
+        are applied within a second. A config with `enabled: false` turns security off again
+        (the config's own `security` section then no longer decides).
 
         Args:
             config: The security settings (see docs/security.md).
             exec_dir: Where verified private copies of plugin files are kept (default: a
                 private temporary folder; set it where /tmp is mounted noexec).
-
-        A config with `enabled: false` turns security off again.
 
         Raises:
             SecurityError: The whitelist is malformed or the audit log cannot be opened.
