@@ -26,7 +26,7 @@ def main() -> None:
     def plugin(index: int) -> None:
         for count in range(PER_THREAD):
             audit.record("plugin.started", plugin=f"plugin-{index}", count=count, password="hunter2")
-            if count % 5 == 0:
+            if count % 2 == 0:
                 time.sleep(0.001)  # spread the events over time, like real plugins
 
     threads = [threading.Thread(target=plugin, args=(i,)) for i in range(THREADS)]
