@@ -143,7 +143,10 @@ def _show_rows(rows: list[AuditRow], as_json: bool, title: str) -> None:
     table.add_column("fields", overflow="fold")
     for row in rows:
         when = dt.datetime.fromtimestamp(row.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        fields = json.dumps(row.fields, ensure_ascii=False, sort_keys=True)
+        fields = " ".join(
+            f"{key}={value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
+            for key, value in sorted(row.fields.items())
+        )
         table.add_row(str(row.seq), when, row.event, row.plugin or "", fields)
     _console().print(table)
 
