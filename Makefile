@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := dev
+EXTRAS := dev,cli,watch
 
 .PHONY: demo test venv install lint typecheck pytest clean
 

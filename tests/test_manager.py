@@ -365,7 +365,7 @@ async def test_config_plugins_are_registered_on_start() -> None:
         await manager.register(AuthPlugin())
 
 
-@pytest.mark.parametrize("feature", ["security", "tracing"])
+@pytest.mark.parametrize("feature", ["tracing"])
 def test_features_not_built_yet_refuse_to_be_enabled(feature: str) -> None:
     config = ManagerConfig.from_dict({feature: {"enabled": True}})
     with pytest.raises(plugwire.ConfigError, match=f"{feature}.enabled: this feature is not available"):

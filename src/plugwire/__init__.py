@@ -62,6 +62,15 @@ if TYPE_CHECKING:
     from ._manager import AsyncPluginManager as AsyncPluginManager
     from ._manager import PluginHandle as PluginHandle
     from ._policies import Policy as Policy
+    from ._security import AuditEvent as AuditEvent
+    from ._security import AuditLog as AuditLog
+    from ._security import AuditRow as AuditRow
+    from ._security import ChainReport as ChainReport
+    from ._security import LaunchHook as LaunchHook
+    from ._security import SecurityEngine as SecurityEngine
+    from ._security import Whitelist as Whitelist
+    from ._security import WhitelistEntry as WhitelistEntry
+    from ._security import load_whitelist as load_whitelist
     from ._sources import PluginSource as PluginSource
     from ._sources import in_process as in_process
     from ._sync import BlockingPluginHandle as BlockingPluginHandle
@@ -70,6 +79,15 @@ if TYPE_CHECKING:
 # Host-side names load on first use, so a plugin process that runs `import plugwire` to call
 # `plugwire.serve()` never imports the manager, the transports or the policies.
 _LAZY: dict[str, str] = {
+    "load_whitelist": "._security",
+    "WhitelistEntry": "._security",
+    "Whitelist": "._security",
+    "SecurityEngine": "._security",
+    "LaunchHook": "._security",
+    "ChainReport": "._security",
+    "AuditRow": "._security",
+    "AuditLog": "._security",
+    "AuditEvent": "._security",
     "ManagerBuilder": "._builder",
     "development": "._builder",
     "production": "._builder",
@@ -104,11 +122,15 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 __all__ = [
     "AsyncPluginManager",
+    "AuditEvent",
+    "AuditLog",
+    "AuditRow",
     "AuthConfig",
     "AuthMethod",
     "AuthenticationError",
     "BlockingPluginHandle",
     "CallError",
+    "ChainReport",
     "CircuitBreakerConfig",
     "CircuitBreakerError",
     "CircuitOpenError",
@@ -121,6 +143,7 @@ __all__ = [
     "HealthCheckConfig",
     "HealthError",
     "HealthStatus",
+    "LaunchHook",
     "ManagerBuilder",
     "ManagerClosedError",
     "ManagerConfig",
@@ -149,6 +172,7 @@ __all__ = [
     "RetryConfig",
     "SecurityAuditConfig",
     "SecurityConfig",
+    "SecurityEngine",
     "SecurityError",
     "SecurityPolicy",
     "Status",
@@ -156,10 +180,13 @@ __all__ = [
     "Transport",
     "TransportError",
     "TypedCodec",
+    "Whitelist",
+    "WhitelistEntry",
     "__version__",
     "default_manager_config",
     "development",
     "in_process",
+    "load_whitelist",
     "production",
     "simple",
 ]

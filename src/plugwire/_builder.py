@@ -5,9 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any, Generic, Literal, Self
 
-from ._config import ConnectionConfig, HealthCheckConfig, ManagerConfig, PluginConfig
+from ._config import (
+    ConnectionConfig,
+    HealthCheckConfig,
+    ManagerConfig,
+    PluginConfig,
+    SecurityAuditConfig,
+    SecurityConfig,
+)
 from ._errors import ConfigError, ErrorCode
 from ._manager import AsyncPluginManager
+from ._models import SecurityPolicy
 from ._sources import InProcess, PluginSource
 from ._sync import PluginManager
 from ._types import LoggerLike, ReqT, RespT
@@ -54,6 +62,7 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         self._health_interval: float = settings["health_interval"]
         self._logger: LoggerLike | None = None
         self._plugins: list[tuple[PluginSource, str, PluginConfig | None]] = []
+        self._security = SecurityConfig()
 
     def with_plugin(self, name: str, plugin: PluginSource | Any, config: PluginConfig | None = None) -> Self:
         """Add a plugin: a source such as `plugwire.in_process(obj)`, or a plugin object.
@@ -85,6 +94,32 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         self._request_timeout = float(seconds)
         return self
 
+    def with_security(
+        self,
+        whitelist_file: str,
+        *,
+        policy: SecurityPolicy | str = SecurityPolicy.STRICT,
+        audit_file: str = "",
+        watch: bool = False,
+    ) -> Self:
+        """Only run the plugins pinned in `whitelist_file`, and keep an audit log.
+
+        Args:
+            whitelist_file: The whitelist (see docs/security.md).
+            policy: `strict` (default), `permissive`, `audit` or `disabled`.
+            audit_file: The audit database (`.jsonl` for JSON lines); default: the host's
+                data folder.
+            watch: Reload the whitelist when the file changes.
+        """
+        self._security = SecurityConfig(
+            enabled=True,
+            policy=SecurityPolicy(policy),
+            whitelist_file=whitelist_file,
+            watch_config=watch,
+            audit_config=SecurityAuditConfig(enabled=True, audit_file=audit_file),
+        )
+        return self
+
     def _plugin_config(self, source: PluginSource, name: str, given: PluginConfig | None) -> PluginConfig:
         base = given or PluginConfig(
             name=name,
@@ -104,7 +139,7 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         return logger
 
     def _config(self) -> ManagerConfig:
-        return ManagerConfig(log_level=self._log_level)
+        return ManagerConfig(log_level=self._log_level, security=self._security)
 
     def build(self) -> AsyncPluginManager[ReqT, RespT]:
         """An `AsyncPluginManager`; `async with` it to start the plugins."""

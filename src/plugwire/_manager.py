@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -13,8 +14,9 @@ from typing import Any, Generic
 import msgspec
 
 from ._codec import CodecName, TypedCodec
-from ._config import ManagerConfig, PluginConfig, check_plugin_config, load_config_file
+from ._config import ManagerConfig, PluginConfig, SecurityConfig, check_plugin_config, load_config_file
 from ._errors import (
+    AuthenticationError,
     ConfigError,
     ErrorCode,
     ExecutionError,
@@ -24,8 +26,9 @@ from ._errors import (
     PluginError,
     PluginNotFoundError,
 )
-from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status
+from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, SecurityPolicy, Status
 from ._policies import Policy, build_pipeline
+from ._security import AuditEvent, AuditLog, SecurityEngine, Whitelist
 from ._sources import InProcess, PluginSource, source_for_config
 from ._transports.base import BaseTransport, Call
 from ._types import LoggerLike, ReqT, RespT
@@ -91,6 +94,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._started = False
         self._closing = False
         self._shutdown_task: asyncio.Task[None] | None = None
+        self._security: SecurityEngine | None = None
+        self._security_chosen = False  # set once enable_plugin_security ran: config no longer decides
         _refuse_unbuilt_features(self.config)
 
     # ----------------------------------------------------------------- lifecycle
@@ -103,6 +108,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         if self._started:
             return
         self._started = True
+        await self._ensure_security()
         pending, self._pending = self._pending, []
         for source, config in pending:
             await self._register_config(config, source)
@@ -144,6 +150,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             if len(done) < len(waits):
                 self._log("warning", f"shutdown: in-flight calls still running after {timeout:g}s; closing")
         await asyncio.gather(*(self._close_entry(entry) for entry in entries))
+        if self._security is not None:
+            await self._security.aclose()
         self._log("info", f"shutdown complete ({len(entries)} plugins closed)")
 
     async def _close_entry(self, entry: _Entry) -> None:
@@ -151,6 +159,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             await entry.transport.aclose()
         except Exception as exc:
             self._log("error", f"plugin {entry.config.name!r} failed to close: {exc}")
+        self._audit(AuditEvent.STOPPED, entry.config.name, transport=entry.config.transport.value)
 
     # -------------------------------------------------------------- registration
     async def register(
@@ -190,11 +199,16 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
 
     async def _register_config(self, config: PluginConfig, source: PluginSource | None) -> None:
         self._check_open()
+        await self._ensure_security()
         async with self._lock:
             if config.name in self._entries:
                 raise PluginAlreadyRegisteredError(
                     f"a plugin named {config.name!r} is already registered", plugin=config.name
                 )
+            if self._security is not None:
+                self._protect_secrets(config)
+                # hashing runs off the loop; under strict this refuses before any transport exists
+                await asyncio.to_thread(self._security.check_plugin, config)
             chosen = source or source_for_config(config)
             transport = chosen.create_transport(config, self.request_type)
             try:
@@ -205,6 +219,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             entry = _Entry(config, transport, info)
             entry.handler = build_pipeline(config, transport.call, extra=self._policies)
             self._entries[config.name] = entry
+        self._audit(AuditEvent.STARTED, config.name, transport=config.transport.value, version=info.version)
         self._log(
             "info",
             f"registered plugin {config.name!r} ({config.transport.value}, {info.name} {info.version})",
@@ -261,6 +276,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         """Register every plugin of a config (a `ManagerConfig` or a file path)."""
         loaded = config if isinstance(config, ManagerConfig) else load_config_file(config)
         _refuse_unbuilt_features(loaded)
+        source = "" if isinstance(config, ManagerConfig) else os.fspath(config)
+        self._audit(AuditEvent.CONFIG_CHANGED, None, file=source, plugins=[p.name for p in loaded.plugins])
         if not self._started:
             self._pending.extend((None, p) for p in loaded.plugins)
             return
@@ -295,6 +312,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         except PluginError as exc:
             if exc.plugin is None:
                 exc.plugin = name
+            if isinstance(exc, AuthenticationError):
+                self._audit(AuditEvent.AUTH_FAILURE, name, code=exc.code, error=exc.message)
             raise
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
@@ -362,6 +381,87 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    # ------------------------------------------------------------------ security
+    @property
+    def audit(self) -> AuditLog | None:
+        """The security audit log (`query`, `flush`, `verify`, `record`), once enabled."""
+        return self._security.audit if self._security is not None else None
+
+    @property
+    def security(self) -> SecurityEngine | None:
+        """The security engine (whitelist, policy, launch hooks), once enabled."""
+        return self._security
+
+    async def enable_plugin_security(self, config: SecurityConfig, *, exec_dir: str | None = None) -> None:
+        """Turn on the whitelist, policy and audit log (the README's `EnablePluginSecurity`).
+
+        Plugins already registered are checked at once; under `strict` any that the
+        whitelist refuses are drained and stopped. With `watch_config`, whitelist changes
+        are applied within a second. A config with `enabled: false` turns security off again
+        (the config's own `security` section then no longer decides).
+
+        Args:
+            config: The security settings (see docs/security.md).
+            exec_dir: Where verified private copies of plugin files are kept (default: a
+                private temporary folder; set it where /tmp is mounted noexec).
+
+        Raises:
+            SecurityError: The whitelist is malformed or the audit log cannot be opened.
+        """
+        self._security_chosen = True
+        if not config.enabled:
+            old, self._security = self._security, None
+            if old is not None:
+                old.set_policy(SecurityPolicy.DISABLED)  # leaves a policy.changed row
+                await old.aclose()
+            return
+        engine = SecurityEngine.from_config(config, logger=self.logger, exec_dir=exec_dir)
+        old, self._security = self._security, engine
+        if old is not None:
+            await old.aclose()
+        engine.add_listener(self._on_whitelist_changed)
+        for entry in list(self._entries.values()):
+            self._protect_secrets(entry.config)
+        if config.watch_config:
+            await engine.start_watching()
+        await self._on_whitelist_changed(engine.whitelist)
+
+    async def _ensure_security(self) -> None:
+        if not self._security_chosen and self.config.security.enabled:
+            await self.enable_plugin_security(self.config.security)
+
+    def _protect_secrets(self, config: PluginConfig) -> None:
+        audit = self.audit
+        if audit is not None:
+            for secret in (config.auth.api_key, config.auth.token, config.auth.password):
+                audit.add_secret(secret)
+
+    async def _on_whitelist_changed(self, whitelist: Whitelist) -> None:
+        """Under strict, drain and stop every running plugin the new whitelist refuses."""
+        engine = self._security
+        if engine is None or engine.policy is not SecurityPolicy.STRICT:
+            return
+        for name, entry in list(self._entries.items()):
+            decision = await asyncio.to_thread(engine.evaluate, entry.config)
+            if decision is None or decision.allowed:
+                continue
+            engine.apply(decision, raise_refusal=False)
+            async with self._lock:
+                if self._entries.get(name) is not entry:
+                    continue
+                del self._entries[name]
+            if entry.inflight:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.config.shutdown_timeout):
+                        await entry.idle.wait()
+            await self._close_entry(entry)
+            self._log("warning", f"stopped plugin {name!r}: {decision.reason}")
+
+    def _audit(self, event: AuditEvent, plugin: str | None, **fields: Any) -> None:
+        audit = self.audit
+        if audit is not None:
+            audit.record(event, plugin, **fields)
+
     # ------------------------------------------------------------------- helpers
     def _check_open(self) -> None:
         if self._closing:
@@ -396,9 +496,8 @@ class PluginHandle(Plugin[ReqT, RespT]):
 
 
 def _refuse_unbuilt_features(config: ManagerConfig) -> None:
-    """Security and tracing settings exist, but enabling them must not silently do nothing."""
+    """Tracing settings exist, but enabling them must not silently do nothing."""
     unbuilt: Mapping[str, bool] = {
-        "security.enabled": config.security.enabled,
         "tracing.enabled": config.tracing.enabled,
     }
     for path, on in unbuilt.items():

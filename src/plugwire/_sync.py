@@ -10,11 +10,12 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._codec import CodecName
-from ._config import ManagerConfig, PluginConfig
+from ._config import ManagerConfig, PluginConfig, SecurityConfig
 from ._errors import ManagerClosedError
 from ._manager import AsyncPluginManager, PluginHandle
 from ._models import ExecutionContext, HealthStatus, PluginInfo
 from ._policies import Policy
+from ._security import AuditLog
 from ._sources import PluginSource
 from ._types import LoggerLike, ReqT, RespT
 
@@ -122,6 +123,15 @@ class PluginManager(Generic[ReqT, RespT]):
     def health(self) -> dict[str, HealthStatus]:
         """See `AsyncPluginManager.health`."""
         return self._call(self._async.health())
+
+    def enable_plugin_security(self, config: SecurityConfig) -> None:
+        """See `AsyncPluginManager.enable_plugin_security`."""
+        self._call(self._async.enable_plugin_security(config))
+
+    @property
+    def audit(self) -> AuditLog | None:
+        """The security audit log once enabled (its methods are thread-safe)."""
+        return self._async.audit
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Shut the plugins down (see `AsyncPluginManager.shutdown`) and end the loop thread."""

@@ -41,11 +41,16 @@ def config_from_data(data: object) -> ManagerConfig:
     return config
 
 
-def load_data_file(path: str | os.PathLike[str]) -> Any:
+def load_data_file(path: str | os.PathLike[str], *, default_suffix: str | None = None) -> Any:
     """Read a YAML, TOML or JSON file into plain data, safely.
 
     YAML is read with the safe loader (no Python objects) and its alias expansion is bounded,
     so a "billion laughs" document is refused instead of exhausting memory.
+
+    Args:
+        path: The file.
+        default_suffix: How to read a file whose suffix is none of the known ones (for
+            example ".yaml" for a README-style `plugins.whitelist`); None refuses it.
 
     Raises:
         ConfigFileError: Missing (1701), unreadable or malformed (1702), an unknown suffix
@@ -53,6 +58,8 @@ def load_data_file(path: str | os.PathLike[str]) -> Any:
     """
     file = Path(path)
     suffix = file.suffix.lower()
+    if suffix not in {".yaml", ".yml", ".toml", ".json"} and default_suffix is not None:
+        suffix = default_suffix
     if suffix not in {".yaml", ".yml", ".toml", ".json"}:
         raise ConfigFileError(
             f"{file}: unsupported config format {suffix or '(none)'!r}; use .yaml, .yml, .toml or .json",

@@ -1,0 +1,224 @@
+"""`plugwire hash`, `plugwire whitelist verify` and `plugwire audit tail|query|verify`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from .._config import parse_duration
+from .._errors import PluginError
+from .._security import ALGORITHMS, AuditRow, digest_file, inspect_file, load_whitelist, query_log, verify_log
+
+__all__ = ["cli"]
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of a table.")
+_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _fail(error: PluginError, code: int = 2) -> None:
+    click.echo(f"plugwire: {error}", err=True)
+    raise SystemExit(code)
+
+
+@click.group()
+@click.version_option(package_name="plugwire")
+def cli() -> None:
+    """plugwire: typed, out-of-process plugins."""
+
+
+@cli.command("hash")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--algorithm", "-a", type=click.Choice(sorted(ALGORITHMS)), default="sha256", show_default=True)
+@_JSON
+def hash_command(files: Sequence[Path], algorithm: str, as_json: bool) -> None:
+    """Print ready-to-paste whitelist entries for FILES."""
+    entries = []
+    for file in files:
+        name = _NAME.sub("-", file.stem).strip("-.") or "plugin"
+        digest = digest_file(file, algorithm)
+        entries.append(
+            {"name": name, "path": os.path.abspath(file), "hash": f"{algorithm}:{digest}", "algorithm": algorithm}
+        )
+    if as_json:
+        _print_json([{**entry, "enabled": True} for entry in entries])
+        return
+    for entry in entries:
+        click.echo(f"  - name: {json.dumps(entry['name'])}")
+        click.echo(f"    path: {json.dumps(entry['path'])}")
+        click.echo(f"    hash: {json.dumps(entry['hash'])}")
+        click.echo(f"    algorithm: {json.dumps(entry['algorithm'])}")
+        click.echo("    enabled: true")
+
+
+@cli.group()
+def whitelist() -> None:
+    """Check whitelist files."""
+
+
+@whitelist.command("verify")
+@click.argument("file", type=click.Path(path_type=Path))
+@_JSON
+def whitelist_verify(file: Path, as_json: bool) -> None:
+    """Check every entry of FILE against the file on disk; exit 1 on any mismatch."""
+    try:
+        loaded = load_whitelist(file)
+    except PluginError as exc:
+        _fail(exc)
+        return
+    results = []
+    for entry in loaded:
+        row: dict[str, Any] = {
+            "name": entry.name,
+            "target": str(entry.path or entry.endpoint),
+            "expected": entry.pinned,
+        }
+        if entry.path is None:
+            row.update(status="endpoint", detail="a gRPC endpoint: nothing to hash")
+        else:
+            try:
+                facts = inspect_file(entry.path, entry.algorithm, loaded.folders)
+            except PluginError as exc:
+                row.update(status="error", code=exc.code, detail=exc.message)
+            else:
+                ok = facts.digest == entry.digest
+                row.update(
+                    status="ok" if ok else "mismatch",
+                    actual=f"{entry.algorithm}:{facts.digest}",
+                    detail="" if ok else f"file hashes to {entry.algorithm}:{facts.digest}",
+                )
+            if not entry.enabled and row["status"] == "ok":
+                row["status"] = "disabled"
+        results.append(row)
+    failed = any(row["status"] in {"mismatch", "error"} for row in results)
+    if as_json:
+        _print_json({"file": str(file), "ok": not failed, "entries": results})
+    else:
+        table = Table(title=f"{file} ({len(results)} entries)")
+        table.add_column("name", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("path / endpoint", overflow="fold")
+        table.add_column("detail", overflow="fold")
+        styles = {"ok": "green", "disabled": "yellow", "endpoint": "cyan"}
+        for row in results:
+            style = styles.get(row["status"], "bold red")
+            table.add_row(row["name"], f"[{style}]{row['status']}[/]", row["target"], row["detail"])
+        _console().print(table)
+    if failed:
+        raise SystemExit(1)
+
+
+@cli.group()
+def audit() -> None:
+    """Read and verify audit logs (SQLite, or .jsonl)."""
+
+
+def _show_rows(rows: list[AuditRow], as_json: bool, title: str) -> None:
+    if as_json:
+        _print_json([msgspec.to_builtins(row) for row in rows])
+        return
+    table = Table(title=title)
+    table.add_column("seq", no_wrap=True, justify="right")
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("event", no_wrap=True)
+    table.add_column("plugin", no_wrap=True)
+    table.add_column("fields", overflow="fold")
+    for row in rows:
+        when = dt.datetime.fromtimestamp(row.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        fields = " ".join(
+            f"{key}={value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
+            for key, value in sorted(row.fields.items())
+        )
+        table.add_row(str(row.seq), when, row.event, row.plugin or "", fields)
+    _console().print(table)
+
+
+def _parse_since(value: str | None) -> float | None:
+    """An epoch number, an ISO 8601 time, or a duration back from now ("15m", "2h")."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    else:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
+    try:
+        return time.time() - parse_duration(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use Unix seconds, an ISO 8601 time, or a duration like 15m") from None
+
+
+@audit.command("tail")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.option("-n", "--lines", default=20, show_default=True, help="How many of the newest rows.")
+@_JSON
+def audit_tail(db: Path, lines: int, as_json: bool) -> None:
+    """Show the newest rows of the audit log DB."""
+    try:
+        rows = query_log(db, limit=lines, newest=True)
+    except PluginError as exc:
+        _fail(exc)
+        return
+    _show_rows(rows, as_json, f"{db}: last {len(rows)} rows")
+
+
+@audit.command("query")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.option("--since", help="Unix seconds, ISO 8601 time, or a duration back from now (15m).")
+@click.option("--plugin", help="Only rows about this plugin.")
+@click.option("--event", help="Only rows of this event, e.g. plugin.hash_mismatch.")
+@click.option("--limit", type=int, help="At most this many rows (the oldest).")
+@_JSON
+def audit_query(
+    db: Path, *, since: str | None, plugin: str | None, event: str | None, limit: int | None, as_json: bool
+) -> None:
+    """Show the rows of the audit log DB that match every filter."""
+    try:
+        rows = query_log(db, since=_parse_since(since), plugin=plugin, event=event, limit=limit)
+    except PluginError as exc:
+        _fail(exc)
+        return
+    _show_rows(rows, as_json, f"{db}: {len(rows)} rows")
+
+
+@audit.command("verify")
+@click.argument("db", type=click.Path(path_type=Path))
+@_JSON
+def audit_verify(db: Path, as_json: bool) -> None:
+    """Check the hash chain of the audit log DB; exit 1 at the first broken link."""
+    try:
+        report = verify_log(db)
+    except PluginError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        _print_json(msgspec.to_builtins(report))
+    elif report.ok:
+        _console().print(f"[green]ok[/]: {report.rows} rows, the chain is intact")
+    else:
+        _console().print(f"[bold red]broken[/] at row {report.first_broken}: {report.reason} ({report.rows} rows read)")
+    if not report.ok:
+        raise SystemExit(1)
