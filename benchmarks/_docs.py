@@ -11,6 +11,7 @@ from ._report import cell, format_value, ratio_text
 __all__ = ["render_docs"]
 
 _TOP_FUNCTIONS = 8
+_TOP_SELF = 5
 
 
 def render_docs(document: dict[str, Any], *, source: str = "benchmarks/results/latest.json") -> str:
@@ -63,7 +64,8 @@ _HOW_TO_READ = (
 
 
 def _escape(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Keep a cell in its cell: no pipe or line break may split the table."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _results_table(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -126,13 +128,16 @@ def _unmet(rows: Sequence[dict[str, Any]]) -> list[str]:
 def _costs(profiles: dict[str, Any]) -> list[str]:
     if not profiles:
         return ["No profile was recorded in this run; `make bench PROFILE=1` adds one per case."]
+    ours = {key: summary for key, summary in profiles.items() if _touches_plugwire(summary)}
     lines = [
         "From cProfile profiles of each case's candidate, taken after its measured rounds (host process "
-        "only: time the plugin spends in its own process shows as waiting in `select`/`epoll` or a read). "
+        "only: time a plugin spends in its own process shows as waiting in `select`/`epoll` or a read). "
         "Top functions by cumulative time per op, the harness and the event loop's plumbing left out; "
-        "profiling inflates every figure, so read them as proportions.",
+        "profiling inflates every figure, so read them as proportions. Only candidates that run plugwire "
+        f"code are shown here ({len(ours)} of {len(profiles)} profiles); every profile is in "
+        "`benchmarks/profiles/` and the results JSON.",
     ]
-    for key, summary in profiles.items():
+    for key, summary in ours.items():
         lines += [
             "",
             f"### `{key}`: {summary.get('candidate', '')} ({summary['ops']} ops profiled)",
@@ -145,4 +150,12 @@ def _costs(profiles: dict[str, Any]) -> list[str]:
                 f"| `{_escape(entry['function'])}` | {entry['cumulative_us_per_op']:.2f} | "
                 f"{entry['self_us_per_op']:.2f} | {entry['calls_per_op']:.2f} |"
             )
+        hottest = summary.get("top_self", [])[:_TOP_SELF]
+        if hottest:
+            spots = ", ".join(f"`{e['function']}` {e['self_us_per_op']:.2f}" for e in hottest)
+            lines += ["", f"Largest self time (µs/op): {spots}."]
     return lines
+
+
+def _touches_plugwire(summary: dict[str, Any]) -> bool:
+    return any(entry["function"].startswith("plugwire/") for entry in summary.get("top_cumulative", []))

@@ -60,10 +60,10 @@ class Placement:
         """Apply the host mask to every thread of this process."""
         _set_all_threads(os.getpid(), self.host)
 
-    def pin_children(self) -> int:
-        """Apply the child mask to every thread of every descendant; returns how many processes."""
+    def pin_children(self, pids: Iterable[int] | None = None) -> int:
+        """Apply the child mask to every thread of `pids` (default: every descendant); returns how many."""
         count = 0
-        for pid in descendants(os.getpid()):
+        for pid in descendants(os.getpid()) if pids is None else pids:
             if _set_all_threads(pid, self.children):
                 count += 1
         return count

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import cProfile
 import math
+import os
 import pstats
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +21,7 @@ import pytest
 from benchmarks.__main__ import _quick_check
 from benchmarks._docs import render_docs
 from benchmarks._model import REGISTRY, Case, Env, Kind, Op, Side, Verdict, Versus, at_least, at_most, register
-from benchmarks._pinning import Placement, descendants
+from benchmarks._pinning import ORIGINAL_CPUS, Placement, descendants
 from benchmarks._profile import condense, short_location
 from benchmarks._report import format_value, render_table, row_to_json
 from benchmarks._runner import Settings, run_case
@@ -155,6 +158,22 @@ def test_descendants_are_found_through_every_generation_of_a_proc_tree(tmp_path:
     (tmp_path / "self").mkdir()
     assert sorted(descendants(10, tmp_path)) == [11, 12, 14]
     assert descendants(12, tmp_path) == []
+
+
+def test_a_started_child_is_found_among_the_descendants_and_pinned_while_the_host_is_not() -> None:
+    one = frozenset({min(ORIGINAL_CPUS)})
+    host_before = os.sched_getaffinity(0)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert child.pid in descendants(os.getpid())
+        # Only our child: other tests' processes are none of this test's business.
+        assert Placement("split", frozenset(ORIGINAL_CPUS), one).pin_children([child.pid]) == 1
+        assert os.sched_getaffinity(child.pid) == one
+        assert os.sched_getaffinity(0) == host_before
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=10)
 
 
 # ---------------------------------------------------------------------- runner
@@ -361,14 +380,28 @@ def test_docs_say_plainly_when_every_target_was_met() -> None:
     assert "None: all 1 targeted rows of this run met their target." in page
 
 
-def test_docs_list_the_largest_costs_from_the_profiles() -> None:
+def test_docs_list_the_largest_costs_from_the_profiles_of_plugwire_candidates() -> None:
     entry = {"function": "plugwire/_manager.py:243 execute", "cumulative_us_per_op": 7.5}
     entry |= {"self_us_per_op": 1.25, "calls_per_op": 1.0}
-    profiles = {"inprocess.execute [same]": {"candidate": "manager.execute", "ops": 5000, "top_cumulative": [entry]}}
+    hot = {"function": "uuid.py:721 uuid4", "cumulative_us_per_op": 2.0, "self_us_per_op": 0.75, "calls_per_op": 1.0}
+    peer = {"function": "rpyc/core/protocol.py:700 sync_request", "cumulative_us_per_op": 50.0}
+    peer |= {"self_us_per_op": 1.0, "calls_per_op": 1.0}
+    profiles = {
+        "inprocess.execute [same]": {
+            "candidate": "manager.execute",
+            "ops": 5000,
+            "top_cumulative": [entry, hot],
+            "top_self": [entry, hot],
+        },
+        "peers.rpyc [same]": {"candidate": "rpyc", "ops": 900, "top_cumulative": [peer], "top_self": [peer]},
+    }
     page = render_docs(_document([_row("inprocess.execute", "met", 1.2, _LE_15)], profiles))
     costs = page.split("## Largest remaining costs")[1]
     assert "### `inprocess.execute [same]`: manager.execute (5000 ops profiled)" in costs
     assert "| `plugwire/_manager.py:243 execute` | 7.50 | 1.25 | 1.00 |" in costs
+    assert "Largest self time (µs/op): `plugwire/_manager.py:243 execute` 1.25, `uuid.py:721 uuid4` 0.75." in costs
+    assert "(1 of 2 profiles)" in costs
+    assert "sync_request" not in costs
 
 
 def test_docs_are_never_generated_from_a_quick_run() -> None:
