@@ -113,7 +113,7 @@ def _document(
         "mode": "quick" if settings.quick else "full",
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
         "duration_s": took,
-        "machine": facts,
+        "machine": {**facts, "pinning": _pinning_text(settings)},
         "settings": {
             "rounds": settings.rounds,
             "warmup_s": settings.warmup_s,

@@ -30,6 +30,7 @@ def row_to_json(row: Row) -> dict[str, Any]:
         if row.target is None
         else {"op": row.target.op, "value": row.target.value, "text": row.target.text},
         "verdict": row.verdict.value,
+        "placement": row.placement,
         "rounds": row.rounds,
         "batches": list(row.batches),
         "detail": row.detail,

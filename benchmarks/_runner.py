@@ -86,6 +86,7 @@ class Row:
     batches: tuple[int, int] = (0, 0)
     detail: str = ""
     note: str = ""
+    placement: str = ""
     profile: dict[str, Any] | None = field(default=None)
 
 
@@ -164,7 +165,10 @@ async def run_case(case: Case, pin: PinMode, settings: Settings, env: Env, *, pr
         detail = f"{type(exc).__name__}: {exc}"
         print(f"benchmark case {case.name} [{pin}] failed: {detail}", file=sys.stderr)
         return _rows_without_numbers(case, pin, Verdict.ERROR, detail)
-    return _rows(case, pin, live, rounds, profile_summary, quick=settings.quick)
+    rows = _rows(case, pin, live, rounds, profile_summary, quick=settings.quick)
+    for row in rows:
+        row.placement = placement.describe()
+    return rows
 
 
 async def _warm_up(item: _Live, kind: Kind, settings: Settings) -> None:
