@@ -41,7 +41,7 @@ def row_to_json(row: Row) -> dict[str, Any]:
 def write_results(path: Path, document: dict[str, Any]) -> None:
     """Write the results document (atomically: a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.partial")
+    partial = path.with_name(f".{path.stem}.partial.json")
     partial.write_text(json.dumps({"schema": SCHEMA, **document}, indent=2, sort_keys=False) + "\n")
     partial.replace(path)
 
