@@ -93,7 +93,7 @@ def _pinning_text(settings: Settings) -> str:
         return f"forced `{','.join(settings.pin)}` for every case"
     if settings.quick:
         return "each case's default placement only (quick)"
-    return "each case's default: latency and throughput cases `same` (one CPU) and again `none`; others `none`"
+    return "each case's own (placement column); cases pinned `same` (host and children on one CPU) run again unpinned"
 
 
 async def _measure(cases: Sequence[Case], settings: Settings, env: Env) -> tuple[list[Row], dict[str, Any]]:

@@ -161,11 +161,11 @@ async def run_case(case: Case, pin: PinMode, settings: Settings, env: Env, *, pr
                     settings.profile_s,
                     settings.profile_dir / f"{case.name}.{pin}.prof",
                 )
+        rows = _rows(case, pin, live, rounds, profile_summary, quick=settings.quick)
     except Exception as exc:
         detail = f"{type(exc).__name__}: {exc}"
         print(f"benchmark case {case.name} [{pin}] failed: {detail}", file=sys.stderr)
         return _rows_without_numbers(case, pin, Verdict.ERROR, detail)
-    rows = _rows(case, pin, live, rounds, profile_summary, quick=settings.quick)
     for row in rows:
         row.placement = placement.describe()
     return rows

@@ -6,6 +6,7 @@ Synthetic numbers only; nothing here asserts how long anything took (timings are
 
 from __future__ import annotations
 
+import argparse
 import cProfile
 import math
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from benchmarks.__main__ import _quick_check
+from benchmarks.__main__ import _pin_modes, _quick_check
 from benchmarks._docs import render_docs
 from benchmarks._model import REGISTRY, Case, Env, Kind, Op, Side, Verdict, Versus, at_least, at_most, register
 from benchmarks._pinning import ORIGINAL_CPUS, Placement, descendants
@@ -286,6 +287,14 @@ async def test_quick_mode_reports_numbers_but_judges_no_target(env: Env) -> None
     assert rows[0].verdict is Verdict.UNJUDGED
     assert rows[0].ratio is not None
     assert _quick_check([row_to_json(row) for row in rows]) == []
+
+
+def test_pin_option_takes_one_mode_or_a_comma_separated_list_of_known_modes() -> None:
+    assert _pin_modes("same") == ("same",)
+    assert _pin_modes("same, none") == ("same", "none")
+    for bad in ("", "both", "same,everywhere"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _pin_modes(bad)
 
 
 def test_quick_check_names_every_row_that_produced_no_numbers() -> None:
