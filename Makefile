@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := dev,cli,watch
+EXTRAS := dev,cli,watch,bench
 
-.PHONY: demo test venv install lint typecheck pytest clean
+.PHONY: demo test venv install lint typecheck pytest clean bench bench-quick bench-install
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,16 +20,27 @@ demo: venv
 	$(PY) examples/demo.py
 
 lint: install
-	$(VENV)/bin/ruff check src tests examples scripts
-	$(VENV)/bin/ruff format --check src tests examples scripts
+	$(VENV)/bin/ruff check src tests examples scripts benchmarks
+	$(VENV)/bin/ruff format --check src tests examples scripts benchmarks
 
 typecheck: install
-	$(VENV)/bin/mypy src tests/typing
+	$(VENV)/bin/mypy src tests/typing benchmarks
 
 pytest: install
 	$(PY) -m pytest --cov --cov-branch --cov-report=term
 
-test: lint typecheck pytest
+# Benchmarks (benchmarks/README.md). Quick: every case runs and produces numbers, no timing is
+# judged. Full: writes benchmarks/results/latest.json and regenerates docs/performance.md;
+# PROFILE=1 adds a cProfile profile per case (benchmarks/profiles/).
+bench-install: install
+
+bench-quick: bench-install
+	$(PY) -m benchmarks --quick
+
+bench: bench-install
+	$(PY) -m benchmarks --docs docs/performance.md $(if $(PROFILE),--profile,)
+
+test: lint typecheck pytest bench-quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

@@ -1,0 +1,109 @@
+"""The floors: length-prefixed frames over subprocess pipes, blocking and asyncio.
+
+Both talk to the same echo child (`children/echo_pipe.py`), so the difference between them is
+the host side alone: raw blocking `os.read`/`os.write` against a bare asyncio subprocess
+stream (what someone writes by hand with `asyncio.create_subprocess_exec`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+from .._model import Env, Op, Side
+from ._proc import CHILDREN, SMALL, frame, payload, stop
+
+__all__ = ["ASYNCIO_FLOOR", "ASYNCIO_FLOOR_X64", "PIPES_FLOOR", "asyncio_pipes", "blocking_pipes"]
+
+_ECHO = str(CHILDREN / "echo_pipe.py")
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = os.read(fd, size)
+        if not chunk:
+            raise EOFError("the echo child closed its stdout")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+@asynccontextmanager
+async def blocking_pipes(env: Env, size: int = SMALL) -> AsyncIterator[Op]:
+    """One round trip = write one frame, read the echoed frame, both blocking."""
+    # A blocking child on purpose: this floor measures blocking I/O, and nothing else runs meanwhile.
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, _ECHO], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env.child_env
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    out_fd, in_fd = proc.stdin.fileno(), proc.stdout.fileno()
+    message = frame(payload(size))
+
+    def round_trip() -> None:
+        _write_all(out_fd, message)
+        _read_exact(in_fd, len(message))
+
+    try:
+        _write_all(out_fd, message)
+        if _read_exact(in_fd, len(message)) != message:
+            raise RuntimeError("the echo child answered with different bytes")
+        yield round_trip
+    finally:
+        stop(proc)
+
+
+@asynccontextmanager
+async def asyncio_pipes(env: Env, size: int = SMALL, in_flight: int = 1) -> AsyncIterator[Op]:
+    """`in_flight` frames written, then as many read back, through asyncio's subprocess streams."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, _ECHO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env.child_env
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    writer, reader = proc.stdin, proc.stdout
+    message = frame(payload(size))
+
+    async def round_trip() -> None:
+        writer.write(message)
+        await writer.drain()
+        header = await reader.readexactly(4)
+        await reader.readexactly(int.from_bytes(header, "big"))
+
+    async def pipelined() -> None:
+        for _ in range(in_flight):
+            writer.write(message)
+        await writer.drain()
+        for _ in range(in_flight):
+            header = await reader.readexactly(4)
+            await reader.readexactly(int.from_bytes(header, "big"))
+
+    try:
+        writer.write(message)
+        if await reader.readexactly(len(message)) != message:
+            raise RuntimeError("the echo child answered with different bytes")
+        yield round_trip if in_flight == 1 else pipelined
+    finally:
+        writer.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+PIPES_FLOOR = Side("blocking pipes (floor)", blocking_pipes)
+ASYNCIO_FLOOR = Side("asyncio pipes (asyncio floor)", asyncio_pipes)
+ASYNCIO_FLOOR_X64 = Side("asyncio pipes, 64 in flight", partial(asyncio_pipes, in_flight=64), per_call=64)

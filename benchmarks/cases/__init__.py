@@ -1,0 +1,10 @@
+"""Every benchmark case, one module per area; importing this package registers them all.
+
+Add an area by adding a module here and importing it below (order = order in the table).
+"""
+
+from __future__ import annotations
+
+from . import inprocess, peers, process, security
+
+__all__ = ["inprocess", "peers", "process", "security"]
