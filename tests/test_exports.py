@@ -12,7 +12,7 @@ def public_names(module: object) -> set[str]:
 
 def test_all_lists_exactly_the_public_names() -> None:
     exported = set(plugwire.__all__) - {"__version__"}
-    helpers = {"version", "PackageNotFoundError", "testing", "importlib", "TYPE_CHECKING", "Any"}
+    helpers = {"testing", "importlib", "TYPE_CHECKING", "Any"}
     assert exported == public_names(plugwire) - helpers
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from ._codec import TypedCodec as TypedCodec
@@ -55,6 +54,7 @@ from ._models import Status as Status
 from ._models import Transport as Transport
 
 if TYPE_CHECKING:
+    __version__: str
     from ._builder import ManagerBuilder as ManagerBuilder
     from ._builder import development as development
     from ._builder import production as production
@@ -103,6 +103,15 @@ _LAZY: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # importlib.metadata costs ~25 ms: only pay it when asked
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value: Any = version("plugwire")
+        except PackageNotFoundError:  # running from a source tree without installing
+            value = "0.0.0+unknown"
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'plugwire' has no attribute {name!r}")
@@ -115,10 +124,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-try:
-    __version__ = version("plugwire")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "AsyncPluginManager",
