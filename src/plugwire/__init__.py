@@ -8,6 +8,7 @@ from ._builder import ManagerBuilder as ManagerBuilder
 from ._builder import development as development
 from ._builder import production as production
 from ._builder import simple as simple
+from ._clock import Clock as Clock
 from ._codec import TypedCodec as TypedCodec
 from ._config import AuthConfig as AuthConfig
 from ._config import CircuitBreakerConfig as CircuitBreakerConfig
@@ -57,7 +58,13 @@ from ._models import PluginInfo as PluginInfo
 from ._models import SecurityPolicy as SecurityPolicy
 from ._models import Status as Status
 from ._models import Transport as Transport
+from ._policies import BreakerListener as BreakerListener
+from ._policies import BreakerState as BreakerState
+from ._policies import BreakerStateChange as BreakerStateChange
+from ._policies import CircuitBreaker as CircuitBreaker
+from ._policies import ErrorClassifier as ErrorClassifier
 from ._policies import Policy as Policy
+from ._policies import default_error_classifier as default_error_classifier
 from ._sources import PluginSource as PluginSource
 from ._sources import in_process as in_process
 from ._sync import BlockingPluginHandle as BlockingPluginHandle
@@ -74,13 +81,19 @@ __all__ = [
     "AuthMethod",
     "AuthenticationError",
     "BlockingPluginHandle",
+    "BreakerListener",
+    "BreakerState",
+    "BreakerStateChange",
     "CallError",
+    "CircuitBreaker",
     "CircuitBreakerConfig",
     "CircuitBreakerError",
     "CircuitOpenError",
+    "Clock",
     "ConfigError",
     "ConfigFileError",
     "ConnectionConfig",
+    "ErrorClassifier",
     "ErrorCode",
     "ExecutionContext",
     "ExecutionError",
@@ -123,6 +136,7 @@ __all__ = [
     "TransportError",
     "TypedCodec",
     "__version__",
+    "default_error_classifier",
     "default_manager_config",
     "development",
     "in_process",

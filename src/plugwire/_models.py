@@ -103,6 +103,9 @@ class ExecutionContext(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         request_id: Identifies the call in logs, traces and the plugin; generated if empty.
         timeout: Seconds each attempt may take; `None` uses the plugin's `request_timeout`.
+        total_timeout: Seconds the whole call may take, counted from when it enters the
+            policies: every attempt, retry backoff and rate-limit wait included. `None`: no
+            overall limit beyond the attempts' own.
         max_retries: Overrides the plugin's `retry.max_retries` for this call.
         idempotent: The call may be repeated even when its outcome is unknown.
         headers: Values passed to the plugin with the call.
@@ -111,6 +114,7 @@ class ExecutionContext(msgspec.Struct, frozen=True, kw_only=True):
 
     request_id: str = ""
     timeout: float | None = None
+    total_timeout: float | None = None
     max_retries: int | None = None
     idempotent: bool = False
     headers: dict[str, str] = msgspec.field(default_factory=dict)

@@ -26,6 +26,8 @@ class Call:
         timeout: Seconds this attempt may take, set by the timeout policy; transports pass
             it on to the plugin as its deadline.
         attempt: 1 for the first attempt, 2 for the first retry, ...
+        deadline: When the whole call must be over, on the pipeline's clock (its
+            `monotonic()`), from `ExecutionContext.total_timeout`; None means no overall limit.
     """
 
     plugin: str
@@ -34,6 +36,7 @@ class Call:
     codec: CodecName = "msgpack"
     timeout: float | None = None
     attempt: int = 1
+    deadline: float | None = None
 
 
 class BaseTransport(abc.ABC):
