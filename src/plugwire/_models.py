@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import abc
 import enum
+import itertools
+import os
 import time
-import uuid
 from typing import Generic
 
 import msgspec
@@ -92,9 +93,31 @@ class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class _RequestIds:
+    """32 hex digits: 64 random bits drawn once per process, then a counter.
+
+    As unique as a uuid4 for our purpose, at a tenth of the cost (no system call per id),
+    which matters because every call gets one. A forked child draws new random bits.
+    """
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_request_ids = _RequestIds()
+os.register_at_fork(after_in_child=_request_ids.reseed)
+
+
 def new_request_id() -> str:
-    """Return a fresh, unique request id."""
-    return uuid.uuid4().hex
+    """Return a fresh, unique request id (32 hex digits)."""
+    return _request_ids.next()
 
 
 class ExecutionContext(msgspec.Struct, frozen=True, kw_only=True):

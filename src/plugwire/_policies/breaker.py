@@ -326,13 +326,22 @@ class CircuitBreakerPolicy:
 
     async def __call__(self, call: Call, call_next: Handler) -> Any:
         breaker = self.breaker
-        if breaker._state is BreakerState.CLOSED:  # the hot path: no clock read, no allocation
-            ticket: tuple[int, int | None] = (breaker._generation, None)
-        else:
-            timeout = call.context.timeout if call.context.timeout is not None else self.default_timeout
-            ticket = breaker.admit(timeout)
-            if ticket[1] is not None:
-                call = dataclasses.replace(call, context=msgspec.structs.replace(call.context, max_retries=0))
+        if breaker._state is BreakerState.CLOSED:
+            # The hot path: no clock read, no allocation, and a success counted inline.
+            generation = breaker._generation
+            try:
+                result = await call_next(call)
+            except BaseException as exc:
+                breaker.record((generation, None), exc)
+                raise
+            if generation == breaker._generation:
+                breaker._calls += 1
+                breaker._failures = 0
+            return result
+        timeout = call.context.timeout if call.context.timeout is not None else self.default_timeout
+        ticket = breaker.admit(timeout)
+        if ticket[1] is not None:
+            call = dataclasses.replace(call, context=msgspec.structs.replace(call.context, max_retries=0))
         try:
             result = await call_next(call)
         except BaseException as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +11,7 @@ from .._config import RetryConfig
 from .._errors import ErrorCode, PluginError
 from .._models import ExecutionContext
 from .._transports.base import Call
+from ._copy import with_attempt
 from .chain import Handler
 from .deadline import stamp_deadline
 
@@ -93,4 +93,4 @@ class RetryPolicy:
             # Sleep outside the `except` block so that attempts do not chain into each other.
             if delay > 0:
                 await self.clock.sleep(delay)
-            call = dataclasses.replace(call, attempt=call.attempt + 1)
+            call = with_attempt(call, call.attempt + 1)

@@ -3,12 +3,12 @@ never past the call's overall deadline."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from .._clock import Clock, system_clock
 from .._errors import PluginTimeoutError
 from .._transports.base import Call
+from ._copy import with_timeout
 from .chain import Handler
 from .deadline import stamp_deadline
 
@@ -29,32 +29,28 @@ class TimeoutPolicy:
         clock: Where time comes from (a `FakeClock` in tests).
     """
 
-    __slots__ = ("clock", "default")
+    __slots__ = ("_scope", "clock", "default")
 
     def __init__(self, default: float | None, clock: Clock = system_clock) -> None:
         self.default = default or None
         self.clock = clock
+        self._scope = clock.timeout  # bound once: this runs on every attempt
 
     async def __call__(self, call: Call, call_next: Handler) -> Any:
-        timeout = call.context.timeout if call.context.timeout is not None else self.default
-        if call.deadline is None and call.context.total_timeout is not None:
-            call = stamp_deadline(call, self.clock)
-        if call.deadline is not None:
-            left = call.deadline - self.clock.monotonic()
-            if left <= 0:
-                raise PluginTimeoutError(
-                    "the call's overall deadline passed before this attempt",
-                    plugin=call.plugin,
-                    details={"total_timeout": call.context.total_timeout, "attempt": call.attempt},
-                )
-            if timeout is None or left < timeout:
-                timeout = left
+        context = call.context
+        timeout = self.default if context.timeout is None else context.timeout
+        if context.total_timeout is not None or call.deadline is not None:
+            timeout = self._within_deadline(call, timeout)
+            if call.deadline is None:
+                call = stamp_deadline(call, self.clock)
         if timeout is None:
             return await call_next(call)
-        scope = self.clock.timeout(timeout)
+        if call.timeout != timeout:
+            call = with_timeout(call, timeout)
+        scope = self._scope(timeout)
         try:
             async with scope:
-                return await call_next(dataclasses.replace(call, timeout=timeout))
+                return await call_next(call)
         except TimeoutError:
             if not scope.expired():
                 raise  # a timeout reported by the plugin or transport, already coded
@@ -63,3 +59,18 @@ class TimeoutPolicy:
                 plugin=call.plugin,
                 details={"timeout": timeout, "attempt": call.attempt},
             ) from None
+
+    def _within_deadline(self, call: Call, timeout: float | None) -> float | None:
+        """The attempt's limit cut to what is left of the overall deadline."""
+        now = self.clock.monotonic()
+        deadline = call.deadline
+        if deadline is None:  # this policy is the first to see the total timeout
+            deadline = now + (call.context.total_timeout or 0.0)
+        left = deadline - now
+        if left <= 0:
+            raise PluginTimeoutError(
+                "the call's overall deadline passed before this attempt",
+                plugin=call.plugin,
+                details={"total_timeout": call.context.total_timeout, "attempt": call.attempt},
+            )
+        return left if timeout is None or left < timeout else timeout
