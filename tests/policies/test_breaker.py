@@ -53,9 +53,7 @@ class Plugin:
         return b"ok"
 
 
-def setup(
-    clock: FakeClock, **settings: Any
-) -> tuple[CircuitBreaker, Plugin, Any]:
+def setup(clock: FakeClock, **settings: Any) -> tuple[CircuitBreaker, Plugin, Any]:
     config = CircuitBreakerConfig(**settings)
     breaker = CircuitBreaker(config, plugin="p", clock=clock)
     plugin = Plugin()

@@ -85,13 +85,13 @@ class BreakerStateChange:
 class BreakerListener(Protocol):
     """Told about every state change. A listener that raises is logged and removed."""
 
-    def __call__(self, change: BreakerStateChange) -> None: ...
+    def __call__(self, change: BreakerStateChange, /) -> None: ...
 
 
 class ErrorClassifier(Protocol):
     """Decides whether an error a call raised counts as a failure of the plugin."""
 
-    def __call__(self, error: Exception) -> bool: ...
+    def __call__(self, error: Exception, /) -> bool: ...
 
 
 # Errors that say the caller (or the host) was wrong, not the plugin.
