@@ -140,13 +140,14 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         return self
 
     def _plugin_config(self, source: PluginSource, name: str, given: PluginConfig | None) -> PluginConfig:
+        sections: dict[str, Any] = {"health_check": HealthCheckConfig(interval=self._health_interval)}
+        sections.update(self._sections)
         base = given or PluginConfig(
             name=name,
             connection=ConnectionConfig(
                 request_timeout=self._request_timeout, connection_timeout=self._connection_timeout
             ),
-            health_check=HealthCheckConfig(interval=self._health_interval),
-            **self._sections,
+            **sections,
         )
         return source.configure(name, base)
 
