@@ -16,6 +16,7 @@ from plugwire import (
     ExecutionContext,
     HealthCheckConfig,
     HealthStatus,
+    Plugin,
     PluginConfig,
     PluginInfo,
     PluginUnavailableError,
@@ -375,3 +376,42 @@ async def test_a_real_process_killed_mid_run_is_detected_restarted_and_serves_ag
         assert second is not None
         assert second.pid != first.pid
     assert second.returncode is not None  # shutting the manager down stopped the new child
+
+
+class Sick(Plugin[str, str]):
+    """An in-process plugin whose health is set by the test."""
+
+    def __init__(self) -> None:
+        self.status = Status.UNHEALTHY
+        self.closed = False
+
+    def info(self) -> PluginInfo:
+        return PluginInfo(name="sick")
+
+    async def execute(self, ctx: ExecutionContext, request: str) -> str:
+        return request
+
+    async def health(self) -> HealthStatus:
+        return HealthStatus(status=self.status, message="as told")
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_an_in_process_plugin_is_not_restarted_but_taken_offline_until_it_recovers() -> None:
+    clock = FakeClock()
+    plugin = Sick()
+    async with AsyncPluginManager(str, str, clock=clock) as manager:
+        await manager.register(plugin, config=health(failure_limit=2))
+        await clock.wait_for_sleepers(1)
+        await tick(clock)
+        await tick(clock)
+        seen = manager.list_plugins()["p"]
+        assert seen.status is Status.OFFLINE
+        assert "cannot be restarted" in seen.message
+        assert not plugin.closed
+        with pytest.raises(PluginUnavailableError):
+            await manager.execute("p", "x")
+        plugin.status = Status.HEALTHY
+        await tick(clock)
+        assert await manager.execute("p", "x") == "x"

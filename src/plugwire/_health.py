@@ -12,7 +12,8 @@ these rules, evaluated after every check (a table is in docs/resilience.md):
   - at `failure_limit`: unhealthy, and the monitor calls `transport.restart()` (the
     supervisor restarts a process, a remote plugin reconnects). Restarted: degraded with
     the failure count reset. The restart fails or outlives `restart_timeout`: offline.
-  - at `failure_limit` after `max_restarts` restarts in a row: offline, no more restarts.
+  - at `failure_limit` after `max_restarts` restarts in a row, or when the transport is not
+    `restartable` (an in-process plugin): offline, no restart.
 - Calls to an offline plugin fail fast with `PluginUnavailableError` (1602).
 
 "In a row" means without a successful check in between. With `health_check.enabled` false
@@ -160,6 +161,8 @@ class HealthMonitor:
             return self._set(Status.OFFLINE, why, elapsed)
         if self.failures < self.config.failure_limit:
             return self._set(Status.DEGRADED, f"{why} ({self.failures} of {self.config.failure_limit})", elapsed)
+        if not self.transport.restartable:
+            return self._set(Status.OFFLINE, f"{why}; an in-process plugin cannot be restarted", elapsed)
         if self._restarts_in_row >= self.max_restarts:
             return self._set(Status.OFFLINE, f"{why}; gave up after {self.max_restarts} restarts in a row", elapsed)
         self._set(Status.UNHEALTHY, f"{why} ({self.failures} failed checks); restarting", elapsed)

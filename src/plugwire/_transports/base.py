@@ -49,6 +49,9 @@ class BaseTransport(abc.ABC):
     kind: ClassVar[Transport]
     #: False when `call` takes and returns Python objects instead of encoded bytes.
     wants_bytes: ClassVar[bool] = True
+    #: False when `restart()` cannot recover the plugin (an object in the host's own process);
+    #: the health monitor then takes a failing plugin offline instead of restarting it.
+    restartable: ClassVar[bool] = True
 
     @abc.abstractmethod
     async def start(self) -> PluginInfo:
