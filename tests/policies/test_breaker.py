@@ -336,3 +336,20 @@ async def test_a_trial_makes_one_attempt_even_when_retries_are_configured() -> N
         await handler(make_call())
     assert plugin.calls == 5
     assert breaker.state is OPEN
+
+
+async def test_a_classifier_that_raises_counts_a_failure_and_the_callers_error_survives(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    breaker, plugin, handler = setup(clock, failure_threshold=1, min_request_threshold=0)
+
+    def broken(error: Exception) -> bool:
+        raise RuntimeError("classifier bug")
+
+    breaker.classifier = broken
+    plugin.failing = True
+    with caplog.at_level(logging.ERROR, logger="plugwire.breaker"):
+        await fail(handler, 1)
+    assert breaker.state is OPEN
+    assert "classifier" in caplog.text

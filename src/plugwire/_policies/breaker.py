@@ -229,13 +229,22 @@ class CircuitBreaker:
         if error is None:
             outcome: bool | None = True
         elif isinstance(error, Exception):
-            outcome = False if self.classifier(error) else None
+            outcome = False if self._classify(error) else None
         else:  # cancellation and interpreter exits are never the plugin's failure
             outcome = None
         if trial is None:
             self._record_closed(outcome)
         else:
             self._record_trial(trial, outcome)
+
+    def _classify(self, error: Exception) -> bool:
+        try:
+            return bool(self.classifier(error))
+        except Exception:  # a broken classifier must not hide the call's own error
+            logging.getLogger("plugwire.breaker").exception(
+                "error classifier %r raised; counting a failure", self.classifier
+            )
+            return True
 
     def _record_closed(self, outcome: bool | None) -> None:
         if outcome is None:
