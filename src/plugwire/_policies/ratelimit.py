@@ -8,8 +8,8 @@ from .._clock import Clock, system_clock
 from .._config import RateLimitConfig
 from .._errors import RateLimitedError
 from .._transports.base import Call
+from ._calls import stamp_deadline
 from .chain import Handler
-from .deadline import stamp_deadline
 
 __all__ = ["RateLimitPolicy", "TokenBucket"]
 

@@ -11,9 +11,8 @@ from .._config import RetryConfig
 from .._errors import ErrorCode, PluginError
 from .._models import ExecutionContext
 from .._transports.base import Call
-from ._copy import with_attempt
+from ._calls import stamp_deadline, with_attempt
 from .chain import Handler
-from .deadline import stamp_deadline
 
 __all__ = ["RetryPolicy", "is_retryable"]
 

@@ -8,9 +8,8 @@ from typing import Any
 from .._clock import Clock, system_clock
 from .._errors import PluginTimeoutError
 from .._transports.base import Call
-from ._copy import with_timeout
+from ._calls import stamp_deadline, with_timeout
 from .chain import Handler
-from .deadline import stamp_deadline
 
 __all__ = ["TimeoutPolicy"]
 
@@ -40,9 +39,8 @@ class TimeoutPolicy:
         context = call.context
         timeout = self.default if context.timeout is None else context.timeout
         if context.total_timeout is not None or call.deadline is not None:
+            call = stamp_deadline(call, self.clock)
             timeout = self._within_deadline(call, timeout)
-            if call.deadline is None:
-                call = stamp_deadline(call, self.clock)
         if timeout is None:
             return await call_next(call)
         if call.timeout != timeout:
@@ -61,12 +59,9 @@ class TimeoutPolicy:
             ) from None
 
     def _within_deadline(self, call: Call, timeout: float | None) -> float | None:
-        """The attempt's limit cut to what is left of the overall deadline."""
-        now = self.clock.monotonic()
-        deadline = call.deadline
-        if deadline is None:  # this policy is the first to see the total timeout
-            deadline = now + (call.context.total_timeout or 0.0)
-        left = deadline - now
+        """The attempt's limit cut to what is left of the call's deadline."""
+        assert call.deadline is not None
+        left = call.deadline - self.clock.monotonic()
         if left <= 0:
             raise PluginTimeoutError(
                 "the call's overall deadline passed before this attempt",
