@@ -114,7 +114,10 @@ class HealthMonitor:
     async def _run(self) -> None:
         while True:
             await self.clock.sleep(self.config.interval)
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # a bug in a check must not end the monitoring
+                logging.getLogger("plugwire.health").exception("health check of %r failed unexpectedly", self.name)
 
     # ------------------------------------------------------------------- checks
     async def check(self) -> HealthStatus:
