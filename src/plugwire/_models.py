@@ -112,7 +112,8 @@ class _RequestIds:
 
 
 _request_ids = _RequestIds()
-os.register_at_fork(after_in_child=_request_ids.reseed)
+if hasattr(os, "register_at_fork"):  # POSIX only; elsewhere there is no fork to worry about
+    os.register_at_fork(after_in_child=_request_ids.reseed)
 
 
 def new_request_id() -> str:
