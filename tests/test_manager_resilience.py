@@ -186,3 +186,18 @@ def test_the_blocking_twin_takes_breaker_listeners() -> None:
         with pytest.raises(CircuitOpenError):
             manager.execute("echo", "x")
     assert [c.new for c in changes] == [BreakerState.OPEN]
+
+
+async def test_with_wait_a_call_over_the_limit_waits_for_its_token_on_the_managers_clock() -> None:
+    clock = FakeClock()
+    config = PluginConfig(
+        name="echo", rate_limit=RateLimitConfig(enabled=True, requests_per_second=1, burst_size=1, wait=True)
+    )
+    async with AsyncPluginManager(str, str, clock=clock) as manager:
+        await manager.register(Echo(), config=config)
+        await manager.execute("echo", "first")
+        second = asyncio.create_task(manager.execute("echo", "second"))
+        await clock.wait_for_sleepers(2)  # the waiting call and the health monitor
+        assert not second.done()
+        clock.advance(1)
+        assert await second == "second"
