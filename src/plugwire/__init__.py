@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._clock import Clock as Clock
 from ._codec import TypedCodec as TypedCodec
 from ._config import AuthConfig as AuthConfig
 from ._config import CircuitBreakerConfig as CircuitBreakerConfig
@@ -54,6 +55,13 @@ from ._models import Status as Status
 from ._models import Transport as Transport
 
 if TYPE_CHECKING:
+    from ._policies import BreakerListener as BreakerListener
+    from ._policies import BreakerState as BreakerState
+    from ._policies import BreakerStateChange as BreakerStateChange
+    from ._policies import CircuitBreaker as CircuitBreaker
+    from ._policies import ErrorClassifier as ErrorClassifier
+    from ._policies import default_error_classifier as default_error_classifier
+
     __version__: str
     from ._builder import ManagerBuilder as ManagerBuilder
     from ._builder import development as development
@@ -79,6 +87,12 @@ if TYPE_CHECKING:
 # Host-side names load on first use, so a plugin process that runs `import plugwire` to call
 # `plugwire.serve()` never imports the manager, the transports or the policies.
 _LAZY: dict[str, str] = {
+    "default_error_classifier": "._policies",
+    "ErrorClassifier": "._policies",
+    "CircuitBreaker": "._policies",
+    "BreakerStateChange": "._policies",
+    "BreakerState": "._policies",
+    "BreakerListener": "._policies",
     "load_whitelist": "._security",
     "WhitelistEntry": "._security",
     "Whitelist": "._security",
@@ -124,7 +138,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-
 __all__ = [
     "AsyncPluginManager",
     "AuditEvent",
@@ -134,14 +147,20 @@ __all__ = [
     "AuthMethod",
     "AuthenticationError",
     "BlockingPluginHandle",
+    "BreakerListener",
+    "BreakerState",
+    "BreakerStateChange",
     "CallError",
     "ChainReport",
+    "CircuitBreaker",
     "CircuitBreakerConfig",
     "CircuitBreakerError",
     "CircuitOpenError",
+    "Clock",
     "ConfigError",
     "ConfigFileError",
     "ConnectionConfig",
+    "ErrorClassifier",
     "ErrorCode",
     "ExecutionContext",
     "ExecutionError",
@@ -188,6 +207,7 @@ __all__ = [
     "Whitelist",
     "WhitelistEntry",
     "__version__",
+    "default_error_classifier",
     "default_manager_config",
     "development",
     "in_process",

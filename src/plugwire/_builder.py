@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Generic, Literal, Self
+from typing import Any, Generic, Literal, Self, TypeVar
 
+import msgspec
+
+from ._clock import Clock
 from ._config import (
+    CircuitBreakerConfig,
     ConnectionConfig,
     HealthCheckConfig,
     ManagerConfig,
     PluginConfig,
+    RateLimitConfig,
+    RetryConfig,
     SecurityAuditConfig,
     SecurityConfig,
 )
@@ -23,6 +29,7 @@ from ._types import LoggerLike, ReqT, RespT
 __all__ = ["ManagerBuilder", "development", "production", "simple"]
 
 Profile = Literal["simple", "development", "production"]
+SectionT = TypeVar("SectionT", CircuitBreakerConfig, RetryConfig, RateLimitConfig, HealthCheckConfig)
 
 # How the profiles differ (README: development = verbose logging and longer timeouts;
 # production = shorter timeouts). Anything not listed keeps the README's defaults.
@@ -51,7 +58,14 @@ _PROFILES: dict[Profile, dict[str, Any]] = {
 class ManagerBuilder(Generic[ReqT, RespT]):
     """Collects plugins and settings, then builds a manager. Each `with_*` returns the builder."""
 
-    def __init__(self, request_type: type[ReqT], response_type: type[RespT], profile: Profile) -> None:
+    def __init__(
+        self,
+        request_type: type[ReqT],
+        response_type: type[RespT],
+        profile: Profile,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self.request_type = request_type
         self.response_type = response_type
         self.profile = profile
@@ -63,6 +77,8 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         self._logger: LoggerLike | None = None
         self._plugins: list[tuple[PluginSource, str, PluginConfig | None]] = []
         self._security = SecurityConfig()
+        self.clock = clock
+        self._sections: dict[str, Any] = {}
 
     def with_plugin(self, name: str, plugin: PluginSource | Any, config: PluginConfig | None = None) -> Self:
         """Add a plugin: a source such as `plugwire.in_process(obj)`, or a plugin object.
@@ -71,7 +87,8 @@ class ManagerBuilder(Generic[ReqT, RespT]):
             name: The name calls use.
             plugin: Where the plugin lives.
             config: Settings for this plugin, used as given; without it the profile's
-                timeouts apply.
+                timeouts and the builder's `with_retry`, `with_circuit_breaker`,
+                `with_rate_limit` and `with_health_check` settings apply.
         """
         if any(existing == name for _, existing, _ in self._plugins):
             raise ConfigError(
@@ -120,13 +137,47 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         )
         return self
 
+    def with_circuit_breaker(self, config: CircuitBreakerConfig | None = None, /, **settings: Any) -> Self:
+        """Give every plugin this circuit breaker (a `CircuitBreakerConfig`, or its fields).
+
+        Example: ``.with_circuit_breaker(failure_threshold=3, recovery_timeout=10)``.
+        """
+        self._sections["circuit_breaker"] = _section("with_circuit_breaker", CircuitBreakerConfig, config, settings)
+        return self
+
+    def with_retry(self, config: RetryConfig | None = None, /, **settings: Any) -> Self:
+        """Give every plugin this retry policy (a `RetryConfig`, or its fields)."""
+        self._sections["retry"] = _section("with_retry", RetryConfig, config, settings)
+        return self
+
+    def with_rate_limit(self, config: RateLimitConfig | None = None, /, **settings: Any) -> Self:
+        """Rate-limit every plugin (a `RateLimitConfig`, or its fields; enabled unless told not).
+
+        Example: ``.with_rate_limit(requests_per_second=50, burst_size=10, wait=True)``.
+        """
+        self._sections["rate_limit"] = _section(
+            "with_rate_limit", RateLimitConfig, config or RateLimitConfig(enabled=True), settings
+        )
+        return self
+
+    def with_health_check(self, config: HealthCheckConfig | None = None, /, **settings: Any) -> Self:
+        """Monitor every plugin's health this way (a `HealthCheckConfig`, or its fields).
+
+        Fields not given keep the profile's interval and the README's other defaults.
+        """
+        base = config or HealthCheckConfig(interval=self._health_interval)
+        self._sections["health_check"] = _section("with_health_check", HealthCheckConfig, base, settings)
+        return self
+
     def _plugin_config(self, source: PluginSource, name: str, given: PluginConfig | None) -> PluginConfig:
+        sections: dict[str, Any] = {"health_check": HealthCheckConfig(interval=self._health_interval)}
+        sections.update(self._sections)
         base = given or PluginConfig(
             name=name,
             connection=ConnectionConfig(
                 request_timeout=self._request_timeout, connection_timeout=self._connection_timeout
             ),
-            health_check=HealthCheckConfig(interval=self._health_interval),
+            **sections,
         )
         return source.configure(name, base)
 
@@ -144,7 +195,7 @@ class ManagerBuilder(Generic[ReqT, RespT]):
     def build(self) -> AsyncPluginManager[ReqT, RespT]:
         """An `AsyncPluginManager`; `async with` it to start the plugins."""
         manager: AsyncPluginManager[ReqT, RespT] = AsyncPluginManager(
-            self.request_type, self.response_type, self._config(), self._logger_for_profile()
+            self.request_type, self.response_type, self._config(), self._logger_for_profile(), clock=self.clock
         )
         for source, name, given in self._plugins:
             manager._queue(source, self._plugin_config(source, name, given))
@@ -153,7 +204,7 @@ class ManagerBuilder(Generic[ReqT, RespT]):
     def build_blocking(self) -> PluginManager[ReqT, RespT]:
         """A started blocking `PluginManager` (close it, or use it as a context manager)."""
         manager: PluginManager[ReqT, RespT] = PluginManager(
-            self.request_type, self.response_type, self._config(), self._logger_for_profile()
+            self.request_type, self.response_type, self._config(), self._logger_for_profile(), clock=self.clock
         )
         try:
             for source, name, given in self._plugins:
@@ -164,16 +215,33 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         return manager
 
 
-def simple(request_type: type[ReqT], response_type: type[RespT]) -> ManagerBuilder[ReqT, RespT]:
+def simple(
+    request_type: type[ReqT], response_type: type[RespT], *, clock: Clock | None = None
+) -> ManagerBuilder[ReqT, RespT]:
     """A builder with the README's defaults."""
-    return ManagerBuilder(request_type, response_type, "simple")
+    return ManagerBuilder(request_type, response_type, "simple", clock=clock)
 
 
-def development(request_type: type[ReqT], response_type: type[RespT]) -> ManagerBuilder[ReqT, RespT]:
+def development(
+    request_type: type[ReqT], response_type: type[RespT], *, clock: Clock | None = None
+) -> ManagerBuilder[ReqT, RespT]:
     """A builder for development: debug logging and longer timeouts (120 s per call)."""
-    return ManagerBuilder(request_type, response_type, "development")
+    return ManagerBuilder(request_type, response_type, "development", clock=clock)
 
 
-def production(request_type: type[ReqT], response_type: type[RespT]) -> ManagerBuilder[ReqT, RespT]:
+def production(
+    request_type: type[ReqT], response_type: type[RespT], *, clock: Clock | None = None
+) -> ManagerBuilder[ReqT, RespT]:
     """A builder for production: warnings only and shorter timeouts (10 s per call)."""
-    return ManagerBuilder(request_type, response_type, "production")
+    return ManagerBuilder(request_type, response_type, "production", clock=clock)
+
+
+def _section(where: str, kind: type[SectionT], config: SectionT | None, settings: dict[str, Any]) -> SectionT:
+    """`config` (or the defaults) with `settings` applied, validated like a config file."""
+    base = config if config is not None else kind()
+    data = msgspec.to_builtins(base)
+    data.update(settings)
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {exc}", code=ErrorCode.CONFIG_INVALID_VALUE) from None

@@ -4,9 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from types import TracebackType
+from typing import Any, Protocol
 
-__all__ = ["Clock", "SystemClock", "system_clock"]
+__all__ = ["Clock", "SystemClock", "TimeoutScope", "system_clock"]
+
+
+class TimeoutScope(Protocol):
+    """An async context manager that cancels its body when its clock passes a deadline.
+
+    Like `asyncio.timeout()`: on expiry the body is cancelled and `TimeoutError` is raised
+    from the `async with`; `expired()` tells a timeout of this scope from any other.
+    """
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None: ...
+
+    def expired(self) -> bool:
+        """Whether this scope's deadline passed while its body ran."""
+        ...
 
 
 class Clock(Protocol):
@@ -23,6 +42,10 @@ class Clock(Protocol):
         """Wait for `seconds` of this clock's time."""
         ...
 
+    def timeout(self, seconds: float | None) -> TimeoutScope:
+        """A scope that times its body out after `seconds` of this clock's time (None: never)."""
+        ...
+
 
 class SystemClock:
     """The real clock: `time.monotonic` and `asyncio.sleep`."""
@@ -34,6 +57,9 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    def timeout(self, seconds: float | None) -> asyncio.Timeout:
+        return asyncio.timeout(seconds)
 
 
 system_clock = SystemClock()

@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic
 
 import msgspec
 
+from ._clock import Clock, system_clock
 from ._codec import CodecName, TypedCodec
 from ._config import ManagerConfig, PluginConfig, SecurityConfig, check_plugin_config, load_config_file
 from ._errors import (
@@ -25,9 +25,11 @@ from ._errors import (
     PluginDisabledError,
     PluginError,
     PluginNotFoundError,
+    PluginUnavailableError,
 )
-from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, SecurityPolicy, Status
-from ._policies import Policy, build_pipeline
+from ._health import HealthMonitor
+from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, SecurityPolicy
+from ._policies import BreakerListener, CircuitBreaker, Policy, build_pipeline, make_breaker
 from ._security import AuditEvent, AuditLog, SecurityEngine, Whitelist
 from ._sources import InProcess, PluginSource, source_for_config
 from ._transports.base import BaseTransport, Call
@@ -41,17 +43,23 @@ _EMPTY_CONTEXT = ExecutionContext()
 class _Entry:
     """One registered plugin: its transport, its pipeline and its in-flight count."""
 
-    __slots__ = ("config", "handler", "idle", "inflight", "info", "last_health", "transport")
+    __slots__ = ("breaker", "config", "handler", "idle", "inflight", "info", "monitor", "transport")
 
-    def __init__(self, config: PluginConfig, transport: BaseTransport, info: PluginInfo) -> None:
+    def __init__(
+        self, config: PluginConfig, transport: BaseTransport, info: PluginInfo, monitor: HealthMonitor
+    ) -> None:
         self.config = config
         self.transport = transport
         self.info = info
+        self.monitor = monitor
+        self.breaker: CircuitBreaker | None = None
         self.handler: Any = None
         self.inflight = 0
         self.idle = asyncio.Event()
         self.idle.set()
-        self.last_health = HealthStatus(status=Status.HEALTHY, message="started; not checked yet")
+
+    def _restarted(self, info: PluginInfo) -> None:
+        self.info = info
 
 
 class AsyncPluginManager(Generic[ReqT, RespT]):
@@ -66,6 +74,9 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             defaults to the stdlib logger `plugwire.manager`.
         codec: Wire encoding of payloads: "msgpack" (default) or "json".
         policies: Extra handler wrappers run around every call, outermost first.
+        clock: Where policies and health monitors read time and sleep (default: the
+            system clock; `plugwire.testing.FakeClock` in tests).
+        breaker_listeners: Told about every state change of every plugin's circuit breaker.
 
     Use it as `async with manager:`; that registers the configured plugins and shuts
     everything down on exit.
@@ -80,6 +91,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         *,
         codec: CodecName = "msgpack",
         policies: Sequence[Policy] = (),
+        clock: Clock | None = None,
+        breaker_listeners: Sequence[BreakerListener] = (),
     ) -> None:
         self.request_type = request_type
         self.response_type = response_type
@@ -88,6 +101,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._request_codec: TypedCodec[ReqT] = TypedCodec(request_type, codec, role="request")
         self._response_codec: TypedCodec[RespT] = TypedCodec(response_type, codec, role="response")
         self._policies = tuple(policies)
+        self.clock: Clock = clock or system_clock
+        self._breaker_listeners = tuple(breaker_listeners)
         self._entries: dict[str, _Entry] = {}
         self._pending: list[tuple[PluginSource | None, PluginConfig]] = [(None, p) for p in self.config.plugins]
         self._lock = asyncio.Lock()
@@ -144,6 +159,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     async def _shutdown(self, timeout: float) -> None:
         entries = list(self._entries.values())
         self._entries.clear()
+        # Monitors stop first: no health check or restart may race the shutdown.
+        await asyncio.gather(*(entry.monitor.aclose() for entry in entries))
         waits = [entry.idle.wait() for entry in entries if entry.inflight]
         if waits:
             done, _ = await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=timeout)
@@ -155,6 +172,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._log("info", f"shutdown complete ({len(entries)} plugins closed)")
 
     async def _close_entry(self, entry: _Entry) -> None:
+        await entry.monitor.aclose()
         try:
             await entry.transport.aclose()
         except Exception as exc:
@@ -216,9 +234,24 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             except BaseException:
                 await transport.aclose()
                 raise
-            entry = _Entry(config, transport, info)
-            entry.handler = build_pipeline(config, transport.call, extra=self._policies)
+            monitor = HealthMonitor(
+                config.name,
+                transport,
+                config.health_check,
+                clock=self.clock,
+                logger=self.logger,
+                restart_timeout=config.connection.connection_timeout,
+            )
+            entry = _Entry(config, transport, info, monitor)
+            monitor.on_restart = entry._restarted
+            entry.breaker = make_breaker(
+                config, clock=self.clock, listeners=self._breaker_listeners, logger=self.logger
+            )
+            entry.handler = build_pipeline(
+                config, transport.call, extra=self._policies, clock=self.clock, breaker=entry.breaker
+            )
             self._entries[config.name] = entry
+            monitor.start()
         self._audit(AuditEvent.STARTED, config.name, transport=config.transport.value, version=info.version)
         self._log(
             "info",
@@ -293,7 +326,9 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             RequestValidationError: 1205, the request cannot be encoded or the plugin
                 refused its shape. ResponseValidationError: 1206, the plugin's answer has
                 the wrong shape. ExecutionError: 1203, the plugin raised.
-            PluginTimeoutError: 1204. ManagerClosedError: 1208. Plus transport and policy errors.
+            PluginTimeoutError: 1204. ManagerClosedError: 1208. CircuitOpenError: 1401.
+            RateLimitedError: 1501. PluginUnavailableError: 1602, the plugin is offline.
+            Plus transport errors.
         """
         entry = self._entries.get(name)
         if entry is None:
@@ -301,6 +336,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
         if not entry.config.enabled:
             raise PluginDisabledError(f"plugin {name!r} is disabled", plugin=name)
+        if entry.monitor.offline:
+            raise PluginUnavailableError(f"plugin {name!r} is offline: {entry.monitor.last.message}", plugin=name)
         ctx = (context or _EMPTY_CONTEXT).with_request_id()
         transport = entry.transport
         payload = self._request_codec.encode(request) if transport.wants_bytes else request
@@ -348,32 +385,37 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         return PluginHandle(self, name, entry.info)
 
     def list_plugins(self) -> dict[str, HealthStatus]:
-        """Each registered plugin's last known health, by name (no new checks)."""
-        return {name: entry.last_health for name, entry in self._entries.items()}
+        """Each registered plugin's status as its health monitor last saw it (no new checks)."""
+        return {name: entry.monitor.snapshot() for name, entry in self._entries.items()}
 
     async def health(self) -> dict[str, HealthStatus]:
-        """Check every plugin now, concurrently, each bounded by its health-check timeout."""
+        """Check every plugin now, concurrently, each bounded by its health-check timeout.
+
+        A check already running for a plugin (its monitor's) is joined, not repeated; the
+        result moves the plugin's status as a scheduled check would (see docs/resilience.md).
+        """
         names = list(self._entries)
         results = await asyncio.gather(*(self._check(name) for name in names))
         return dict(zip(names, results, strict=True))
 
     async def _check(self, name: str) -> HealthStatus:
-        entry = self._entries[name]
-        started = time.perf_counter()
-        limit = entry.config.health_check.timeout or None
-        try:
-            async with asyncio.timeout(limit):
-                reported = await entry.transport.health()
-        except TimeoutError:
-            status = HealthStatus(status=Status.UNHEALTHY, message=f"health check timed out after {limit:g}s")
-        except Exception as exc:
-            status = HealthStatus(status=Status.UNHEALTHY, message=f"health check failed: {exc}")
-        else:
-            status = msgspec.structs.replace(
-                reported, response_time=time.perf_counter() - started, last_check=time.time()
-            )
-        entry.last_health = status
-        return status
+        entry = self._entries.get(name)
+        if entry is None:
+            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+        return await entry.monitor.check()
+
+    def circuit_breaker(self, name: str) -> CircuitBreaker | None:
+        """The circuit breaker of a registered plugin (None when its config disables it).
+
+        Its `state`, `transitions` and `trips` show what it did; `listeners` can be added to.
+
+        Raises:
+            PluginNotFoundError: 1201.
+        """
+        entry = self._entries.get(name)
+        if entry is None:
+            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+        return entry.breaker
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import abc
 import enum
+import itertools
+import os
 import time
-import uuid
 from typing import Generic
 
 import msgspec
@@ -92,9 +93,32 @@ class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class _RequestIds:
+    """32 hex digits: 64 random bits drawn once per process, then a counter.
+
+    As unique as a uuid4 for our purpose, at a tenth of the cost (no system call per id),
+    which matters because every call gets one. A forked child draws new random bits.
+    """
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_request_ids = _RequestIds()
+if hasattr(os, "register_at_fork"):  # POSIX only; elsewhere there is no fork to worry about
+    os.register_at_fork(after_in_child=_request_ids.reseed)
+
+
 def new_request_id() -> str:
-    """Return a fresh, unique request id."""
-    return uuid.uuid4().hex
+    """Return a fresh, unique request id (32 hex digits)."""
+    return _request_ids.next()
 
 
 class ExecutionContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -103,6 +127,9 @@ class ExecutionContext(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         request_id: Identifies the call in logs, traces and the plugin; generated if empty.
         timeout: Seconds each attempt may take; `None` uses the plugin's `request_timeout`.
+        total_timeout: Seconds the whole call may take, counted from when it enters the
+            policies: every attempt, retry backoff and rate-limit wait included. `None`: no
+            overall limit beyond the attempts' own.
         max_retries: Overrides the plugin's `retry.max_retries` for this call.
         idempotent: The call may be repeated even when its outcome is unknown.
         headers: Values passed to the plugin with the call.
@@ -111,6 +138,7 @@ class ExecutionContext(msgspec.Struct, frozen=True, kw_only=True):
 
     request_id: str = ""
     timeout: float | None = None
+    total_timeout: float | None = None
     max_retries: int | None = None
     idempotent: bool = False
     headers: dict[str, str] = msgspec.field(default_factory=dict)

@@ -9,12 +9,13 @@ from collections.abc import Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from ._clock import Clock
 from ._codec import CodecName
 from ._config import ManagerConfig, PluginConfig, SecurityConfig
 from ._errors import ManagerClosedError
 from ._manager import AsyncPluginManager, PluginHandle
 from ._models import ExecutionContext, HealthStatus, PluginInfo
-from ._policies import Policy
+from ._policies import BreakerListener, Policy
 from ._security import AuditLog
 from ._sources import PluginSource
 from ._types import LoggerLike, ReqT, RespT
@@ -41,6 +42,8 @@ class PluginManager(Generic[ReqT, RespT]):
         *,
         codec: CodecName = "msgpack",
         policies: Sequence[Policy] = (),
+        clock: Clock | None = None,
+        breaker_listeners: Sequence[BreakerListener] = (),
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="plugwire-manager", daemon=True)
@@ -48,7 +51,16 @@ class PluginManager(Generic[ReqT, RespT]):
         self._closed = False
 
         async def create() -> AsyncPluginManager[ReqT, RespT]:
-            return AsyncPluginManager(request_type, response_type, config, logger, codec=codec, policies=policies)
+            return AsyncPluginManager(
+                request_type,
+                response_type,
+                config,
+                logger,
+                codec=codec,
+                policies=policies,
+                clock=clock,
+                breaker_listeners=breaker_listeners,
+            )
 
         try:
             self._async = self._call(create())

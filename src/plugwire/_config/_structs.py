@@ -82,12 +82,17 @@ class ConnectionConfig(_Config, frozen=True):
 
 
 class RateLimitConfig(_Config, frozen=True):
-    """Token-bucket rate limit (README `RateLimitConfig`); off unless enabled."""
+    """Token-bucket rate limit (README `RateLimitConfig`); off unless enabled.
+
+    `wait`: a call over the limit waits for a token (bounded by its deadline) instead of
+    failing at once with `RateLimitedError`.
+    """
 
     enabled: bool = False
     requests_per_second: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     burst_size: PositiveInt = 20
-    time_window: Seconds = 1.0
+    time_window: Seconds = 0.0
+    wait: bool = False
 
 
 class AuthConfig(_Config, frozen=True):

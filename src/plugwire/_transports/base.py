@@ -26,6 +26,8 @@ class Call:
         timeout: Seconds this attempt may take, set by the timeout policy; transports pass
             it on to the plugin as its deadline.
         attempt: 1 for the first attempt, 2 for the first retry, ...
+        deadline: When the whole call must be over, on the pipeline's clock (its
+            `monotonic()`), from `ExecutionContext.total_timeout`; None means no overall limit.
     """
 
     plugin: str
@@ -34,6 +36,7 @@ class Call:
     codec: CodecName = "msgpack"
     timeout: float | None = None
     attempt: int = 1
+    deadline: float | None = None
 
 
 class BaseTransport(abc.ABC):
@@ -46,6 +49,9 @@ class BaseTransport(abc.ABC):
     kind: ClassVar[Transport]
     #: False when `call` takes and returns Python objects instead of encoded bytes.
     wants_bytes: ClassVar[bool] = True
+    #: False when `restart()` cannot recover the plugin (an object in the host's own process);
+    #: the health monitor then takes a failing plugin offline instead of restarting it.
+    restartable: ClassVar[bool] = True
 
     @abc.abstractmethod
     async def start(self) -> PluginInfo:

@@ -21,6 +21,9 @@ class InProcessTransport(BaseTransport):
     """Calls a plugin object directly, on the host's event loop (or worker threads for `def`)."""
 
     kind = Transport.IN_PROCESS
+    # Closing the object and starting it again would not make a sick object well (and would
+    # stop its worker threads), so the health monitor does not restart in-process plugins.
+    restartable = False
 
     def __init__(self, plugin: Any, *, request_type: Any = None, codec: bool = True) -> None:
         self.adapter = PluginAdapter(plugin, request_type=request_type)

@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from .._transports.base import Call as Call
 from .._transports.mock import MockTransport as MockTransport
+from ._fakeclock import FakeClock as FakeClock
 
-__all__ = ["Call", "MockTransport"]
+__all__ = ["Call", "FakeClock", "MockTransport"]

@@ -1,0 +1,218 @@
+"""Health monitoring: check each plugin on a schedule, keep its status, and recover it.
+
+One `HealthMonitor` per plugin. Its checks never overlap (a check asked for while one runs
+joins it), a check that hangs fails at `health_check.timeout`, and the status moves by
+these rules, evaluated after every check (a table is in docs/resilience.md):
+
+- The plugin reports healthy or degraded: that is its status; failure and restart counts
+  reset (from offline too: one good check brings a plugin back).
+- A check fails (an error, the timeout, or the plugin reports unhealthy or offline):
+  - offline stays offline, with no action;
+  - below `failure_limit` consecutive failures: degraded;
+  - at `failure_limit`: unhealthy, and the monitor calls `transport.restart()` (the
+    supervisor restarts a process, a remote plugin reconnects). Restarted: degraded with
+    the failure count reset. The restart fails or outlives `restart_timeout`: offline.
+  - at `failure_limit` after `max_restarts` restarts in a row, or when the transport is not
+    `restartable` (an in-process plugin): offline, no restart.
+- Calls to an offline plugin fail fast with `PluginUnavailableError` (1602).
+
+"In a row" means without a successful check in between. With `health_check.enabled` false
+there is no schedule and no action: a check asked for by `manager.health()` reports the
+plugin's answer (or unhealthy on error or timeout) as is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+
+import msgspec
+
+from ._clock import Clock, system_clock
+from ._config import HealthCheckConfig
+from ._models import HealthStatus, PluginInfo, Status
+from ._transports.base import BaseTransport
+from ._types import LoggerLike
+
+__all__ = ["HealthMonitor"]
+
+
+class HealthMonitor:
+    """Watches one plugin's health over its transport and recovers it when it fails.
+
+    Args:
+        name: The plugin's registered name.
+        transport: Its transport (`health()` is checked, `restart()` recovers it).
+        config: Interval, timeout and failure limit.
+        clock: Where time comes from.
+        logger: Where status changes are logged; defaults to `plugwire.health`.
+        restart_timeout: Seconds a restart may take before it counts as failed (None: no limit).
+        max_restarts: Restarts in a row (without a successful check between) before the
+            plugin is declared offline.
+        on_restart: Called with what the plugin said about itself after each restart.
+
+    Attributes:
+        last: The status after the latest check (what `list_plugins()` reports).
+        offline: True while the plugin is offline (calls to it fail fast).
+        failures: Consecutive failed checks.
+        restarts: Restarts made so far.
+        transitions: How many times each (old, new) status change happened.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        transport: BaseTransport,
+        config: HealthCheckConfig,
+        *,
+        clock: Clock = system_clock,
+        logger: LoggerLike | None = None,
+        restart_timeout: float | None = None,
+        max_restarts: int = 3,
+        on_restart: Callable[[PluginInfo], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.transport = transport
+        self.config = config
+        self.clock = clock
+        self.logger: LoggerLike = logger or logging.getLogger("plugwire.health")
+        self.restart_timeout = restart_timeout or None
+        self.max_restarts = max_restarts
+        self.on_restart = on_restart
+        self.last = HealthStatus(status=Status.HEALTHY, message="started; not checked yet")
+        self.offline = False
+        self.failures = 0
+        self.restarts = 0
+        self.checks = 0
+        self.transitions: collections.Counter[tuple[Status, Status]] = collections.Counter()
+        self._restarts_in_row = 0
+        self._current: asyncio.Task[HealthStatus] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def status(self) -> Status:
+        """The plugin's status now."""
+        return self.last.status
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Start the periodic checks (if enabled, with a positive interval); idempotent."""
+        if self._loop_task is None and self.config.enabled and self.config.interval > 0:
+            self._loop_task = asyncio.create_task(self._run(), name=f"plugwire-health-{self.name}")
+
+    async def aclose(self) -> None:
+        """Stop the periodic checks and any check in flight, and wait until they ended."""
+        tasks = [task for task in (self._loop_task, self._current) if task is not None]
+        self._loop_task = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self.clock.sleep(self.config.interval)
+            try:
+                await self.check()
+            except Exception:  # a bug in a check must not end the monitoring
+                logging.getLogger("plugwire.health").exception("health check of %r failed unexpectedly", self.name)
+
+    # ------------------------------------------------------------------- checks
+    async def check(self) -> HealthStatus:
+        """Check now, or join the check already running; then act on the result."""
+        task = self._current
+        if task is None:
+            task = asyncio.create_task(self._check_and_act(), name=f"plugwire-health-check-{self.name}")
+            self._current = task
+            task.add_done_callback(self._check_done)
+        return await asyncio.shield(task)
+
+    def _check_done(self, task: asyncio.Task[HealthStatus]) -> None:
+        if self._current is task:
+            self._current = None
+
+    async def _probe(self) -> tuple[HealthStatus | None, str, float]:
+        """Ask the plugin once: (its report or None, why it failed, seconds it took)."""
+        started = self.clock.monotonic()
+        limit = self.config.timeout or None
+        scope = self.clock.timeout(limit)
+        try:
+            async with scope:
+                reported = await self.transport.health()
+        except TimeoutError:
+            why = f"health check timed out after {limit:g}s" if scope.expired() else "health check timed out"
+            return None, why, self.clock.monotonic() - started
+        except Exception as exc:
+            return None, f"health check failed: {exc}", self.clock.monotonic() - started
+        return reported, "", self.clock.monotonic() - started
+
+    async def _check_and_act(self) -> HealthStatus:
+        reported, why, elapsed = await self._probe()
+        self.checks += 1
+        if reported is not None and reported.status in (Status.HEALTHY, Status.DEGRADED):
+            self.failures = 0
+            self._restarts_in_row = 0
+            return self._set(reported.status, reported.message, elapsed, reported.metadata)
+        if reported is not None:
+            why = f"plugin reports {reported.status.value}: {reported.message}"
+        self.failures += 1
+        if not self.config.enabled:
+            return self._set(Status.UNHEALTHY, why, elapsed)
+        if self.offline:
+            return self._set(Status.OFFLINE, why, elapsed)
+        if self.failures < self.config.failure_limit:
+            return self._set(Status.DEGRADED, f"{why} ({self.failures} of {self.config.failure_limit})", elapsed)
+        if not self.transport.restartable:
+            return self._set(Status.OFFLINE, f"{why}; an in-process plugin cannot be restarted", elapsed)
+        if self._restarts_in_row >= self.max_restarts:
+            return self._set(Status.OFFLINE, f"{why}; gave up after {self.max_restarts} restarts in a row", elapsed)
+        self._set(Status.UNHEALTHY, f"{why} ({self.failures} failed checks); restarting", elapsed)
+        return await self._restart(elapsed)
+
+    async def _restart(self, elapsed: float) -> HealthStatus:
+        self._restarts_in_row += 1
+        self.restarts += 1
+        scope = self.clock.timeout(self.restart_timeout)
+        try:
+            async with scope:
+                info = await self.transport.restart()
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and scope.expired():
+                why = f"restart did not finish within {self.restart_timeout:g}s"
+            else:
+                why = f"restart failed: {exc}"
+            return self._set(Status.OFFLINE, why, elapsed)
+        self.failures = 0
+        if self.on_restart is not None:
+            try:
+                self.on_restart(info)
+            except Exception:  # a hook must never stop recovery
+                logging.getLogger("plugwire.health").exception("on_restart hook of %r raised", self.name)
+        return self._set(Status.DEGRADED, f"restarted (restart {self._restarts_in_row} in a row)", elapsed)
+
+    def _set(self, status: Status, message: str, elapsed: float, extra: dict[str, str] | None = None) -> HealthStatus:
+        metadata = dict(extra or {})
+        metadata.update(consecutive_failures=str(self.failures), restarts=str(self.restarts), checks=str(self.checks))
+        new = HealthStatus(
+            status=status, message=message, last_check=time.time(), response_time=elapsed, metadata=metadata
+        )
+        old = self.last.status
+        self.last = new
+        self.offline = status is Status.OFFLINE
+        if old is not status:
+            self.transitions[(old, status)] += 1
+            self._log(old, status, message)
+        return new
+
+    def _log(self, old: Status, new: Status, message: str) -> None:
+        level = "info" if new in (Status.HEALTHY, Status.DEGRADED) else "warning"
+        try:
+            getattr(self.logger, level)(f"plugin {self.name!r} health: {old.value} -> {new.value} ({message})")
+        except Exception:  # a broken logger must never break monitoring
+            logging.getLogger("plugwire.health").exception("the configured logger failed")
+
+    def snapshot(self) -> HealthStatus:
+        """The latest status (a copy, so callers cannot disturb the monitor's)."""
+        return msgspec.structs.replace(self.last, metadata=dict(self.last.metadata))

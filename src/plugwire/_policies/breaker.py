@@ -1,0 +1,360 @@
+"""Circuit breaker: stop calling a failing plugin, then let a few trial calls test it.
+
+```
+          failure_threshold consecutive failures,
+          at least min_request_threshold calls seen
+  CLOSED ─────────────────────────────────────────▶ OPEN ◀──────────────┐
+    ▲                                               │ recovery_timeout   │ any trial fails
+    │ success_threshold trials succeed              ▼ has passed         │ or outlives its timeout
+    └──────────────────────────────────────────── HALF-OPEN ─────────────┘
+                                    (admits exactly success_threshold trials)
+```
+
+Every transition starts a new generation; a result is counted only if it arrives in the
+generation its call was admitted in, so a late result never causes a second transition.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import itertools
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from .._clock import Clock, system_clock
+from .._config import CircuitBreakerConfig
+from .._errors import (
+    AuthenticationError,
+    CircuitBreakerError,
+    CircuitOpenError,
+    ConfigError,
+    ManagerClosedError,
+    PluginDisabledError,
+    PluginNotFoundError,
+    RateLimitError,
+    RequestValidationError,
+)
+from .._transports.base import Call
+from .._types import LoggerLike
+from .chain import Handler
+
+__all__ = [
+    "BreakerListener",
+    "BreakerState",
+    "BreakerStateChange",
+    "CircuitBreaker",
+    "CircuitBreakerPolicy",
+    "ErrorClassifier",
+    "default_error_classifier",
+]
+
+
+class BreakerState(enum.StrEnum):
+    """Where a circuit breaker is."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerStateChange:
+    """One transition of a circuit breaker.
+
+    Attributes:
+        plugin: The plugin whose breaker changed.
+        old: The state it left.
+        new: The state it entered.
+        at: The breaker clock's `monotonic()` time of the change.
+        reason: Why, in words.
+    """
+
+    plugin: str
+    old: BreakerState
+    new: BreakerState
+    at: float
+    reason: str
+
+
+class BreakerListener(Protocol):
+    """Told about every state change. A listener that raises is logged and removed."""
+
+    def __call__(self, change: BreakerStateChange, /) -> None: ...
+
+
+class ErrorClassifier(Protocol):
+    """Decides whether an error a call raised counts as a failure of the plugin."""
+
+    def __call__(self, error: Exception, /) -> bool: ...
+
+
+# Errors that say the caller (or the host) was wrong, not the plugin.
+_CALLER_ERRORS: tuple[type[Exception], ...] = (
+    RequestValidationError,
+    AuthenticationError,
+    ConfigError,
+    PluginNotFoundError,
+    PluginDisabledError,
+    ManagerClosedError,
+    RateLimitError,
+    CircuitBreakerError,
+)
+
+
+def default_error_classifier(error: Exception) -> bool:
+    """The default rule: everything counts except caller errors.
+
+    Bad requests (1205), authentication (11xx), configuration (10xx), not found or disabled
+    plugins, a closed manager and rate-limit or breaker refusals do not count; execution
+    failures, timeouts, unknown outcomes, bad responses, transport, process and protocol
+    errors, and exceptions that are not `PluginError`s do. Cancellation never reaches a
+    classifier: it is never a failure.
+    """
+    return not isinstance(error, _CALLER_ERRORS)
+
+
+class CircuitBreaker:
+    """The state machine of one plugin's circuit breaker (see the module docstring).
+
+    Args:
+        config: Thresholds and the recovery timeout.
+        plugin: The plugin's name, for errors and logs.
+        clock: Where time comes from.
+        classifier: Which errors count as failures.
+        listeners: Told about every state change.
+        logger: Where state changes are logged; defaults to `plugwire.breaker`.
+
+    Attributes:
+        transitions: How many times each (old, new) transition happened.
+    """
+
+    def __init__(
+        self,
+        config: CircuitBreakerConfig,
+        *,
+        plugin: str = "",
+        clock: Clock = system_clock,
+        classifier: ErrorClassifier = default_error_classifier,
+        listeners: Iterable[BreakerListener] = (),
+        logger: LoggerLike | None = None,
+    ) -> None:
+        self.config = config
+        self.plugin = plugin
+        self.clock = clock
+        self.classifier = classifier
+        self.listeners: list[BreakerListener] = list(listeners)
+        self.logger: LoggerLike = logger or logging.getLogger("plugwire.breaker")
+        self.transitions: collections.Counter[tuple[BreakerState, BreakerState]] = collections.Counter()
+        self._state = BreakerState.CLOSED
+        self._generation = 0
+        self._calls = 0  # counted results in this closed period
+        self._failures = 0  # consecutive failures in this closed period
+        self._opened_at = 0.0
+        self._trial_ids = itertools.count()
+        self._trials: dict[int, float] = {}  # in-flight trial id -> its deadline
+        self._trials_admitted = 0
+        self._trial_successes = 0
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def state(self) -> BreakerState:
+        """The state now (an elapsed recovery timeout or trial timeout is applied first)."""
+        self._tick(self.clock.monotonic())
+        return self._state
+
+    @property
+    def trips(self) -> int:
+        """How many times the breaker opened."""
+        return sum(count for (_, new), count in self.transitions.items() if new is BreakerState.OPEN)
+
+    @property
+    def generation(self) -> int:
+        """Increases by one on every transition."""
+        return self._generation
+
+    # ---------------------------------------------------------------- admitting
+    def admit(self, trial_timeout: float | None = None) -> tuple[int, int | None]:
+        """Let a call through or refuse it.
+
+        Args:
+            trial_timeout: How long a trial admitted now may run before it counts as failed
+                (default: the recovery timeout).
+
+        Returns:
+            A ticket for `record`: the generation, and a trial id in half-open state.
+
+        Raises:
+            CircuitOpenError: The circuit is open, or half-open with every trial slot taken.
+        """
+        now = self.clock.monotonic()
+        self._tick(now)
+        if self._state is BreakerState.CLOSED:
+            return self._generation, None
+        if self._state is BreakerState.HALF_OPEN and self._trials_admitted < self.config.success_threshold:
+            self._trials_admitted += 1
+            trial = next(self._trial_ids)
+            limit = trial_timeout if trial_timeout else self.config.recovery_timeout
+            self._trials[trial] = now + limit
+            return self._generation, trial
+        if self._state is BreakerState.OPEN:
+            retry_after = self._opened_at + self.config.recovery_timeout - now
+            raise CircuitOpenError(
+                f"circuit open; retry after {retry_after:.3f}s",
+                plugin=self.plugin,
+                details={"retry_after": retry_after, "state": self._state.value},
+            )
+        retry_after = max(0.0, min(self._trials.values(), default=now) - now)
+        raise CircuitOpenError(
+            "circuit half-open and its trial calls are in flight",
+            plugin=self.plugin,
+            details={"retry_after": retry_after, "state": self._state.value},
+        )
+
+    def record(self, ticket: tuple[int, int | None], error: BaseException | None) -> None:
+        """Count the result of an admitted call (`error` None for a success).
+
+        A result from an earlier generation is ignored.
+        """
+        generation, trial = ticket
+        if self._state is not BreakerState.CLOSED:  # nothing elapses on its own while closed
+            self._tick(self.clock.monotonic())
+        if generation != self._generation:
+            return
+        if error is None:
+            outcome: bool | None = True
+        elif isinstance(error, Exception):
+            outcome = False if self._classify(error) else None
+        else:  # cancellation and interpreter exits are never the plugin's failure
+            outcome = None
+        if trial is None:
+            self._record_closed(outcome)
+        else:
+            self._record_trial(trial, outcome)
+
+    def _classify(self, error: Exception) -> bool:
+        try:
+            return bool(self.classifier(error))
+        except Exception:  # a broken classifier must not hide the call's own error
+            logging.getLogger("plugwire.breaker").exception(
+                "error classifier %r raised; counting a failure", self.classifier
+            )
+            return True
+
+    def _record_closed(self, outcome: bool | None) -> None:
+        if outcome is None:
+            return
+        self._calls += 1
+        if outcome:
+            self._failures = 0
+            return
+        self._failures += 1
+        if self._failures >= self.config.failure_threshold and self._calls >= self.config.min_request_threshold:
+            self._transition(
+                BreakerState.OPEN,
+                f"{self._failures} consecutive failures in {self._calls} calls",
+            )
+
+    def _record_trial(self, trial: int, outcome: bool | None) -> None:
+        if self._trials.pop(trial, None) is None:
+            return
+        if outcome is None:  # not a verdict on the plugin: free the slot for another trial
+            self._trials_admitted -= 1
+        elif not outcome:
+            self._transition(BreakerState.OPEN, "a trial call failed")
+        else:
+            self._trial_successes += 1
+            if self._trial_successes >= self.config.success_threshold:
+                self._transition(BreakerState.CLOSED, f"{self._trial_successes} trial calls succeeded")
+
+    # -------------------------------------------------------------- transitions
+    def _tick(self, now: float) -> None:
+        """Apply the transitions that time alone causes."""
+        if self._state is BreakerState.OPEN:
+            if now >= self._opened_at + self.config.recovery_timeout:
+                self._transition(BreakerState.HALF_OPEN, "recovery timeout elapsed", now)
+        elif self._state is BreakerState.HALF_OPEN and self._trials and min(self._trials.values()) <= now:
+            self._transition(BreakerState.OPEN, "a trial call outlived its timeout", now)
+
+    def _transition(self, new: BreakerState, reason: str, now: float | None = None) -> None:
+        at = self.clock.monotonic() if now is None else now
+        old = self._state
+        self._state = new
+        self._generation += 1
+        self._calls = self._failures = 0
+        self._trials.clear()
+        self._trials_admitted = self._trial_successes = 0
+        if new is BreakerState.OPEN:
+            self._opened_at = at
+        self.transitions[(old, new)] += 1
+        change = BreakerStateChange(self.plugin, old, new, at, reason)
+        self._log(change)
+        for listener in list(self.listeners):
+            try:
+                listener(change)
+            except Exception:
+                self.listeners.remove(listener)
+                logging.getLogger("plugwire.breaker").exception(
+                    "circuit breaker listener %r raised; it is removed", listener
+                )
+
+    def _log(self, change: BreakerStateChange) -> None:
+        level = "warning" if change.new is BreakerState.OPEN else "info"
+        message = (
+            f"circuit breaker of plugin {self.plugin!r}: {change.old.value} -> {change.new.value} ({change.reason})"
+        )
+        try:
+            getattr(self.logger, level)(message)
+        except Exception:  # a broken logger must never break a call
+            logging.getLogger("plugwire.breaker").exception("the configured logger failed")
+
+
+class CircuitBreakerPolicy:
+    """Runs each call through a `CircuitBreaker`.
+
+    A trial call (half-open) makes a single attempt: the retry policy below it is told
+    `max_retries=0`, so one trial is one verdict on the plugin. A trial that outlives its
+    attempt timeout (`ExecutionContext.timeout`, else `default_timeout`, else the recovery
+    timeout) counts as failed even if it answers later.
+
+    Args:
+        breaker: The state machine.
+        default_timeout: The plugin's attempt timeout (`connection.request_timeout`).
+    """
+
+    __slots__ = ("breaker", "default_timeout")
+
+    def __init__(self, breaker: CircuitBreaker, default_timeout: float | None = None) -> None:
+        self.breaker = breaker
+        self.default_timeout = default_timeout or None
+
+    async def __call__(self, call: Call, call_next: Handler) -> Any:
+        breaker = self.breaker
+        if breaker._state is BreakerState.CLOSED:
+            # The hot path: no clock read, no allocation, and a success counted inline.
+            generation = breaker._generation
+            try:
+                result = await call_next(call)
+            except BaseException as exc:
+                breaker.record((generation, None), exc)
+                raise
+            if generation == breaker._generation:
+                breaker._calls += 1
+                breaker._failures = 0
+            return result
+        timeout = call.context.timeout if call.context.timeout is not None else self.default_timeout
+        ticket = breaker.admit(timeout)
+        if ticket[1] is not None:
+            call = dataclasses.replace(call, context=msgspec.structs.replace(call.context, max_retries=0))
+        try:
+            result = await call_next(call)
+        except BaseException as exc:
+            breaker.record(ticket, exc)
+            raise
+        breaker.record(ticket, None)
+        return result

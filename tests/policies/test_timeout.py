@@ -1,0 +1,110 @@
+"""Timeouts: per attempt, on the injected clock, cancelling the transport, within the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from plugwire import ErrorCode, ExecutionContext, PluginTimeoutError
+from plugwire._policies import TimeoutPolicy, compose
+from plugwire.testing import Call, FakeClock
+
+
+def make_call(**context: Any) -> Call:
+    return Call(plugin="p", payload=b"x", context=ExecutionContext(request_id="r", **context))
+
+
+class Hanging:
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.cancelled = False
+        self.calls: list[Call] = []
+
+    async def __call__(self, call: Call) -> Any:
+        self.calls.append(call)
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+async def test_an_attempt_times_out_exactly_at_its_limit_and_the_transport_call_is_cancelled() -> None:
+    clock = FakeClock()
+    plugin = Hanging()
+    handler = compose([TimeoutPolicy(5.0, clock)], plugin)
+    task = asyncio.create_task(handler(make_call()))
+    await plugin.started.wait()
+    clock.advance_to(4.999)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert not task.done()
+    clock.advance_to(5.0)
+    with pytest.raises(PluginTimeoutError) as caught:
+        await task
+    assert caught.value.code == ErrorCode.TIMEOUT == 1204
+    assert caught.value.details["timeout"] == 5.0
+    assert isinstance(caught.value, TimeoutError)
+    assert plugin.cancelled
+    assert plugin.calls[0].timeout == 5.0
+
+
+async def test_the_context_timeout_wins_over_the_plugin_default() -> None:
+    clock = FakeClock()
+    plugin = Hanging()
+    handler = compose([TimeoutPolicy(30.0, clock)], plugin)
+    task = asyncio.create_task(handler(make_call(timeout=0.25)))
+    await plugin.started.wait()
+    clock.advance(0.25)
+    with pytest.raises(PluginTimeoutError):
+        await task
+    assert plugin.calls[0].timeout == 0.25
+
+
+async def test_the_overall_deadline_cuts_an_attempts_timeout() -> None:
+    clock = FakeClock()
+    plugin = Hanging()
+    handler = compose([TimeoutPolicy(10.0, clock)], plugin)
+    task = asyncio.create_task(handler(make_call(total_timeout=3.0)))
+    await plugin.started.wait()
+    assert plugin.calls[0].timeout == 3.0
+    assert plugin.calls[0].deadline == 3.0
+    clock.advance(3.0)
+    with pytest.raises(PluginTimeoutError):
+        await task
+
+
+async def test_an_attempt_with_no_time_left_fails_without_reaching_the_plugin() -> None:
+    clock = FakeClock(start=10.0)
+    plugin = Hanging()
+    handler = compose([TimeoutPolicy(10.0, clock)], plugin)
+    late = Call(plugin="p", payload=b"x", context=ExecutionContext(request_id="r", total_timeout=1), deadline=9.5)
+    with pytest.raises(PluginTimeoutError, match="deadline"):
+        await handler(late)
+    assert plugin.calls == []
+
+
+async def test_a_timeout_raised_by_the_transport_itself_passes_through_unchanged() -> None:
+    clock = FakeClock()
+    reported = PluginTimeoutError("the plugin's own deadline passed", details={"remote": True})
+
+    async def plugin(call: Call) -> Any:
+        raise reported
+
+    handler = compose([TimeoutPolicy(5.0, clock)], plugin)
+    with pytest.raises(PluginTimeoutError) as caught:
+        await handler(make_call())
+    assert caught.value is reported
+
+
+async def test_no_limit_when_neither_the_context_nor_the_plugin_sets_one() -> None:
+    clock = FakeClock()
+
+    async def plugin(call: Call) -> Any:
+        return call.timeout
+
+    handler = compose([TimeoutPolicy(0, clock)], plugin)
+    assert await handler(make_call()) is None
