@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -171,6 +170,20 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             await self._security.aclose()
         self._log("info", f"shutdown complete ({len(entries)} plugins closed)")
 
+    async def _drain(self, entry: _Entry, timeout: float | None) -> bool:
+        """Wait (on an event) until `entry` has no call in flight; False if `timeout` ran out."""
+        if not entry.inflight:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await entry.idle.wait()
+        except TimeoutError:
+            self._log(
+                "warning", f"plugin {entry.config.name!r}: {entry.inflight} calls still running after {timeout:g}s"
+            )
+            return False
+        return True
+
     async def _close_entry(self, entry: _Entry) -> None:
         await entry.monitor.aclose()
         try:
@@ -293,14 +306,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             entry = self._entries.pop(name, None)
         if entry is None:
             raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
-        drained = True
-        if entry.inflight:
-            try:
-                async with asyncio.timeout(timeout):
-                    await entry.idle.wait()
-            except TimeoutError:
-                drained = False
-                self._log("warning", f"plugin {name!r}: {entry.inflight} calls still running after {timeout:g}s")
+        drained = await self._drain(entry, timeout)
         await self._close_entry(entry)
         self._log("info", f"unregistered plugin {name!r} after draining" if drained else f"unregistered {name!r}")
         return drained
@@ -492,10 +498,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 if self._entries.get(name) is not entry:
                     continue
                 del self._entries[name]
-            if entry.inflight:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.config.shutdown_timeout):
-                        await entry.idle.wait()
+            await self._drain(entry, self.config.shutdown_timeout)
             await self._close_entry(entry)
             self._log("warning", f"stopped plugin {name!r}: {decision.reason}")
 
