@@ -1,26 +1,17 @@
-"""plugwire: typed, out-of-process plugins with resilience, security and observability."""
+"""plugwire: typed, out-of-process plugins with resilience, security and observability.
+
+Host-side names are imported on first use (PEP 562), so a plugin process that imports
+`plugwire` to call `plugwire.serve()` loads only the SDK and its layers 0-2, never the
+manager or the transports.
+"""
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from ._builder import ManagerBuilder as ManagerBuilder
-from ._builder import development as development
-from ._builder import production as production
-from ._builder import simple as simple
 from ._codec import TypedCodec as TypedCodec
-from ._config import AuthConfig as AuthConfig
-from ._config import CircuitBreakerConfig as CircuitBreakerConfig
-from ._config import ConnectionConfig as ConnectionConfig
-from ._config import HealthCheckConfig as HealthCheckConfig
-from ._config import ManagerConfig as ManagerConfig
-from ._config import PluginConfig as PluginConfig
-from ._config import RateLimitConfig as RateLimitConfig
-from ._config import RetryConfig as RetryConfig
-from ._config import SecurityAuditConfig as SecurityAuditConfig
-from ._config import SecurityConfig as SecurityConfig
-from ._config import TracingConfig as TracingConfig
-from ._config import default_manager_config as default_manager_config
 from ._errors import AuthenticationError as AuthenticationError
 from ._errors import CallError as CallError
 from ._errors import CircuitBreakerError as CircuitBreakerError
@@ -47,8 +38,6 @@ from ._errors import RequestValidationError as RequestValidationError
 from ._errors import ResponseValidationError as ResponseValidationError
 from ._errors import SecurityError as SecurityError
 from ._errors import TransportError as TransportError
-from ._manager import AsyncPluginManager as AsyncPluginManager
-from ._manager import PluginHandle as PluginHandle
 from ._models import AuthMethod as AuthMethod
 from ._models import ExecutionContext as ExecutionContext
 from ._models import HealthStatus as HealthStatus
@@ -57,11 +46,61 @@ from ._models import PluginInfo as PluginInfo
 from ._models import SecurityPolicy as SecurityPolicy
 from ._models import Status as Status
 from ._models import Transport as Transport
-from ._policies import Policy as Policy
-from ._sources import PluginSource as PluginSource
-from ._sources import in_process as in_process
-from ._sync import BlockingPluginHandle as BlockingPluginHandle
-from ._sync import PluginManager as PluginManager
+from ._sdk.serve import serve as serve
+
+if TYPE_CHECKING:
+    from ._builder import ManagerBuilder as ManagerBuilder
+    from ._builder import development as development
+    from ._builder import production as production
+    from ._builder import simple as simple
+    from ._config import AuthConfig as AuthConfig
+    from ._config import CircuitBreakerConfig as CircuitBreakerConfig
+    from ._config import ConnectionConfig as ConnectionConfig
+    from ._config import HealthCheckConfig as HealthCheckConfig
+    from ._config import ManagerConfig as ManagerConfig
+    from ._config import PluginConfig as PluginConfig
+    from ._config import RateLimitConfig as RateLimitConfig
+    from ._config import RetryConfig as RetryConfig
+    from ._config import SecurityAuditConfig as SecurityAuditConfig
+    from ._config import SecurityConfig as SecurityConfig
+    from ._config import TracingConfig as TracingConfig
+    from ._config import default_manager_config as default_manager_config
+    from ._manager import AsyncPluginManager as AsyncPluginManager
+    from ._manager import PluginHandle as PluginHandle
+    from ._policies import Policy as Policy
+    from ._sources import PluginSource as PluginSource
+    from ._sources import in_process as in_process
+    from ._sources import subprocess as subprocess
+    from ._sync import BlockingPluginHandle as BlockingPluginHandle
+    from ._sync import PluginManager as PluginManager
+
+# Host-side names and the module that defines each, imported on first access.
+_LAZY: dict[str, str] = {
+    "ManagerBuilder": "._builder",
+    "development": "._builder",
+    "production": "._builder",
+    "simple": "._builder",
+    "AuthConfig": "._config",
+    "CircuitBreakerConfig": "._config",
+    "ConnectionConfig": "._config",
+    "HealthCheckConfig": "._config",
+    "ManagerConfig": "._config",
+    "PluginConfig": "._config",
+    "RateLimitConfig": "._config",
+    "RetryConfig": "._config",
+    "SecurityAuditConfig": "._config",
+    "SecurityConfig": "._config",
+    "TracingConfig": "._config",
+    "default_manager_config": "._config",
+    "AsyncPluginManager": "._manager",
+    "PluginHandle": "._manager",
+    "Policy": "._policies",
+    "PluginSource": "._sources",
+    "in_process": "._sources",
+    "subprocess": "._sources",
+    "BlockingPluginHandle": "._sync",
+    "PluginManager": "._sync",
+}
 
 try:
     __version__ = version("plugwire")
@@ -127,5 +166,20 @@ __all__ = [
     "development",
     "in_process",
     "production",
+    "serve",
     "simple",
+    "subprocess",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plugwire' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
