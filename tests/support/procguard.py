@@ -1,0 +1,92 @@
+"""Leak checks for tests that start real processes: no child process and no file
+descriptor may outlive a test. Also helpers to point a manager at the test plugins."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import plugwire
+from plugwire._transports.subprocess import SubprocessOptions
+
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+SRC = Path(__file__).resolve().parents[2] / "src"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
+
+
+def plugin_env(**extra: str) -> dict[str, str]:
+    """The configured env a test plugin needs: this worktree's sources on PYTHONPATH."""
+    return {"PYTHONPATH": str(SRC), **extra}
+
+
+def python_plugin(script: str, *args: str, options: SubprocessOptions | None = None, **env: str) -> Any:
+    """A subprocess source running tests/plugins/<script> with this interpreter."""
+    path = script if os.path.isabs(script) else str(PLUGINS / script)
+    return plugwire.subprocess(sys.executable, path, *args, env=plugin_env(**env), options=options)
+
+
+def child_pids() -> set[int]:
+    """Pids whose parent is this process (zombies included: they are not reaped yet)."""
+    me = os.getpid()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[1]) == me:
+            found.add(int(entry))
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+def open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
+    """Poll `predicate` (process exit has no event to wait on from a test)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+@pytest.fixture
+def no_leaks() -> Iterator[None]:
+    """Fail the test if it leaves a child process or an open file descriptor behind."""
+    children = child_pids()
+    fds = open_fds()
+    yield
+    assert wait_until(lambda: not (child_pids() - children)), f"leaked child processes: {child_pids() - children}"
+    # Give just-closed transports a moment to release their descriptors.
+    wait_until(lambda: not (open_fds() - fds), timeout=2.0)
+    leaked = open_fds() - fds
+    details = {fd: _describe_fd(fd) for fd in leaked}
+    assert not leaked, f"leaked file descriptors: {details}"
+
+
+def _describe_fd(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"
