@@ -77,13 +77,6 @@ def main() -> None:
         time.sleep(30)
     if MODE == "silent":
         time.sleep(30)
-    if MODE in ("half-eof", "half-stall"):
-        read_frame()
-        OUT.write(struct.pack(">I", 100) + b'{"type":')
-        OUT.flush()
-        if MODE == "half-stall":
-            time.sleep(30)
-        sys.exit(0)
     hello()
     if MODE == "exit0-once" and starts == 0:
         sys.exit(0)
@@ -117,6 +110,12 @@ def serve() -> None:
         call_id = message["id"]
         payload = message["payload"]
         op = payload.get("op", "echo") if isinstance(payload, dict) else "echo"
+        if MODE in ("half-eof", "half-stall"):
+            OUT.write(struct.pack(">I", 100) + b'{"type":')
+            OUT.flush()
+            if MODE == "half-stall":
+                time.sleep(30)
+            sys.exit(0)
         if MODE == "oversize":
             OUT.write(struct.pack(">I", 0x7FFFFFF0))
             OUT.flush()

@@ -33,6 +33,7 @@ from .._protocol import (
     CancelMsg,
     EnvelopeCodec,
     ErrorMsg,
+    HEADER_SIZE,
     FrameReader,
     HealthMsg,
     HostHello,
@@ -79,6 +80,8 @@ class HostConnection(FrameReader):
         self._written = 0
         self._writable: asyncio.Future[None] | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._partial_since = 0.0
         self.stray_replies = 0
 
     # ------------------------------------------------------------- inspection
@@ -186,6 +189,30 @@ class HostConnection(FrameReader):
         kind = "unknown" if message.id >= self._next_id or message.id <= 0 else "duplicate"
         _log.warning("plugin %r answered %s id %d; the reply was dropped", self.name, kind, message.id)
 
+    def buffer_updated(self, nbytes: int) -> None:
+        super().buffer_updated(nbytes)
+        if self.buffered:  # rare: a frame split across reads; watch that the rest comes
+            self._partial_since = self._loop.time()
+            if self._read_timer is None:
+                self._read_timer = self._loop.call_later(self.write_timeout, self._check_read_stall)
+
+    def _check_read_stall(self) -> None:
+        self._read_timer = None
+        if not self.buffered or not self.alive:
+            return
+        idle = self._loop.time() - self._partial_since
+        if idle < self.write_timeout:
+            self._read_timer = self._loop.call_later(self.write_timeout - idle, self._check_read_stall)
+            return
+        self._break(
+            ProtocolError(
+                f"the plugin stopped in the middle of a frame ({self.buffered} bytes received, nothing more "
+                f"for {self.write_timeout:g}s): {self.peek(32)!r}",
+                code=ErrorCode.FRAME_TRUNCATED,
+                plugin=self.name,
+            )
+        )
+
     def frame_error(self, error: ProtocolError) -> None:
         error.plugin = self.name
         self._break(self._junk_error() if self._envelopes is None else error)
@@ -198,7 +225,7 @@ class HostConnection(FrameReader):
         self._break(self._eof_error(exc))
 
     def _eof_error(self, exc: Exception | None = None) -> PluginError:
-        if self._envelopes is None and self.buffered:
+        if self._envelopes is None and 0 < self.buffered < HEADER_SIZE:
             return self._junk_error()
         truncated = self.truncation_error()
         if truncated is not None:
@@ -333,9 +360,10 @@ class HostConnection(FrameReader):
         if not self.handshake.done():
             self.handshake.set_exception(reason)
             self.handshake.exception()  # retrieved here; the starter reads `lost`
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
+        for timer in (self._stall_timer, self._read_timer):
+            if timer is not None:
+                timer.cancel()
+        self._stall_timer = self._read_timer = None
         transport = self.transport
         unflushed = transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
         flushed = self._written - unflushed
