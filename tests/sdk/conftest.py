@@ -7,6 +7,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
-from procguard import no_leaks  # noqa: E402
+from procguard import no_leaks
 
 __all__ = ["no_leaks"]

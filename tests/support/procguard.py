@@ -90,3 +90,70 @@ def _describe_fd(fd: int) -> str:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return "?"
+
+
+class HandDriver:
+    """Drives a plugin process with hand-built JSON frames (struct + json, no plugwire code),
+    exactly as docs/protocol.md describes them."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None, cookie: bool = True) -> None:
+        import socket
+        import subprocess
+
+        self.sock, child = socket.socketpair()
+        full_env = {"PATH": os.environ.get("PATH", ""), **plugin_env(), **(env or {})}
+        if cookie:
+            full_env.update(
+                PLUGWIRE_MAGIC_COOKIE="8c2f9b1e4d7a4f6b-plugwire",
+                PLUGWIRE_PROTOCOL_VERSIONS="1",
+                PLUGWIRE_PLUGIN_NAME="hand",
+            )
+        self.proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=subprocess.PIPE, env=full_env)
+        child.close()
+        self.sock.settimeout(10)
+
+    def send(self, message: dict[str, Any]) -> None:
+        import json
+        import struct
+
+        body = json.dumps(message).encode()
+        self.sock.sendall(struct.pack(">I", len(body)) + body)
+
+    def send_bytes(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self) -> dict[str, Any]:
+        import json
+        import struct
+
+        (size,) = struct.unpack(">I", self._exact(4))
+        result: dict[str, Any] = json.loads(self._exact(size))
+        return result
+
+    def _exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError(f"connection closed after {len(data)} of {n} bytes")
+            data += chunk
+        return data
+
+    def hello(self, codecs: tuple[str, ...] = ("json",), **extra: Any) -> dict[str, Any]:
+        self.send({"type": "hello", "versions": [1], "codecs": list(codecs), "max_frame": 1 << 20, **extra})
+        return self.recv()
+
+    def wait(self, timeout: float = 10.0) -> int:
+        return self.proc.wait(timeout)
+
+    def stderr(self) -> str:
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read().decode()
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()

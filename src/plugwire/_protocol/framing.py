@@ -41,6 +41,8 @@ class FrameReader(asyncio.BufferedProtocol):
         self._start = 0
         self._end = 0
         self._broken = False
+        self._held = False
+        self._parsing = False
 
     # ------------------------------------------------------------ for subclasses
     def frame_received(self, envelope: memoryview) -> None:
@@ -65,6 +67,19 @@ class FrameReader(asyncio.BufferedProtocol):
     def capacity(self) -> int:
         """The current size of the receive buffer (bounded by max_frame + header)."""
         return len(self._buf)
+
+    def hold_frames(self) -> None:
+        """Stop delivering frames (they stay buffered) until `release_frames()`; used with
+        the transport's `pause_reading()` to bound the work in progress."""
+        self._held = True
+
+    def release_frames(self) -> None:
+        """Deliver buffered frames again."""
+        if not self._held:
+            return
+        self._held = False
+        if not self._parsing and not self._broken:
+            self._parse()
 
     def stop_reading_frames(self) -> None:
         """Ignore everything received from now on."""
@@ -109,10 +124,17 @@ class FrameReader(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------------- parsing
     def _parse(self) -> None:
+        self._parsing = True
+        try:
+            self._parse_frames()
+        finally:
+            self._parsing = False
+
+    def _parse_frames(self) -> None:
         buf = self._buf
         start = self._start
         end = self._end
-        while end - start >= HEADER_SIZE:
+        while end - start >= HEADER_SIZE and not self._held:
             size = _LENGTH.unpack_from(buf, start)[0]
             if size > self.max_frame or size == 0:
                 self._start = start

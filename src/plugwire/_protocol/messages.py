@@ -40,8 +40,8 @@ HEADER_SIZE: Final = 4
 DEFAULT_MAX_FRAME: Final = 16 * 1024 * 1024
 
 
-class _Msg(msgspec.Struct, tag_field="type", omit_defaults=True):
-    """Base of every envelope: tagged by its ``type`` field."""
+class _Msg(msgspec.Struct, tag_field="type"):
+    """Base of every envelope: tagged by its ``type`` field; every field is always written."""
 
 
 class CallContext(msgspec.Struct, omit_defaults=True):

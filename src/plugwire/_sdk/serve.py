@@ -129,7 +129,7 @@ async def _run(adapter: PluginAdapter, in_fd: int, out_fd: int, kwargs: dict[str
         server.attach_writer(writer)
         reader, _ = await loop.connect_read_pipe(lambda: server, os.fdopen(in_fd, "rb", buffering=0, closefd=True))
         transports += [reader, writer]
-    loop.add_signal_handler(signal.SIGTERM, server.begin_stop, server.grace)
+    loop.add_signal_handler(signal.SIGTERM, server.begin_stop, server.grace, "SIGTERM")
     try:
         return await server.done
     finally:

@@ -137,7 +137,7 @@ class StdioServer(FrameReader):
         elif type(message) is HealthMsg:
             self._spawn(message.id, self._health(message.id))
         elif type(message) is ShutdownMsg:
-            self.begin_stop(message.grace)
+            self.begin_stop(message.grace, "shutdown frame")
 
     def frame_error(self, error: ProtocolError) -> None:
         _log.error("the host broke the framing rules: %s", error.message)
@@ -276,10 +276,12 @@ class StdioServer(FrameReader):
         pause = self._paused_for_writes or len(self._tasks) >= self.max_concurrency
         if pause and not self._paused_for_calls:
             self._paused_for_calls = True
+            self.hold_frames()  # frames already received wait in the buffer
             reader.pause_reading()
         elif not pause and self._paused_for_calls:
             self._paused_for_calls = False
             reader.resume_reading()
+            self.release_frames()
 
     # ----------------------------------------------------------------- stop
     def _input_ended(self) -> None:
@@ -291,13 +293,14 @@ class StdioServer(FrameReader):
         if self._envelopes is None:
             self._finish(EXIT_OK)
             return
-        self.begin_stop(self.grace)
+        self.begin_stop(self.grace, "end of input")
 
-    def begin_stop(self, grace: float) -> None:
+    def begin_stop(self, grace: float, reason: str = "shutdown requested") -> None:
         """Stop taking calls and wind down within `grace` seconds (shutdown, EOF, SIGTERM)."""
         if self._stopping or self.done.done():
             return
         self._stopping = True
+        _log.info("stopping (%s): %d calls in flight, grace %gs", reason, len(self._tasks), grace)
         self._stopper = asyncio.get_running_loop().create_task(self._stop(grace))
 
     async def _stop(self, grace: float) -> None:

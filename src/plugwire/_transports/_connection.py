@@ -27,13 +27,13 @@ from .._errors import (
 from .._models import HealthStatus
 from .._protocol import (
     DEFAULT_MAX_FRAME,
+    HEADER_SIZE,
     SUPPORTED_VERSIONS,
     CallContext,
     CallMsg,
     CancelMsg,
     EnvelopeCodec,
     ErrorMsg,
-    HEADER_SIZE,
     FrameReader,
     HealthMsg,
     HostHello,
