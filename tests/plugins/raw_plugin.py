@@ -25,7 +25,10 @@ def bump_state() -> int:
     """How many times this plugin has started before (persisted in RAW_PLUGIN_STATE)."""
     if not STATE:
         return 0
-    count = int(open(STATE).read() or 0) if os.path.exists(STATE) else 0
+    count = 0
+    if os.path.exists(STATE):
+        with open(STATE) as f:
+            count = int(f.read() or 0)
     with open(STATE, "w") as f:
         f.write(str(count + 1))
     return count

@@ -71,6 +71,15 @@ def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
     return bool(predicate())
 
 
+async def eventually(predicate: Any, timeout: float = 10.0) -> None:
+    """Await `predicate()` for facts no event reports (bytes a child wrote to a pipe)."""
+    import asyncio
+
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - no event exists for bytes the OS moves between processes
+            await asyncio.sleep(0.01)
+
+
 @pytest.fixture
 def no_leaks() -> Iterator[None]:
     """Fail the test if it leaves a child process or an open file descriptor behind."""

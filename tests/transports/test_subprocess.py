@@ -90,8 +90,8 @@ async def test_the_pool_grows_while_all_processes_are_busy_and_dispatches_least_
         slow = asyncio.ensure_future(manager.execute("echo", Req(op="sleep", seconds=30)))
         await asyncio.sleep(0.05)
         first_pid = (await manager.execute("echo", Req(text="while busy"))).pid
-        while len(transport.pool.workers) < 2:
-            await asyncio.sleep(0.01)
+        pool = transport.pool
+        await pool.wait_for(lambda: len(pool.workers) == 2)
         third = await manager.execute("echo", Req(text="x"))
         assert third.pid != first_pid  # least loaded: not the busy process
         slow.cancel()
@@ -104,7 +104,8 @@ async def test_a_timed_out_call_sends_cancel_frees_its_slot_and_the_late_reply_i
     async with plugwire.AsyncPluginManager(Req, Resp) as manager:
         await manager.register(python_plugin("raw_plugin.py"), config=config("raw"))
         transport = manager._entries["raw"].transport
-        assert isinstance(transport, SubprocessTransport) and transport.pool is not None
+        assert isinstance(transport, SubprocessTransport)
+        assert transport.pool is not None
         conn = transport.pool.workers[0].conn
         ctx = plugwire.ExecutionContext(timeout=0.1)
         with pytest.raises(plugwire.PluginTimeoutError):
@@ -162,8 +163,8 @@ async def test_print_and_logging_in_a_plugin_become_host_log_records(caplog: pyt
     records = [r for r in caplog.records if r.name == "plugwire.plugin.echo"]
     printed = [r for r in records if r.getMessage() == "a printed line"]
     warned = [r for r in records if r.getMessage() == "a warning"]
-    assert printed and printed[0].levelno == logging.INFO
-    assert warned and warned[0].levelno == logging.WARNING
+    assert [r.levelno for r in printed] == [logging.INFO]
+    assert [r.levelno for r in warned] == [logging.WARNING]
 
 
 async def test_a_config_file_with_an_executable_plugin_loads_through_load_config(tmp_path: Path) -> None:
@@ -232,7 +233,8 @@ async def test_a_plugin_that_negotiates_json_is_transcoded_transparently() -> No
     async with plugwire.AsyncPluginManager(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py", "json"), config=config())
         transport = manager._entries["echo"].transport
-        assert isinstance(transport, SubprocessTransport) and transport.pool is not None
+        assert isinstance(transport, SubprocessTransport)
+        assert transport.pool is not None
         assert transport.pool.workers[0].conn.codec == "json"
         assert (await manager.execute("echo", Req(text="über"))).text == "über"
 

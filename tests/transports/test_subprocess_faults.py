@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from procguard import PLUGINS, pid_alive, plugin_env, python_plugin, wait_until
+from procguard import PLUGINS, eventually, pid_alive, plugin_env, python_plugin, wait_until
 
 import plugwire
 from plugwire._transports._pool import PoolState, RestartPolicy
@@ -52,15 +52,15 @@ def raw(mode: str, options: SubprocessOptions = FAST, **env: str) -> object:
 
 def transport_of(manager: plugwire.AsyncPluginManager[Req, Resp], name: str = "raw") -> SubprocessTransport:
     transport = manager._entries[name].transport
-    assert isinstance(transport, SubprocessTransport) and transport.pool is not None
+    assert isinstance(transport, SubprocessTransport)
+    assert transport.pool is not None
     return transport
 
 
 async def wait_for_restart(transport: SubprocessTransport, old_pid: int) -> None:
     pool = transport.pool
     assert pool is not None
-    while not pool.workers or pool.workers[0].process.pid == old_pid:
-        await asyncio.sleep(0.01)
+    await pool.wait_for(lambda: bool(pool.workers) and pool.workers[0].process.pid != old_pid)
 
 
 # ------------------------------------------------------------------- handshake faults
@@ -155,11 +155,12 @@ async def test_replies_with_unknown_or_duplicate_ids_are_dropped_and_logged(capl
     caplog.set_level(logging.WARNING, logger="plugwire.transport.subprocess")
     async with plugwire.AsyncPluginManager(Req, Resp) as manager:
         await manager.register(raw("stray-ids"), config=config())
-        first = await manager.execute("raw", Req(text="one"))
-        second = await manager.execute("raw", Req(text="two"))
-        assert (first.text, second.text) == ("one", "two")
+        answers = [await manager.execute("raw", Req(text=t)) for t in ("one", "two", "three")]
+        assert [a.text for a in answers] == ["one", "two", "three"]
         conn = transport_of(manager).pool.workers[0].conn  # type: ignore[union-attr]
-        assert conn.stray_replies == 4
+        # The plugin writes: unknown id, the answer, a duplicate. Before answer 3 came
+        # unknowns for calls 1-3 and duplicates for calls 1-2.
+        assert conn.stray_replies == 5
     messages = [r.getMessage() for r in caplog.records]
     assert any("answered unknown id" in m for m in messages)
     assert any("answered duplicate id" in m for m in messages)
@@ -172,8 +173,8 @@ async def test_sigkill_with_32_calls_in_flight_fails_each_call_once_then_the_plu
         transport = transport_of(manager, "echo")
         pid = transport.pool.workers[0].process.pid  # type: ignore[union-attr]
         calls = [asyncio.ensure_future(manager.execute("echo", Req(op="sleep", seconds=30))) for _ in range(32)]
-        while transport.pool.workers[0].conn.inflight < 32:  # type: ignore[union-attr]
-            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # each call runs up to awaiting its answer: all 32 are written
+        assert transport.pool.workers[0].conn.inflight == 32  # type: ignore[union-attr]
         os.kill(pid, signal.SIGKILL)
         results = await asyncio.gather(*calls, return_exceptions=True)
         assert len(results) == 32
@@ -228,8 +229,7 @@ async def test_a_10_mb_stderr_burst_is_truncated_rate_limited_and_bounded(caplog
         await manager.register(raw("stderr-flood"), config=config())
         forwarder = transport_of(manager).pool.workers[0].process.stderr  # type: ignore[union-attr]
         assert (await manager.execute("raw", Req(text="still serving"))).text == "still serving"
-        while not forwarder.tail or forwarder.tail[-1] != "flood done":
-            await asyncio.sleep(0.01)
+        await eventually(lambda: bool(forwarder.tail) and forwarder.tail[-1] == "flood done")
         assert forwarder.peak_buffered <= forwarder.max_line
         assert len(forwarder.tail) <= 20
     records = [r.getMessage() for r in caplog.records if r.name == "plugwire.plugin.raw"]
@@ -284,8 +284,7 @@ async def test_a_crash_loop_backs_off_then_goes_offline_and_calls_fail_fast(tmp_
         assert pool is not None
         with pytest.raises(plugwire.OutcomeUnknownError):
             await manager.execute("raw", Req(op="exit"))
-        while pool.state is not PoolState.OFFLINE:
-            await asyncio.sleep(0.01)
+        await pool.wait_for(lambda: pool.state is PoolState.OFFLINE)
         assert clock.sleeps == [0.1, 0.2, 0.4]
         with pytest.raises(plugwire.PluginUnavailableError) as caught:
             await manager.execute("raw", Req(text="x"))

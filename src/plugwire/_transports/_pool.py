@@ -110,6 +110,8 @@ class ProcessPool:
         self._growing = False
         self._restarting = False
         self._offline_reason: PluginError | None = None
+        self._changed = asyncio.Event()
+        self._dying: set[PluginProcess] = set()
         self.restarts = 0
 
     # ------------------------------------------------------------- lifecycle
@@ -120,10 +122,21 @@ class ProcessPool:
         self.state = PoolState.RUNNING
         return worker.info
 
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until `predicate()` holds, re-checking whenever a process is added or lost
+        or the state changes (for tests and tools; no polling)."""
+        while not predicate():
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
     def _adopt(self, worker: Worker) -> None:
         self.workers.append(worker)
         self.info = worker.info
         self._ready.set()
+        self._notify()
         worker.conn.lost.add_done_callback(lambda _: self._lost(worker))
         worker.process.exited.add_done_callback(lambda _: self._lost(worker))
 
@@ -139,6 +152,8 @@ class ProcessPool:
         for worker in workers:
             worker.retired = True
         await asyncio.gather(*(self._stop_worker(w) for w in workers), return_exceptions=True)
+        # Crashed processes whose supervision task was just cancelled: reap them too.
+        await asyncio.gather(*(asyncio.shield(p.exited) for p in self._dying), return_exceptions=True)
 
     # -------------------------------------------------------------- dispatch
     def pick(self) -> Worker | None:
@@ -215,6 +230,7 @@ class ProcessPool:
         worker.retired = True
         with contextlib.suppress(ValueError):
             self.workers.remove(worker)
+        self._notify()
         reason = (
             worker.conn.lost.result()
             if worker.conn.lost.done()
@@ -227,6 +243,10 @@ class ProcessPool:
         # Fail the in-flight calls now; do not wait for the exit to be reaped.
         worker.conn.close(reason)
         worker.process.kill()
+        process = worker.process
+        if process.running:
+            self._dying.add(process)
+            process.exited.add_done_callback(lambda _: self._dying.discard(process))
         if self.state is PoolState.CLOSED:
             return
         self._spawn_task(self._after_crash(worker, reason))
@@ -267,6 +287,7 @@ class ProcessPool:
             return
         self.state = PoolState.OFFLINE
         self._offline_reason = reason
+        self._notify()
         _log.error(
             "plugin %r is offline: %d crashes within %gs (last: %s)",
             self.name,
