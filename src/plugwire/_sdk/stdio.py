@@ -212,10 +212,12 @@ class StdioServer(FrameReader):
         )
         reply: ResultMsg | ErrorMsg
         try:
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError  # already late: do not start work nobody waits for
             if remaining is None:
                 result = await self.adapter.execute(ctx, payload, self._codec)
             else:
-                async with asyncio.timeout(max(remaining, 0.0)):
+                async with asyncio.timeout(remaining):
                     result = await self.adapter.execute(ctx, payload, self._codec)
             reply = ResultMsg(id=call_id, payload=msgspec.Raw(result))
         except asyncio.CancelledError:

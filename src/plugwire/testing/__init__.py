@@ -4,5 +4,8 @@ from __future__ import annotations
 
 from .._transports.base import Call as Call
 from .._transports.mock import MockTransport as MockTransport
+from .conformance import ConformanceReport as ConformanceReport
+from .conformance import Finding as Finding
+from .conformance import check_plugin as check_plugin
 
-__all__ = ["Call", "MockTransport"]
+__all__ = ["Call", "ConformanceReport", "Finding", "MockTransport", "check_plugin"]
