@@ -18,7 +18,33 @@ WORD = re.compile(r"[A-Za-z\u00C0-\u024F']+")
 SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)")
 VOWEL_GROUPS = re.compile(r"[aeiouy]+")
 STOP_WORDS = frozenset(
-    "a an and are as at be by for from has he in is it its of on that the to was were will with".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "has",
+        "he",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "that",
+        "the",
+        "to",
+        "was",
+        "were",
+        "will",
+        "with",
+    ]
 )
 
 
