@@ -134,6 +134,7 @@ class StdioServer(FrameReader):
             if task is not None:
                 self._cancelled_by_host.add(message.id)
                 task.cancel()
+                task.add_done_callback(lambda _, i=message.id: self._call_done(i))  # type: ignore[misc]
         elif type(message) is HealthMsg:
             self._spawn(message.id, self._health(message.id))
         elif type(message) is ShutdownMsg:
@@ -199,10 +200,17 @@ class StdioServer(FrameReader):
             return
         task = asyncio.get_running_loop().create_task(work)
         self._tasks[call_id] = task
-        task.add_done_callback(lambda _, i=call_id: self._call_done(i))  # type: ignore[misc]
+        # A task cancelled before its first step never runs its body: clean up after it.
+        # (Finished calls clean up in their own `finally`, which saves a loop iteration.)
         self._update_reading()
 
     async def _call(self, call_id: int, payload: bytes, wire_ctx: Any) -> None:
+        try:
+            await self._run_call(call_id, payload, wire_ctx)
+        finally:
+            self._call_done(call_id)
+
+    async def _run_call(self, call_id: int, payload: bytes, wire_ctx: Any) -> None:
         remaining = wire_ctx.deadline - time.time() if wire_ctx.deadline else None
         ctx = ExecutionContext(
             request_id=wire_ctx.request_id,
@@ -214,11 +222,8 @@ class StdioServer(FrameReader):
         try:
             if remaining is not None and remaining <= 0:
                 raise TimeoutError  # already late: do not start work nobody waits for
-            if remaining is None:
-                result = await self.adapter.execute(ctx, payload, self._codec)
-            else:
-                async with asyncio.timeout(remaining):
-                    result = await self.adapter.execute(ctx, payload, self._codec)
+            # No timer per call: when the deadline passes the host sends `cancel`.
+            result = await self.adapter.execute(ctx, payload, self._codec)
             reply = ResultMsg(id=call_id, payload=msgspec.Raw(result))
         except asyncio.CancelledError:
             if call_id in self._cancelled_by_host:
@@ -239,6 +244,12 @@ class StdioServer(FrameReader):
         self._send(reply)
 
     async def _health(self, call_id: int) -> None:
+        try:
+            await self._run_health(call_id)
+        finally:
+            self._call_done(call_id)
+
+    async def _run_health(self, call_id: int) -> None:
         reply: ResultMsg | ErrorMsg
         try:
             status = await self.adapter.health()
