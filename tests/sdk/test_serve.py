@@ -190,3 +190,38 @@ def test_logging_goes_to_stderr_as_json_lines(driver_factory) -> None:  # type: 
     assert driver.wait() == 0
     lines = [json.loads(line) for line in driver.stderr().splitlines() if line.startswith("{")]
     assert {"level": "WARNING", "logger": "echo", "message": "careful"} in lines
+
+
+def test_a_plugin_also_works_over_two_plain_pipes() -> None:
+    import json
+    import os
+
+    env = {"PATH": os.environ.get("PATH", ""), **plugin_env()}
+    env.update(PLUGWIRE_MAGIC_COOKIE="8c2f9b1e4d7a4f6b-plugwire", PLUGWIRE_PROTOCOL_VERSIONS="1")
+    proc = subprocess.Popen(ECHO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+
+    def send(message: dict[str, object]) -> None:
+        body = json.dumps(message).encode()
+        proc.stdin.write(len(body).to_bytes(4, "big") + body)  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+
+    def recv() -> dict[str, object]:
+        size = int.from_bytes(proc.stdout.read(4), "big")  # type: ignore[union-attr]
+        return json.loads(proc.stdout.read(size))  # type: ignore[union-attr,no-any-return]
+
+    try:
+        send({"type": "hello", "versions": [1], "codecs": ["json"], "max_frame": 1 << 20, "auth": {}})
+        assert recv()["type"] == "hello"
+        send({"type": "call", "id": 1, "payload": {"text": "piped"}})
+        assert recv()["payload"]["text"] == "piped"  # type: ignore[index]
+        proc.stdin.close()
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        if not proc.stdin.closed:
+            proc.stdin.close()

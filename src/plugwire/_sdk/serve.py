@@ -102,7 +102,9 @@ def _take_protocol_fds() -> tuple[int, int]:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:  # print() lines reach the host's log promptly
+        reconfigure(line_buffering=True)
     return in_fd, out_fd
 
 

@@ -255,7 +255,7 @@ class ProcessPool:
         returncode = await asyncio.shield(worker.process.exited)
         tail = worker.process.stderr_tail()
         _log.error(
-            "plugin %r process %d crashed (%s): %s%s",
+            "plugin %r process %d exited unexpectedly (%s): %s%s",
             self.name,
             worker.process.pid,
             describe_status(returncode),

@@ -106,6 +106,9 @@ class SubprocessTransport(BaseTransport):
         async with self._start_lock:
             if self._pool is not None and self._pool.info is not None and self._pool.state is PoolState.RUNNING:
                 return self._pool.info
+            old, self._pool = self._pool, None
+            if old is not None:  # offline or closed: replace it
+                await old.aclose()
             pool = self._new_pool()
             info = await pool.start()
             self._pool = pool
