@@ -73,6 +73,8 @@ if TYPE_CHECKING:
     from ._sources import subprocess as subprocess
     from ._sync import BlockingPluginHandle as BlockingPluginHandle
     from ._sync import PluginManager as PluginManager
+    from ._transports._pool import RestartPolicy as RestartPolicy
+    from ._transports.subprocess import SubprocessOptions as SubprocessOptions
 
 # Host-side names and the module that defines each, imported on first access.
 _LAZY: dict[str, str] = {
@@ -100,6 +102,8 @@ _LAZY: dict[str, str] = {
     "subprocess": "._sources",
     "BlockingPluginHandle": "._sync",
     "PluginManager": "._sync",
+    "RestartPolicy": "._transports._pool",
+    "SubprocessOptions": "._transports.subprocess",
 }
 
 try:
@@ -151,12 +155,14 @@ __all__ = [
     "RateLimitedError",
     "RequestValidationError",
     "ResponseValidationError",
+    "RestartPolicy",
     "RetryConfig",
     "SecurityAuditConfig",
     "SecurityConfig",
     "SecurityError",
     "SecurityPolicy",
     "Status",
+    "SubprocessOptions",
     "TracingConfig",
     "Transport",
     "TransportError",
