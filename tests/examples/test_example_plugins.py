@@ -6,7 +6,7 @@ import shutil
 import sys
 
 import pytest
-from procguard import EXAMPLES, SRC
+from procguard import EXAMPLES, SRC, manager_for
 
 import plugwire
 
@@ -21,7 +21,7 @@ ENV = {"PYTHONPATH": str(SRC)}
 
 async def test_the_auth_plugin_accepts_the_right_token_and_refuses_a_wrong_one() -> None:
     source = plugwire.subprocess(sys.executable, str(EXAMPLES / "auth_plugin.py"), env=ENV)
-    async with plugwire.AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+    async with manager_for(AuthRequest, AuthResponse) as manager:
         await manager.register(source, name="auth")
         assert await manager.execute("auth", AuthRequest("user123", "jwt-token-here")) == AuthResponse(
             valid=True, user_id="user123"
@@ -34,7 +34,7 @@ async def test_the_auth_plugin_accepts_the_right_token_and_refuses_a_wrong_one()
 
 async def test_the_text_stats_plugin_counts_words_sentences_and_top_words() -> None:
     source = plugwire.subprocess(sys.executable, str(EXAMPLES / "text_stats.py"), env=ENV)
-    async with plugwire.AsyncPluginManager(StatsRequest, StatsResponse) as manager:
+    async with manager_for(StatsRequest, StatsResponse) as manager:
         await manager.register(source, name="stats")
         stats = await manager.execute("stats", StatsRequest("The cat sat. The cat ran! Did the dog run?", top=1))
         assert (stats.words, stats.sentences) == (10, 3)
@@ -46,7 +46,7 @@ async def test_the_text_stats_plugin_counts_words_sentences_and_top_words() -> N
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: the Node.js example cannot run")
 async def test_the_node_plugin_transforms_text_for_a_python_host() -> None:
     source = plugwire.subprocess("node", str(EXAMPLES / "node" / "echo_plugin.js"))
-    async with plugwire.AsyncPluginManager(dict, dict) as manager:
+    async with manager_for(dict, dict) as manager:
         await manager.register(source, name="node")
         assert await manager.execute("node", {"op": "upper", "text": "hi there"}) == {
             "op": "upper",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+from typing import Any
 
 IN = sys.stdin.buffer
 OUT = sys.stdout.buffer
@@ -22,7 +23,7 @@ def read_exact(n: int) -> bytes:
     return data
 
 
-def send(message: dict) -> None:
+def send(message: dict[str, Any]) -> None:
     body = json.dumps(message).encode()
     OUT.write(struct.pack(">I", len(body)) + body)
     OUT.flush()

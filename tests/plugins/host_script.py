@@ -10,6 +10,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import plugwire
 
@@ -18,7 +19,8 @@ HERE = Path(__file__).resolve().parent
 
 async def main() -> None:
     env = {"PYTHONPATH": os.environ["PYTHONPATH"]}
-    async with plugwire.AsyncPluginManager(dict, dict) as manager:
+    manager: plugwire.AsyncPluginManager[dict[str, Any], dict[str, Any]] = plugwire.AsyncPluginManager(dict, dict)
+    async with manager:
         await manager.register(plugwire.subprocess(sys.executable, str(HERE / "echo_plugin.py"), env=env), name="sdk")
         await manager.register(
             plugwire.subprocess(sys.executable, str(HERE / "raw_plugin.py"), "no-read", env=env), name="raw"

@@ -14,6 +14,7 @@ import signal
 import struct
 import sys
 import time
+from typing import Any
 
 MODE = sys.argv[1] if len(sys.argv) > 1 else "ok"
 STATE = os.environ.get("RAW_PLUGIN_STATE", "")
@@ -44,12 +45,13 @@ def read_exact(n: int) -> bytes:
     return data
 
 
-def read_frame() -> dict:
+def read_frame() -> dict[str, Any]:
     (size,) = struct.unpack(">I", read_exact(4))
-    return json.loads(read_exact(size))
+    message: dict[str, Any] = json.loads(read_exact(size))
+    return message
 
 
-def write_frame(message: dict) -> None:
+def write_frame(message: dict[str, Any]) -> None:
     body = json.dumps(message).encode()
     OUT.write(struct.pack(">I", len(body)) + body)
     OUT.flush()

@@ -6,9 +6,7 @@ import sys
 
 import msgspec
 import pytest
-from procguard import PLUGINS, HandDriver, python_plugin
-
-import plugwire
+from procguard import PLUGINS, HandDriver, manager_for, python_plugin
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -25,7 +23,7 @@ class Resp(msgspec.Struct):
 
 async def test_the_host_serves_a_plugin_written_from_the_document_without_plugwire() -> None:
     source = python_plugin("raw_plugin.py", "ok")
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(source, name="raw")
         assert await manager.execute("raw", Req(text="by hand")) == Resp(text="by hand", op="echo")
         assert (await manager.health())["raw"].message == "raw"

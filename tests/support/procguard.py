@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -18,6 +18,15 @@ from plugwire._transports.subprocess import SubprocessOptions
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 SRC = Path(__file__).resolve().parents[2] / "src"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
+
+
+ReqT = TypeVar("ReqT")
+RespT = TypeVar("RespT")
+
+
+def manager_for(request_type: type[ReqT], response_type: type[RespT]) -> plugwire.AsyncPluginManager[ReqT, RespT]:
+    """An `AsyncPluginManager` typed for the checker (its constructor also takes non-class types)."""
+    return plugwire.AsyncPluginManager(request_type, response_type)
 
 
 def plugin_env(**extra: str) -> dict[str, str]:
@@ -117,7 +126,9 @@ class HandDriver:
                 PLUGWIRE_PROTOCOL_VERSIONS="1",
                 PLUGWIRE_PLUGIN_NAME="hand",
             )
-        self.proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=subprocess.PIPE, env=full_env)
+        self.proc = subprocess.Popen(
+            argv, stdin=child.fileno(), stdout=child.fileno(), stderr=subprocess.PIPE, env=full_env
+        )
         child.close()
         self.sock.settimeout(10)
 
@@ -153,11 +164,13 @@ class HandDriver:
         return self.recv()
 
     def wait(self, timeout: float = 10.0) -> int:
-        return self.proc.wait(timeout)
+        code: int = self.proc.wait(timeout)
+        return code
 
     def stderr(self) -> str:
         assert self.proc.stderr is not None
-        return self.proc.stderr.read().decode()
+        text: str = self.proc.stderr.read().decode()
+        return text
 
     def close(self) -> None:
         self.sock.close()

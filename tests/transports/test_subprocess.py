@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from procguard import PLUGINS, pid_alive, plugin_env, python_plugin
+from procguard import PLUGINS, manager_for, pid_alive, plugin_env, python_plugin
 
 import plugwire
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
@@ -39,7 +39,7 @@ def config(name: str = "echo", *, processes: int = 1, request_timeout: float = 3
 
 
 async def test_a_subprocess_plugin_answers_typed_calls_through_the_manager() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py"), config=config())
         answer = await manager.execute("echo", Req(text="hello"))
         assert answer.text == "hello"
@@ -48,7 +48,7 @@ async def test_a_subprocess_plugin_answers_typed_calls_through_the_manager() -> 
 
 
 async def test_the_process_lives_for_the_registration_not_for_one_request() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py"), config=config())
         pids = {(await manager.execute("echo", Req(text=str(i)))).pid for i in range(5)}
         assert len(pids) == 1
@@ -58,7 +58,7 @@ async def test_the_process_lives_for_the_registration_not_for_one_request() -> N
 
 
 async def test_plugin_errors_reach_the_host_coded_with_message_and_retryable() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py"), config=config())
         with pytest.raises(plugwire.ExecutionError) as marked:
             await manager.execute("echo", Req(op="fail", text="database down"))
@@ -72,14 +72,14 @@ async def test_plugin_errors_reach_the_host_coded_with_message_and_retryable() -
 
 
 async def test_many_calls_in_flight_on_one_process_are_matched_by_id() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py"), config=config())
         answers = await asyncio.gather(*(manager.execute("echo", Req(text=f"n{i}")) for i in range(64)))
         assert [a.text for a in answers] == [f"n{i}" for i in range(64)]
 
 
 async def test_the_pool_grows_while_all_processes_are_busy_and_dispatches_least_loaded() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py"), config=config(processes=2))
         transport = manager._entries["echo"].transport
         assert isinstance(transport, SubprocessTransport)
@@ -101,7 +101,7 @@ async def test_the_pool_grows_while_all_processes_are_busy_and_dispatches_least_
 
 
 async def test_a_timed_out_call_sends_cancel_frees_its_slot_and_the_late_reply_is_dropped() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("raw_plugin.py"), config=config("raw"))
         transport = manager._entries["raw"].transport
         assert isinstance(transport, SubprocessTransport)
@@ -118,7 +118,7 @@ async def test_a_timed_out_call_sends_cancel_frees_its_slot_and_the_late_reply_i
 
 
 async def test_the_sdk_cancels_the_plugins_work_when_the_host_cancels(tmp_path: Path) -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py"), config=config())
         with pytest.raises(plugwire.PluginTimeoutError):
             await manager.execute("echo", Req(op="sleep", seconds=30), plugwire.ExecutionContext(timeout=0.2))
@@ -127,7 +127,7 @@ async def test_the_sdk_cancels_the_plugins_work_when_the_host_cancels(tmp_path: 
 
 
 async def test_health_is_answered_by_the_plugins_health_method() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py"), config=config())
         status = (await manager.health())["echo"]
         assert status.status is plugwire.Status.HEALTHY
@@ -136,7 +136,7 @@ async def test_health_is_answered_by_the_plugins_health_method() -> None:
 
 
 async def test_the_context_reaches_the_plugin_with_a_deadline() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py"), config=config())
         ctx = plugwire.ExecutionContext(request_id="req-7", metadata={"m": "1"}, headers={"h": "2"}, timeout=5)
         answer = await manager.execute("echo", Req(op="ctx"), ctx)
@@ -146,7 +146,7 @@ async def test_the_context_reaches_the_plugin_with_a_deadline() -> None:
 async def test_the_plugin_environment_is_scrubbed_of_host_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOST_SECRET_TOKEN", "s3cret")
     monkeypatch.setenv("LC_TESTING", "kept")
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py", GIVEN="yes"), config=config())
         assert (await manager.execute("echo", Req(op="env", text="HOST_SECRET_TOKEN"))).text == "<unset>"
         assert (await manager.execute("echo", Req(op="env", text="GIVEN"))).text == "yes"
@@ -156,7 +156,7 @@ async def test_the_plugin_environment_is_scrubbed_of_host_secrets(monkeypatch: p
 
 async def test_print_and_logging_in_a_plugin_become_host_log_records(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="plugwire.plugin.echo")
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py"), config=config())
         assert (await manager.execute("echo", Req(op="print", text="a printed line"))).text == "a printed line"
         await manager.execute("echo", Req(op="log", text="a warning"))
@@ -181,7 +181,7 @@ plugins:
     work_dir: "{tmp_path}"
 """
     )
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.load_config(path)
         assert (await manager.execute("from-file", Req(text="cfg"))).text == "cfg"
 
@@ -194,7 +194,7 @@ async def test_prepare_launch_is_awaited_before_every_spawn_and_its_argv_runs() 
         return [*argv[:-1], str(PLUGINS / "echo_plugin.py")]
 
     options = SubprocessOptions(prepare_launch=prepare)
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("does-not-exist.py", options=options), config=config())
         assert (await manager.execute("echo", Req(text="swapped"))).text == "swapped"
         transport = manager._entries["echo"].transport
@@ -209,7 +209,7 @@ async def test_a_prepare_launch_that_raises_fails_the_start_without_spawning() -
         raise plugwire.SecurityError("hash mismatch")
 
     options = SubprocessOptions(prepare_launch=refuse)
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         with pytest.raises(plugwire.SecurityError, match="hash mismatch"):
             await manager.register(python_plugin("echo_plugin.py", options=options), config=config())
         assert "echo" not in manager
@@ -218,7 +218,7 @@ async def test_a_prepare_launch_that_raises_fails_the_start_without_spawning() -
 async def test_credentials_are_sent_in_the_hello_and_checked_by_the_plugin() -> None:
     good = SubprocessOptions(credentials=lambda: {"authorization": "Bearer let-me-in"})
     bad = SubprocessOptions(credentials=lambda: {"authorization": "Bearer wrong"})
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("auth_checked_plugin.py", options=good), config=config("ok"))
         assert (await manager.execute("ok", Req(text="in"))).text == "in"
         with pytest.raises(plugwire.AuthenticationError) as refused:
@@ -230,7 +230,7 @@ async def test_credentials_are_sent_in_the_hello_and_checked_by_the_plugin() -> 
 
 
 async def test_a_plugin_that_negotiates_json_is_transcoded_transparently() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py", "json"), config=config())
         transport = manager._entries["echo"].transport
         assert isinstance(transport, SubprocessTransport)
@@ -240,7 +240,7 @@ async def test_a_plugin_that_negotiates_json_is_transcoded_transparently() -> No
 
 
 async def test_restart_replaces_the_process() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py"), config=config())
         before = (await manager.execute("echo", Req())).pid
         await manager._entries["echo"].transport.restart()

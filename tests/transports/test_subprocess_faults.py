@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from procguard import PLUGINS, eventually, pid_alive, plugin_env, python_plugin, wait_until
+from procguard import PLUGINS, eventually, manager_for, pid_alive, plugin_env, python_plugin, wait_until
 
 import plugwire
 from plugwire._transports._pool import PoolState, RestartPolicy
@@ -65,7 +65,7 @@ async def wait_for_restart(transport: SubprocessTransport, old_pid: int) -> None
 
 # ------------------------------------------------------------------- handshake faults
 async def test_junk_on_stdout_before_the_handshake_is_reported_with_the_bytes() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         with pytest.raises(plugwire.ProtocolError) as caught:
             await manager.register(raw("junk"), config=config())
     assert caught.value.code == plugwire.ErrorCode.HANDSHAKE_JUNK
@@ -73,7 +73,7 @@ async def test_junk_on_stdout_before_the_handshake_is_reported_with_the_bytes() 
 
 
 async def test_no_handshake_within_the_start_timeout_fails_the_start() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         with pytest.raises(plugwire.ProcessError) as caught:
             await manager.register(raw("silent"), config=config(start_timeout=0.3))
     assert caught.value.code == plugwire.ErrorCode.PROCESS_START_TIMEOUT
@@ -84,7 +84,7 @@ async def test_a_plugin_that_sees_a_wrong_magic_cookie_exits_and_the_start_repor
     # A wrapper overrides the cookie the host set, as a mismatched host would.
     script = f"PLUGWIRE_MAGIC_COOKIE=wrong exec {sys.executable} {PLUGINS / 'echo_plugin.py'}"
     source = plugwire.subprocess("/bin/sh", "-c", script, env=plugin_env(), options=FAST)
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         with pytest.raises(plugwire.ProcessError) as caught:
             await manager.register(source, config=config())
     assert caught.value.code == plugwire.ErrorCode.PROCESS_EXITED_DURING_START
@@ -93,7 +93,7 @@ async def test_a_plugin_that_sees_a_wrong_magic_cookie_exits_and_the_start_repor
 
 
 async def test_no_common_protocol_version_fails_the_start_either_way() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         with pytest.raises(plugwire.ProtocolError) as refused:
             await manager.register(raw("refuse-version"), config=config())
         with pytest.raises(plugwire.ProtocolError) as unknown:
@@ -105,7 +105,7 @@ async def test_no_common_protocol_version_fails_the_start_either_way() -> None:
 
 # ------------------------------------------------------------------- stream faults
 async def test_an_oversized_frame_length_is_refused_before_allocating() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(raw("oversize"), config=config())
         transport = transport_of(manager)
         conn = transport.pool.workers[0].conn  # type: ignore[union-attr]
@@ -119,7 +119,7 @@ async def test_an_oversized_frame_length_is_refused_before_allocating() -> None:
 
 
 async def test_half_a_frame_then_eof_fails_the_call_as_truncated() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(raw("half-eof"), config=config())
         with pytest.raises(plugwire.OutcomeUnknownError) as caught:
             await manager.execute("raw", Req(text="x"))
@@ -129,7 +129,7 @@ async def test_half_a_frame_then_eof_fails_the_call_as_truncated() -> None:
 
 async def test_half_a_frame_then_a_stall_breaks_the_connection_and_restarts_the_plugin(tmp_path: Path) -> None:
     state = tmp_path / "starts"
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(raw("half-stall", RAW_PLUGIN_STATE=str(state)), config=config())
         transport = transport_of(manager)
         old_pid = transport.pool.workers[0].process.pid  # type: ignore[union-attr]
@@ -143,7 +143,7 @@ async def test_half_a_frame_then_a_stall_breaks_the_connection_and_restarts_the_
 
 
 async def test_an_undecodable_envelope_fails_the_call_with_a_protocol_cause() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(raw("bad-envelope"), config=config())
         with pytest.raises(plugwire.OutcomeUnknownError) as caught:
             await manager.execute("raw", Req(text="x"))
@@ -153,7 +153,7 @@ async def test_an_undecodable_envelope_fails_the_call_with_a_protocol_cause() ->
 
 async def test_replies_with_unknown_or_duplicate_ids_are_dropped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="plugwire.transport.subprocess")
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(raw("stray-ids"), config=config())
         answers = [await manager.execute("raw", Req(text=t)) for t in ("one", "two", "three")]
         assert [a.text for a in answers] == ["one", "two", "three"]
@@ -169,7 +169,7 @@ async def test_replies_with_unknown_or_duplicate_ids_are_dropped_and_logged(capl
 
 # ------------------------------------------------------------------- process faults
 async def test_sigkill_with_32_calls_in_flight_fails_each_call_once_then_the_plugin_serves_again() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py", options=FAST), config=config("echo"))
         transport = transport_of(manager, "echo")
         pid = transport.pool.workers[0].process.pid  # type: ignore[union-attr]
@@ -189,7 +189,7 @@ async def test_sigkill_with_32_calls_in_flight_fails_each_call_once_then_the_plu
 async def test_a_plugin_that_exits_0_while_idle_is_restarted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="plugwire.transport.subprocess")
     state = tmp_path / "starts"
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(raw("exit0-once", RAW_PLUGIN_STATE=str(state)), config=config())
         transport = transport_of(manager)
         old_pid = transport.pool.workers[0].process.pid  # type: ignore[union-attr]
@@ -202,7 +202,7 @@ async def test_a_plugin_that_exits_0_while_idle_is_restarted(tmp_path: Path, cap
 
 
 async def test_a_plugin_that_ignores_sigterm_is_killed_after_the_grace() -> None:
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(raw("ignore-term", SubprocessOptions(grace=0.2, kill_after=0.2)), config=config())
         process = transport_of(manager).pool.workers[0].process  # type: ignore[union-attr]
     assert process.exited.result() == -signal.SIGKILL
@@ -211,7 +211,7 @@ async def test_a_plugin_that_ignores_sigterm_is_killed_after_the_grace() -> None
 
 async def test_a_grandchild_holding_stdout_does_not_hide_the_exit_and_the_group_is_killed(tmp_path: Path) -> None:
     marker = tmp_path / "grandchild.pid"
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(raw("fork-holder"), config=config())
         transport = transport_of(manager)
         old_pid = transport.pool.workers[0].process.pid  # type: ignore[union-attr]
@@ -226,7 +226,7 @@ async def test_a_grandchild_holding_stdout_does_not_hide_the_exit_and_the_group_
 
 async def test_a_10_mb_stderr_burst_is_truncated_rate_limited_and_bounded(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="plugwire.plugin.raw")
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(raw("stderr-flood"), config=config())
         forwarder = transport_of(manager).pool.workers[0].process.stderr  # type: ignore[union-attr]
         assert (await manager.execute("raw", Req(text="still serving"))).text == "still serving"
@@ -240,7 +240,7 @@ async def test_a_10_mb_stderr_burst_is_truncated_rate_limited_and_bounded(caplog
 
 async def test_a_plugin_that_never_reads_stdin_times_out_writes_without_hurting_other_plugins() -> None:
     big = "x" * (900 * 1024)
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(raw("no-read"), config=config())
         await manager.register(python_plugin("echo_plugin.py"), config=config("echo"))
         stuck = [asyncio.ensure_future(manager.execute("raw", Req(text=big))) for _ in range(8)]
@@ -278,7 +278,7 @@ async def test_a_crash_loop_backs_off_then_goes_offline_and_calls_fail_fast(tmp_
         restart=RestartPolicy(initial_backoff=0.1, max_backoff=1.0, multiplier=2.0, max_restarts=3, window=60),
     )
     state = tmp_path / "starts"
-    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+    async with manager_for(Req, Resp) as manager:
         await manager.register(raw("crash-after-first", options, RAW_PLUGIN_STATE=str(state)), config=config())
         transport = transport_of(manager)
         pool = transport.pool
