@@ -144,6 +144,8 @@ def serve() -> None:
             write_frame({"type": "result", "id": call_id, "payload": {"text": str(pid)}})
             continue
         if op == "exit":
+            sys.stderr.write("exiting on request\n")
+            sys.stderr.flush()
             sys.exit(0)
         if op == "sleep":
             time.sleep(float(payload.get("seconds", 0)))

@@ -269,7 +269,10 @@ class RecordingClock:
         await asyncio.sleep(0)
 
 
-async def test_a_crash_loop_backs_off_then_goes_offline_and_calls_fail_fast(tmp_path: Path) -> None:
+async def test_a_crash_loop_backs_off_then_goes_offline_and_calls_fail_fast(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="plugwire.transport.subprocess")
     clock = RecordingClock()
     options = SubprocessOptions(
         grace=0.5,
@@ -287,6 +290,13 @@ async def test_a_crash_loop_backs_off_then_goes_offline_and_calls_fail_fast(tmp_
             await manager.execute("raw", Req(op="exit"))
         await pool.wait_for(lambda: pool.state is PoolState.OFFLINE)
         assert clock.sleeps == [0.1, 0.2, 0.4]
+        crash = next(r.getMessage() for r in caplog.records if "exited unexpectedly" in r.getMessage())
+        assert "exit status 0" in crash
+        assert "last stderr lines:\nexiting on request" in crash
+        failures = [r.getMessage() for r in caplog.records if "restart failed" in r.getMessage()]
+        assert len(failures) == 3
+        assert "crashing on start 1" in failures[0]
+        assert any("is offline" in r.getMessage() for r in caplog.records)
         with pytest.raises(plugwire.PluginUnavailableError) as caught:
             await manager.execute("raw", Req(text="x"))
         assert caught.value.code == plugwire.ErrorCode.PLUGIN_OFFLINE
