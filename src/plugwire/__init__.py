@@ -8,7 +8,6 @@ manager or the transports.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from ._codec import TypedCodec as TypedCodec
@@ -106,10 +105,6 @@ _LAZY: dict[str, str] = {
     "SubprocessOptions": "._transports.subprocess",
 }
 
-try:
-    __version__ = version("plugwire")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "AsyncPluginManager",
@@ -178,7 +173,20 @@ __all__ = [
 ]
 
 
+def _version() -> str:
+    # importlib.metadata costs ~15 ms to import: only plugin start-up would pay it otherwise.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("plugwire")
+    except PackageNotFoundError:  # running from a source tree without installing
+        return "0.0.0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'plugwire' has no attribute {name!r}")
@@ -188,4 +196,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"__version__"})

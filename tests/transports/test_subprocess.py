@@ -247,3 +247,17 @@ async def test_restart_replaces_the_process() -> None:
         after = (await manager.execute("echo", Req())).pid
         assert before != after
         assert not pid_alive(before)
+
+
+async def test_large_payloads_cross_in_both_directions_even_many_at_once() -> None:
+    async with manager_for(Req, Resp) as manager:
+        await manager.register(python_plugin("echo_plugin.py"), config=config())
+        big = "b" * (3 * 1024 * 1024)
+        assert (await manager.execute("echo", Req(text=big))).text == big
+        texts = [chr(65 + i) * (1024 * 1024) for i in range(16)]
+        answers = await asyncio.gather(*(manager.execute("echo", Req(text=t)) for t in texts))
+        assert [a.text for a in answers] == texts
+        transport = manager._entries["echo"].transport
+        assert isinstance(transport, SubprocessTransport)
+        assert transport.pool is not None
+        assert transport.pool.workers[0].conn.capacity == 256 * 1024  # the big buffers were given back
