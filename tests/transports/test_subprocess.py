@@ -261,3 +261,26 @@ async def test_large_payloads_cross_in_both_directions_even_many_at_once() -> No
         assert isinstance(transport, SubprocessTransport)
         assert transport.pool is not None
         assert transport.pool.workers[0].conn.capacity == 256 * 1024  # the big buffers were given back
+
+
+async def test_extra_processes_idle_for_idle_timeout_are_stopped_down_to_the_idle_minimum() -> None:
+    cfg = plugwire.PluginConfig(
+        name="echo",
+        connection=plugwire.ConnectionConfig(max_connections=2, max_idle_connections=1, idle_timeout=0.2),
+    )
+    async with manager_for(Req, Resp) as manager:
+        await manager.register(python_plugin("echo_plugin.py"), config=cfg)
+        transport = manager._entries["echo"].transport
+        assert isinstance(transport, SubprocessTransport)
+        pool = transport.pool
+        assert pool is not None
+        slow = asyncio.ensure_future(manager.execute("echo", Req(op="sleep", seconds=0.1)))
+        await asyncio.sleep(0)
+        await manager.execute("echo", Req(text="grow"))
+        await pool.wait_for(lambda: len(pool.workers) == 2)
+        extra = pool.workers[1].process
+        await slow
+        await pool.wait_for(lambda: len(pool.workers) == 1)
+        await asyncio.wait_for(asyncio.shield(extra.exited), 10)
+        assert extra.exited.result() == 0  # stopped gracefully, not killed
+        assert (await manager.execute("echo", Req(text="still here"))).text == "still here"

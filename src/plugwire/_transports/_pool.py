@@ -68,6 +68,7 @@ class Worker:
     conn: HostConnection
     info: PluginInfo
     retired: bool = field(default=False)
+    last_used: float = field(default=0.0)
 
 
 Launcher = Callable[[], Awaitable[Worker]]
@@ -80,6 +81,9 @@ class ProcessPool:
         name: The plugin's name.
         launch: Starts one process and completes its handshake.
         max_processes: The most processes at once (`connection.max_connections`).
+        idle_timeout: Seconds without calls after which an extra process is stopped
+            (`connection.idle_timeout`); 0 keeps every process.
+        keep_idle: Processes kept however idle (`connection.max_idle_connections`, at least 1).
         policy: Restart backoff and intensity.
         clock: Time source for backoff and the crash window.
         stop: Stops one worker gracefully (shutdown frame, grace, SIGTERM, SIGKILL).
@@ -91,6 +95,8 @@ class ProcessPool:
         launch: Launcher,
         *,
         max_processes: int,
+        idle_timeout: float = 0.0,
+        keep_idle: int = 1,
         policy: RestartPolicy,
         clock: Clock,
         stop: Callable[[Worker], Awaitable[None]],
@@ -99,6 +105,8 @@ class ProcessPool:
         self._launch = launch
         self._stop_worker = stop
         self.max_processes = max_processes
+        self.idle_timeout = idle_timeout
+        self.keep_idle = max(keep_idle, 1)
         self.policy = policy
         self.clock = clock
         self.state = PoolState.NEW
@@ -120,6 +128,8 @@ class ProcessPool:
         worker = await self._launch()
         self._adopt(worker)
         self.state = PoolState.RUNNING
+        if self.idle_timeout > 0 and self.max_processes > self.keep_idle:
+            self._spawn_task(self._reap_idle())
         return worker.info
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
@@ -133,6 +143,7 @@ class ProcessPool:
         changed.set()
 
     def _adopt(self, worker: Worker) -> None:
+        worker.last_used = self.clock.monotonic()
         self.workers.append(worker)
         self.info = worker.info
         self._ready.set()
@@ -223,6 +234,22 @@ class ProcessPool:
             return
         self._adopt(worker)
         _log.info("plugin %r: grew to %d processes", self.name, len(self.workers))
+
+    async def _reap_idle(self) -> None:
+        """Stop extra processes that have been idle for `idle_timeout` (checked twice per period)."""
+        while self._running():
+            await self.clock.sleep(self.idle_timeout / 2)
+            now = self.clock.monotonic()
+            for worker in reversed(list(self.workers)):  # newest first: the oldest stays
+                if len(self.workers) <= self.keep_idle:
+                    break
+                if worker.conn.inflight or now - worker.last_used < self.idle_timeout:
+                    continue
+                worker.retired = True
+                self.workers.remove(worker)
+                self._notify()
+                _log.info("plugin %r: stopping idle process %d", self.name, worker.process.pid)
+                self._spawn_task(self._stop_worker(worker))
 
     def _lost(self, worker: Worker) -> None:
         if worker.retired:

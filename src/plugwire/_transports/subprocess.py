@@ -75,7 +75,9 @@ class SubprocessTransport(BaseTransport):
 
     `connection.max_connections` is the most processes: the pool starts with one and adds
     one whenever every process has a call in flight; calls go to the least loaded.
-    `connection.connection_timeout` bounds each start (spawn to handshake).
+    Extra processes idle for `connection.idle_timeout` are stopped again, down to
+    `connection.max_idle_connections` (at least one). `connection.connection_timeout`
+    bounds each start (spawn to handshake).
 
     Args:
         config: The plugin's config (`executable`, `args`, `env`, `work_dir`, `connection`).
@@ -90,6 +92,7 @@ class SubprocessTransport(BaseTransport):
         self.name = config.name
         self._pool: ProcessPool | None = None
         self._start_lock = asyncio.Lock()
+        self._clock = self.options.clock
 
     # --------------------------------------------------------------- lifecycle
     def _new_pool(self) -> ProcessPool:
@@ -97,6 +100,8 @@ class SubprocessTransport(BaseTransport):
             self.name,
             self._launch,
             max_processes=self.config.connection.max_connections,
+            idle_timeout=self.config.connection.idle_timeout,
+            keep_idle=self.config.connection.max_idle_connections,
             policy=self.options.restart,
             clock=self.options.clock,
             stop=self._stop_worker,
@@ -154,10 +159,13 @@ class SubprocessTransport(BaseTransport):
             traceparent=ctx.headers.get("traceparent", ""),
         )
         payload = call.payload
-        if call.codec != conn.codec:
-            payload = _transcode(payload, call.codec, conn.codec)
-            return _transcode(await conn.call(payload, wire_ctx), conn.codec, call.codec)
-        return await conn.call(payload, wire_ctx)
+        try:
+            if call.codec != conn.codec:
+                payload = _transcode(payload, call.codec, conn.codec)
+                return _transcode(await conn.call(payload, wire_ctx), conn.codec, call.codec)
+            return await conn.call(payload, wire_ctx)
+        finally:
+            worker.last_used = self._clock.monotonic()  # idle time counts from the last answer
 
     async def health(self) -> HealthStatus:
         pool = self._pool
