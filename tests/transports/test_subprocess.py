@@ -284,3 +284,12 @@ async def test_extra_processes_idle_for_idle_timeout_are_stopped_down_to_the_idl
         await asyncio.wait_for(asyncio.shield(extra.exited), 10)
         assert extra.exited.result() == 0  # stopped gracefully, not killed
         assert (await manager.execute("echo", Req(text="still here"))).text == "still here"
+
+
+def test_the_blocking_manager_runs_subprocess_plugins_too() -> None:
+    with plugwire.PluginManager(Req, Resp) as manager:
+        manager.register(python_plugin("echo_plugin.py"), config=config())
+        answer = manager.execute("echo", Req(text="blocking"))
+        assert answer.text == "blocking"
+        assert pid_alive(answer.pid)
+    assert not pid_alive(answer.pid)

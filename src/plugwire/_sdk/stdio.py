@@ -283,6 +283,9 @@ class StdioServer(FrameReader):
         writer.write(frame)
 
     def _update_reading(self) -> None:
+        busy = self._paused_for_writes or len(self._tasks) >= self.max_concurrency
+        if busy is self._paused_for_calls:  # the common case: nothing to change
+            return
         reader = self._reader
         if reader is None or not isinstance(reader, asyncio.ReadTransport) or reader.is_closing():
             return
