@@ -32,7 +32,11 @@ class EchoPlugin(plugwire.Plugin[Req, Resp]):
 
     async def execute(self, ctx: plugwire.ExecutionContext, request: Req) -> Resp:
         if request.op == "sleep":
-            await asyncio.sleep(request.seconds)
+            try:
+                await asyncio.sleep(request.seconds)
+            except asyncio.CancelledError:
+                self.log.warning("sleep of %gs cancelled (request %s)", request.seconds, ctx.request_id)
+                raise
         elif request.op == "fail":
             raise plugwire.ExecutionError(request.text, retryable=True)
         elif request.op == "boom":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from procguard import PLUGINS, manager_for, pid_alive, plugin_env, python_plugin
+from procguard import PLUGINS, eventually, manager_for, pid_alive, plugin_env, python_plugin
 
 import plugwire
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
@@ -117,11 +117,14 @@ async def test_a_timed_out_call_sends_cancel_frees_its_slot_and_the_late_reply_i
         assert conn.stray_replies == 0
 
 
-async def test_the_sdk_cancels_the_plugins_work_when_the_host_cancels(tmp_path: Path) -> None:
+async def test_the_sdk_cancels_the_plugins_work_when_the_host_cancels(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="plugwire.plugin.echo")
     async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py"), config=config())
+        ctx = plugwire.ExecutionContext(request_id="slow-1", timeout=0.2)
         with pytest.raises(plugwire.PluginTimeoutError):
-            await manager.execute("echo", Req(op="sleep", seconds=30), plugwire.ExecutionContext(timeout=0.2))
+            await manager.execute("echo", Req(op="sleep", seconds=30), ctx)
+        await eventually(lambda: any("cancelled (request slow-1)" in r.getMessage() for r in caplog.records))
         health = await manager.health()
         assert health["echo"].status is plugwire.Status.HEALTHY
 
