@@ -290,7 +290,8 @@ async def test_extra_processes_idle_for_idle_timeout_are_stopped_down_to_the_idl
 
 
 def test_the_blocking_manager_runs_subprocess_plugins_too() -> None:
-    with plugwire.PluginManager(Req, Resp) as manager:
+    manager: plugwire.PluginManager[Req, Resp] = plugwire.PluginManager(Req, Resp)
+    with manager:
         manager.register(python_plugin("echo_plugin.py"), config=config())
         answer = manager.execute("echo", Req(text="blocking"))
         assert answer.text == "blocking"
