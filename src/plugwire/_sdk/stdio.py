@@ -154,9 +154,11 @@ class StdioServer(FrameReader):
             if self.auth is not None:
                 self._verify(hello.auth)
             info = self.adapter.info()
-        except PluginError as exc:
-            _log.error("handshake refused: %s", exc.message)
-            self._send(ErrorMsg(code=exc.code, message=exc.message), handshake=True)
+        except Exception as exc:  # a PluginError keeps its code; anything else is 1203
+            code = exc.code if isinstance(exc, PluginError) else ErrorCode.EXECUTION_FAILED
+            message = exc.message if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+            _log.error("handshake refused: %s", message)
+            self._send(ErrorMsg(code=code, message=message), handshake=True)
             self._finish(EXIT_REFUSED)
             return
         self._codec = codec
