@@ -6,7 +6,7 @@ import shutil
 import sys
 
 import pytest
-from procguard import EXAMPLES, SRC, manager_for
+from procguard import EXAMPLES, manager_for, plugin_env
 
 import plugwire
 
@@ -16,7 +16,7 @@ from auth_plugin import AuthRequest, AuthResponse
 from text_stats import StatsRequest, StatsResponse
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
-ENV = {"PYTHONPATH": str(SRC)}
+ENV = plugin_env()
 
 
 async def test_the_auth_plugin_accepts_the_right_token_and_refuses_a_wrong_one() -> None:

@@ -30,8 +30,10 @@ def manager_for(request_type: type[ReqT], response_type: type[RespT]) -> plugwir
 
 
 def plugin_env(**extra: str) -> dict[str, str]:
-    """The configured env a test plugin needs: this worktree's sources on PYTHONPATH."""
-    return {"PYTHONPATH": str(SRC), **extra}
+    """The configured env a test plugin needs: this worktree's sources on PYTHONPATH, and
+    coverage's variables when the suite runs under coverage (so plugin code is measured)."""
+    passed = {k: v for k, v in os.environ.items() if k in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")}
+    return {**passed, "PYTHONPATH": str(SRC), **extra}
 
 
 def python_plugin(script: str, *args: str, options: SubprocessOptions | None = None, **env: str) -> Any:

@@ -6,7 +6,7 @@ import shutil
 import sys
 
 import pytest
-from procguard import EXAMPLES, PLUGINS, SRC
+from procguard import EXAMPLES, PLUGINS, plugin_env
 
 from plugwire.testing import check_plugin
 
@@ -23,7 +23,7 @@ def test_the_node_plugin_written_without_plugwire_passes_every_check() -> None:
 
 def test_a_python_sdk_plugin_passes_every_check() -> None:
     report = check_plugin(
-        [sys.executable, str(EXAMPLES / "text_stats.py")], request={"text": "One. Two."}, env={"PYTHONPATH": str(SRC)}
+        [sys.executable, str(EXAMPLES / "text_stats.py")], request={"text": "One. Two."}, env=plugin_env()
     )
     assert report.ok, str(report)
     assert report.failures == (), str(report)

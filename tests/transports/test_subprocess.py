@@ -281,11 +281,12 @@ async def test_extra_processes_idle_for_idle_timeout_are_stopped_down_to_the_idl
         await asyncio.sleep(0)
         await manager.execute("echo", Req(text="grow"))
         await pool.wait_for(lambda: len(pool.workers) == 2)
-        extra = pool.workers[1].process
+        processes = [w.process for w in pool.workers]
         await slow
         await pool.wait_for(lambda: len(pool.workers) == 1)
-        await asyncio.wait_for(asyncio.shield(extra.exited), 10)
-        assert extra.exited.result() == 0  # stopped gracefully, not killed
+        (stopped,) = [p for p in processes if p is not pool.workers[0].process]
+        await asyncio.wait_for(asyncio.shield(stopped.exited), 10)
+        assert stopped.exited.result() == 0  # stopped gracefully, not killed
         assert (await manager.execute("echo", Req(text="still here"))).text == "still here"
 
 
