@@ -306,3 +306,14 @@ async def test_a_crash_loop_backs_off_then_goes_offline_and_calls_fail_fast(
         state.unlink()
         await manager.register(raw("crash-after-first", options, RAW_PLUGIN_STATE=str(state)), config=config())
         assert (await manager.execute("raw", Req(text="back"))).text == "back"
+
+
+async def test_a_request_above_the_plugins_frame_limit_is_refused_without_sending_it() -> None:
+    async with manager_for(Req, Resp) as manager:
+        await manager.register(raw("ok"), config=config())  # the raw plugin accepts 1 MiB frames
+        with pytest.raises(plugwire.ProtocolError) as caught:
+            await manager.execute("raw", Req(text="x" * (2 * 1024 * 1024)))
+        assert caught.value.code == plugwire.ErrorCode.FRAME_TOO_LARGE
+        assert caught.value.details["max_frame"] == 1024 * 1024
+        assert (await manager.execute("raw", Req(text="small"))).text == "small"
+        assert transport_of(manager).pool.restarts == 0  # type: ignore[union-attr]
