@@ -12,6 +12,7 @@ import socket
 import stat
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from .._codec import CODECS, CodecName
@@ -21,8 +22,9 @@ from .adapter import PluginAdapter
 from .logs import install_logging
 from .stdio import AuthVerifier, StdioServer
 
-__all__ = ["serve"]
+__all__ = ["ServeSettings", "serve"]
 
+# Transports `serve()` knows. Each has a `_serve_<name>(adapter, settings) -> exit status`.
 TRANSPORTS = ("stdio",)
 
 
@@ -76,21 +78,40 @@ def serve(
             code=ErrorCode.CONFIG_INVALID_VALUE,
         )
     adapter = PluginAdapter(plugin, request_type=request_type, response_type=response_type, max_threads=max_threads)
+    settings = ServeSettings(
+        max_concurrency=max_concurrency, grace=grace, auth=auth, max_frame=max_frame, codecs=codecs, log_level=log_level
+    )
+    _exit(_serve_stdio(adapter, settings))
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """The transport-independent settings of `serve()`, handed to each server."""
+
+    max_concurrency: int
+    grace: float
+    auth: AuthVerifier | None
+    max_frame: int
+    codecs: tuple[CodecName, ...]
+    log_level: str | int
+
+
+def _serve_stdio(adapter: PluginAdapter, settings: ServeSettings) -> int:
+    """Serve on stdin/stdout for the host that started this process; returns the exit status."""
     if os.environ.get(COOKIE_ENV) != MAGIC_COOKIE:
         sys.stderr.write(NOT_A_PLUGIN_HOST_MESSAGE + "\n")
         sys.stderr.flush()
-        raise SystemExit(1)
-    install_logging(log_level)
+        return 1
+    install_logging(settings.log_level)
     in_fd, out_fd = _take_protocol_fds()
     server_kwargs: dict[str, Any] = {
-        "max_concurrency": max_concurrency,
-        "grace": grace,
-        "auth": auth,
-        "max_frame": max_frame,
-        "codecs": codecs,
+        "max_concurrency": settings.max_concurrency,
+        "grace": settings.grace,
+        "auth": settings.auth,
+        "max_frame": settings.max_frame,
+        "codecs": settings.codecs,
     }
-    status = asyncio.run(_run(adapter, in_fd, out_fd, server_kwargs))
-    _exit(status)
+    return asyncio.run(_run(adapter, in_fd, out_fd, server_kwargs))
 
 
 def _take_protocol_fds() -> tuple[int, int]:
