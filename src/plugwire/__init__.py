@@ -1,4 +1,9 @@
-"""plugwire: typed, out-of-process plugins with resilience, security and observability."""
+"""plugwire: typed, out-of-process plugins with resilience, security and observability.
+
+Host-side names are imported on first use (PEP 562), so a plugin process that imports
+`plugwire` to call `plugwire.serve()` loads only the SDK and its layers 0-2, never the
+manager or the transports.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock as Clock
 from ._codec import TypedCodec as TypedCodec
-from ._config import AuthConfig as AuthConfig
-from ._config import CircuitBreakerConfig as CircuitBreakerConfig
-from ._config import ConnectionConfig as ConnectionConfig
-from ._config import HealthCheckConfig as HealthCheckConfig
-from ._config import ManagerConfig as ManagerConfig
-from ._config import PluginConfig as PluginConfig
-from ._config import RateLimitConfig as RateLimitConfig
-from ._config import RetryConfig as RetryConfig
-from ._config import SecurityAuditConfig as SecurityAuditConfig
-from ._config import SecurityConfig as SecurityConfig
-from ._config import TracingConfig as TracingConfig
-from ._config import default_manager_config as default_manager_config
 from ._errors import AuthenticationError as AuthenticationError
 from ._errors import CallError as CallError
 from ._errors import CircuitBreakerError as CircuitBreakerError
@@ -53,14 +46,30 @@ from ._models import PluginInfo as PluginInfo
 from ._models import SecurityPolicy as SecurityPolicy
 from ._models import Status as Status
 from ._models import Transport as Transport
+from ._sdk.serve import serve as serve
 
 if TYPE_CHECKING:
+    from ._config import AuthConfig as AuthConfig
+    from ._config import CircuitBreakerConfig as CircuitBreakerConfig
+    from ._config import ConnectionConfig as ConnectionConfig
+    from ._config import HealthCheckConfig as HealthCheckConfig
+    from ._config import ManagerConfig as ManagerConfig
+    from ._config import PluginConfig as PluginConfig
+    from ._config import RateLimitConfig as RateLimitConfig
+    from ._config import RetryConfig as RetryConfig
+    from ._config import SecurityAuditConfig as SecurityAuditConfig
+    from ._config import SecurityConfig as SecurityConfig
+    from ._config import TracingConfig as TracingConfig
+    from ._config import default_manager_config as default_manager_config
     from ._policies import BreakerListener as BreakerListener
     from ._policies import BreakerState as BreakerState
     from ._policies import BreakerStateChange as BreakerStateChange
     from ._policies import CircuitBreaker as CircuitBreaker
     from ._policies import ErrorClassifier as ErrorClassifier
     from ._policies import default_error_classifier as default_error_classifier
+    from ._sources import subprocess as subprocess
+    from ._transports._pool import RestartPolicy as RestartPolicy
+    from ._transports.subprocess import SubprocessOptions as SubprocessOptions
 
     __version__: str
     from ._builder import ManagerBuilder as ManagerBuilder
@@ -87,6 +96,21 @@ if TYPE_CHECKING:
 # Host-side names load on first use, so a plugin process that runs `import plugwire` to call
 # `plugwire.serve()` never imports the manager, the transports or the policies.
 _LAZY: dict[str, str] = {
+    "default_manager_config": "._config",
+    "TracingConfig": "._config",
+    "SecurityConfig": "._config",
+    "SecurityAuditConfig": "._config",
+    "RetryConfig": "._config",
+    "RateLimitConfig": "._config",
+    "PluginConfig": "._config",
+    "ManagerConfig": "._config",
+    "HealthCheckConfig": "._config",
+    "ConnectionConfig": "._config",
+    "CircuitBreakerConfig": "._config",
+    "AuthConfig": "._config",
+    "SubprocessOptions": "._transports.subprocess",
+    "RestartPolicy": "._transports._pool",
+    "subprocess": "._sources",
     "default_error_classifier": "._policies",
     "ErrorClassifier": "._policies",
     "CircuitBreaker": "._policies",
@@ -114,28 +138,6 @@ _LAZY: dict[str, str] = {
     "BlockingPluginHandle": "._sync",
     "PluginManager": "._sync",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name == "__version__":  # importlib.metadata costs ~25 ms: only pay it when asked
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            value: Any = version("plugwire")
-        except PackageNotFoundError:  # running from a source tree without installing
-            value = "0.0.0+unknown"
-        globals()[name] = value
-        return value
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'plugwire' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [
@@ -193,6 +195,7 @@ __all__ = [
     "RateLimitedError",
     "RequestValidationError",
     "ResponseValidationError",
+    "RestartPolicy",
     "RetryConfig",
     "SecurityAuditConfig",
     "SecurityConfig",
@@ -200,6 +203,7 @@ __all__ = [
     "SecurityError",
     "SecurityPolicy",
     "Status",
+    "SubprocessOptions",
     "TracingConfig",
     "Transport",
     "TransportError",
@@ -213,5 +217,33 @@ __all__ = [
     "in_process",
     "load_whitelist",
     "production",
+    "serve",
     "simple",
+    "subprocess",
 ]
+
+
+def _version() -> str:
+    # importlib.metadata costs ~15 ms to import: only plugin start-up would pay it otherwise.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("plugwire")
+    except PackageNotFoundError:  # running from a source tree without installing
+        return "0.0.0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plugwire' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | {"__version__"})

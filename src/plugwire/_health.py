@@ -6,7 +6,9 @@ these rules, evaluated after every check (a table is in docs/resilience.md):
 
 - The plugin reports healthy or degraded: that is its status; failure and restart counts
   reset (from offline too: one good check brings a plugin back).
-- A check fails (an error, the timeout, or the plugin reports unhealthy or offline):
+- The plugin (or its transport's supervisor, with `PluginUnavailableError`) reports offline:
+  offline at once, with no action.
+- A check fails (an error, the timeout, or the plugin reports unhealthy):
   - offline stays offline, with no action;
   - below `failure_limit` consecutive failures: degraded;
   - at `failure_limit`: unhealthy, and the monitor calls `transport.restart()` (the
@@ -33,6 +35,7 @@ import msgspec
 
 from ._clock import Clock, system_clock
 from ._config import HealthCheckConfig
+from ._errors import PluginUnavailableError
 from ._models import HealthStatus, PluginInfo, Status
 from ._transports.base import BaseTransport
 from ._types import LoggerLike
@@ -134,7 +137,11 @@ class HealthMonitor:
             self._current = None
 
     async def _probe(self) -> tuple[HealthStatus | None, str, float]:
-        """Ask the plugin once: (its report or None, why it failed, seconds it took)."""
+        """Ask the plugin once: (its report or None, why it failed, seconds it took).
+
+        A transport whose own supervisor has given up answers with `PluginUnavailableError`;
+        that is reported as an `offline` status, which the rules below keep as it is.
+        """
         started = self.clock.monotonic()
         limit = self.config.timeout or None
         scope = self.clock.timeout(limit)
@@ -144,6 +151,9 @@ class HealthMonitor:
         except TimeoutError:
             why = f"health check timed out after {limit:g}s" if scope.expired() else "health check timed out"
             return None, why, self.clock.monotonic() - started
+        except PluginUnavailableError as exc:
+            offline = HealthStatus(status=Status.OFFLINE, message=exc.message)
+            return offline, "", self.clock.monotonic() - started
         except Exception as exc:
             return None, f"health check failed: {exc}", self.clock.monotonic() - started
         return reported, "", self.clock.monotonic() - started
@@ -158,6 +168,8 @@ class HealthMonitor:
         if reported is not None:
             why = f"plugin reports {reported.status.value}: {reported.message}"
         self.failures += 1
+        if reported is not None and reported.status is Status.OFFLINE and self.config.enabled:
+            return self._set(Status.OFFLINE, why, elapsed)
         if not self.config.enabled:
             return self._set(Status.UNHEALTHY, why, elapsed)
         if self.offline:

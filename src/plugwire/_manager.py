@@ -32,11 +32,13 @@ from ._policies import BreakerListener, CircuitBreaker, Policy, build_pipeline, 
 from ._security import AuditEvent, AuditLog, SecurityEngine, Whitelist
 from ._sources import InProcess, PluginSource, source_for_config
 from ._transports.base import BaseTransport, Call
+from ._transports.subprocess import SubprocessTransport
 from ._types import LoggerLike, ReqT, RespT
 
 __all__ = ["AsyncPluginManager", "PluginHandle"]
 
 _EMPTY_CONTEXT = ExecutionContext()
+_LIFECYCLE_EVENTS = {"crashed": AuditEvent.CRASHED, "restarted": AuditEvent.RESTARTED}
 
 
 class _Entry:
@@ -242,6 +244,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 await asyncio.to_thread(self._security.check_plugin, config)
             chosen = source or source_for_config(config)
             transport = chosen.create_transport(config, self.request_type)
+            self._watch_transport(transport, config)
             try:
                 info = await transport.start()
             except BaseException:
@@ -501,6 +504,28 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             await self._drain(entry, self.config.shutdown_timeout)
             await self._close_entry(entry)
             self._log("warning", f"stopped plugin {name!r}: {decision.reason}")
+
+    def _watch_transport(self, transport: BaseTransport, config: PluginConfig) -> None:
+        """Put the security system on a subprocess transport's launch path and its crashes in the audit log.
+
+        The launch guard looks the engine up at each spawn, so a plugin registered before
+        `enable_plugin_security` is verified from its next start or restart on.
+        """
+        if not isinstance(transport, SubprocessTransport):
+            return
+        name, cwd = config.name, config.work_dir or None
+
+        async def verified_launch(argv: list[str]) -> list[str]:
+            engine = self._security
+            return argv if engine is None else await engine.prepare_launch(name, argv, cwd)
+
+        def audit_lifecycle(event: str, fields: Mapping[str, Any]) -> None:
+            kind = _LIFECYCLE_EVENTS.get(event)
+            if kind is not None:
+                self._audit(kind, name, **fields)
+
+        transport.launch_guards.append(verified_launch)
+        transport.listeners.append(audit_lifecycle)
 
     def _audit(self, event: AuditEvent, plugin: str | None, **fields: Any) -> None:
         audit = self.audit

@@ -7,7 +7,8 @@ config into a started-on-demand transport. Config files describe plugins without
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
@@ -17,8 +18,9 @@ from ._errors import ConfigError, ErrorCode
 from ._models import Transport
 from ._transports.base import BaseTransport
 from ._transports.inprocess import InProcessTransport
+from ._transports.subprocess import SubprocessOptions, SubprocessTransport
 
-__all__ = ["InProcess", "PluginSource", "in_process", "source_for_config"]
+__all__ = ["InProcess", "PluginSource", "Subprocess", "in_process", "source_for_config", "subprocess"]
 
 
 @runtime_checkable
@@ -59,12 +61,62 @@ def in_process(plugin: Any, *, codec: bool = True) -> InProcess:
     return InProcess(plugin, codec=codec)
 
 
+@dataclass(frozen=True, slots=True)
+class Subprocess:
+    """A plugin executable run as supervised child processes (protocol v1 over stdio)."""
+
+    executable: str
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str = ""
+    options: SubprocessOptions | None = None
+
+    def configure(self, name: str, base: PluginConfig) -> PluginConfig:
+        return msgspec.structs.replace(
+            base,
+            name=name,
+            transport=Transport.EXECUTABLE,
+            executable=self.executable,
+            args=self.args,
+            env={**base.env, **self.env},
+            work_dir=self.cwd or base.work_dir,
+        )
+
+    def create_transport(self, config: PluginConfig, request_type: Any) -> BaseTransport:
+        return SubprocessTransport(config, self.options)
+
+
+def subprocess(
+    executable: str,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    options: SubprocessOptions | None = None,
+) -> Subprocess:
+    """Run a plugin executable as a child process (the README's `Subprocess("./x")`).
+
+    The process lives as long as its registration; `connection.max_connections` is the
+    most processes of the plugin (one to start with, more while all are busy).
+
+    Args:
+        executable: The program (a path, or a name looked up on PATH).
+        args: Its arguments.
+        env: Extra environment variables; the host's own environment is not passed on
+            except PATH, HOME, LANG, LC_*, TZ and TMPDIR.
+        cwd: Its working directory.
+        options: Transport settings beyond the config (grace, restart policy, hooks).
+    """
+    return Subprocess(executable, tuple(args), dict(env or {}), cwd or "", options)
+
+
 def source_for_config(config: PluginConfig) -> PluginSource:
     """The source that builds a transport for a plugin described only by config.
 
     Raises:
         ConfigError: The transport needs an object (in-process) or is not available here.
     """
+    if config.transport is Transport.EXECUTABLE:
+        return Subprocess(config.executable, config.args, config.env, config.work_dir)
     if config.transport is Transport.IN_PROCESS:
         raise ConfigError(
             f"plugin {config.name!r}: an in-process plugin is an object; register it with "

@@ -5,5 +5,8 @@ from __future__ import annotations
 from .._transports.base import Call as Call
 from .._transports.mock import MockTransport as MockTransport
 from ._fakeclock import FakeClock as FakeClock
+from .conformance import ConformanceReport as ConformanceReport
+from .conformance import Finding as Finding
+from .conformance import check_plugin as check_plugin
 
-__all__ = ["Call", "FakeClock", "MockTransport"]
+__all__ = ["Call", "ConformanceReport", "FakeClock", "Finding", "MockTransport", "check_plugin"]

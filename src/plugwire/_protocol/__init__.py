@@ -1,0 +1,70 @@
+"""Wire protocol v1 (layer 2): framing, envelope messages and the handshake.
+
+Shared by the host transport and the plugin SDK; imports only layers 0-1.
+"""
+
+from __future__ import annotations
+
+from .framing import FrameReader
+from .handshake import (
+    COOKIE_ENV,
+    MAGIC_COOKIE,
+    NAME_ENV,
+    NOT_A_PLUGIN_HOST_MESSAGE,
+    PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
+    VERSIONS_ENV,
+    choose_codec,
+    choose_version,
+    handshake_env,
+    parse_versions,
+)
+from .messages import (
+    DEFAULT_MAX_FRAME,
+    HEADER_SIZE,
+    CallContext,
+    CallMsg,
+    CancelMsg,
+    EnvelopeCodec,
+    ErrorMsg,
+    HealthMsg,
+    HostHello,
+    HostMessage,
+    PluginHello,
+    PluginMessage,
+    ResultMsg,
+    ShutdownMsg,
+    decode_handshake,
+    handshake_frame,
+)
+
+__all__ = [
+    "COOKIE_ENV",
+    "DEFAULT_MAX_FRAME",
+    "HEADER_SIZE",
+    "MAGIC_COOKIE",
+    "NAME_ENV",
+    "NOT_A_PLUGIN_HOST_MESSAGE",
+    "PROTOCOL_VERSION",
+    "SUPPORTED_VERSIONS",
+    "VERSIONS_ENV",
+    "CallContext",
+    "CallMsg",
+    "CancelMsg",
+    "EnvelopeCodec",
+    "ErrorMsg",
+    "FrameReader",
+    "HealthMsg",
+    "HostHello",
+    "HostMessage",
+    "PluginHello",
+    "PluginMessage",
+    "ResultMsg",
+    "ShutdownMsg",
+    "choose_codec",
+    "choose_version",
+    "decode_handshake",
+    "handshake_env",
+    "handshake_frame",
+    "parse_versions",
+]

@@ -1,0 +1,189 @@
+"""`plugwire.serve(plugin)`: run a plugin as a process that a plugwire host talks to.
+
+Imports only layers 0-2, so a plugin process loads no host code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import stat
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from .._codec import CODECS, CodecName
+from .._errors import ConfigError, ErrorCode
+from .._protocol import COOKIE_ENV, DEFAULT_MAX_FRAME, MAGIC_COOKIE, NOT_A_PLUGIN_HOST_MESSAGE
+from .adapter import PluginAdapter
+from .logs import install_logging
+from .stdio import AuthVerifier, StdioServer
+
+__all__ = ["ServeSettings", "serve"]
+
+# Transports `serve()` knows. Each has a `_serve_<name>(adapter, settings) -> exit status`.
+TRANSPORTS = ("stdio",)
+
+
+def serve(
+    plugin: Any,
+    *,
+    transport: str = "stdio",
+    request_type: Any = None,
+    response_type: Any = None,
+    max_concurrency: int = 64,
+    max_threads: int = 8,
+    grace: float = 10.0,
+    auth: AuthVerifier | None = None,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    codecs: tuple[CodecName, ...] = CODECS,
+    log_level: str | int = "INFO",
+) -> NoReturn:
+    """Serve `plugin` to the plugwire host that started this process, then exit.
+
+    The protocol runs on private duplicates of stdin and stdout; fd 1 is pointed at stderr
+    (so `print()` becomes a log line) and fd 0 at /dev/null. Logging goes to stderr as
+    JSON lines, which the host turns into records under `plugwire.plugin.<name>`.
+
+    Args:
+        plugin: A `plugwire.Plugin` (its methods may be `async def` or plain `def`; plain
+            ones run in a bounded thread pool).
+        transport: "stdio" (started by a host as a subprocess).
+        request_type, response_type: Override the types read from the plugin's annotations.
+        max_concurrency: Calls run at once; further calls wait (the host is pushed back).
+        max_threads: Worker threads for plain `def` methods.
+        grace: Seconds in-flight calls get to finish on shutdown, SIGTERM or end of input.
+        auth: Checks the host's credentials (`hello.auth`) and raises
+            `AuthenticationError` to refuse it; the host then gets that error.
+        max_frame: The largest frame accepted from the host, in bytes.
+        codecs: The codecs this plugin accepts.
+        log_level: Level of the stderr JSON-lines log handler.
+
+    Raises:
+        ConfigError: An unknown `transport` (1007) or a bad setting (1003).
+        SystemExit: Always, at the end: 0 after a clean stop, 1 when started by hand
+            (no magic cookie) or refused by the handshake.
+    """
+    if transport not in TRANSPORTS:
+        raise ConfigError(
+            f"serve: unknown transport {transport!r}; available: {', '.join(TRANSPORTS)}",
+            code=ErrorCode.CONFIG_UNKNOWN_TRANSPORT,
+        )
+    if max_concurrency < 1 or max_threads < 1 or grace < 0 or max_frame < 64:
+        raise ConfigError(
+            "serve: max_concurrency and max_threads must be >= 1, grace >= 0 and max_frame >= 64",
+            code=ErrorCode.CONFIG_INVALID_VALUE,
+        )
+    adapter = PluginAdapter(plugin, request_type=request_type, response_type=response_type, max_threads=max_threads)
+    settings = ServeSettings(
+        max_concurrency=max_concurrency, grace=grace, auth=auth, max_frame=max_frame, codecs=codecs, log_level=log_level
+    )
+    _exit(_serve_stdio(adapter, settings))
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """The transport-independent settings of `serve()`, handed to each server."""
+
+    max_concurrency: int
+    grace: float
+    auth: AuthVerifier | None
+    max_frame: int
+    codecs: tuple[CodecName, ...]
+    log_level: str | int
+
+
+def _serve_stdio(adapter: PluginAdapter, settings: ServeSettings) -> int:
+    """Serve on stdin/stdout for the host that started this process; returns the exit status."""
+    if os.environ.get(COOKIE_ENV) != MAGIC_COOKIE:
+        sys.stderr.write(NOT_A_PLUGIN_HOST_MESSAGE + "\n")
+        sys.stderr.flush()
+        return 1
+    install_logging(settings.log_level)
+    in_fd, out_fd = _take_protocol_fds()
+    server_kwargs: dict[str, Any] = {
+        "max_concurrency": settings.max_concurrency,
+        "grace": settings.grace,
+        "auth": settings.auth,
+        "max_frame": settings.max_frame,
+        "codecs": settings.codecs,
+    }
+    return asyncio.run(_run(adapter, in_fd, out_fd, server_kwargs))
+
+
+def _take_protocol_fds() -> tuple[int, int]:
+    """Move the protocol to private fds; fd 1 becomes stderr and fd 0 /dev/null."""
+    sys.stdout.flush()
+    in_fd = os.dup(0)
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:  # print() lines reach the host's log promptly
+        reconfigure(line_buffering=True)
+    return in_fd, out_fd
+
+
+def _same_socket(in_fd: int, out_fd: int) -> bool:
+    a, b = os.fstat(in_fd), os.fstat(out_fd)
+    return stat.S_ISSOCK(a.st_mode) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+async def _run(adapter: PluginAdapter, in_fd: int, out_fd: int, kwargs: dict[str, Any]) -> int:
+    loop = asyncio.get_running_loop()
+    server = StdioServer(adapter, **kwargs)
+    transports: list[asyncio.BaseTransport] = []
+    if _same_socket(in_fd, out_fd):
+        # One socket for both directions (what plugwire hosts give): a socket transport,
+        # which reads straight into the server's reused buffer.
+        os.close(out_fd)
+        sock = socket.socket(fileno=in_fd)
+        sock_transport, _ = await loop.connect_accepted_socket(lambda: server, sock)
+        transports.append(sock_transport)
+    else:
+        writer, _ = await loop.connect_write_pipe(
+            lambda: _WriteSide(server), os.fdopen(out_fd, "wb", buffering=0, closefd=True)
+        )
+        server.attach_writer(writer)
+        reader, _ = await loop.connect_read_pipe(lambda: server, os.fdopen(in_fd, "rb", buffering=0, closefd=True))
+        transports += [reader, writer]
+    loop.add_signal_handler(signal.SIGTERM, server.begin_stop, server.grace, "SIGTERM")
+    try:
+        return await server.done
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        for transport in transports:
+            transport.close()
+        await asyncio.sleep(0)  # let the transports finish closing
+
+
+class _WriteSide(asyncio.Protocol):
+    """Forwards a write pipe's flow-control and loss events to the server."""
+
+    def __init__(self, server: StdioServer) -> None:
+        self.server = server
+
+    def pause_writing(self) -> None:
+        self.server.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.server.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self.server.connection_lost(exc)
+
+
+def _exit(status: int) -> NoReturn:
+    """Exit; if a plain `def` call is still stuck in a worker thread, do not wait for it."""
+    stuck = any(t.name.startswith("plugwire-plugin") and t.is_alive() for t in threading.enumerate())
+    if stuck:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    raise SystemExit(status)

@@ -1,0 +1,349 @@
+"""The plugin side of the stdio transport: protocol v1 over the plugin's stdin and stdout.
+
+`StdioServer` performs the handshake, runs calls concurrently (bounded: reading pauses at
+the limit, which pushes back on the host), honours `cancel` and deadlines, answers
+`health`, and stops on `shutdown`, end of input or SIGTERM: no new calls, in-flight calls
+finish or are cancelled within the grace period, then `close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import msgspec
+
+from .._codec import CODECS, CodecName, encode
+from .._errors import AuthenticationError, ErrorCode, PluginError, ProtocolError
+from .._models import ExecutionContext
+from .._protocol import (
+    DEFAULT_MAX_FRAME,
+    SUPPORTED_VERSIONS,
+    CallMsg,
+    CancelMsg,
+    EnvelopeCodec,
+    ErrorMsg,
+    FrameReader,
+    HealthMsg,
+    HostHello,
+    HostMessage,
+    PluginHello,
+    ResultMsg,
+    ShutdownMsg,
+    choose_codec,
+    choose_version,
+    decode_handshake,
+    handshake_frame,
+)
+from .adapter import PluginAdapter
+
+__all__ = ["AuthVerifier", "StdioServer"]
+
+AuthVerifier = Callable[[Mapping[str, str]], None]
+"""Checks the credentials of the host's `hello`; raises `AuthenticationError` to refuse."""
+
+_log = logging.getLogger("plugwire.sdk")
+EXIT_OK: Final = 0
+EXIT_REFUSED: Final = 1
+
+
+class StdioServer(FrameReader):
+    """Serves one plugin on one connection; `done` resolves to the process exit status.
+
+    Args:
+        adapter: The plugin, wrapped.
+        max_concurrency: Calls run at once; the connection stops reading at the limit.
+        grace: Seconds in-flight calls get to finish when stopping.
+        auth: Verifies the host's credentials during the handshake.
+        max_frame: The largest frame accepted from the host.
+        codecs: Codecs this plugin accepts, in no particular order (the host chooses).
+    """
+
+    def __init__(
+        self,
+        adapter: PluginAdapter,
+        *,
+        max_concurrency: int = 64,
+        grace: float = 10.0,
+        auth: AuthVerifier | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        codecs: tuple[CodecName, ...] = CODECS,
+    ) -> None:
+        super().__init__(max_frame)
+        self.adapter = adapter
+        self.max_concurrency = max_concurrency
+        self.grace = grace
+        self.auth = auth
+        self.codecs = codecs
+        self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reader: asyncio.BaseTransport | None = None
+        self._writer: asyncio.WriteTransport | None = None
+        self._envelopes: EnvelopeCodec | None = None
+        self._codec: CodecName = "msgpack"
+        self._peer_max_frame = DEFAULT_MAX_FRAME
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._cancelled_by_host: set[int] = set()
+        self._stopping = False
+        self._paused_for_calls = False
+        self._paused_for_writes = False
+        self._stopper: asyncio.Task[None] | None = None
+
+    # --------------------------------------------------------------- wiring
+    def attach_writer(self, writer: asyncio.WriteTransport) -> None:
+        """Where frames go (the same transport as the reader for a socket)."""
+        self._writer = writer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._reader = transport
+        if self._writer is None and isinstance(transport, asyncio.WriteTransport):
+            self._writer = transport
+
+    def eof_received(self) -> bool:
+        self._input_ended()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._input_ended()
+
+    def pause_writing(self) -> None:
+        self._paused_for_writes = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._paused_for_writes = False
+        self._update_reading()
+
+    # --------------------------------------------------------------- frames
+    def frame_received(self, envelope: memoryview) -> None:
+        if self._envelopes is None:
+            self._handshake(envelope)
+            return
+        try:
+            message = self._envelopes.decode(envelope)
+        except ProtocolError as exc:
+            _log.error("ignoring a frame from the host: %s", exc.message)
+            self._send(ErrorMsg(code=exc.code, message=exc.message))
+            return
+        if type(message) is CallMsg:
+            self._start_call(message)
+        elif type(message) is CancelMsg:
+            task = self._tasks.get(message.id)
+            if task is not None:
+                self._cancelled_by_host.add(message.id)
+                task.cancel()
+                task.add_done_callback(lambda _, i=message.id: self._call_done(i))  # type: ignore[misc]
+        elif type(message) is HealthMsg:
+            self._spawn(message.id, self._health(message.id))
+        elif type(message) is ShutdownMsg:
+            self.begin_stop(message.grace, "shutdown frame")
+
+    def frame_error(self, error: ProtocolError) -> None:
+        _log.error("the host broke the framing rules: %s", error.message)
+        self._send(ErrorMsg(code=error.code, message=error.message), handshake=self._envelopes is None)
+        self._finish(EXIT_REFUSED)
+
+    # ------------------------------------------------------------ handshake
+    def _handshake(self, envelope: memoryview) -> None:
+        try:
+            hello: HostHello = decode_handshake(envelope, "plugin")
+            version = choose_version(hello.versions, SUPPORTED_VERSIONS)
+            codec = choose_codec(hello.codecs, self.codecs)
+            if self.auth is not None:
+                self._verify(hello.auth)
+            info = self.adapter.info()
+        except Exception as exc:  # a PluginError keeps its code; anything else is 1203
+            code = exc.code if isinstance(exc, PluginError) else ErrorCode.EXECUTION_FAILED
+            message = exc.message if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+            _log.error("handshake refused: %s", message)
+            self._send(ErrorMsg(code=code, message=message), handshake=True)
+            self._finish(EXIT_REFUSED)
+            return
+        self._codec = codec
+        self._peer_max_frame = hello.max_frame
+        self._send(PluginHello(version=version, codec=codec, info=info, max_frame=self.max_frame), handshake=True)
+        self._envelopes = EnvelopeCodec(codec, HostMessage)
+
+    def _verify(self, credentials: Mapping[str, str]) -> None:
+        assert self.auth is not None
+        try:
+            self.auth(credentials)
+        except AuthenticationError:
+            raise
+        except Exception as exc:  # a broken verifier refuses rather than letting anyone in
+            raise AuthenticationError(f"credential check failed: {type(exc).__name__}: {exc}") from exc
+
+    # ----------------------------------------------------------------- calls
+    def _start_call(self, message: CallMsg) -> None:
+        if self._stopping:
+            self._send(
+                ErrorMsg(
+                    id=message.id,
+                    code=ErrorCode.PLUGIN_STOPPING,
+                    message="the plugin is stopping and takes no new calls",
+                    retryable=True,
+                )
+            )
+            return
+        if message.method != "execute":
+            self._send(
+                ErrorMsg(id=message.id, code=ErrorCode.UNKNOWN_METHOD, message=f"unknown method {message.method!r}")
+            )
+            return
+        # Copy the payload out of the reused receive buffer before the next read.
+        self._spawn(message.id, self._call(message.id, bytes(message.payload), message.ctx))
+
+    def _spawn(self, call_id: int, work: Any) -> None:
+        if call_id in self._tasks:
+            work.close()
+            self._send(ErrorMsg(id=call_id, code=ErrorCode.ENVELOPE_INVALID, message=f"id {call_id} is already in use"))
+            return
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks[call_id] = task
+        # A task cancelled before its first step never runs its body: clean up after it.
+        # (Finished calls clean up in their own `finally`, which saves a loop iteration.)
+        self._update_reading()
+
+    async def _call(self, call_id: int, payload: bytes, wire_ctx: Any) -> None:
+        try:
+            await self._run_call(call_id, payload, wire_ctx)
+        finally:
+            self._call_done(call_id)
+
+    async def _run_call(self, call_id: int, payload: bytes, wire_ctx: Any) -> None:
+        remaining = wire_ctx.deadline - time.time() if wire_ctx.deadline else None
+        ctx = ExecutionContext(
+            request_id=wire_ctx.request_id,
+            timeout=remaining,
+            headers=wire_ctx.headers,
+            metadata=wire_ctx.metadata,
+        )
+        reply: ResultMsg | ErrorMsg
+        try:
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError  # already late: do not start work nobody waits for
+            # No timer per call: when the deadline passes the host sends `cancel`.
+            result = await self.adapter.execute(ctx, payload, self._codec)
+            reply = ResultMsg(id=call_id, payload=msgspec.Raw(result))
+        except asyncio.CancelledError:
+            if call_id in self._cancelled_by_host:
+                return  # the host gave up on it and ignores any answer
+            reply = ErrorMsg(
+                id=call_id,
+                code=ErrorCode.OUTCOME_UNKNOWN,
+                message="cancelled: the plugin stopped before the call finished",
+                retryable=True,
+            )
+        except TimeoutError:
+            reply = ErrorMsg(id=call_id, code=ErrorCode.TIMEOUT, message="the call's deadline passed", retryable=True)
+        except PluginError as exc:
+            reply = ErrorMsg(id=call_id, code=exc.code, message=exc.message, retryable=exc.retryable)
+        except Exception as exc:
+            _log.exception("call %d failed", call_id)
+            reply = ErrorMsg(id=call_id, code=ErrorCode.EXECUTION_FAILED, message=f"{type(exc).__name__}: {exc}")
+        self._send(reply)
+
+    async def _health(self, call_id: int) -> None:
+        try:
+            await self._run_health(call_id)
+        finally:
+            self._call_done(call_id)
+
+    async def _run_health(self, call_id: int) -> None:
+        reply: ResultMsg | ErrorMsg
+        try:
+            status = await self.adapter.health()
+            reply = ResultMsg(id=call_id, payload=msgspec.Raw(encode(status, self._codec)))
+        except asyncio.CancelledError:
+            return
+        except PluginError as exc:
+            reply = ErrorMsg(id=call_id, code=exc.code, message=exc.message, retryable=exc.retryable)
+        except Exception as exc:
+            reply = ErrorMsg(id=call_id, code=ErrorCode.HEALTH_CHECK_FAILED, message=f"{type(exc).__name__}: {exc}")
+        self._send(reply)
+
+    def _call_done(self, call_id: int) -> None:
+        self._tasks.pop(call_id, None)
+        self._cancelled_by_host.discard(call_id)
+        self._update_reading()
+
+    def _send(self, message: Any, *, handshake: bool = False) -> None:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return
+        if handshake:
+            writer.write(handshake_frame(message))
+            return
+        assert self._envelopes is not None
+        try:
+            frame = self._envelopes.frame(message, self._peer_max_frame)
+        except ProtocolError as exc:  # an answer too large for the host: say so instead
+            call_id = getattr(message, "id", 0)
+            frame = self._envelopes.frame(ErrorMsg(id=call_id, code=exc.code, message=exc.message))
+        writer.write(frame)
+
+    def _update_reading(self) -> None:
+        busy = self._paused_for_writes or len(self._tasks) >= self.max_concurrency
+        if busy is self._paused_for_calls:  # the common case: nothing to change
+            return
+        reader = self._reader
+        if reader is None or not isinstance(reader, asyncio.ReadTransport) or reader.is_closing():
+            return
+        pause = self._paused_for_writes or len(self._tasks) >= self.max_concurrency
+        if pause and not self._paused_for_calls:
+            self._paused_for_calls = True
+            self.hold_frames()  # frames already received wait in the buffer
+            reader.pause_reading()
+        elif not pause and self._paused_for_calls:
+            self._paused_for_calls = False
+            reader.resume_reading()
+            self.release_frames()
+
+    # ----------------------------------------------------------------- stop
+    def _input_ended(self) -> None:
+        if self.done.done() or self._stopping:
+            return
+        truncated = self.truncation_error()
+        if truncated is not None:
+            _log.warning("input ended mid-frame: %s", truncated.message)
+        if self._envelopes is None:
+            self._finish(EXIT_OK)
+            return
+        self.begin_stop(self.grace, "end of input")
+
+    def begin_stop(self, grace: float, reason: str = "shutdown requested") -> None:
+        """Stop taking calls and wind down within `grace` seconds (shutdown, EOF, SIGTERM)."""
+        if self._stopping or self.done.done():
+            return
+        self._stopping = True
+        _log.info("stopping (%s): %d calls in flight, grace %gs", reason, len(self._tasks), grace)
+        self._stopper = asyncio.get_running_loop().create_task(self._stop(grace))
+
+    async def _stop(self, grace: float) -> None:
+        pending = list(self._tasks.values())
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        try:
+            await self.adapter.close()
+        except Exception:
+            _log.exception("close() failed")
+        await self._drain_writes(min(grace, 5.0))
+        self._finish(EXIT_OK)
+
+    async def _drain_writes(self, limit: float) -> None:
+        writer = self._writer
+        deadline = time.monotonic() + limit
+        while writer is not None and not writer.is_closing() and writer.get_write_buffer_size():
+            if time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.005)  # rare: only while the host is slow to read our last answers
+
+    def _finish(self, status: int) -> None:
+        if not self.done.done():
+            self.done.set_result(status)

@@ -1,0 +1,394 @@
+"""The host end of one plugin connection: handshake, multiplexed calls, cancel, health.
+
+Calls are futures in a dict keyed by id, resolved by the reader as frames arrive: no task
+per call. A cancelled call (its timeout expired) sends `cancel {id}` and frees its slot at
+once; a reply that arrives later is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Mapping
+from typing import Final
+
+import msgspec
+
+from .._codec import CodecName
+from .._errors import (
+    ErrorCode,
+    OutcomeUnknownError,
+    PluginError,
+    ProtocolError,
+    TransportError,
+    error_from_code,
+)
+from .._models import HealthStatus
+from .._protocol import (
+    DEFAULT_MAX_FRAME,
+    HEADER_SIZE,
+    SUPPORTED_VERSIONS,
+    CallContext,
+    CallMsg,
+    CancelMsg,
+    EnvelopeCodec,
+    ErrorMsg,
+    FrameReader,
+    HealthMsg,
+    HostHello,
+    PluginHello,
+    PluginMessage,
+    ResultMsg,
+    ShutdownMsg,
+    decode_handshake,
+    handshake_frame,
+)
+
+__all__ = ["HostConnection"]
+
+_log = logging.getLogger("plugwire.transport.subprocess")
+_REMEMBERED_CANCELS: Final = 1024
+
+
+class HostConnection(FrameReader):
+    """The host's protocol on the socket shared with one plugin process.
+
+    Args:
+        name: The plugin's name (for errors and logs).
+        max_frame: The largest frame accepted from the plugin.
+        write_timeout: Seconds the plugin may leave our writes unread before the
+            connection is declared stuck.
+    """
+
+    def __init__(self, name: str, *, max_frame: int = DEFAULT_MAX_FRAME, write_timeout: float = 10.0) -> None:
+        super().__init__(max_frame)
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self.name = name
+        self.write_timeout = write_timeout
+        self.handshake: asyncio.Future[PluginHello] = loop.create_future()
+        self.lost: asyncio.Future[PluginError] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self.codec: CodecName = "msgpack"
+        self._envelopes: EnvelopeCodec | None = None
+        self._peer_max_frame = DEFAULT_MAX_FRAME
+        self._pending: dict[int, asyncio.Future[bytes]] = {}
+        self._frame_ends: dict[int, int] = {}
+        self._cancelled: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._next_id = 1
+        self._written = 0
+        self._writable: asyncio.Future[None] | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._partial_since = 0.0
+        self.stray_replies = 0
+
+    # ------------------------------------------------------------- inspection
+    @property
+    def inflight(self) -> int:
+        """Calls sent and not yet answered."""
+        return len(self._pending)
+
+    @property
+    def alive(self) -> bool:
+        return not self.lost.done()
+
+    # -------------------------------------------------------------- handshake
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=1024 * 1024)
+
+    def send_hello(self, codecs: list[str], auth: Mapping[str, str]) -> None:
+        """Send the host's `hello` (the first frame of the connection)."""
+        hello = HostHello(versions=list(SUPPORTED_VERSIONS), codecs=codecs, max_frame=self.max_frame, auth=dict(auth))
+        self._offered_codecs = codecs
+        self._write(handshake_frame(hello))
+
+    def _on_handshake(self, envelope: memoryview) -> None:
+        try:
+            msgspec.json.decode(envelope)
+        except msgspec.DecodeError:
+            self._break(self._junk_error())
+            return
+        try:
+            reply = decode_handshake(envelope, "host")
+        except ProtocolError as exc:
+            self._break(exc)
+            return
+        if isinstance(reply, ErrorMsg):
+            self._break(error_from_code(reply.code, reply.message, retryable=reply.retryable, plugin=self.name))
+            return
+        if reply.version not in SUPPORTED_VERSIONS:
+            self._break(
+                ProtocolError(
+                    f"the plugin chose protocol version {reply.version}; the host offered {list(SUPPORTED_VERSIONS)}",
+                    code=ErrorCode.NO_COMMON_VERSION,
+                    plugin=self.name,
+                )
+            )
+            return
+        if reply.codec not in self._offered_codecs:
+            self._break(
+                ProtocolError(
+                    f"the plugin chose codec {reply.codec!r}; the host offered {self._offered_codecs}",
+                    code=ErrorCode.HANDSHAKE_FAILED,
+                    plugin=self.name,
+                )
+            )
+            return
+        self.codec = reply.codec
+        self._peer_max_frame = reply.max_frame
+        self._envelopes = EnvelopeCodec(self.codec, PluginMessage)
+        self.handshake.set_result(reply)
+
+    def _junk_error(self) -> ProtocolError:
+        return ProtocolError(
+            f"the plugin wrote bytes that are not a handshake frame before the handshake: {self.peek(64)!r}"
+            " (a plugin must write nothing but frames on stdout)",
+            code=ErrorCode.HANDSHAKE_JUNK,
+            plugin=self.name,
+            details={"bytes": self.peek(64).decode("latin-1")},
+        )
+
+    # ------------------------------------------------------------------ frames
+    def frame_received(self, envelope: memoryview) -> None:
+        codec = self._envelopes
+        if codec is None:
+            self._on_handshake(envelope)
+            return
+        try:
+            message = codec.decode(envelope)
+        except ProtocolError as exc:
+            exc.plugin = self.name
+            self._break(exc)
+            return
+        future = self._pending.pop(message.id, None)
+        if future is None:
+            self._stray(message)
+            return
+        self._frame_ends.pop(message.id, None)
+        if future.done():
+            return
+        if type(message) is ResultMsg:
+            future.set_result(bytes(message.payload))  # copied out of the reused buffer
+        else:
+            future.set_exception(
+                error_from_code(message.code, message.message, retryable=message.retryable, plugin=self.name)
+            )
+
+    def _stray(self, message: ResultMsg | ErrorMsg) -> None:
+        if type(message) is ErrorMsg and message.id == 0:
+            _log.error("plugin %r reported a connection error: [%d] %s", self.name, message.code, message.message)
+            return
+        if message.id in self._cancelled:
+            del self._cancelled[message.id]  # the late answer to a cancelled call: expected, dropped
+            return
+        self.stray_replies += 1
+        kind = "unknown" if message.id >= self._next_id or message.id <= 0 else "duplicate"
+        _log.warning("plugin %r answered %s id %d; the reply was dropped", self.name, kind, message.id)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        super().buffer_updated(nbytes)
+        if self.buffered:  # rare: a frame split across reads; watch that the rest comes
+            self._partial_since = self._loop.time()
+            if self._read_timer is None:
+                self._read_timer = self._loop.call_later(self.write_timeout, self._check_read_stall)
+
+    def _check_read_stall(self) -> None:
+        self._read_timer = None
+        if not self.buffered or not self.alive:
+            return
+        idle = self._loop.time() - self._partial_since
+        if idle < self.write_timeout:
+            self._read_timer = self._loop.call_later(self.write_timeout - idle, self._check_read_stall)
+            return
+        self._break(
+            ProtocolError(
+                f"the plugin stopped in the middle of a frame ({self.buffered} bytes received, nothing more "
+                f"for {self.write_timeout:g}s): {self.peek(32)!r}",
+                code=ErrorCode.FRAME_TRUNCATED,
+                plugin=self.name,
+            )
+        )
+
+    def frame_error(self, error: ProtocolError) -> None:
+        error.plugin = self.name
+        self._break(self._junk_error() if self._envelopes is None else error)
+
+    def eof_received(self) -> bool:
+        self._break(self._eof_error())
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._break(self._eof_error(exc))
+
+    def _eof_error(self, exc: Exception | None = None) -> PluginError:
+        if self._envelopes is None and 0 < self.buffered < HEADER_SIZE:
+            return self._junk_error()
+        truncated = self.truncation_error()
+        if truncated is not None:
+            truncated.plugin = self.name
+            return truncated
+        reason = f": {exc}" if exc else ""
+        return TransportError(
+            f"the plugin closed its end of the connection{reason}", code=ErrorCode.CONNECTION_LOST, plugin=self.name
+        )
+
+    # ------------------------------------------------------------------- calls
+    async def call(self, payload: bytes, ctx: CallContext) -> bytes:
+        """Send one call and wait for its answer (bytes in the negotiated codec).
+
+        Raises:
+            PluginError: The plugin's coded error; `OutcomeUnknownError` (1207) when the
+                connection broke after the request was sent; `TransportError` when it broke
+                before (1302), or the plugin left our writes unread (1303);
+                `ProtocolError` (2001) for a request above the plugin's frame limit.
+        """
+        if self._writable is not None:
+            await self._wait_writable()
+        if self.lost.done():
+            raise self._not_sent(self.lost.result())
+        codec = self._envelopes
+        assert codec is not None, "call before the handshake"
+        call_id = self._next_id
+        self._next_id = call_id + 1
+        frame = codec.frame(CallMsg(id=call_id, payload=msgspec.Raw(payload), ctx=ctx), self._peer_max_frame)
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        self._pending[call_id] = future
+        self._write(frame)
+        self._frame_ends[call_id] = self._written
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if self._pending.pop(call_id, None) is not None:
+                self._frame_ends.pop(call_id, None)
+                self._remember_cancel(call_id)
+                if self.alive:
+                    self._write(codec.frame(CancelMsg(id=call_id)))
+            raise
+
+    async def health(self) -> HealthStatus:
+        """Ask the plugin for its health."""
+        raw = await self.call_control(HealthMsg)
+        try:
+            return msgspec.convert(
+                msgspec.json.decode(raw) if self.codec == "json" else msgspec.msgpack.decode(raw), HealthStatus
+            )
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ProtocolError(
+                f"invalid health answer: {exc}", code=ErrorCode.ENVELOPE_INVALID, plugin=self.name
+            ) from None
+
+    async def call_control(self, kind: type[HealthMsg]) -> bytes:
+        if self.lost.done():
+            raise self._not_sent(self.lost.result())
+        assert self._envelopes is not None
+        call_id = self._next_id
+        self._next_id = call_id + 1
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        self._pending[call_id] = future
+        self._write(self._envelopes.frame(kind(id=call_id)))
+        self._frame_ends[call_id] = self._written
+        try:
+            return await future
+        finally:
+            if self._pending.pop(call_id, None) is not None:
+                self._frame_ends.pop(call_id, None)
+                self._remember_cancel(call_id)
+
+    def send_shutdown(self, grace: float) -> None:
+        """Ask the plugin to stop within `grace` seconds."""
+        if self.alive and self._envelopes is not None:
+            self._write(self._envelopes.frame(ShutdownMsg(grace=grace)))
+
+    def _remember_cancel(self, call_id: int) -> None:
+        self._cancelled[call_id] = None
+        if len(self._cancelled) > _REMEMBERED_CANCELS:
+            self._cancelled.popitem(last=False)
+
+    # ---------------------------------------------------------- flow control
+    def _write(self, data: bytes | bytearray) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        self._written += len(data)
+
+    def pause_writing(self) -> None:
+        self._writable = self._loop.create_future()
+        self._stall_timer = self._loop.call_later(self.write_timeout, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        waiter, self._writable = self._writable, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait_writable(self) -> None:
+        waiter = self._writable
+        if waiter is not None:
+            await asyncio.shield(waiter)
+
+    def _write_stalled(self) -> None:
+        self._stall_timer = None
+        self._break(
+            TransportError(
+                f"the plugin left {self.transport.get_write_buffer_size() if self.transport else 0} bytes unread "
+                f"for {self.write_timeout:g}s (is it reading its stdin?)",
+                code=ErrorCode.WRITE_TIMEOUT,
+                plugin=self.name,
+            )
+        )
+
+    # ------------------------------------------------------------------ break
+    def _not_sent(self, reason: PluginError) -> TransportError:
+        code = reason.code if reason.code == ErrorCode.WRITE_TIMEOUT else ErrorCode.CONNECTION_LOST
+        error = TransportError(f"the request was not sent: {reason.message}", code=code, plugin=self.name)
+        error.__cause__ = reason
+        return error
+
+    def _break(self, reason: PluginError) -> None:
+        """Fail every pending call at once and close: sent calls are outcome-unknown."""
+        if self.lost.done():
+            return
+        self.lost.set_result(reason)
+        self.stop_reading_frames()
+        if not self.handshake.done():
+            self.handshake.set_exception(reason)
+            self.handshake.exception()  # retrieved here; the starter reads `lost`
+        for timer in (self._stall_timer, self._read_timer):
+            if timer is not None:
+                timer.cancel()
+        self._stall_timer = self._read_timer = None
+        transport = self.transport
+        unflushed = transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
+        flushed = self._written - unflushed
+        pending, self._pending = self._pending, {}
+        for call_id, future in pending.items():
+            if future.done():
+                continue
+            error: PluginError
+            if self._frame_ends.get(call_id, 0) <= flushed:
+                error = OutcomeUnknownError(
+                    f"the plugin failed after receiving the request: {reason.message}",
+                    plugin=self.name,
+                    details={"reason_code": reason.code},
+                )
+                error.__cause__ = reason
+            else:
+                error = self._not_sent(reason)
+            future.set_exception(error)
+        self._frame_ends.clear()
+        waiter, self._writable = self._writable, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if transport is not None:
+            transport.abort()
+
+    def close(self, reason: PluginError) -> None:
+        """Close the connection on purpose, failing what is still pending with `reason`."""
+        self._break(reason)

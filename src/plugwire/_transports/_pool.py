@@ -1,0 +1,373 @@
+"""A supervised pool of plugin processes: least-loaded dispatch, growth, crash handling.
+
+The pool starts with one process and grows on demand, one process at a time, while every
+process has a call in flight, up to `max_processes`. A process that dies fails its calls
+at once (through its connection), is logged with its exit status and last stderr lines,
+and is replaced: at once if others remain (on demand), else after an exponential backoff.
+More than `max_restarts` crashes within `restart_window` seconds mark the plugin offline:
+calls then fail fast with `PluginUnavailableError` (1602) until `restart()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._clock import Clock
+from .._errors import ErrorCode, PluginError, PluginUnavailableError, ProcessError, TransportError
+from .._models import PluginInfo
+from ._connection import HostConnection
+from ._process import PluginProcess, describe_status
+
+__all__ = ["PoolListener", "PoolState", "ProcessPool", "RestartPolicy", "Worker"]
+
+_log = logging.getLogger("plugwire.transport.subprocess")
+
+
+class PoolState(enum.Enum):
+    """Lifecycle of a pool."""
+
+    NEW = "new"
+    RUNNING = "running"
+    OFFLINE = "offline"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """How a crashed plugin is restarted.
+
+    Attributes:
+        initial_backoff: Seconds before the first restart of an empty pool.
+        max_backoff: The longest wait between restarts.
+        multiplier: Growth of the wait per crash within the window.
+        max_restarts: Crashes tolerated within `window`; one more marks the plugin offline.
+        window: Seconds over which crashes are counted.
+    """
+
+    initial_backoff: float = 0.1
+    max_backoff: float = 5.0
+    multiplier: float = 2.0
+    max_restarts: int = 5
+    window: float = 60.0
+
+    def backoff(self, recent: int) -> float:
+        return min(self.max_backoff, self.initial_backoff * self.multiplier ** max(recent - 1, 0))
+
+
+@dataclass(eq=False, slots=True)
+class Worker:
+    """One started plugin process and its connection."""
+
+    process: PluginProcess
+    conn: HostConnection
+    info: PluginInfo
+    retired: bool = field(default=False)
+    last_used: float = field(default=0.0)
+
+
+Launcher = Callable[[], Awaitable[Worker]]
+PoolListener = Callable[[str, Mapping[str, Any]], None]
+"""Told of lifecycle events: ("crashed", {pid, status, reason}), ("restarted", {pid,
+restarts}), ("offline", {crashes, reason})."""
+
+
+class ProcessPool:
+    """Owns every process of one plugin and the tasks that supervise them.
+
+    Args:
+        name: The plugin's name.
+        launch: Starts one process and completes its handshake.
+        max_processes: The most processes at once (`connection.max_connections`).
+        idle_timeout: Seconds without calls after which an extra process is stopped
+            (`connection.idle_timeout`); 0 keeps every process.
+        keep_idle: Processes kept however idle (`connection.max_idle_connections`, at least 1).
+        policy: Restart backoff and intensity.
+        clock: Time source for backoff and the crash window.
+        stop: Stops one worker gracefully (shutdown frame, grace, SIGTERM, SIGKILL).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        launch: Launcher,
+        *,
+        max_processes: int,
+        idle_timeout: float = 0.0,
+        keep_idle: int = 1,
+        policy: RestartPolicy,
+        clock: Clock,
+        stop: Callable[[Worker], Awaitable[None]],
+    ) -> None:
+        self.name = name
+        self._launch = launch
+        self._stop_worker = stop
+        self.max_processes = max_processes
+        self.idle_timeout = idle_timeout
+        self.keep_idle = max(keep_idle, 1)
+        self.policy = policy
+        self.clock = clock
+        self.state = PoolState.NEW
+        self.workers: list[Worker] = []
+        self.info: PluginInfo | None = None
+        self._crashes: collections.deque[float] = collections.deque()
+        self._ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._growing = False
+        self._restarting = False
+        self._offline_reason: PluginError | None = None
+        self._changed = asyncio.Event()
+        self._dying: set[PluginProcess] = set()
+        self.restarts = 0
+        self.listeners: list[PoolListener] = []
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        """Tell every listener about a lifecycle event; a listener that raises is logged."""
+        for listener in list(self.listeners):
+            try:
+                listener(event, fields)
+            except Exception:
+                _log.exception("plugin %r: a lifecycle listener failed on %r", self.name, event)
+
+    # ------------------------------------------------------------- lifecycle
+    async def start(self) -> PluginInfo:
+        """Start the first process; its failure is raised (no restart on first start)."""
+        worker = await self._launch()
+        self._adopt(worker)
+        self.state = PoolState.RUNNING
+        if self.idle_timeout > 0 and self.max_processes > self.keep_idle:
+            self._spawn_task(self._reap_idle())
+        return worker.info
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until `predicate()` holds, re-checking whenever a process is added or lost
+        or the state changes (for tests and tools; no polling)."""
+        while not predicate():
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def _adopt(self, worker: Worker) -> None:
+        worker.last_used = self.clock.monotonic()
+        self.workers.append(worker)
+        self.info = worker.info
+        self._ready.set()
+        self._notify()
+        worker.conn.lost.add_done_callback(lambda _: self._lost(worker))
+        worker.process.exited.add_done_callback(lambda _: self._lost(worker))
+
+    async def aclose(self) -> None:
+        """Stop every process gracefully and end the supervision tasks."""
+        self.state = PoolState.CLOSED
+        self._ready.set()  # wake waiters so they see CLOSED
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        workers, self.workers = self.workers, []
+        for worker in workers:
+            worker.retired = True
+        await asyncio.gather(*(self._stop_worker(w) for w in workers), return_exceptions=True)
+        # Crashed processes whose supervision task was just cancelled: reap them too.
+        await asyncio.gather(*(asyncio.shield(p.exited) for p in self._dying), return_exceptions=True)
+
+    # -------------------------------------------------------------- dispatch
+    def pick(self) -> Worker | None:
+        """The least-loaded live worker; asks for growth when every worker is busy."""
+        best: Worker | None = None
+        best_load = 1 << 30
+        for worker in self.workers:
+            load = worker.conn.inflight
+            if load < best_load and worker.conn.alive:
+                best, best_load = worker, load
+        if (
+            best_load
+            and not self._growing
+            and len(self.workers) < self.max_processes
+            and self.state is PoolState.RUNNING
+        ):
+            self._growing = True
+            self._spawn_task(self._grow())
+        return best
+
+    async def acquire(self) -> Worker:
+        """A worker to call; waits while the pool restarts.
+
+        Raises:
+            PluginUnavailableError: The plugin is offline (1602).
+            TransportError: The transport is closed (1302).
+        """
+        while True:
+            if self.state is PoolState.OFFLINE:
+                raise self._unavailable()
+            if self.state is PoolState.CLOSED:
+                raise TransportError(
+                    "the subprocess transport is closed", code=ErrorCode.CONNECTION_LOST, plugin=self.name
+                )
+            worker = self.pick()
+            if worker is not None:
+                return worker
+            self._ready.clear()
+            await self._ready.wait()
+
+    def _unavailable(self) -> PluginUnavailableError:
+        error = PluginUnavailableError(
+            f"plugin {self.name!r} is offline after {len(self._crashes)} crashes within {self.policy.window:g}s; "
+            "reload or re-register it",
+            plugin=self.name,
+        )
+        error.__cause__ = self._offline_reason
+        return error
+
+    # ---------------------------------------------------------- supervision
+    def _spawn_task(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _grow(self) -> None:
+        try:
+            worker = await self._launch()
+        except PluginError as exc:
+            _log.warning("plugin %r: could not start an extra process: %s", self.name, exc)
+            return
+        finally:
+            self._growing = False
+        if self.state is not PoolState.RUNNING:
+            worker.retired = True
+            await self._stop_worker(worker)
+            return
+        self._adopt(worker)
+        _log.info("plugin %r: grew to %d processes", self.name, len(self.workers))
+
+    async def _reap_idle(self) -> None:
+        """Stop extra processes that have been idle for `idle_timeout` (checked twice per period)."""
+        while self._running():
+            await self.clock.sleep(self.idle_timeout / 2)
+            now = self.clock.monotonic()
+            for worker in reversed(list(self.workers)):  # newest first: the oldest stays
+                if len(self.workers) <= self.keep_idle:
+                    break
+                if worker.conn.inflight or now - worker.last_used < self.idle_timeout:
+                    continue
+                worker.retired = True
+                self.workers.remove(worker)
+                self._notify()
+                _log.info("plugin %r: stopping idle process %d", self.name, worker.process.pid)
+                self._spawn_task(self._stop_worker(worker))
+
+    def _lost(self, worker: Worker) -> None:
+        if worker.retired:
+            return
+        worker.retired = True
+        with contextlib.suppress(ValueError):
+            self.workers.remove(worker)
+        self._notify()
+        reason = (
+            worker.conn.lost.result()
+            if worker.conn.lost.done()
+            else ProcessError(
+                f"plugin process {worker.process.pid} exited ({describe_status(worker.process.exited.result())})",
+                code=ErrorCode.PROCESS_CRASHED,
+                plugin=self.name,
+            )
+        )
+        # Fail the in-flight calls now; do not wait for the exit to be reaped.
+        worker.conn.close(reason)
+        worker.process.kill()
+        process = worker.process
+        if process.running:
+            self._dying.add(process)
+            process.exited.add_done_callback(lambda _: self._dying.discard(process))
+        if self.state is PoolState.CLOSED:
+            return
+        self._spawn_task(self._after_crash(worker, reason))
+
+    async def _after_crash(self, worker: Worker, reason: PluginError) -> None:
+        returncode = await asyncio.shield(worker.process.exited)
+        tail = worker.process.stderr_tail()
+        _log.error(
+            "plugin %r process %d exited unexpectedly (%s): %s%s",
+            self.name,
+            worker.process.pid,
+            describe_status(returncode),
+            reason.message,
+            f"\nlast stderr lines:\n{tail}" if tail else "",
+        )
+        self._emit("crashed", pid=worker.process.pid, status=describe_status(returncode), reason=reason.message)
+        if self._record_crash(reason):
+            return
+        if not self.workers:
+            await self._restart_loop()
+
+    def _running(self) -> bool:
+        # A method, not an inline comparison: the state changes across awaits.
+        return self.state is PoolState.RUNNING
+
+    def _record_crash(self, reason: PluginError) -> bool:
+        """Count a crash; returns True when it made the plugin offline."""
+        now = self.clock.monotonic()
+        self._crashes.append(now)
+        while self._crashes and now - self._crashes[0] > self.policy.window:
+            self._crashes.popleft()
+        if len(self._crashes) <= self.policy.max_restarts:
+            return False
+        self._go_offline(reason)
+        return True
+
+    def _go_offline(self, reason: PluginError) -> None:
+        if self.state is not PoolState.RUNNING:
+            return
+        self.state = PoolState.OFFLINE
+        self._offline_reason = reason
+        self._notify()
+        _log.error(
+            "plugin %r is offline: %d crashes within %gs (last: %s)",
+            self.name,
+            len(self._crashes),
+            self.policy.window,
+            reason.message,
+        )
+        self._ready.set()
+        self._emit("offline", crashes=len(self._crashes), reason=reason.message)
+        for worker in list(self.workers):
+            worker.retired = True
+            self._spawn_task(self._stop_worker(worker))
+        self.workers.clear()
+
+    async def _restart_loop(self) -> None:
+        if self._restarting:
+            return
+        self._restarting = True
+        try:
+            while self.state is PoolState.RUNNING and not self.workers:
+                delay = self.policy.backoff(len(self._crashes))
+                _log.info("plugin %r: restarting in %.3gs", self.name, delay)
+                await self.clock.sleep(delay)
+                if not self._running():
+                    return
+                try:
+                    worker = await self._launch()
+                except PluginError as exc:
+                    _log.error("plugin %r: restart failed: %s", self.name, exc)
+                    if self._record_crash(exc):
+                        return
+                    continue
+                if not self._running():
+                    worker.retired = True
+                    await self._stop_worker(worker)
+                    return
+                self.restarts += 1
+                self._adopt(worker)
+                _log.info("plugin %r restarted (process %d)", self.name, worker.process.pid)
+                self._emit("restarted", pid=worker.process.pid, restarts=self.restarts)
+        finally:
+            self._restarting = False

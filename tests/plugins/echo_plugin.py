@@ -1,0 +1,59 @@
+"""A test plugin: echoes, sleeps, fails, prints and logs on request (served with plugwire.serve)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+import msgspec
+
+import plugwire
+
+
+class Req(msgspec.Struct):
+    op: str = "echo"
+    text: str = ""
+    seconds: float = 0.0
+
+
+class Resp(msgspec.Struct):
+    text: str
+    pid: int = 0
+
+
+class EchoPlugin(plugwire.Plugin[Req, Resp]):
+    def __init__(self) -> None:
+        self.log = logging.getLogger("echo")
+
+    def info(self) -> plugwire.PluginInfo:
+        return plugwire.PluginInfo(name="echo", version="1.2.3", capabilities=("echo",))
+
+    async def execute(self, ctx: plugwire.ExecutionContext, request: Req) -> Resp:
+        if request.op == "sleep":
+            try:
+                await asyncio.sleep(request.seconds)
+            except asyncio.CancelledError:
+                self.log.warning("sleep of %gs cancelled (request %s)", request.seconds, ctx.request_id)
+                raise
+        elif request.op == "fail":
+            raise plugwire.ExecutionError(request.text, retryable=True)
+        elif request.op == "boom":
+            raise RuntimeError(request.text)
+        elif request.op == "print":
+            print(request.text)
+        elif request.op == "log":
+            self.log.warning("%s", request.text)
+        elif request.op == "env":
+            return Resp(text=os.environ.get(request.text, "<unset>"), pid=os.getpid())
+        elif request.op == "ctx":
+            return Resp(text=f"{ctx.request_id}|{ctx.metadata}|{ctx.headers}|{ctx.timeout is not None}")
+        elif request.op == "crash":
+            os._exit(3)
+        return Resp(text=request.text, pid=os.getpid())
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1] if len(sys.argv) > 1 else ""
+    plugwire.serve(EchoPlugin(), codecs=("json",) if mode == "json" else ("msgpack", "json"))

@@ -1,0 +1,48 @@
+"""`plugwire.testing.check_plugin`: conforming plugins pass, a broken one gets specific findings."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import pytest
+from procguard import EXAMPLES, PLUGINS, plugin_env
+
+from plugwire.testing import check_plugin
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: the Node.js example cannot run")
+def test_the_node_plugin_written_without_plugwire_passes_every_check() -> None:
+    report = check_plugin(["node", str(EXAMPLES / "node" / "echo_plugin.js")], request={"op": "upper", "text": "hi"})
+    assert report.ok, str(report)
+    assert report.failures == ()
+    assert "result: conforms" in str(report)
+
+
+def test_a_python_sdk_plugin_passes_every_check() -> None:
+    report = check_plugin(
+        [sys.executable, str(EXAMPLES / "text_stats.py")], request={"text": "One. Two."}, env=plugin_env()
+    )
+    assert report.ok, str(report)
+    assert report.failures == (), str(report)
+
+
+def test_a_broken_plugin_fails_with_a_finding_for_each_defect() -> None:
+    report = check_plugin([sys.executable, str(PLUGINS / "broken_plugin.py")], timeout=1.0)
+    assert not report.ok
+    failed = {f.check for f in report.failures}
+    assert failed == {"no-cookie", "health", "shutdown", "oversized-frame", "deadline"}, str(report)
+    text = str(report)
+    assert "[FAIL] shutdown: still running after shutdown" in text
+    assert "[FAIL] oversized-frame" in text
+    assert "[WARN] deadline" in text
+    assert "required check(s) failed" in text
+
+
+def test_a_plugin_that_writes_junk_fails_the_handshake_with_the_bytes_quoted() -> None:
+    report = check_plugin([sys.executable, str(PLUGINS / "raw_plugin.py"), "junk"], timeout=1.0)
+    handshake = next(f for f in report.findings if f.check == "handshake")
+    assert not handshake.passed
+    assert "Starting raw plugin" in handshake.detail
