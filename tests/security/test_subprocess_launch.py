@@ -113,10 +113,7 @@ async def test_the_process_runs_a_private_copy_of_exactly_the_pinned_bytes(
         answer = await manager.execute("verified", Req(text="hi"))
         assert answer.text == "hi"
         assert Path(answer.path) != script.resolve()
-        assert (
-            hashlib.sha256(Path(answer.path).read_bytes()).hexdigest()
-            == hashlib.sha256(script.read_bytes()).hexdigest()
-        )
+        assert sha256_file(Path(answer.path)) == sha256_file(script)
         assert "plugin.authorized" in events(manager)
         assert "plugin.started" in events(manager)
 
