@@ -1,4 +1,5 @@
-"""plugwire's demo: register plugins, make typed calls, see bad input refused, print health.
+"""plugwire's demo: plugins in subprocesses (Python and Node.js) and in-process, typed calls,
+bad input refused with coded errors, a crashed plugin restarted, and health.
 
 Run it with `make demo`.
 """
@@ -6,42 +7,39 @@ Run it with `make demo`.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import logging
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import msgspec
 
 import plugwire
 from plugwire import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status
 
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+README = Path(__file__).resolve().parent.parent / "README.md"
+sys.path.insert(0, str(PLUGINS))
 
-@dataclasses.dataclass
-class AuthRequest:
-    user_id: str
-    token: str
-
-
-@dataclasses.dataclass
-class AuthResponse:
-    valid: bool
-    user_id: str = ""
-    error: str = ""
+from auth_plugin import AuthRequest, AuthResponse  # noqa: E402 - the plugin's own types
+from text_stats import StatsRequest, StatsResponse  # noqa: E402
 
 
-class TokenAuth(Plugin[AuthRequest, AuthResponse]):
-    """Accepts a fixed set of tokens: the README's auth plugin, in-process."""
+class NodeRequest(msgspec.Struct):
+    op: str
+    text: str
 
-    def __init__(self, tokens: dict[str, str]) -> None:
-        self.tokens = tokens
 
-    def info(self) -> PluginInfo:
-        return PluginInfo(name="auth", version="1.0.0", description="token check", capabilities=("authenticate",))
-
-    async def execute(self, ctx: ExecutionContext, request: AuthRequest) -> AuthResponse:
-        if self.tokens.get(request.user_id) == request.token:
-            return AuthResponse(valid=True, user_id=request.user_id)
-        return AuthResponse(valid=False, error="unknown token")
+class NodeResponse(msgspec.Struct):
+    op: str
+    text: str
+    words: int
 
 
 class SloppyAuth(Plugin[AuthRequest, AuthResponse]):
-    """A buggy plugin: it answers with the wrong shape, which plugwire refuses."""
+    """A buggy in-process plugin: it answers with the wrong shape, which plugwire refuses."""
 
     def info(self) -> PluginInfo:
         return PluginInfo(name="sloppy", version="0.1.0")
@@ -53,40 +51,98 @@ class SloppyAuth(Plugin[AuthRequest, AuthResponse]):
         return HealthStatus(status=Status.DEGRADED, message="answers are unreliable")
 
 
+def python_plugin(script: str) -> plugwire.PluginSource:
+    return plugwire.subprocess(sys.executable, str(PLUGINS / script))
+
+
+def heading(text: str) -> None:
+    print(f"\n== {text}")
+
+
 def show(title: str, value: object) -> None:
-    print(f"  {title:<34} {value}")
+    print(f"  {title:<36} {value}")
 
 
-async def main() -> None:
+async def refused(title: str, call: asyncio.Future[object] | object) -> None:
+    try:
+        await call  # type: ignore[misc]
+    except plugwire.PluginError as exc:
+        show(title, f"{type(exc).__name__} {exc}")
+    else:
+        raise SystemExit(f"demo: {title} was not refused")
+
+
+async def auth_demo() -> None:
     manager = (
         plugwire.development(AuthRequest, AuthResponse)
-        .with_plugin("auth", TokenAuth({"user123": "jwt-token-here"}))
+        .with_plugin("auth", python_plugin("auth_plugin.py"))
         .with_plugin("sloppy", SloppyAuth())
         .with_timeout(5)
         .build()
     )
     async with manager:
-        print("typed calls")
+        info = manager.get_plugin("auth").info()
+        heading(f"subprocess plugin 'auth' ({info.description}, v{info.version}, examples/plugins/auth_plugin.py)")
         show("auth(user123, right token) ->", await manager.execute("auth", AuthRequest("user123", "jwt-token-here")))
         show("auth(user123, wrong token) ->", await manager.execute("auth", AuthRequest("user123", "nope")))
 
-        print("refused with coded errors")
+        heading("refused with coded errors")
         bad_request = AuthRequest(user_id=123, token="jwt-token-here")  # type: ignore[arg-type]
-        for title, name, request in [
-            ("bad request (user_id is an int)", "auth", bad_request),
-            ("bad response (valid is a str)", "sloppy", AuthRequest("user123", "x")),
-            ("unknown plugin", "billing", AuthRequest("user123", "x")),
-        ]:
-            try:
-                await manager.execute(name, request)
-            except plugwire.PluginError as exc:
-                show(title, f"{type(exc).__name__} {exc}")
-            else:
-                raise SystemExit(f"demo: {title} was not refused")
+        await refused("bad request (user_id is an int)", manager.execute("auth", bad_request))
+        await refused("bad response (valid is a str)", manager.execute("sloppy", AuthRequest("user123", "x")))
+        await refused("unknown plugin", manager.execute("billing", AuthRequest("user123", "x")))
 
-        print("health")
+        heading("a crash, and the supervisor's restart")
+        before = (await manager.health())["auth"].metadata.get("pids", "?")
+        os.kill(int(before.split(",")[0]), signal.SIGKILL)
+        show("killed the auth process", f"pid {before}")
+        # The call may reach the dying process; as it is marked idempotent, the retry policy
+        # repeats it once the supervisor has started a new process.
+        retried = ExecutionContext(idempotent=True)
+        answer = await manager.execute("auth", AuthRequest("alice", "s3cret-alice"), retried)
+        after = (await manager.health())["auth"].metadata.get("pids", "?")
+        show(f"auth(alice) on the new process {after} ->", answer)
+
+        heading("health")
         for name, status in (await manager.health()).items():
-            show(name, f"{status.status.value}: {status.message} ({status.response_time * 1e6:.0f} us)")
+            show(name, f"{status.status.value}: {status.message} ({status.response_time * 1e3:.2f} ms)")
+
+
+async def text_stats_demo() -> None:
+    async with plugwire.AsyncPluginManager(StatsRequest, StatsResponse) as manager:
+        await manager.register(python_plugin("text_stats.py"), name="text-stats")
+        heading("subprocess plugin 'text-stats' (plain def execute, run in the plugin's thread pool)")
+        text = README.read_text()
+        stats = await manager.execute("text-stats", StatsRequest(text=text, top=3))
+        show("README.md words / sentences", f"{stats.words} / {stats.sentences}")
+        show("top words", ", ".join(f"{word} ({count})" for word, count in stats.top_words))
+        show("reading time / Flesch ease", f"{stats.reading_seconds:.0f} s / {stats.flesch_reading_ease:.1f}")
+
+
+async def node_demo() -> None:
+    node = shutil.which("node")
+    heading("subprocess plugin in Node.js (examples/plugins/node/echo_plugin.js, no plugwire code)")
+    if node is None:
+        show("skipped", "node is not on PATH")
+        return
+    manager: plugwire.AsyncPluginManager[NodeRequest, NodeResponse] = plugwire.AsyncPluginManager(
+        NodeRequest, NodeResponse, codec="json"
+    )
+    async with manager:
+        await manager.register(plugwire.subprocess(node, str(PLUGINS / "node" / "echo_plugin.js")), name="node")
+        for op in ("upper", "reverse", "words"):
+            show(f"node {op}('typed plugins') ->", await manager.execute("node", NodeRequest(op, "typed plugins")))
+        await refused("node: an unknown op", manager.execute("node", NodeRequest("explode", "x")))
+
+
+async def main() -> None:
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)  # the development profile logs at debug; show warnings only
+    handler.setFormatter(logging.Formatter("  [log] %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    await auth_demo()
+    await text_stats_demo()
+    await node_demo()
 
 
 if __name__ == "__main__":
