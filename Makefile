@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := dev
+EXTRAS := dev,grpc
 
-.PHONY: demo test venv install lint typecheck pytest clean
+.PHONY: demo test venv install lint typecheck pytest check-proto clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,10 @@ typecheck: install
 pytest: install
 	$(PY) -m pytest --cov --cov-branch --cov-report=term
 
-test: lint typecheck pytest
+check-proto: install
+	$(PY) scripts/check_proto.py
+
+test: check-proto lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._auth import CredentialProvider as CredentialProvider
+from ._auth import CredentialVerifier as CredentialVerifier
 from ._builder import ManagerBuilder as ManagerBuilder
 from ._builder import development as development
 from ._builder import production as production
@@ -58,10 +60,15 @@ from ._models import SecurityPolicy as SecurityPolicy
 from ._models import Status as Status
 from ._models import Transport as Transport
 from ._policies import Policy as Policy
+from ._sdk.grpc_server import GrpcPluginServer as GrpcPluginServer
+from ._sdk.grpc_server import serve_grpc as serve_grpc
 from ._sources import PluginSource as PluginSource
+from ._sources import grpc as grpc
 from ._sources import in_process as in_process
 from ._sync import BlockingPluginHandle as BlockingPluginHandle
 from ._sync import PluginManager as PluginManager
+from ._tls import ServerTLSConfig as ServerTLSConfig
+from ._tls import TLSConfig as TLSConfig
 
 try:
     __version__ = version("plugwire")
@@ -81,9 +88,12 @@ __all__ = [
     "ConfigError",
     "ConfigFileError",
     "ConnectionConfig",
+    "CredentialProvider",
+    "CredentialVerifier",
     "ErrorCode",
     "ExecutionContext",
     "ExecutionError",
+    "GrpcPluginServer",
     "HealthCheckConfig",
     "HealthError",
     "HealthStatus",
@@ -117,7 +127,9 @@ __all__ = [
     "SecurityConfig",
     "SecurityError",
     "SecurityPolicy",
+    "ServerTLSConfig",
     "Status",
+    "TLSConfig",
     "TracingConfig",
     "Transport",
     "TransportError",
@@ -125,7 +137,9 @@ __all__ = [
     "__version__",
     "default_manager_config",
     "development",
+    "grpc",
     "in_process",
     "production",
+    "serve_grpc",
     "simple",
 ]
