@@ -35,6 +35,9 @@ def channel_options(connection: ConnectionConfig, tls: TLSConfig | None = None) 
     """
     options: list[tuple[str, Any]] = [
         ("grpc.enable_retries", 0),
+        # A channel of its own connections: restart() must not inherit another channel's
+        # backoff state from grpc's process-wide subchannel pool.
+        ("grpc.use_local_subchannel_pool", 1),
         ("grpc.service_config", _SERVICE_CONFIG),
         ("grpc.max_send_message_length", connection.max_message_size),
         ("grpc.max_receive_message_length", connection.max_message_size),
@@ -186,7 +189,7 @@ class GrpcTransport(BaseTransport):
         metadata = self._metadata()
         aio = self._mods.aio
         try:
-            return await method(request, timeout=timeout, metadata=metadata)
+            reply = await method(request, timeout=timeout, metadata=metadata)
         except aio.AioRpcError as exc:
             raise error_from_rpc(
                 exc.code().name,
@@ -206,3 +209,10 @@ class GrpcTransport(BaseTransport):
             raise RequestValidationError(
                 f"the call cannot be sent over gRPC: {type(exc).__name__}: {exc}", plugin=self.plugin
             ) from None
+        if reply is None:  # grpc.aio answers None when the reply does not parse as the expected message
+            raise ProtocolError(
+                "the server's reply is not a valid plugwire.v1 message (is it a plugwire plugin?)",
+                plugin=self.plugin,
+                details={"grpc_status": "INTERNAL"},
+            )
+        return reply

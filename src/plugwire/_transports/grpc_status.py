@@ -30,6 +30,8 @@ from .._proto import CODE_TRAILER, RETRYABLE_TRAILER
 __all__ = ["error_from_rpc"]
 
 # grpc's own words for a connection that broke while a call was in flight.
+# grpc's words for a call that failed because no connection could be made.
+_CONNECTING = ("failed to connect", "connections to all backends failing", "connection refused")
 _BROKEN_MID_CALL = ("socket closed", "connection reset", "goaway", "broken pipe", "stream removed", "rst_stream")
 
 
@@ -99,7 +101,7 @@ def _peer_error(trailers: Iterable[tuple[str, Any]]) -> tuple[int | None, bool |
 
 def _unavailable(text: str, lowered: str, *, plugin: str, tls: bool, mutual: bool) -> PluginError:
     facts = {"grpc_status": "UNAVAILABLE"}
-    connecting = "failed to connect" in lowered or "connection refused" in lowered
+    connecting = any(phrase in lowered for phrase in _CONNECTING)
     if not connecting:
         if any(word in lowered for word in _BROKEN_MID_CALL):
             return OutcomeUnknownError(
