@@ -45,7 +45,7 @@ class TLSConfig:
         cert_file: The host's client certificate (mTLS); needs `key_file`.
         key_file: The private key of `cert_file`.
         server_name: Expect this name in the plugin's certificate instead of the target's
-            host (needed for `unix:` targets, whose name is `localhost`, and for addresses).
+            host. `unix:` targets expect `localhost` unless this is set.
     """
 
     ca_file: str = ""

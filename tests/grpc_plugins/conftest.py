@@ -15,7 +15,6 @@ import plugwire
 from plugwire import ExecutionContext, GrpcPluginServer, Plugin, PluginInfo
 
 
-
 class Ask(msgspec.Struct, kw_only=True):
     """What the test plugins take."""
 

@@ -320,6 +320,8 @@ else:
     print("no error")
 """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True, env=env, timeout=60
+    )
     assert result.stdout.startswith("1011 ")
     assert "pip install 'plugwire[grpc]'" in result.stdout

@@ -9,6 +9,7 @@ retry policy is the only one. Every grpc failure is translated into a `PluginErr
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -23,6 +24,8 @@ from .grpc_status import error_from_rpc
 
 __all__ = ["GrpcTransport", "channel_options"]
 
+_METADATA_KEY = re.compile(r"[0-9a-z_.-]+")
+_METADATA_VALUE = re.compile(r"[\x20-\x7e]*")
 _SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 
@@ -122,6 +125,9 @@ class GrpcTransport(BaseTransport):
             channel = aio.insecure_channel(self.target, options=options)
         else:
             roots, key, cert = self.tls.load()
+            if self.target.startswith(("unix:", "unix-abstract:")) and not self.tls.server_name:
+                # A socket path is no host name: expect the certificate of "localhost".
+                options.append(("grpc.ssl_target_name_override", "localhost"))
             creds = self._mods.grpc.ssl_channel_credentials(roots, key, cert)
             channel = aio.secure_channel(self.target, creds, options=options)
         self._channel = channel
@@ -177,13 +183,30 @@ class GrpcTransport(BaseTransport):
         if self._credentials is None:
             return None
         try:
-            return tuple(self._credentials().items())
+            pairs = tuple(self._credentials().items())
         except PluginError:
             raise
         except Exception as exc:  # a user's provider; its message may hold a secret, so only the type
             raise AuthenticationError(
                 f"the credential provider failed ({type(exc).__name__})", plugin=self.plugin
             ) from None
+        for key, value in pairs:
+            # grpc refuses these deep inside its core; say which key is wrong (never the value).
+            if not isinstance(key, str) or not _METADATA_KEY.fullmatch(key):
+                raise AuthenticationError(
+                    f"the credential provider returned an invalid metadata key {str(key)[:64]!r} "
+                    "(lower-case letters, digits, '-', '_', '.')",
+                    code=ErrorCode.AUTH_MALFORMED_CREDENTIALS,
+                    plugin=self.plugin,
+                )
+            if not isinstance(value, str) or not _METADATA_VALUE.fullmatch(value):
+                raise AuthenticationError(
+                    f"the credential provider returned a value for {key!r} that gRPC cannot send "
+                    "(printable ASCII only)",
+                    code=ErrorCode.AUTH_MALFORMED_CREDENTIALS,
+                    plugin=self.plugin,
+                )
+        return pairs
 
     async def _unary(self, method: Any, request: Any, timeout: float | None) -> Any:
         metadata = self._metadata()
@@ -208,6 +231,10 @@ class GrpcTransport(BaseTransport):
         except (TypeError, ValueError) as exc:  # invalid metadata or payload, refused before sending
             raise RequestValidationError(
                 f"the call cannot be sent over gRPC: {type(exc).__name__}: {exc}", plugin=self.plugin
+            ) from None
+        except Exception as exc:  # anything else grpc raises: never let it reach the user as is
+            raise TransportError(
+                f"the gRPC call failed: {type(exc).__name__}: {exc}", plugin=self.plugin, retryable=False
             ) from None
         if reply is None:  # grpc.aio answers None when the reply does not parse as the expected message
             raise ProtocolError(
