@@ -32,7 +32,7 @@ from .._errors import (
     RequestValidationError,
     TransportError,
 )
-from .._models import ExecutionContext
+from .._models import ExecutionContext, new_request_id
 from .._proto import CODE_TRAILER, CODEC_BY_CONTENT_TYPE, RETRYABLE_TRAILER, SERVICE_NAME, load
 from .._tls import ServerTLSConfig
 from .adapter import PluginAdapter
@@ -160,6 +160,11 @@ class GrpcPluginServer:
         await self.stop()
 
     # ------------------------------------------------------------------ handlers
+    @property
+    def verifies(self) -> bool:
+        """Whether calls must carry credentials."""
+        return self._verify is not None
+
     async def authenticate(self, context: Any) -> None:
         """Run the verifier on the call's metadata; abort with UNAUTHENTICATED on refusal."""
         if self._verify is None:
@@ -185,10 +190,12 @@ class _Servicer:
     def __init__(self, owner: GrpcPluginServer) -> None:
         self._owner = owner
         self._pb2 = owner._mods.pb2
+        self._response = owner._mods.pb2.ExecuteResponse
 
     async def Execute(self, request: Any, context: Any) -> Any:
         owner = self._owner
-        await owner.authenticate(context)
+        if owner.verifies:
+            await owner.authenticate(context)
         codec = CODEC_BY_CONTENT_TYPE.get(request.content_type)
         if codec is None:
             await owner.abort(
@@ -198,12 +205,14 @@ class _Servicer:
         if remaining is None and request.deadline:
             remaining = max(request.deadline - time.time(), 0.0)
         metadata = dict(request.metadata)
-        ctx = ExecutionContext(request_id=request.request_id, timeout=remaining, headers=metadata, metadata=metadata)
+        ctx = ExecutionContext(
+            request_id=request.request_id or new_request_id(), timeout=remaining, headers=metadata, metadata=metadata
+        )
         try:
-            payload = await owner.adapter.execute(ctx.with_request_id(), request.payload, codec)
+            payload = await owner.adapter.execute(ctx, request.payload, codec)
         except PluginError as exc:
             await owner.abort(context, exc)
-        return self._pb2.ExecuteResponse(payload=payload, content_type=request.content_type)
+        return self._response(payload=payload, content_type=request.content_type)
 
     async def Health(self, request: Any, context: Any) -> Any:
         owner = self._owner

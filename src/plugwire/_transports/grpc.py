@@ -94,6 +94,7 @@ class GrpcTransport(BaseTransport):
         self._credentials = credentials
         self._channel: Any = None
         self._stub: Any = None
+        self._execute_request: Any = None
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -132,6 +133,7 @@ class GrpcTransport(BaseTransport):
             channel = aio.secure_channel(self.target, creds, options=options)
         self._channel = channel
         self._stub = self._mods.pb2_grpc.PluginStub(channel)
+        self._execute_request = self._mods.pb2.ExecuteRequest
         self._closed = False
 
     async def aclose(self) -> None:
@@ -156,7 +158,7 @@ class GrpcTransport(BaseTransport):
             )
         ctx = call.context
         merged = {**ctx.metadata, **ctx.headers} if ctx.metadata else ctx.headers
-        request = self._mods.pb2.ExecuteRequest(
+        request = self._execute_request(
             method="execute",
             payload=call.payload,
             content_type=CONTENT_TYPES[call.codec],
@@ -178,6 +180,16 @@ class GrpcTransport(BaseTransport):
         except ValueError:
             raise ProtocolError(f"the plugin reported an unknown health status {reply.status!r}") from None
         return HealthStatus(status=status, message=reply.message, metadata=dict(reply.metadata))
+
+    def _translate(self, exc: Any) -> PluginError:
+        return error_from_rpc(
+            exc.code().name,
+            exc.details() or "",
+            exc.trailing_metadata() or (),
+            plugin=self.plugin,
+            tls=self.tls is not None,
+            mutual=self.tls is not None and self.tls.mutual,
+        )
 
     def _metadata(self) -> tuple[tuple[str, str], ...] | None:
         if self._credentials is None:
@@ -214,14 +226,7 @@ class GrpcTransport(BaseTransport):
         try:
             reply = await method(request, timeout=timeout, metadata=metadata)
         except aio.AioRpcError as exc:
-            raise error_from_rpc(
-                exc.code().name,
-                exc.details() or "",
-                exc.trailing_metadata() or (),
-                plugin=self.plugin,
-                tls=self.tls is not None,
-                mutual=self.tls is not None and self.tls.mutual,
-            ) from None
+            raise self._translate(exc) from None
         except aio.UsageError as exc:  # the channel was closed under the call
             raise TransportError(
                 f"the gRPC channel was closed: {exc}", code=ErrorCode.CONNECTION_LOST, plugin=self.plugin
