@@ -216,3 +216,25 @@ async def test_metadata_grpc_cannot_carry_is_refused_before_sending(serve: Serve
     assert bad_value.value.code == ErrorCode.AUTH_MALFORMED_CREDENTIALS
     assert "s3cr" not in str(bad_value.value)
     assert bad_key.value.code == ErrorCode.AUTH_MALFORMED_CREDENTIALS
+
+
+async def test_a_config_file_plugin_reads_its_api_key_from_the_environment(
+    serve: ServeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BACKUP_AUTH_KEY", "env-key-42")
+    server = await serve(auth=AuthConfig(method=AuthMethod.API_KEY, api_key_env="BACKUP_AUTH_KEY"))
+    config = plugwire.ManagerConfig.from_dict(
+        {
+            "plugins": [
+                {
+                    "name": "backup-auth",
+                    "transport": "grpc",
+                    "endpoint": server.address,
+                    "auth": {"method": "api-key", "api_key_env": "BACKUP_AUTH_KEY"},
+                }
+            ]
+        }
+    )
+    assert "env-key-42" not in repr(config)
+    async with AsyncPluginManager(Ask, Answer, config=config) as mgr:
+        assert (await mgr.execute("backup-auth", Ask(text="configured"))).text == "configured"

@@ -312,8 +312,19 @@ def test_without_grpcio_asking_for_a_grpc_plugin_names_the_extra() -> None:
 import sys
 sys.modules["grpc"] = None
 import plugwire
+class P:
+    def info(self):
+        return plugwire.PluginInfo(name="p")
+    async def execute(self, ctx, request):
+        return request
 try:
     plugwire.grpc("127.0.0.1:1").create_transport(plugwire.PluginConfig(name="x"), None)
+except plugwire.MissingDependencyError as exc:
+    print(exc.code, exc)
+else:
+    print("no error")
+try:
+    plugwire.GrpcPluginServer(P(), address="127.0.0.1:0")
 except plugwire.MissingDependencyError as exc:
     print(exc.code, exc)
 else:
@@ -323,5 +334,7 @@ else:
     result = subprocess.run(
         [sys.executable, "-c", script], check=True, capture_output=True, text=True, env=env, timeout=60
     )
-    assert result.stdout.startswith("1011 ")
-    assert "pip install 'plugwire[grpc]'" in result.stdout
+    host, plugin = result.stdout.splitlines()
+    for line in (host, plugin):
+        assert line.startswith("1011 ")
+        assert "pip install 'plugwire[grpc]'" in line

@@ -204,7 +204,7 @@ class _Servicer:
         remaining = context.time_remaining()
         if remaining is None and request.deadline:
             remaining = max(request.deadline - time.time(), 0.0)
-        metadata = dict(request.metadata)
+        metadata = dict(request.metadata) if request.metadata else {}
         ctx = ExecutionContext(
             request_id=request.request_id or new_request_id(), timeout=remaining, headers=metadata, metadata=metadata
         )
