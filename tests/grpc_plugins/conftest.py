@@ -2,77 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 import pytest
 from grpc_certs import CertSet, make_cert_set
+from grpc_support import Answer, Ask, EchoPlugin, ServeFactory
 
 import plugwire
-from plugwire import ExecutionContext, GrpcPluginServer, Plugin, PluginInfo
-
-
-class Ask(msgspec.Struct, kw_only=True):
-    """What the test plugins take."""
-
-    text: str = ""
-    mode: str = ""  # "", "hang", "invalid", "unavailable", "boom", "wrong-shape", "big"
-    size: int = 0
-
-
-class Answer(msgspec.Struct, kw_only=True):
-    """What the test plugins return."""
-
-    text: str
-    server: str = ""
-    request_id: str = ""
-    timeout: float | None = None
-    headers: dict[str, str] = {}
-
-
-class EchoPlugin(Plugin[Ask, Answer]):
-    """Echoes, identifies itself, and misbehaves on request."""
-
-    def __init__(self, name: str = "echo") -> None:
-        self.name = name
-        self.started = asyncio.Event()
-        self.cancelled = asyncio.Event()
-        self.closed = False
-        self.calls = 0
-
-    def info(self) -> PluginInfo:
-        return PluginInfo(name=self.name, version="1.2.3", capabilities=("echo",), metadata={"kind": "test"})
-
-    async def execute(self, ctx: ExecutionContext, request: Ask) -> Any:
-        self.calls += 1
-        if request.mode == "hang":
-            self.started.set()
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                self.cancelled.set()
-                raise
-        if request.mode == "invalid":
-            raise plugwire.RequestValidationError("text must not be empty")
-        if request.mode == "unavailable":
-            raise plugwire.TransportError("database is down")
-        if request.mode == "boom":
-            raise RuntimeError("boom")
-        if request.mode == "wrong-shape":
-            return {"unexpected": 1}
-        text = "x" * request.size if request.mode == "big" else request.text
-        return Answer(
-            text=text, server=self.name, request_id=ctx.request_id, timeout=ctx.timeout, headers=dict(ctx.headers)
-        )
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-ServeFactory = Callable[..., Awaitable[GrpcPluginServer]]
+from plugwire import GrpcPluginServer
 
 
 @pytest.fixture(scope="session")
@@ -100,13 +38,3 @@ async def serve() -> AsyncIterator[ServeFactory]:
 async def manager() -> AsyncIterator[plugwire.AsyncPluginManager[Ask, Answer]]:
     async with plugwire.AsyncPluginManager(Ask, Answer) as mgr:
         yield mgr
-
-
-def short_socket_path(tmp_path: Path, name: str = "plugin.sock") -> str:
-    """A unix socket path short enough for sun_path (108 bytes)."""
-    path = tmp_path / name
-    if len(str(path)) < 100:
-        return str(path)
-    import tempfile
-
-    return str(Path(tempfile.mkdtemp(prefix="pw")) / name)

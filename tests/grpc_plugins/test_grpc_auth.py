@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from conftest import Answer, Ask, ServeFactory
+from grpc_support import Answer, Ask, ServeFactory
 
 import plugwire
 from plugwire import AsyncPluginManager, AuthConfig, AuthMethod, ErrorCode

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from conftest import Answer, Ask, short_socket_path
+from grpc_support import Answer, Ask, short_socket_path
 
 import plugwire
 from plugwire import AsyncPluginManager, ExecutionContext

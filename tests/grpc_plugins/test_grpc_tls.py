@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 from grpc_certs import CertSet, Pair
+from grpc_support import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 
 import plugwire
 from plugwire import AsyncPluginManager, AuthConfig, AuthMethod, ErrorCode, ServerTLSConfig, TLSConfig

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 from dns_stub import DnsStub
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_support import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 
 import plugwire
 from plugwire import (
