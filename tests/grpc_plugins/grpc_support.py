@@ -15,6 +15,7 @@ import msgspec
 
 import plugwire
 from plugwire import ExecutionContext, GrpcPluginServer, Plugin, PluginInfo
+from plugwire._errors import error_from_code
 
 
 class Ask(msgspec.Struct, kw_only=True):
@@ -61,6 +62,8 @@ class EchoPlugin(Plugin[Ask, Answer]):
             raise plugwire.RequestValidationError("text must not be empty")
         if request.mode == "unavailable":
             raise plugwire.TransportError("database is down")
+        if request.mode == "coded":
+            raise error_from_code(request.size, f"coded failure {request.size}")
         if request.mode == "boom":
             raise RuntimeError("boom")
         if request.mode == "wrong-shape":

@@ -18,6 +18,7 @@ __all__ = [
     "CODEC_BY_CONTENT_TYPE",
     "CODE_TRAILER",
     "CONTENT_TYPES",
+    "DETAILS_TRAILER",
     "GRPC_EXTRA_HINT",
     "RETRYABLE_TRAILER",
     "SERVICE_NAME",
@@ -32,6 +33,8 @@ SERVICE_NAME = "plugwire.v1.Plugin"
 CODE_TRAILER = "plugwire-code"
 #: ...and whether repeating the call may succeed ("1" or "0").
 RETRYABLE_TRAILER = "plugwire-retryable"
+#: ...and, when it has any, the error's `details` as a JSON object (at most 4 KiB).
+DETAILS_TRAILER = "plugwire-details"
 #: ExecuteRequest.content_type for each codec; an empty content type means msgpack.
 CONTENT_TYPES: dict[CodecName, str] = {"msgpack": "application/msgpack", "json": "application/json"}
 CODEC_BY_CONTENT_TYPE: dict[str, CodecName] = {value: key for key, value in CONTENT_TYPES.items()} | {"": "msgpack"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import time
@@ -33,7 +34,7 @@ from .._errors import (
     TransportError,
 )
 from .._models import ExecutionContext, new_request_id
-from .._proto import CODE_TRAILER, CODEC_BY_CONTENT_TYPE, RETRYABLE_TRAILER, SERVICE_NAME, load
+from .._proto import CODE_TRAILER, CODEC_BY_CONTENT_TYPE, DETAILS_TRAILER, RETRYABLE_TRAILER, SERVICE_NAME, load
 from .._tls import ServerTLSConfig
 from .adapter import PluginAdapter
 
@@ -81,7 +82,6 @@ class GrpcPluginServer:
         self._max_message_size = max_message_size
         self._server: Any = None
         self._health: Any = None
-        self._stopped: asyncio.Event | None = None
         self.address = address
 
     @property
@@ -129,7 +129,6 @@ class GrpcPluginServer:
         for service in ("", SERVICE_NAME):
             await self._health.set(service, self._mods.health_pb2.HealthCheckResponse.SERVING)
         self._server = server
-        self._stopped = asyncio.Event()
         return self.address
 
     async def stop(self, grace: float | None = None) -> None:
@@ -141,16 +140,7 @@ class GrpcPluginServer:
             await self._health.enter_graceful_shutdown()
             await server.stop(self.grace if grace is None else grace)
         finally:
-            try:
-                await self.adapter.close()
-            finally:
-                assert self._stopped is not None
-                self._stopped.set()
-
-    async def wait_stopped(self) -> None:
-        """Return once `stop()` has finished."""
-        if self._stopped is not None:
-            await self._stopped.wait()
+            await self.adapter.close()
 
     async def __aenter__(self) -> GrpcPluginServer:
         await self.start()
@@ -179,8 +169,12 @@ class GrpcPluginServer:
 
     async def abort(self, context: Any, error: PluginError) -> NoReturn:
         """End the call with the gRPC status for `error` and its code in trailing metadata."""
-        trailers = ((CODE_TRAILER, str(error.code)), (RETRYABLE_TRAILER, "1" if error.retryable else "0"))
-        await context.abort(_status_for(self._mods.grpc, error), error.message, trailing_metadata=trailers)
+        trailers = [(CODE_TRAILER, str(error.code)), (RETRYABLE_TRAILER, "1" if error.retryable else "0")]
+        if error.details:
+            encoded = json.dumps(error.details, default=str)  # ASCII-only, as metadata must be
+            if len(encoded) <= 4096:
+                trailers.append((DETAILS_TRAILER, encoded))
+        await context.abort(_status_for(self._mods.grpc, error), error.message, trailing_metadata=tuple(trailers))
         raise AssertionError("context.abort() returns only by raising")
 
 

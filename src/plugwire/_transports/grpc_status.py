@@ -9,6 +9,7 @@ peer each get their own code.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,7 +26,7 @@ from .._errors import (
     TransportError,
     error_from_code,
 )
-from .._proto import CODE_TRAILER, RETRYABLE_TRAILER
+from .._proto import CODE_TRAILER, DETAILS_TRAILER, RETRYABLE_TRAILER
 
 __all__ = ["error_from_rpc"]
 
@@ -48,9 +49,10 @@ def error_from_rpc(
         tls: Whether the host used TLS (tells apart a peer that wants TLS from one that is down).
         mutual: Whether the host sent a client certificate.
     """
-    peer_code, peer_retryable = _peer_error(trailers)
-    facts = {"grpc_status": status}
+    peer_code, peer_retryable, peer_details = _peer_error(trailers)
+    facts: dict[str, Any] = {"grpc_status": status}
     if peer_code is not None:
+        facts = {**peer_details, **facts}
         return error_from_code(peer_code, details, retryable=peer_retryable, plugin=plugin, details=facts)
     text = details or status
     lowered = text.lower()
@@ -85,9 +87,10 @@ def error_from_rpc(
     return error
 
 
-def _peer_error(trailers: Iterable[tuple[str, Any]]) -> tuple[int | None, bool | None]:
+def _peer_error(trailers: Iterable[tuple[str, Any]]) -> tuple[int | None, bool | None, dict[str, Any]]:
     code: int | None = None
     retryable: bool | None = None
+    details: dict[str, Any] = {}
     for key, value in trailers or ():
         if key == CODE_TRAILER:
             try:
@@ -96,7 +99,14 @@ def _peer_error(trailers: Iterable[tuple[str, Any]]) -> tuple[int | None, bool |
                 code = None
         elif key == RETRYABLE_TRAILER:
             retryable = value == "1"
-    return code, retryable
+        elif key == DETAILS_TRAILER:
+            try:
+                parsed = json.loads(value)
+            except (TypeError, ValueError):
+                continue  # details are a courtesy; a peer that garbles them still reported the error
+            if isinstance(parsed, dict):
+                details = parsed
+    return code, retryable, details
 
 
 def _unavailable(text: str, lowered: str, *, plugin: str, tls: bool, mutual: bool) -> PluginError:
