@@ -170,3 +170,13 @@ def test_unreadable_tls_files_are_config_errors_naming_the_file(tmp_path: Path) 
         TLSConfig(cert_file="a.crt")
     with pytest.raises(plugwire.ConfigError, match="client_ca_file"):
         ServerTLSConfig(cert_file="a", key_file="b", require_client_cert=True)
+
+
+async def test_a_plugin_configured_for_mtls_must_demand_client_certs(certs: CertSet) -> None:
+    mtls = AuthConfig(method=AuthMethod.MTLS)
+    with pytest.raises(plugwire.ConfigError, match="require_client_cert"):
+        plugwire.GrpcPluginServer(EchoPlugin(), address="127.0.0.1:0", auth=mtls, tls=server_tls(certs.server))
+    server = plugwire.GrpcPluginServer(
+        EchoPlugin(), address="127.0.0.1:0", auth=mtls, tls=server_tls(certs.server, certs.ca.cert_file)
+    )
+    assert not server.verifies  # the TLS layer checks the certificate; no metadata is needed

@@ -33,7 +33,7 @@ from .._errors import (
     RequestValidationError,
     TransportError,
 )
-from .._models import ExecutionContext, new_request_id
+from .._models import AuthMethod, ExecutionContext, new_request_id
 from .._proto import CODE_TRAILER, CODEC_BY_CONTENT_TYPE, DETAILS_TRAILER, RETRYABLE_TRAILER, SERVICE_NAME, load
 from .._tls import ServerTLSConfig
 from .adapter import PluginAdapter
@@ -77,6 +77,12 @@ class GrpcPluginServer:
         self.adapter = PluginAdapter(plugin, request_type=request_type, response_type=response_type)
         self._requested = address
         self._tls = tls
+        wants_mtls = isinstance(auth, AuthConfig) and AuthMethod(auth.method) is AuthMethod.MTLS
+        if wants_mtls and (tls is None or not tls.require_client_cert):
+            raise ConfigError(
+                "auth: the 'mtls' method needs tls=ServerTLSConfig(..., client_ca_file=..., require_client_cert=True)",
+                code=ErrorCode.CONFIG_MISSING_FIELD,
+            )
         self._verify = credential_verifier(auth)
         self.grace = grace
         self._max_message_size = max_message_size
