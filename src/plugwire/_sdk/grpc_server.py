@@ -112,20 +112,23 @@ class GrpcPluginServer:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
+        creds = None
+        if self._tls is not None:  # read the files first: a bad path must not leave a server behind
+            key, cert, roots = self._tls.load()
+            creds = grpc.ssl_server_credentials(
+                [(key, cert)], root_certificates=roots, require_client_auth=self._tls.require_client_cert
+            )
         server = aio.server(options=options)
         self._mods.pb2_grpc.add_PluginServicer_to_server(_Servicer(self), server)
         self._health = self._mods.health.aio.HealthServicer()
         self._mods.health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         try:
-            if self._tls is None:
+            if creds is None:
                 port = server.add_insecure_port(self._requested)
             else:
-                key, cert, roots = self._tls.load()
-                creds = grpc.ssl_server_credentials(
-                    [(key, cert)], root_certificates=roots, require_client_auth=self._tls.require_client_cert
-                )
                 port = server.add_secure_port(self._requested, creds)
         except RuntimeError as exc:
+            await server.stop(None)
             raise TransportError(
                 f"cannot listen on {self._requested!r}: {exc}", code=ErrorCode.CONNECT_FAILED, retryable=False
             ) from exc
