@@ -111,7 +111,7 @@ def grpc(
             environment variables) or a `CredentialProvider` for custom schemes.
 
     Raises:
-        MissingDependencyError: When the transport starts, if the grpc extra is not
+        MissingDependencyError: When the plugin is registered, if the grpc extra is not
             installed (1011, naming `pip install 'plugwire[grpc]'`).
     """
     chosen = TLSConfig() if tls is True else (tls or None)
