@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := dev,cli,watch,bench
+EXTRAS := dev,grpc,cli,watch,bench
 
-.PHONY: demo test venv install lint typecheck pytest clean bench bench-quick bench-install
+.PHONY: demo test venv install lint typecheck pytest check-proto clean bench bench-quick bench-install
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ install: venv
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 
 demo: venv
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[grpc]"
 	$(PY) examples/demo.py
 
 lint: install
@@ -40,7 +40,10 @@ bench-quick: bench-install
 bench: bench-install
 	$(PY) -m benchmarks --docs docs/performance.md $(if $(PROFILE),--profile,)
 
-test: lint typecheck pytest bench-quick
+check-proto: install
+	$(PY) scripts/check_proto.py
+
+test: check-proto lint typecheck pytest bench-quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "_codec": 1,
     "_clock": 1,
     "_auth": 1,
+    "_tls": 1,
     "_protocol": 2,
     "_proto": 2,
     "_sdk": 2,

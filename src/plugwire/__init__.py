@@ -49,6 +49,8 @@ from ._models import Transport as Transport
 from ._sdk.serve import serve as serve
 
 if TYPE_CHECKING:
+    from ._auth import CredentialProvider as CredentialProvider
+    from ._auth import CredentialVerifier as CredentialVerifier
     from ._config import AuthConfig as AuthConfig
     from ._config import CircuitBreakerConfig as CircuitBreakerConfig
     from ._config import ConnectionConfig as ConnectionConfig
@@ -67,7 +69,12 @@ if TYPE_CHECKING:
     from ._policies import CircuitBreaker as CircuitBreaker
     from ._policies import ErrorClassifier as ErrorClassifier
     from ._policies import default_error_classifier as default_error_classifier
+    from ._sdk.grpc_server import GrpcPluginServer as GrpcPluginServer
+    from ._sdk.grpc_server import serve_grpc as serve_grpc
+    from ._sources import grpc as grpc
     from ._sources import subprocess as subprocess
+    from ._tls import ServerTLSConfig as ServerTLSConfig
+    from ._tls import TLSConfig as TLSConfig
     from ._transports._pool import RestartPolicy as RestartPolicy
     from ._transports.subprocess import SubprocessOptions as SubprocessOptions
 
@@ -96,6 +103,13 @@ if TYPE_CHECKING:
 # Host-side names load on first use, so a plugin process that runs `import plugwire` to call
 # `plugwire.serve()` never imports the manager, the transports or the policies.
 _LAZY: dict[str, str] = {
+    "TLSConfig": "._tls",
+    "ServerTLSConfig": "._tls",
+    "grpc": "._sources",
+    "serve_grpc": "._sdk.grpc_server",
+    "GrpcPluginServer": "._sdk.grpc_server",
+    "CredentialVerifier": "._auth",
+    "CredentialProvider": "._auth",
     "default_manager_config": "._config",
     "TracingConfig": "._config",
     "SecurityConfig": "._config",
@@ -162,10 +176,13 @@ __all__ = [
     "ConfigError",
     "ConfigFileError",
     "ConnectionConfig",
+    "CredentialProvider",
+    "CredentialVerifier",
     "ErrorClassifier",
     "ErrorCode",
     "ExecutionContext",
     "ExecutionError",
+    "GrpcPluginServer",
     "HealthCheckConfig",
     "HealthError",
     "HealthStatus",
@@ -202,8 +219,10 @@ __all__ = [
     "SecurityEngine",
     "SecurityError",
     "SecurityPolicy",
+    "ServerTLSConfig",
     "Status",
     "SubprocessOptions",
+    "TLSConfig",
     "TracingConfig",
     "Transport",
     "TransportError",
@@ -214,10 +233,12 @@ __all__ = [
     "default_error_classifier",
     "default_manager_config",
     "development",
+    "grpc",
     "in_process",
     "load_whitelist",
     "production",
     "serve",
+    "serve_grpc",
     "simple",
     "subprocess",
 ]

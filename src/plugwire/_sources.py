@@ -7,20 +7,23 @@ config into a started-on-demand transport. Config files describe plugins without
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from ._config import PluginConfig
+from ._auth import CredentialProvider, credential_provider
+from ._config import AuthConfig, PluginConfig
 from ._errors import ConfigError, ErrorCode
-from ._models import Transport
+from ._models import AuthMethod, Transport
+from ._tls import TLSConfig, tls_from_auth
 from ._transports.base import BaseTransport
 from ._transports.inprocess import InProcessTransport
 from ._transports.subprocess import SubprocessOptions, SubprocessTransport
 
-__all__ = ["InProcess", "PluginSource", "Subprocess", "in_process", "source_for_config", "subprocess"]
+__all__ = ["Grpc", "InProcess", "PluginSource", "Subprocess", "grpc", "in_process", "source_for_config", "subprocess"]
 
 
 @runtime_checkable
@@ -83,7 +86,11 @@ class Subprocess:
         )
 
     def create_transport(self, config: PluginConfig, request_type: Any) -> BaseTransport:
-        return SubprocessTransport(config, self.options)
+        options = self.options or SubprocessOptions()
+        if options.credentials is None and config.auth.method is not AuthMethod.NONE:
+            # The plugin's `auth` config becomes the handshake's credentials (hello.auth).
+            options = dataclasses.replace(options, credentials=credential_provider(config.auth))
+        return SubprocessTransport(config, options)
 
 
 def subprocess(
@@ -109,6 +116,63 @@ def subprocess(
     return Subprocess(executable, tuple(args), dict(env or {}), cwd or "", options)
 
 
+@dataclass(frozen=True, slots=True)
+class Grpc:
+    """A plugin served over gRPC (`plugwire.grpc(...)`, or a `grpc`/`grpc-tls` config entry).
+
+    `tls=None` with a `grpc-tls` config takes the TLS files from the config's `auth`;
+    `auth=None` takes the credentials from the config's `auth`.
+    """
+
+    target: str
+    tls: TLSConfig | None = None
+    auth: AuthConfig | CredentialProvider | None = None
+
+    def configure(self, name: str, base: PluginConfig) -> PluginConfig:
+        transport = Transport.GRPC_TLS if self.tls is not None else base.transport
+        if transport not in (Transport.GRPC, Transport.GRPC_TLS):
+            transport = Transport.GRPC
+        auth = self.auth if isinstance(self.auth, AuthConfig) else base.auth
+        return msgspec.structs.replace(base, name=name, transport=transport, endpoint=self.target, auth=auth)
+
+    def create_transport(self, config: PluginConfig, request_type: Any) -> BaseTransport:
+        from ._transports.grpc import GrpcTransport  # lazily: grpc is an optional extra
+
+        tls = self.tls
+        if tls is None and (config.transport is Transport.GRPC_TLS or config.auth.method is AuthMethod.MTLS):
+            tls = tls_from_auth(config.auth)
+        provider = credential_provider(self.auth if self.auth is not None else config.auth)
+        return GrpcTransport(
+            config.name,
+            self.target or config.endpoint,
+            connection=config.connection,
+            health_check=config.health_check,
+            tls=tls,
+            credentials=provider,
+        )
+
+
+def grpc(
+    target: str, *, tls: TLSConfig | bool | None = None, auth: AuthConfig | CredentialProvider | None = None
+) -> Grpc:
+    """A plugin served over gRPC at `target`.
+
+    Args:
+        target: `host:port`, `unix:/path`, `dns:///name:port` (round-robin over every address
+            the name resolves to), or any other grpc target.
+        tls: A `TLSConfig` (CA, client certificate for mTLS, expected server name), or True
+            for TLS with the system's CAs; None or False for plaintext.
+        auth: An `AuthConfig` (api-key, bearer, basic; secrets inline, from files or from
+            environment variables) or a `CredentialProvider` for custom schemes.
+
+    Raises:
+        MissingDependencyError: When the plugin is registered, if the grpc extra is not
+            installed (1011, naming `pip install 'plugwire[grpc]'`).
+    """
+    chosen = TLSConfig() if tls is True else (tls or None)
+    return Grpc(target, tls=chosen, auth=auth)
+
+
 def source_for_config(config: PluginConfig) -> PluginSource:
     """The source that builds a transport for a plugin described only by config.
 
@@ -123,6 +187,8 @@ def source_for_config(config: PluginConfig) -> PluginSource:
             "manager.register(obj) instead of describing it in config",
             code=ErrorCode.CONFIG_UNKNOWN_TRANSPORT,
         )
+    if config.transport in (Transport.GRPC, Transport.GRPC_TLS):
+        return Grpc(config.endpoint)
     raise ConfigError(
         f"plugin {config.name!r}: the {config.transport.value!r} transport is not available in this build",
         code=ErrorCode.CONFIG_UNKNOWN_TRANSPORT,

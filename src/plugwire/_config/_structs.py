@@ -79,6 +79,8 @@ class ConnectionConfig(_Config, frozen=True):
     connection_timeout: Seconds = 10.0
     request_timeout: Seconds = 30.0
     keep_alive: bool = True
+    #: Largest request or response in bytes (gRPC: the channel's send and receive limits).
+    max_message_size: PositiveInt = 16 * 1024 * 1024
 
 
 class RateLimitConfig(_Config, frozen=True):
@@ -98,7 +100,9 @@ class RateLimitConfig(_Config, frozen=True):
 class AuthConfig(_Config, frozen=True):
     """How the host authenticates to the plugin (README `AuthConfig`).
 
-    Secrets (`api_key`, `token`, `password`) never appear in `repr()`.
+    Each secret may be given inline, or (better) as the path of a file holding it
+    (`*_file`) or the name of an environment variable holding it (`*_env`); set at most one
+    of the three. Secrets (`api_key`, `token`, `password`) never appear in `repr()`.
     """
 
     method: AuthMethod = AuthMethod.NONE
@@ -109,6 +113,12 @@ class AuthConfig(_Config, frozen=True):
     cert_file: str = ""
     key_file: str = ""
     ca_file: str = ""
+    api_key_file: str = ""
+    api_key_env: str = ""
+    token_file: str = ""
+    token_env: str = ""
+    password_file: str = ""
+    password_env: str = ""
 
     def __repr__(self) -> str:
         shown = []

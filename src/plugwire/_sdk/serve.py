@@ -25,7 +25,7 @@ from .stdio import AuthVerifier, StdioServer
 __all__ = ["ServeSettings", "serve"]
 
 # Transports `serve()` knows. Each has a `_serve_<name>(adapter, settings) -> exit status`.
-TRANSPORTS = ("stdio",)
+TRANSPORTS = ("stdio", "grpc")
 
 
 def serve(
@@ -37,7 +37,9 @@ def serve(
     max_concurrency: int = 64,
     max_threads: int = 8,
     grace: float = 10.0,
-    auth: AuthVerifier | None = None,
+    auth: AuthVerifier | Any = None,
+    address: str = "",
+    tls: Any = None,
     max_frame: int = DEFAULT_MAX_FRAME,
     codecs: tuple[CodecName, ...] = CODECS,
     log_level: str | int = "INFO",
@@ -51,13 +53,18 @@ def serve(
     Args:
         plugin: A `plugwire.Plugin` (its methods may be `async def` or plain `def`; plain
             ones run in a bounded thread pool).
-        transport: "stdio" (started by a host as a subprocess).
+        transport: "stdio" (started by a host as a subprocess) or "grpc" (a gRPC service
+            on `address`; needs the `grpc` extra, see `plugwire.serve_grpc`).
         request_type, response_type: Override the types read from the plugin's annotations.
         max_concurrency: Calls run at once; further calls wait (the host is pushed back).
         max_threads: Worker threads for plain `def` methods.
         grace: Seconds in-flight calls get to finish on shutdown, SIGTERM or end of input.
-        auth: Checks the host's credentials (`hello.auth`) and raises
-            `AuthenticationError` to refuse it; the host then gets that error.
+        auth: Checks the host's credentials and raises `AuthenticationError` to refuse it
+            (the host then gets that error): a callable taking the credential map (`hello.auth`
+            on stdio, metadata on gRPC), or an `AuthConfig` (api-key, bearer, basic; compared
+            in constant time).
+        address: Where a "grpc" plugin listens: `host:port` or `unix:/path`.
+        tls: A `ServerTLSConfig` for a "grpc" plugin (TLS, or mTLS with client certificates).
         max_frame: The largest frame accepted from the host, in bytes.
         codecs: The codecs this plugin accepts.
         log_level: Level of the stderr JSON-lines log handler.
@@ -77,6 +84,13 @@ def serve(
             "serve: max_concurrency and max_threads must be >= 1, grace >= 0 and max_frame >= 64",
             code=ErrorCode.CONFIG_INVALID_VALUE,
         )
+    if auth is not None and not callable(auth):  # an AuthConfig: built here, only when given
+        from .._auth import credential_verifier
+
+        auth = credential_verifier(auth)
+    if transport == "grpc":
+        types = {"request_type": request_type, "response_type": response_type}
+        _exit(_serve_grpc(plugin, address, tls=tls, auth=auth, grace=grace, types=types))
     adapter = PluginAdapter(plugin, request_type=request_type, response_type=response_type, max_threads=max_threads)
     settings = ServeSettings(
         max_concurrency=max_concurrency, grace=grace, auth=auth, max_frame=max_frame, codecs=codecs, log_level=log_level
@@ -112,6 +126,23 @@ def _serve_stdio(adapter: PluginAdapter, settings: ServeSettings) -> int:
         "codecs": settings.codecs,
     }
     return asyncio.run(_run(adapter, in_fd, out_fd, server_kwargs))
+
+
+def _serve_grpc(plugin: Any, address: str, *, tls: Any, auth: Any, grace: float, types: dict[str, Any]) -> int:
+    """Serve over gRPC until SIGTERM or SIGINT; returns the exit status."""
+    if not address:
+        raise ConfigError("serve: a grpc plugin needs an address", code=ErrorCode.CONFIG_MISSING_ENDPOINT)
+    from .grpc_server import serve_grpc  # the grpc extra is only needed here
+
+    serve_grpc(
+        plugin,
+        address=address,
+        tls=tls,
+        auth=auth,
+        grace=grace,
+        **types,
+    )
+    return 0
 
 
 def _take_protocol_fds() -> tuple[int, int]:

@@ -1,0 +1,312 @@
+"""The plugin side of the gRPC transport: serve a `Plugin` as `plugwire.v1.Plugin`.
+
+`GrpcPluginServer` runs inside any event loop (tests start it in theirs); `serve_grpc()`
+is the blocking entry point of a plugin process, stopping gracefully on SIGTERM or SIGINT:
+stop accepting calls, let in-flight calls finish within the grace period, then `close()`
+the plugin. Requests go through the same `PluginAdapter` as every other transport.
+Imports only layers 0-2 (plus grpc), so a plugin process loads no host code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+from .._auth import CredentialVerifier, credential_verifier
+from .._config import AuthConfig
+from .._errors import (
+    AuthenticationError,
+    ConfigError,
+    ErrorCode,
+    HealthError,
+    PluginError,
+    PluginNotFoundError,
+    PluginTimeoutError,
+    ProtocolError,
+    RateLimitError,
+    RequestValidationError,
+    TransportError,
+)
+from .._models import AuthMethod, ExecutionContext, new_request_id
+from .._proto import CODE_TRAILER, CODEC_BY_CONTENT_TYPE, DETAILS_TRAILER, RETRYABLE_TRAILER, SERVICE_NAME, load
+from .._tls import ServerTLSConfig
+from .adapter import PluginAdapter
+
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "GrpcPluginServer", "serve_grpc"]
+
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+
+
+class GrpcPluginServer:
+    """A gRPC server for one plugin, with the standard health service beside it.
+
+    Args:
+        plugin: The plugin object (`info()`, `execute(ctx, request)`, optional `health()`
+            and `close()`; `async def` or plain `def`).
+        address: `host:port` (port 0 picks a free one), `[::1]:port`, or `unix:/path`.
+        tls: Serve TLS (and demand client certificates) instead of plaintext.
+        auth: Check each call's credentials: an `AuthConfig` (api-key, bearer, basic; none
+            and mtls check nothing in metadata) or a `CredentialVerifier`.
+        request_type, response_type: Override the types found on the plugin.
+        grace: Seconds in-flight calls may take to finish when the server stops.
+        max_message_size: Largest request or response in bytes.
+
+    Use `async with GrpcPluginServer(...) as server:` or `await server.start()` and
+    `await server.stop()`.
+    """
+
+    def __init__(
+        self,
+        plugin: Any,
+        *,
+        address: str,
+        tls: ServerTLSConfig | None = None,
+        auth: AuthConfig | CredentialVerifier | None = None,
+        request_type: Any = None,
+        response_type: Any = None,
+        grace: float = 5.0,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self._mods = load()
+        self.adapter = PluginAdapter(plugin, request_type=request_type, response_type=response_type)
+        self._requested = address
+        self._tls = tls
+        wants_mtls = isinstance(auth, AuthConfig) and AuthMethod(auth.method) is AuthMethod.MTLS
+        if wants_mtls and (tls is None or not tls.require_client_cert):
+            raise ConfigError(
+                "auth: the 'mtls' method needs tls=ServerTLSConfig(..., client_ca_file=..., require_client_cert=True)",
+                code=ErrorCode.CONFIG_MISSING_FIELD,
+            )
+        self._verify = credential_verifier(auth)
+        self.grace = grace
+        self._max_message_size = max_message_size
+        self._server: Any = None
+        self._health: Any = None
+        self.address = address
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on (0 for a unix socket)."""
+        if self.address.startswith("unix:"):
+            return 0
+        return int(self.address.rsplit(":", 1)[1])
+
+    async def start(self) -> str:
+        """Bind and start serving; returns the bound address (the real port for port 0).
+
+        Raises:
+            TransportError: The address cannot be bound (1301).
+            ConfigError: The TLS files cannot be read.
+        """
+        grpc, aio = self._mods.grpc, self._mods.aio
+        options = [
+            ("grpc.max_send_message_length", self._max_message_size),
+            ("grpc.max_receive_message_length", self._max_message_size),
+            ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+        creds = None
+        if self._tls is not None:  # read the files first: a bad path must not leave a server behind
+            key, cert, roots = self._tls.load()
+            creds = grpc.ssl_server_credentials(
+                [(key, cert)], root_certificates=roots, require_client_auth=self._tls.require_client_cert
+            )
+        server = aio.server(options=options)
+        self._mods.pb2_grpc.add_PluginServicer_to_server(_Servicer(self), server)
+        self._health = self._mods.health.aio.HealthServicer()
+        self._mods.health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        try:
+            if creds is None:
+                port = server.add_insecure_port(self._requested)
+            else:
+                port = server.add_secure_port(self._requested, creds)
+        except RuntimeError as exc:
+            await server.stop(None)
+            raise TransportError(
+                f"cannot listen on {self._requested!r}: {exc}", code=ErrorCode.CONNECT_FAILED, retryable=False
+            ) from exc
+        if not self._requested.startswith("unix:"):
+            self.address = f"{self._requested.rsplit(':', 1)[0]}:{port}"
+        await server.start()
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, self._mods.health_pb2.HealthCheckResponse.SERVING)
+        self._server = server
+        return self.address
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting calls, let in-flight ones finish within `grace`, then close the plugin."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        try:
+            await self._health.enter_graceful_shutdown()
+            await server.stop(self.grace if grace is None else grace)
+        finally:
+            await self.adapter.close()
+
+    async def __aenter__(self) -> GrpcPluginServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ handlers
+    @property
+    def verifies(self) -> bool:
+        """Whether calls must carry credentials."""
+        return self._verify is not None
+
+    async def authenticate(self, context: Any) -> None:
+        """Run the verifier on the call's metadata; abort with UNAUTHENTICATED on refusal."""
+        if self._verify is None:
+            return
+        metadata: Mapping[str, str] = {
+            key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
+        }
+        try:
+            self._verify(metadata)
+        except AuthenticationError as exc:
+            await self.abort(context, exc)
+
+    async def abort(self, context: Any, error: PluginError) -> NoReturn:
+        """End the call with the gRPC status for `error` and its code in trailing metadata."""
+        trailers = [(CODE_TRAILER, str(error.code)), (RETRYABLE_TRAILER, "1" if error.retryable else "0")]
+        if error.details:
+            encoded = json.dumps(error.details, default=str)  # ASCII-only, as metadata must be
+            if len(encoded) <= 4096:
+                trailers.append((DETAILS_TRAILER, encoded))
+        await context.abort(_status_for(self._mods.grpc, error), error.message, trailing_metadata=tuple(trailers))
+        raise AssertionError("context.abort() returns only by raising")
+
+
+class _Servicer:
+    """`plugwire.v1.Plugin` on top of a `GrpcPluginServer`'s adapter."""
+
+    def __init__(self, owner: GrpcPluginServer) -> None:
+        self._owner = owner
+        self._pb2 = owner._mods.pb2
+        self._response = owner._mods.pb2.ExecuteResponse
+
+    async def Execute(self, request: Any, context: Any) -> Any:
+        owner = self._owner
+        if owner.verifies:
+            await owner.authenticate(context)
+        codec = CODEC_BY_CONTENT_TYPE.get(request.content_type)
+        if codec is None:
+            await owner.abort(
+                context, RequestValidationError(f"unsupported content type {request.content_type[:64]!r}")
+            )
+        remaining = context.time_remaining()
+        if remaining is None and request.deadline:
+            remaining = max(request.deadline - time.time(), 0.0)
+        metadata = dict(request.metadata) if request.metadata else {}
+        ctx = ExecutionContext(
+            request_id=request.request_id or new_request_id(), timeout=remaining, headers=metadata, metadata=metadata
+        )
+        try:
+            payload = await owner.adapter.execute(ctx, request.payload, codec)
+        except PluginError as exc:
+            await owner.abort(context, exc)
+        return self._response(payload=payload, content_type=request.content_type)
+
+    async def Health(self, request: Any, context: Any) -> Any:
+        owner = self._owner
+        await owner.authenticate(context)
+        try:
+            status = await owner.adapter.health()
+        except Exception as exc:
+            await owner.abort(context, HealthError(f"health() failed: {type(exc).__name__}: {exc}"))
+        return self._pb2.HealthResponse(status=status.status.value, message=status.message, metadata=status.metadata)
+
+    async def Info(self, request: Any, context: Any) -> Any:
+        owner = self._owner
+        await owner.authenticate(context)
+        try:
+            info = owner.adapter.info()
+        except Exception as exc:
+            await owner.abort(context, ProtocolError(f"info() failed: {type(exc).__name__}: {exc}"))
+        return self._pb2.InfoResponse(
+            name=info.name,
+            version=info.version,
+            description=info.description,
+            author=info.author,
+            capabilities=list(info.capabilities),
+            metadata=info.metadata,
+        )
+
+
+def _status_for(grpc: Any, error: PluginError) -> Any:
+    """The gRPC status that carries a plugwire error (the exact code rides in the trailers)."""
+    status = grpc.StatusCode
+    if isinstance(error, AuthenticationError):
+        return status.PERMISSION_DENIED if error.code == ErrorCode.AUTH_PERMISSION_DENIED else status.UNAUTHENTICATED
+    if isinstance(error, RequestValidationError):
+        return status.INVALID_ARGUMENT
+    if isinstance(error, PluginTimeoutError):
+        return status.DEADLINE_EXCEEDED
+    if isinstance(error, TransportError | HealthError):
+        return status.UNAVAILABLE
+    if isinstance(error, RateLimitError):
+        return status.RESOURCE_EXHAUSTED
+    if isinstance(error, PluginNotFoundError):
+        return status.NOT_FOUND
+    if isinstance(error, ConfigError):
+        return status.FAILED_PRECONDITION
+    if isinstance(error, ProtocolError):
+        return status.INTERNAL
+    return status.UNKNOWN
+
+
+def serve_grpc(
+    plugin: Any,
+    *,
+    address: str,
+    tls: ServerTLSConfig | None = None,
+    auth: AuthConfig | CredentialVerifier | None = None,
+    request_type: Any = None,
+    response_type: Any = None,
+    grace: float = 5.0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+) -> None:
+    """Serve `plugin` over gRPC until SIGTERM or SIGINT, then stop gracefully.
+
+    Prints one line to stderr once listening: ``plugwire: serving 'name' over gRPC on ADDRESS``
+    (with the real port when `address` asks for port 0). Arguments are those of
+    `GrpcPluginServer`.
+    """
+    server = GrpcPluginServer(
+        plugin,
+        address=address,
+        tls=tls,
+        auth=auth,
+        request_type=request_type,
+        response_type=response_type,
+        grace=grace,
+        max_message_size=max_message_size,
+    )
+    asyncio.run(_serve_until_signal(server))
+
+
+async def _serve_until_signal(server: GrpcPluginServer) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        bound = await server.start()
+        name = server.adapter.info().name
+        print(f"plugwire: serving {name!r} over gRPC on {bound}", file=sys.stderr, flush=True)
+        await stop.wait()
+    finally:
+        await server.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(RuntimeError):  # the loop may already be closing
+                loop.remove_signal_handler(signum)

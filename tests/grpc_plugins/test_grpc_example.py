@@ -1,0 +1,54 @@
+"""The shipped example, examples/plugins/backup_auth_grpc.py, works as its docstring says."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+import plugwire
+
+EXAMPLES = Path(__file__).parent.parent.parent / "examples" / "plugins"
+sys.path.insert(0, str(EXAMPLES))
+
+from backup_auth_grpc import AuthRequest, AuthResponse  # noqa: E402 - found through the path above
+
+
+async def test_the_backup_auth_example_serves_the_readme_plugin_over_grpc_with_an_api_key() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLES / "backup_auth_grpc.py"),
+        "--address",
+        "127.0.0.1:0",
+        "--api-key-env",
+        "BACKUP_AUTH_KEY",
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "BACKUP_AUTH_KEY": "s3cret"},
+    )
+    try:
+        assert proc.stderr is not None
+        line = (await asyncio.wait_for(proc.stderr.readline(), 20)).decode()
+        address = line.rsplit(" on ", 1)[1].strip()
+        key = plugwire.AuthConfig(method=plugwire.AuthMethod.API_KEY, api_key="s3cret")
+        manager = plugwire.development(AuthRequest, AuthResponse).with_plugin(
+            "backup-auth", plugwire.grpc(address, auth=key)
+        )
+        async with manager.build() as mgr:
+            good = await mgr.execute("backup-auth", AuthRequest(user_id="alice", token="tok-alice"))
+            bad = await mgr.execute("backup-auth", AuthRequest(user_id="bob", token="wrong"))
+            assert mgr.get_plugin("backup-auth").info().capabilities == ("authenticate", "authorize")
+        async with plugwire.AsyncPluginManager(AuthRequest, AuthResponse) as keyless:
+            with pytest.raises(plugwire.AuthenticationError):
+                await keyless.register(plugwire.grpc(address), name="no-key")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert good == AuthResponse(valid=True, user_id="alice")
+    assert bad == AuthResponse(valid=False)

@@ -1,0 +1,137 @@
+"""gRPC plugins in their own processes: killed mid-call, restarted, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from grpc_support import Answer, Ask, short_socket_path
+
+import plugwire
+from plugwire import AsyncPluginManager, ExecutionContext
+
+SCRIPT = Path(__file__).parent.parent / "plugins" / "grpc_echo.py"
+Manager = AsyncPluginManager[Ask, Answer]
+
+
+class PluginProcess:
+    """One `grpc_echo.py` process, with its stderr read line by line."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.address = ""
+
+    async def expect(self, text: str) -> str:
+        assert self.proc.stderr is not None
+        while True:
+            line = (await asyncio.wait_for(self.proc.stderr.readline(), 20)).decode()
+            if not line:
+                raise AssertionError(f"the plugin exited before printing {text!r}")
+            if text in line:
+                return line
+
+
+Launcher = Callable[..., Awaitable[PluginProcess]]
+
+
+@pytest.fixture
+async def launch(tmp_path: Path) -> AsyncIterator[Launcher]:
+    started: list[PluginProcess] = []
+
+    async def start(address: str, **env: str) -> PluginProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(SCRIPT),
+            address,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env},
+        )
+        plugin = PluginProcess(proc)
+        started.append(plugin)
+        line = await plugin.expect("over gRPC on")
+        plugin.address = line.rsplit(" on ", 1)[1].strip()
+        return plugin
+
+    yield start
+    for plugin in started:
+        if plugin.proc.returncode is None:
+            plugin.proc.kill()
+        await plugin.proc.wait()
+
+
+async def test_serve_grpc_announces_the_real_port_it_listens_on(launch: Launcher) -> None:
+    plugin = await launch("127.0.0.1:0")
+    host, port = plugin.address.rsplit(":", 1)
+    assert host == "127.0.0.1"
+    assert int(port) > 0
+    async with AsyncPluginManager(Ask, Answer) as manager:
+        await manager.register(plugwire.grpc(plugin.address), name="p")
+        assert (await manager.execute("p", Ask(text="hi"))).server == f"echo-{plugin.proc.pid}"
+
+
+async def test_a_plugin_killed_mid_call_fails_the_call_with_a_retryable_coded_error(
+    launch: Launcher, tmp_path: Path
+) -> None:
+    address = f"unix:{short_socket_path(tmp_path)}"
+    plugin = await launch(address)
+    async with AsyncPluginManager(Ask, Answer) as manager:
+        await manager.register(plugwire.grpc(address), name="p")
+        call = asyncio.ensure_future(manager.execute("p", Ask(mode="hang"), ExecutionContext(timeout=20)))
+        await plugin.expect("call started")
+        plugin.proc.kill()
+        with pytest.raises(plugwire.PluginError) as caught:
+            await call
+    # The request reached the plugin, so whether its work happened is unknown: retried only
+    # when the call is idempotent.
+    assert isinstance(caught.value, plugwire.OutcomeUnknownError)
+    assert caught.value.retryable
+    assert caught.value.plugin == "p"
+
+
+async def test_calls_resume_after_the_plugin_restarts_without_a_new_manager(launch: Launcher, tmp_path: Path) -> None:
+    address = f"unix:{short_socket_path(tmp_path)}"
+    first = await launch(address)
+    async with AsyncPluginManager(Ask, Answer) as manager:
+        await manager.register(plugwire.grpc(address), name="p")
+        before = (await manager.execute("p", Ask(text="one"))).server
+        first.proc.send_signal(signal.SIGTERM)
+        assert await first.proc.wait() == 0
+
+        with pytest.raises(plugwire.PluginError) as caught:
+            await manager.execute("p", Ask(text="while down"))
+        assert caught.value.retryable
+
+        second = await launch(address)
+        after = await _first_success(manager)
+    assert before == f"echo-{first.proc.pid}"
+    assert after == f"echo-{second.proc.pid}"
+
+
+async def _first_success(manager: Manager) -> str:
+    """grpc reconnects on its own backoff (at most 2 s here); poll until a call gets through."""
+    for _ in range(100):
+        try:
+            return (await manager.execute("p", Ask(text="again"))).server
+        except plugwire.TransportError:
+            await asyncio.sleep(0.05)
+    raise AssertionError("calls did not resume after the plugin restarted")
+
+
+async def test_sigterm_finishes_in_flight_calls_then_closes_the_plugin(launch: Launcher, tmp_path: Path) -> None:
+    marker = tmp_path / "closed"
+    address = f"unix:{short_socket_path(tmp_path)}"
+    plugin = await launch(address, PLUGWIRE_TEST_CLOSE_MARKER=str(marker))
+    async with AsyncPluginManager(Ask, Answer) as manager:
+        await manager.register(plugwire.grpc(address), name="p")
+        call = asyncio.ensure_future(manager.execute("p", Ask(text="finish me", mode="linger")))
+        await plugin.expect("call started")
+        plugin.proc.send_signal(signal.SIGTERM)
+        answer = await call
+        assert await plugin.proc.wait() == 0
+    assert answer.text == "finish me"
+    assert marker.read_text() == "closed"

@@ -1,0 +1,50 @@
+"""A gRPC test plugin run as its own process: `python grpc_echo.py ADDRESS`.
+
+It names itself after its process id, announces each call on stderr ("call started"), and
+on close writes the file named by PLUGWIRE_TEST_CLOSE_MARKER, so tests can watch a
+graceful stop from outside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import msgspec
+
+import plugwire
+
+
+class Ask(msgspec.Struct, kw_only=True):
+    text: str = ""
+    mode: str = ""
+    size: int = 0
+
+
+class Answer(msgspec.Struct, kw_only=True):
+    text: str
+    server: str = ""
+
+
+class ProcessEcho(plugwire.Plugin[Ask, Answer]):
+    def info(self) -> plugwire.PluginInfo:
+        return plugwire.PluginInfo(name=f"echo-{os.getpid()}", version="1.0.0")
+
+    async def execute(self, ctx: plugwire.ExecutionContext, request: Ask) -> Answer:
+        print("call started", file=sys.stderr, flush=True)
+        if request.mode == "hang":
+            await asyncio.Event().wait()
+        if request.mode == "linger":
+            await asyncio.sleep(0.5)  # work that is still running when SIGTERM arrives
+        return Answer(text=request.text, server=f"echo-{os.getpid()}")
+
+    async def close(self) -> None:
+        marker = os.environ.get("PLUGWIRE_TEST_CLOSE_MARKER")
+        if marker:
+            Path(marker).write_text("closed")  # noqa: ASYNC240 - a few bytes, once, at exit
+
+
+if __name__ == "__main__":
+    plugwire.serve_grpc(ProcessEcho(), address=sys.argv[1], grace=5.0)

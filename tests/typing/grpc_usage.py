@@ -1,0 +1,54 @@
+"""Type-checked use of the gRPC, auth and TLS API, as a user writes it (never run)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import plugwire
+
+
+class Request(plugwire.Plugin[str, str]):
+    def info(self) -> plugwire.PluginInfo:
+        return plugwire.PluginInfo(name="typed")
+
+    async def execute(self, ctx: plugwire.ExecutionContext, request: str) -> str:
+        return request
+
+
+class Provider:
+    def __call__(self) -> Mapping[str, str]:
+        return {"x-signature": "abc"}
+
+
+class Verifier:
+    def __call__(self, metadata: Mapping[str, str]) -> None:
+        if metadata.get("x-signature") != "abc":
+            raise plugwire.AuthenticationError("bad", code=plugwire.ErrorCode.AUTH_INVALID_CREDENTIALS)
+
+
+async def host() -> str:
+    provider: plugwire.CredentialProvider = Provider()
+    tls = plugwire.TLSConfig(ca_file="ca.pem", cert_file="client.crt", key_file="client.key")
+    source = plugwire.grpc("dns:///plugins.internal:9090", tls=tls, auth=provider)
+    keyed = plugwire.grpc("unix:/run/p.sock", auth=plugwire.AuthConfig(method=plugwire.AuthMethod.API_KEY))
+    manager: plugwire.AsyncPluginManager[str, str] = plugwire.AsyncPluginManager(str, str)
+    async with manager:
+        await manager.register(source, name="remote")
+        await manager.register(keyed, name="local")
+        return await manager.execute("remote", "hi")
+
+
+async def plugin() -> None:
+    verifier: plugwire.CredentialVerifier = Verifier()
+    tls = plugwire.ServerTLSConfig(
+        cert_file="s.crt", key_file="s.key", client_ca_file="ca.pem", require_client_cert=True
+    )
+    async with plugwire.GrpcPluginServer(Request(), address="127.0.0.1:0", tls=tls, auth=verifier) as server:
+        bound: str = server.address
+        port: int = server.port
+        assert bound
+        assert port >= 0
+
+
+def blocking() -> None:
+    plugwire.serve_grpc(Request(), address="127.0.0.1:9090", grace=2.0)
