@@ -120,7 +120,8 @@ async def _busy_pool(env: Env, processes: int) -> AsyncIterator[Op]:
     pin="none",
     also_unpinned=False,
     note=f"issue 3: {POOL_IN_FLIGHT} calls in flight to a plugin whose plain `def execute` does about "
-    "1.5 ms of pure-Python work; `max_connections=2` against 1, unpinned (scaling needs both CPUs).",
+    "1.5 ms of pure-Python work; `max_connections=2` against 1, unpinned. Scaling needs both CPUs "
+    "free: other load on the machine (see the load average above) pulls the ratio toward 1.",
 )
 @asynccontextmanager
 async def subprocess_pool2(env: Env) -> AsyncIterator[Op]:
