@@ -18,7 +18,14 @@ from functools import partial
 from .._model import Env, Op, Side
 from ._proc import CHILDREN, SMALL, frame, payload, stop
 
-__all__ = ["ASYNCIO_FLOOR", "ASYNCIO_FLOOR_X64", "PIPES_FLOOR", "asyncio_pipes", "blocking_pipes"]
+__all__ = [
+    "ASYNCIO_FLOOR",
+    "ASYNCIO_FLOOR_64K",
+    "ASYNCIO_FLOOR_X64",
+    "PIPES_FLOOR",
+    "asyncio_pipes",
+    "blocking_pipes",
+]
 
 _ECHO = str(CHILDREN / "echo_pipe.py")
 
@@ -106,4 +113,5 @@ async def asyncio_pipes(env: Env, size: int = SMALL, in_flight: int = 1) -> Asyn
 
 PIPES_FLOOR = Side("blocking pipes (floor)", blocking_pipes)
 ASYNCIO_FLOOR = Side("asyncio pipes (asyncio floor)", asyncio_pipes)
+ASYNCIO_FLOOR_64K = Side("asyncio pipes, 64 KiB", partial(asyncio_pipes, size=64 * 1024))
 ASYNCIO_FLOOR_X64 = Side("asyncio pipes, 64 in flight", partial(asyncio_pipes, in_flight=64), per_call=64)

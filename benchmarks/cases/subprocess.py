@@ -1,0 +1,215 @@
+"""Subprocess plugins (issue 3): `manager.execute` on a plugin process against the floors and peers.
+
+Every candidate goes through the full path: the manager with the README's default policies
+(circuit breaker, retry, timeout; rate limit off as shipped), the typed codec, the wire
+protocol over the socket pair, and `plugwire.serve` in the plugin. Only the number of plugin
+processes is set (one, unless the case is about pools).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import plugwire
+
+from .._model import Env, Kind, Op, Side, Versus, at_least, at_most, case
+from ..baselines._proc import CHILDREN, stop
+from ..baselines.peers import PYRO5, RPYC, RPYC_X64
+from ..baselines.pipes import ASYNCIO_FLOOR, ASYNCIO_FLOOR_64K, ASYNCIO_FLOOR_X64
+from ..baselines.processes import PYTHON_MEMORY, PYTHON_PASS, peak_rss
+from ._plugin import (
+    PLUGIN_SCRIPT,
+    Echo,
+    busy_request,
+    echo_request,
+    plugin_config,
+    plugin_env,
+    plugin_pids,
+    running_manager,
+)
+
+IN_FLIGHT = 64
+POOL_IN_FLIGHT = 16
+POOL_GROW_S = 20.0
+
+
+@case(
+    "subprocess.small",
+    label="manager.execute, subprocess plugin",
+    baseline=ASYNCIO_FLOOR,
+    target=at_most(1.5),
+    also=[Versus(RPYC, at_most(0.5)), Versus(PYRO5, at_most(0.5))],
+    note="issue 3: a small typed request (about 100 bytes) through the full `manager.execute` path "
+    "(default policies) to a `plugwire.serve` plugin process, one call at a time; at most half "
+    "the latency of rpyc and of Pyro5.",
+)
+@asynccontextmanager
+async def subprocess_small(env: Env) -> AsyncIterator[Op]:
+    async with running_manager(env, plugin_config("echo")) as manager:
+        yield partial(manager.execute, "echo", echo_request())
+
+
+@case(
+    "subprocess.x64",
+    label="manager.execute, 64 in flight on one plugin process",
+    baseline=ASYNCIO_FLOOR_X64,
+    target=at_least(0.5),
+    also=[Versus(RPYC_X64, at_least(3.0))],
+    kind=Kind.THROUGHPUT,
+    per_call=IN_FLIGHT,
+    note="issue 3: 64 `manager.execute` calls gathered at once on one plugin process "
+    "(`max_connections=1`); calls per second against the asyncio floor and rpyc with 64 in flight.",
+)
+@asynccontextmanager
+async def subprocess_x64(env: Env) -> AsyncIterator[Op]:
+    async with running_manager(env, plugin_config("echo")) as manager:
+        request = echo_request()
+
+        async def gathered() -> None:
+            await asyncio.gather(*(manager.execute("echo", request) for _ in range(IN_FLIGHT)))
+
+        yield gathered
+
+
+@case(
+    "subprocess.64k",
+    label="manager.execute, 64 KiB request and answer",
+    baseline=ASYNCIO_FLOOR_64K,
+    target=at_most(1.5),
+    note="issue 3: a request of about 64 KiB encoded (a 64 KiB string field), echoed back, through "
+    "the full execute path; against 64 KiB frames over bare asyncio pipes.",
+)
+@asynccontextmanager
+async def subprocess_64k(env: Env) -> AsyncIterator[Op]:
+    request = echo_request(64 * 1024)
+    async with running_manager(env, plugin_config("echo"), request=request) as manager:
+        yield partial(manager.execute, "echo", request)
+
+
+@asynccontextmanager
+async def _busy_pool(env: Env, processes: int) -> AsyncIterator[Op]:
+    """`POOL_IN_FLIGHT` calls at once to the CPU-bound plugin, pool of at most `processes`."""
+    request = busy_request()
+    async with running_manager(env, plugin_config("busy", processes), mode="busy") as manager:
+
+        async def gathered() -> None:
+            await asyncio.gather(*(manager.execute("busy", request) for _ in range(POOL_IN_FLIGHT)))
+
+        # Calls that find every process busy make the pool start one more (in the background):
+        # keep it busy until it has all its processes, so none starts while measured.
+        deadline = asyncio.get_running_loop().time() + POOL_GROW_S
+        while (count := len(await plugin_pids(manager, "busy"))) < processes:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"the pool runs {count} processes after {POOL_GROW_S:g}s, expected {processes}")
+            await gathered()
+        yield gathered
+
+
+@case(
+    "subprocess.pool2",
+    label="pool of 2 processes, CPU-bound plugin",
+    baseline=Side("pool of 1 process, CPU-bound plugin", partial(_busy_pool, processes=1), per_call=POOL_IN_FLIGHT),
+    target=at_least(1.6),
+    kind=Kind.THROUGHPUT,
+    per_call=POOL_IN_FLIGHT,
+    pin="none",
+    also_unpinned=False,
+    note=f"issue 3: {POOL_IN_FLIGHT} calls in flight to a plugin whose plain `def execute` does about "
+    "1.5 ms of pure-Python work; `max_connections=2` against 1, unpinned. Scaling needs both CPUs "
+    "free: other load on the machine (see the load average above) pulls the ratio toward 1.",
+)
+@asynccontextmanager
+async def subprocess_pool2(env: Env) -> AsyncIterator[Op]:
+    async with _busy_pool(env, processes=2) as op:
+        yield op
+
+
+@case(
+    "subprocess.startup",
+    label="plugin start (spawn to handshake) + kill",
+    baseline=PYTHON_PASS,
+    target=None,
+    pin="none",
+    also_unpinned=False,
+    note="info (issue 3): `transport.start()` of the echo plugin, spawn to the end of the handshake "
+    "(the plugin imports plugwire and serves), then an immediate stop (grace 0: SIGTERM, then "
+    "SIGKILL), against `python -c pass` from spawn to exit.",
+)
+@asynccontextmanager
+async def subprocess_startup(env: Env) -> AsyncIterator[Op]:
+    options = plugwire.SubprocessOptions(grace=0.0, kill_after=0.0)
+    source = plugwire.subprocess(sys.executable, str(PLUGIN_SCRIPT), env=plugin_env(env), options=options)
+    config = source.configure("echo", plugin_config("echo"))
+
+    async def start_and_stop() -> None:
+        transport = source.create_transport(config, Echo)
+        try:
+            await transport.start()
+        finally:
+            await transport.aclose()
+
+    yield start_and_stop
+
+
+@case(
+    "subprocess.memory.plugin",
+    label="plugin process (plugwire.serve, after 200 calls)",
+    baseline=PYTHON_MEMORY,
+    target=None,
+    kind=Kind.MEMORY,
+    pin="none",
+    also_unpinned=False,
+    rounds=5,
+    note="info (issue 3): peak resident memory (VmHWM) of the echo plugin's process after 200 calls, "
+    "against a bare interpreter.",
+)
+@asynccontextmanager
+async def plugin_memory(env: Env) -> AsyncIterator[Op]:
+    request = echo_request()
+    async with running_manager(env, plugin_config("echo")) as manager:
+        for _ in range(200):
+            await manager.execute("echo", request)
+        (pid,) = await plugin_pids(manager, "echo")
+        yield partial(peak_rss, pid)
+
+
+@asynccontextmanager
+async def _host_memory(env: Env) -> AsyncIterator[Op]:
+    """Peak memory of `children/plugwire_host.py` (a manager + one subprocess plugin) once ready."""
+    argv = [sys.executable, str(CHILDREN / "plugwire_host.py")]
+
+    def measure() -> int:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env.child_env)
+        try:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != b"ready":
+                raise RuntimeError(f"the plugwire host child did not become ready (status {proc.wait()})")
+            return peak_rss(proc.pid)
+        finally:
+            stop(proc)  # closing its stdin shuts its manager down, which stops its plugin
+
+    yield measure
+
+
+@case(
+    "subprocess.memory.host",
+    label="host process (manager + 1 subprocess plugin, after 200 calls)",
+    baseline=PYTHON_MEMORY,
+    target=None,
+    kind=Kind.MEMORY,
+    pin="none",
+    also_unpinned=False,
+    rounds=5,
+    note="info (issue 3): peak resident memory (VmHWM) of a host process running `AsyncPluginManager` "
+    "with one subprocess plugin after 200 calls (measured in a child, plugin process not counted), "
+    "against a bare interpreter.",
+)
+@asynccontextmanager
+async def host_memory(env: Env) -> AsyncIterator[Op]:
+    async with _host_memory(env) as op:
+        yield op
