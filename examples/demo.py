@@ -7,11 +7,15 @@ Run it with `make demo`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -72,40 +76,75 @@ async def refused(title: str, call: asyncio.Future[object] | object) -> None:
         raise SystemExit(f"demo: {title} was not refused")
 
 
-async def auth_demo() -> None:
-    manager = (
-        plugwire.development(AuthRequest, AuthResponse)
-        .with_plugin("auth", python_plugin("auth_plugin.py"))
-        .with_plugin("sloppy", SloppyAuth())
-        .with_timeout(5)
-        .build()
+@contextlib.asynccontextmanager
+async def grpc_server(folder: Path, api_key: str) -> AsyncIterator[str]:
+    """Start examples/plugins/backup_auth_grpc.py on a unix socket; yield its gRPC target."""
+    target = f"unix:{folder / 'backup-auth.sock'}"
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(PLUGINS / "backup_auth_grpc.py"),
+        "--address",
+        target,
+        "--api-key-env",
+        "BACKUP_AUTH_KEY",
+        env={**os.environ, "BACKUP_AUTH_KEY": api_key},
+        stderr=asyncio.subprocess.PIPE,
     )
-    async with manager:
-        info = manager.get_plugin("auth").info()
-        heading(f"subprocess plugin 'auth' ({info.description}, v{info.version}, examples/plugins/auth_plugin.py)")
-        show("auth(user123, right token) ->", await manager.execute("auth", AuthRequest("user123", "jwt-token-here")))
-        show("auth(user123, wrong token) ->", await manager.execute("auth", AuthRequest("user123", "nope")))
+    try:
+        assert server.stderr is not None
+        await server.stderr.readline()  # "plugwire: serving 'backup-auth' over gRPC on ..."
+        yield target
+    finally:
+        server.terminate()  # SIGTERM: the server finishes in-flight calls, then exits
+        await server.wait()
 
-        heading("refused with coded errors")
-        bad_request = AuthRequest(user_id=123, token="jwt-token-here")  # type: ignore[arg-type]
-        await refused("bad request (user_id is an int)", manager.execute("auth", bad_request))
-        await refused("bad response (valid is a str)", manager.execute("sloppy", AuthRequest("user123", "x")))
-        await refused("unknown plugin", manager.execute("billing", AuthRequest("user123", "x")))
 
-        heading("a crash, and the supervisor's restart")
-        before = (await manager.health())["auth"].metadata.get("pids", "?")
-        os.kill(int(before.split(",")[0]), signal.SIGKILL)
-        show("killed the auth process", f"pid {before}")
-        # The call may reach the dying process; as it is marked idempotent, the retry policy
-        # repeats it once the supervisor has started a new process.
-        retried = ExecutionContext(idempotent=True)
-        answer = await manager.execute("auth", AuthRequest("alice", "s3cret-alice"), retried)
-        after = (await manager.health())["auth"].metadata.get("pids", "?")
-        show(f"auth(alice) on the new process {after} ->", answer)
+async def auth_demo() -> None:
+    key = secrets.token_hex(16)
+    with tempfile.TemporaryDirectory() as folder:
+        async with grpc_server(Path(folder), key) as target:
+            backup = plugwire.grpc(target, auth=plugwire.AuthConfig(method=plugwire.AuthMethod.API_KEY, api_key=key))
+            manager = (
+                plugwire.development(AuthRequest, AuthResponse)
+                .with_plugin("auth", python_plugin("auth_plugin.py"))
+                .with_plugin("backup-auth", backup)
+                .with_plugin("sloppy", SloppyAuth())
+                .with_timeout(5)
+                .build()
+            )
+            async with manager:
+                await auth_calls(manager, target)
 
-        heading("health")
-        for name, status in (await manager.health()).items():
-            show(name, f"{status.status.value}: {status.message} ({status.response_time * 1e3:.2f} ms)")
+
+async def auth_calls(manager: plugwire.AsyncPluginManager[AuthRequest, AuthResponse], target: str) -> None:
+    info = manager.get_plugin("auth").info()
+    heading(f"subprocess plugin 'auth' ({info.description}, v{info.version}, examples/plugins/auth_plugin.py)")
+    show("auth(user123, right token) ->", await manager.execute("auth", AuthRequest("user123", "jwt-token-here")))
+    show("auth(user123, wrong token) ->", await manager.execute("auth", AuthRequest("user123", "nope")))
+    heading(f"gRPC plugin 'backup-auth' on {target} (api-key auth), same manager")
+    show("backup-auth(alice, tok-alice) ->", await manager.execute("backup-auth", AuthRequest("alice", "tok-alice")))
+    unauthenticated = plugwire.grpc(target)  # no api key: the plugin refuses the host
+    await refused("a host without the api key", manager.register(unauthenticated, name="no-key"))
+    heading("refused with coded errors")
+    bad_request = AuthRequest(user_id=123, token="jwt-token-here")  # type: ignore[arg-type]
+    await refused("bad request (user_id is an int)", manager.execute("auth", bad_request))
+    await refused("bad response (valid is a str)", manager.execute("sloppy", AuthRequest("user123", "x")))
+    await refused("unknown plugin", manager.execute("billing", AuthRequest("user123", "x")))
+
+    heading("a crash, and the supervisor's restart")
+    before = (await manager.health())["auth"].metadata.get("pids", "?")
+    os.kill(int(before.split(",")[0]), signal.SIGKILL)
+    show("killed the auth process", f"pid {before}")
+    # The call may reach the dying process; as it is marked idempotent, the retry policy
+    # repeats it once the supervisor has started a new process.
+    retried = ExecutionContext(idempotent=True)
+    answer = await manager.execute("auth", AuthRequest("alice", "s3cret-alice"), retried)
+    after = (await manager.health())["auth"].metadata.get("pids", "?")
+    show(f"auth(alice) on the new process {after} ->", answer)
+
+    heading("health")
+    for name, status in (await manager.health()).items():
+        show(name, f"{status.status.value}: {status.message} ({status.response_time * 1e3:.2f} ms)")
 
 
 async def text_stats_demo() -> None:
