@@ -1,4 +1,4 @@
-"""`plugwire hash`, `plugwire whitelist verify` and `plugwire audit tail|query|verify`."""
+"""The `plugwire` command group: `hash`, `whitelist verify`, `audit tail|query|verify`, and `check`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from rich.table import Table
 from .._config import parse_duration
 from .._errors import PluginError
 from .._security import ALGORITHMS, AuditRow, digest_file, inspect_file, load_whitelist, query_log, verify_log
+from ._check import check_command
 
 __all__ = ["cli"]
 
@@ -43,6 +44,9 @@ def _fail(error: PluginError, code: int = 2) -> None:
 @click.version_option(package_name="plugwire")
 def cli() -> None:
     """plugwire: typed, out-of-process plugins."""
+
+
+cli.add_command(check_command)
 
 
 @cli.command("hash")

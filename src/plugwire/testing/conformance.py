@@ -92,6 +92,10 @@ class _Session:
                 env=full_env,
                 start_new_session=True,
             )
+        except BaseException:
+            self.sock.close()
+            self.stderr.close()
+            raise
         finally:
             child.close()
         self.codec = "json"
@@ -135,7 +139,10 @@ class _Session:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.sock], [], [], left)[0]:
                 raise _Broken(f"no answer within {self.timeout:g}s (got {len(data)} of {n} bytes: {data[:32]!r})")
-            chunk = self.sock.recv(n - len(data))
+            try:
+                chunk = self.sock.recv(n - len(data))
+            except OSError as exc:  # a reset: the plugin exited with our frame unread
+                raise _Broken(f"the plugin closed stdout ({self.describe_exit()}): {exc}") from exc
             if not chunk:
                 raise _Broken(f"the plugin closed stdout ({self.describe_exit()})")
             data += chunk
