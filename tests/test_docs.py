@@ -16,3 +16,19 @@ def test_the_configuration_reference_matches_the_config_types() -> None:
     spec.loader.exec_module(module)
     current = (ROOT / "docs" / "configuration.md").read_text()
     assert module.render(current) == current, "docs/configuration.md is stale: run python scripts/config_docs.py"
+
+
+def test_the_readme_config_example_is_a_valid_config(tmp_path: Path) -> None:
+    import re
+
+    from plugwire import ManagerConfig, Transport
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", readme, re.S)
+    assert block is not None
+    path = tmp_path / "plugins.yaml"
+    path.write_text(block.group(1))
+    config = ManagerConfig.load(path)
+    assert [p.name for p in config.plugins] == ["auth-service", "payment-service"]
+    assert config.plugins[1].transport is Transport.GRPC_TLS
+    assert config.plugins[0].retry.initial_interval == 0.1
