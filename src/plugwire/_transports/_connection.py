@@ -1,14 +1,16 @@
 """The host end of one plugin connection: handshake, multiplexed calls, cancel, health.
 
 Calls are futures in a dict keyed by id, resolved by the reader as frames arrive: no task
-per call. A cancelled call (its timeout expired) sends `cancel {id}` and frees its slot at
-once; a reply that arrives later is dropped.
+per call. Attempt timeouts are enforced here too, by one timer per connection over a heap of
+deadlines instead of a timer per call. A timed-out or cancelled call sends `cancel {id}` and
+frees its slot at once; a reply that arrives later is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import logging
 from collections.abc import Mapping
 from typing import Final
@@ -44,11 +46,15 @@ from .._protocol import (
     decode_handshake,
     handshake_frame,
 )
+from .base import Call, attempt_timed_out
 
 __all__ = ["HostConnection"]
 
 _log = logging.getLogger("plugwire.transport.subprocess")
 _REMEMBERED_CANCELS: Final = 1024
+# Answered calls leave their deadline in the heap (removing it would cost every call a
+# search); the heap is rebuilt from the pending calls once it holds this many more entries.
+_STALE_DEADLINES: Final = 64
 
 
 class HostConnection(FrameReader):
@@ -82,6 +88,8 @@ class HostConnection(FrameReader):
         self._stall_timer: asyncio.TimerHandle | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._partial_since = 0.0
+        self._deadlines: list[tuple[float, int, Call]] = []  # (loop time, call id, call) heap
+        self._deadline_timer: asyncio.TimerHandle | None = None
         self.stray_replies = 0
 
     # ------------------------------------------------------------- inspection
@@ -93,6 +101,10 @@ class HostConnection(FrameReader):
     @property
     def alive(self) -> bool:
         return not self.lost.done()
+
+    def loop_time(self) -> float:
+        """The event loop's clock, which call deadlines are measured on."""
+        return self._loop.time()
 
     # -------------------------------------------------------------- handshake
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -237,17 +249,27 @@ class HostConnection(FrameReader):
         )
 
     # ------------------------------------------------------------------- calls
-    async def call(self, payload: bytes, ctx: CallContext) -> bytes:
+    async def call(
+        self, payload: bytes, ctx: CallContext, deadline: float | None = None, call: Call | None = None
+    ) -> bytes:
         """Send one call and wait for its answer (bytes in the negotiated codec).
 
+        Args:
+            payload: The encoded request.
+            ctx: The call's wire context.
+            deadline: When to give up, on the event loop's clock (None: never); the call then
+                fails with `attempt_timed_out(call)` and the plugin gets `cancel`.
+            call: The attempt this is (for the timeout error); required with `deadline`.
+
         Raises:
-            PluginError: The plugin's coded error; `OutcomeUnknownError` (1207) when the
-                connection broke after the request was sent; `TransportError` when it broke
-                before (1302), or the plugin left our writes unread (1303);
-                `ProtocolError` (2001) for a request above the plugin's frame limit.
+            PluginError: The plugin's coded error; `PluginTimeoutError` (1204) past the
+                deadline; `OutcomeUnknownError` (1207) when the connection broke after the
+                request was sent; `TransportError` when it broke before (1302), or the plugin
+                left our writes unread (1303); `ProtocolError` (2001) for a request above the
+                plugin's frame limit.
         """
         if self._writable is not None:
-            await self._wait_writable()
+            await self._wait_writable(deadline, call)
         if self.lost.done():
             raise self._not_sent(self.lost.result())
         codec = self._envelopes
@@ -259,6 +281,9 @@ class HostConnection(FrameReader):
         self._pending[call_id] = future
         self._write(frame)
         self._frame_ends[call_id] = self._written
+        if deadline is not None:
+            assert call is not None, "a deadline needs its call"
+            self._watch_deadline(deadline, call_id, call)
         try:
             return await future
         except asyncio.CancelledError:
@@ -303,6 +328,42 @@ class HostConnection(FrameReader):
         if self.alive and self._envelopes is not None:
             self._write(self._envelopes.frame(ShutdownMsg(grace=grace)))
 
+    # --------------------------------------------------------------- deadlines
+    def _watch_deadline(self, deadline: float, call_id: int, call: Call) -> None:
+        heap = self._deadlines
+        heapq.heappush(heap, (deadline, call_id, call))
+        timer = self._deadline_timer
+        if timer is None or deadline < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._deadline_timer = self._loop.call_at(deadline, self._expire_deadlines)
+        elif len(heap) > len(self._pending) + _STALE_DEADLINES:
+            pending = self._pending
+            heap[:] = [entry for entry in heap if entry[1] in pending]
+            heapq.heapify(heap)
+
+    def _expire_deadlines(self) -> None:
+        """The timer: fail every pending call whose deadline passed, then re-arm."""
+        self._deadline_timer = None
+        heap = self._deadlines
+        pending = self._pending
+        now = self._loop.time()
+        while heap:
+            deadline, call_id, call = heap[0]
+            if call_id in pending and deadline > now:
+                self._deadline_timer = self._loop.call_at(deadline, self._expire_deadlines)
+                return
+            heapq.heappop(heap)
+            future = pending.pop(call_id, None)
+            if future is None:
+                continue  # answered (or cancelled) already
+            self._frame_ends.pop(call_id, None)
+            self._remember_cancel(call_id)
+            if self.alive and self._envelopes is not None:
+                self._write(self._envelopes.frame(CancelMsg(id=call_id)))
+            if not future.done():
+                future.set_exception(attempt_timed_out(call))
+
     def _remember_cancel(self, call_id: int) -> None:
         self._cancelled[call_id] = None
         if len(self._cancelled) > _REMEMBERED_CANCELS:
@@ -328,10 +389,22 @@ class HostConnection(FrameReader):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _wait_writable(self) -> None:
+    async def _wait_writable(self, deadline: float | None = None, call: Call | None = None) -> None:
         waiter = self._writable
-        if waiter is not None:
+        if waiter is None:
+            return
+        if deadline is None:
             await asyncio.shield(waiter)
+            return
+        assert call is not None
+        scope = asyncio.timeout_at(deadline)
+        try:
+            async with scope:
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            if scope.expired():
+                raise attempt_timed_out(call) from None
+            raise
 
     def _write_stalled(self) -> None:
         self._stall_timer = None
@@ -360,10 +433,11 @@ class HostConnection(FrameReader):
         if not self.handshake.done():
             self.handshake.set_exception(reason)
             self.handshake.exception()  # retrieved here; the starter reads `lost`
-        for timer in (self._stall_timer, self._read_timer):
+        for timer in (self._stall_timer, self._read_timer, self._deadline_timer):
             if timer is not None:
                 timer.cancel()
-        self._stall_timer = self._read_timer = None
+        self._stall_timer = self._read_timer = self._deadline_timer = None
+        self._deadlines.clear()
         transport = self.transport
         unflushed = transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
         flushed = self._written - unflushed
