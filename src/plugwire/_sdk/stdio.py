@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -48,6 +49,10 @@ AuthVerifier = Callable[[Mapping[str, str]], None]
 _log = logging.getLogger("plugwire.sdk")
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
+# Python 3.12+ can run a new task's first step at once (`eager_start`): a call that does not
+# suspend is answered within the read that delivered it, with no extra event-loop turn, and
+# still runs inside its own task (`asyncio.current_task()`, `asyncio.timeout()` work).
+_EAGER_TASKS: Final = sys.version_info >= (3, 12)
 
 
 class StdioServer(FrameReader):
@@ -200,7 +205,13 @@ class StdioServer(FrameReader):
             work.close()
             self._send(ErrorMsg(id=call_id, code=ErrorCode.ENVELOPE_INVALID, message=f"id {call_id} is already in use"))
             return
-        task = asyncio.get_running_loop().create_task(work)
+        loop = asyncio.get_running_loop()
+        if _EAGER_TASKS:
+            task = asyncio.Task(work, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+            if task.done():  # answered already; its `finally` ran before it could be tracked
+                return
+        else:
+            task = loop.create_task(work)
         self._tasks[call_id] = task
         # A task cancelled before its first step never runs its body: clean up after it.
         # (Finished calls clean up in their own `finally`, which saves a loop iteration.)
