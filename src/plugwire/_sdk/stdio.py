@@ -95,6 +95,8 @@ class StdioServer(FrameReader):
         self._paused_for_calls = False
         self._paused_for_writes = False
         self._stopper: asyncio.Task[None] | None = None
+        self._corked: bytearray | None = None  # answers held back until the end of this loop turn
+        self._sent_since_read = False
 
     # --------------------------------------------------------------- wiring
     def attach_writer(self, writer: asyncio.WriteTransport) -> None:
@@ -122,6 +124,10 @@ class StdioServer(FrameReader):
         self._update_reading()
 
     # --------------------------------------------------------------- frames
+    def buffer_updated(self, nbytes: int) -> None:
+        self._sent_since_read = False
+        super().buffer_updated(nbytes)
+
     def frame_received(self, envelope: memoryview) -> None:
         if self._envelopes is None:
             self._handshake(envelope)
@@ -293,7 +299,24 @@ class StdioServer(FrameReader):
         except ProtocolError as exc:  # an answer too large for the host: say so instead
             call_id = getattr(message, "id", 0)
             frame = self._envelopes.frame(ErrorMsg(id=call_id, code=exc.code, message=exc.message))
-        writer.write(frame)
+        # The first answer since the host last wrote goes out at once; later ones in the same
+        # loop turn (a burst of calls answered together) leave in one write at its end, which
+        # wakes the host once instead of once per answer.
+        corked = self._corked
+        if corked is not None:
+            corked += frame
+        elif self._sent_since_read:
+            self._corked = frame
+            asyncio.get_running_loop().call_soon(self._uncork)
+        else:
+            writer.write(frame)
+            self._sent_since_read = True
+
+    def _uncork(self) -> None:
+        data, self._corked = self._corked, None
+        writer = self._writer
+        if data and writer is not None and not writer.is_closing():
+            writer.write(data)
 
     def _update_reading(self) -> None:
         busy = self._paused_for_writes or len(self._tasks) >= self.max_concurrency

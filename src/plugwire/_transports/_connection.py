@@ -84,6 +84,8 @@ class HostConnection(FrameReader):
         self._cancelled: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._next_id = 1
         self._written = 0
+        self._corked: bytearray | None = None  # frames held back until the end of this loop turn
+        self._sent_since_read = False
         self._writable: asyncio.Future[None] | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
         self._read_timer: asyncio.TimerHandle | None = None
@@ -202,6 +204,7 @@ class HostConnection(FrameReader):
         _log.warning("plugin %r answered %s id %d; the reply was dropped", self.name, kind, message.id)
 
     def buffer_updated(self, nbytes: int) -> None:
+        self._sent_since_read = False
         super().buffer_updated(nbytes)
         if self.buffered:  # rare: a frame split across reads; watch that the rest comes
             self._partial_since = self._loop.time()
@@ -371,11 +374,32 @@ class HostConnection(FrameReader):
 
     # ---------------------------------------------------------- flow control
     def _write(self, data: bytes | bytearray) -> None:
+        """Send a frame at once, unless frames already went out since the plugin last wrote.
+
+        Then it is held back with any others until the end of this loop turn, so a burst of
+        calls (`gather`, many callers) reaches the plugin in one system call and wakes it once
+        instead of once per frame (on one CPU each wake-up is a full switch to the plugin and
+        back). One call at a time is never held back.
+        """
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        transport.write(data)
+        corked = self._corked
+        if corked is not None:
+            corked += data
+        elif self._sent_since_read:
+            self._corked = bytearray(data)
+            self._loop.call_soon(self._uncork)
+        else:
+            transport.write(data)
+            self._sent_since_read = True
         self._written += len(data)
+
+    def _uncork(self) -> None:
+        data, self._corked = self._corked, None
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
 
     def pause_writing(self) -> None:
         self._writable = self._loop.create_future()
@@ -440,6 +464,8 @@ class HostConnection(FrameReader):
         self._deadlines.clear()
         transport = self.transport
         unflushed = transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
+        unflushed += len(self._corked or b"")
+        self._corked = None
         flushed = self._written - unflushed
         pending, self._pending = self._pending, {}
         for call_id, future in pending.items():
