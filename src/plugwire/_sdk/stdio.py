@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -39,6 +38,7 @@ from .._protocol import (
     decode_handshake,
     handshake_frame,
 )
+from ._eager import EagerStarter
 from .adapter import PluginAdapter
 
 __all__ = ["AuthVerifier", "StdioServer"]
@@ -49,10 +49,6 @@ AuthVerifier = Callable[[Mapping[str, str]], None]
 _log = logging.getLogger("plugwire.sdk")
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
-# Python 3.12+ can run a new task's first step at once (`eager_start`): a call that does not
-# suspend is answered within the read that delivered it, with no extra event-loop turn, and
-# still runs inside its own task (`asyncio.current_task()`, `asyncio.timeout()` work).
-_EAGER_TASKS: Final = sys.version_info >= (3, 12)
 
 
 class StdioServer(FrameReader):
@@ -83,7 +79,11 @@ class StdioServer(FrameReader):
         self.grace = grace
         self.auth = auth
         self.codecs = codecs
-        self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[int] = loop.create_future()
+        # A call runs up to its first suspension in the read that delivered it (in its own
+        # task): one that answers at once costs no extra loop turn.
+        self._starter = EagerStarter(loop)
         self._reader: asyncio.BaseTransport | None = None
         self._writer: asyncio.WriteTransport | None = None
         self._envelopes: EnvelopeCodec | None = None
@@ -211,13 +211,9 @@ class StdioServer(FrameReader):
             work.close()
             self._send(ErrorMsg(id=call_id, code=ErrorCode.ENVELOPE_INVALID, message=f"id {call_id} is already in use"))
             return
-        loop = asyncio.get_running_loop()
-        if _EAGER_TASKS:
-            task = asyncio.Task(work, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-            if task.done():  # answered already; its `finally` ran before it could be tracked
-                return
-        else:
-            task = loop.create_task(work)
+        task = self._starter.start(work)
+        if task is None:  # answered already; its `finally` ran before it could be tracked
+            return
         self._tasks[call_id] = task
         # A task cancelled before its first step never runs its body: clean up after it.
         # (Finished calls clean up in their own `finally`, which saves a loop iteration.)
@@ -379,5 +375,6 @@ class StdioServer(FrameReader):
             await asyncio.sleep(0.005)  # rare: only while the host is slow to read our last answers
 
     def _finish(self, status: int) -> None:
+        self._starter.close()
         if not self.done.done():
             self.done.set_result(status)
