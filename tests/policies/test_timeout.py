@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
 
 from plugwire import ErrorCode, ExecutionContext, PluginTimeoutError
 from plugwire._policies import TimeoutPolicy, compose
+from plugwire._policies._calls import with_timeout
 from plugwire.testing import Call, FakeClock
 
 
@@ -135,3 +137,20 @@ async def test_on_a_fake_clock_the_policy_keeps_its_own_timer_even_over_an_enfor
         await task
     assert caught.value.details == {"timeout": 5.0, "attempt": 1}
     assert plugin.cancelled
+
+
+def test_the_per_attempt_copy_of_a_call_changes_its_timeout_and_nothing_else() -> None:
+    call = Call(
+        plugin="p",
+        payload=b"x",
+        context=ExecutionContext(request_id="r"),
+        codec="json",
+        timeout=1.0,
+        attempt=3,
+        deadline=9.0,
+    )
+    copy = with_timeout(call, 2.5)
+    assert copy == dataclasses.replace(call, timeout=2.5)
+    assert call.timeout == 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        copy.timeout = 3.0  # type: ignore[misc]

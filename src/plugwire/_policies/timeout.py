@@ -3,6 +3,7 @@ never past the call's overall deadline."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from .._clock import Clock, SystemClock, system_clock
@@ -44,7 +45,17 @@ class TimeoutPolicy:
         # The transport times calls on the event loop's clock, which is the system clock's.
         self._delegate = transport_enforced and isinstance(clock, SystemClock)
 
-    async def __call__(self, call: Call, call_next: Handler) -> Any:
+    def __call__(self, call: Call, call_next: Handler) -> Awaitable[Any]:
+        context = call.context
+        if self._delegate and context.total_timeout is None and call.deadline is None:
+            # The transport times the attempt: only set its limit, and add no frame of our own.
+            timeout = self.default if context.timeout is None else context.timeout
+            if timeout is not None and call.timeout != timeout:
+                call = with_timeout(call, timeout)
+            return call_next(call)
+        return self._attempt(call, call_next)
+
+    async def _attempt(self, call: Call, call_next: Handler) -> Any:
         context = call.context
         timeout = self.default if context.timeout is None else context.timeout
         if context.total_timeout is not None or call.deadline is not None:
