@@ -367,6 +367,7 @@ class StdioServer(FrameReader):
         self._finish(EXIT_OK)
 
     async def _drain_writes(self, limit: float) -> None:
+        self._uncork()  # answers held for the end of this turn are the last ones: send them now
         writer = self._writer
         deadline = time.monotonic() + limit
         while writer is not None and not writer.is_closing() and writer.get_write_buffer_size():
