@@ -103,5 +103,5 @@ async def test_a_connection_that_breaks_drops_its_deadline_timer() -> None:
         conn.close(plugwire.TransportError("closed by the test", plugin="echo"))
         with pytest.raises(plugwire.PluginError):
             await pending
-        assert conn._deadline_timer is None
-        assert conn._deadlines == []
+        assert not conn._deadlines.armed
+        assert len(conn._deadlines) == 0

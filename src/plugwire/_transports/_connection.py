@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import heapq
 import logging
 from collections.abc import Mapping
 from typing import Final
@@ -46,15 +45,13 @@ from .._protocol import (
     decode_handshake,
     handshake_frame,
 )
+from ._deadlines import Deadlines
 from .base import Call, attempt_timed_out
 
 __all__ = ["HostConnection"]
 
 _log = logging.getLogger("plugwire.transport.subprocess")
 _REMEMBERED_CANCELS: Final = 1024
-# Answered calls leave their deadline in the heap (removing it would cost every call a
-# search); the heap is rebuilt from the pending calls once it holds this many more entries.
-_STALE_DEADLINES: Final = 64
 
 
 class HostConnection(FrameReader):
@@ -90,8 +87,7 @@ class HostConnection(FrameReader):
         self._stall_timer: asyncio.TimerHandle | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._partial_since = 0.0
-        self._deadlines: list[tuple[float, int, Call]] = []  # (loop time, call id, call) heap
-        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadlines = Deadlines(loop, self._pending, self._expire)
         self.stray_replies = 0
 
     # ------------------------------------------------------------- inspection
@@ -286,7 +282,7 @@ class HostConnection(FrameReader):
         self._frame_ends[call_id] = self._written
         if deadline is not None:
             assert call is not None, "a deadline needs its call"
-            self._watch_deadline(deadline, call_id, call)
+            self._deadlines.watch(deadline, call_id, call)
         try:
             return await future
         except asyncio.CancelledError:
@@ -331,41 +327,15 @@ class HostConnection(FrameReader):
         if self.alive and self._envelopes is not None:
             self._write(self._envelopes.frame(ShutdownMsg(grace=grace)))
 
-    # --------------------------------------------------------------- deadlines
-    def _watch_deadline(self, deadline: float, call_id: int, call: Call) -> None:
-        heap = self._deadlines
-        heapq.heappush(heap, (deadline, call_id, call))
-        timer = self._deadline_timer
-        if timer is None or deadline < timer.when():
-            if timer is not None:
-                timer.cancel()
-            self._deadline_timer = self._loop.call_at(deadline, self._expire_deadlines)
-        elif len(heap) > len(self._pending) + _STALE_DEADLINES:
-            pending = self._pending
-            heap[:] = [entry for entry in heap if entry[1] in pending]
-            heapq.heapify(heap)
-
-    def _expire_deadlines(self) -> None:
-        """The timer: fail every pending call whose deadline passed, then re-arm."""
-        self._deadline_timer = None
-        heap = self._deadlines
-        pending = self._pending
-        now = self._loop.time()
-        while heap:
-            deadline, call_id, call = heap[0]
-            if call_id in pending and deadline > now:
-                self._deadline_timer = self._loop.call_at(deadline, self._expire_deadlines)
-                return
-            heapq.heappop(heap)
-            future = pending.pop(call_id, None)
-            if future is None:
-                continue  # answered (or cancelled) already
-            self._frame_ends.pop(call_id, None)
-            self._remember_cancel(call_id)
-            if self.alive and self._envelopes is not None:
-                self._write(self._envelopes.frame(CancelMsg(id=call_id)))
-            if not future.done():
-                future.set_exception(attempt_timed_out(call))
+    def _expire(self, call_id: int, call: Call) -> None:
+        """Its deadline passed: fail the call with 1204 and tell the plugin to stop."""
+        future = self._pending.pop(call_id)
+        self._frame_ends.pop(call_id, None)
+        self._remember_cancel(call_id)
+        if self.alive and self._envelopes is not None:
+            self._write(self._envelopes.frame(CancelMsg(id=call_id)))
+        if not future.done():
+            future.set_exception(attempt_timed_out(call))
 
     def _remember_cancel(self, call_id: int) -> None:
         self._cancelled[call_id] = None
@@ -457,17 +427,18 @@ class HostConnection(FrameReader):
         if not self.handshake.done():
             self.handshake.set_exception(reason)
             self.handshake.exception()  # retrieved here; the starter reads `lost`
-        for timer in (self._stall_timer, self._read_timer, self._deadline_timer):
+        for timer in (self._stall_timer, self._read_timer):
             if timer is not None:
                 timer.cancel()
-        self._stall_timer = self._read_timer = self._deadline_timer = None
+        self._stall_timer = self._read_timer = None
         self._deadlines.clear()
         transport = self.transport
         unflushed = transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
         unflushed += len(self._corked or b"")
         self._corked = None
         flushed = self._written - unflushed
-        pending, self._pending = self._pending, {}
+        pending = dict(self._pending)
+        self._pending.clear()  # the same dict: the deadlines read it
         for call_id, future in pending.items():
             if future.done():
                 continue
