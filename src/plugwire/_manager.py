@@ -264,7 +264,12 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 config, clock=self.clock, listeners=self._breaker_listeners, logger=self.logger
             )
             entry.handler = build_pipeline(
-                config, transport.call, extra=self._policies, clock=self.clock, breaker=entry.breaker
+                config,
+                transport.call,
+                extra=self._policies,
+                clock=self.clock,
+                breaker=entry.breaker,
+                transport_timeouts=transport.enforces_timeout,
             )
             self._entries[config.name] = entry
             monitor.start()

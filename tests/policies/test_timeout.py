@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
 
 from plugwire import ErrorCode, ExecutionContext, PluginTimeoutError
 from plugwire._policies import TimeoutPolicy, compose
+from plugwire._policies._calls import with_timeout
 from plugwire.testing import Call, FakeClock
 
 
@@ -108,3 +110,47 @@ async def test_no_limit_when_neither_the_context_nor_the_plugin_sets_one() -> No
 
     handler = compose([TimeoutPolicy(0, clock)], plugin)
     assert await handler(make_call()) is None
+
+
+async def test_over_a_transport_that_enforces_timeouts_the_policy_sets_the_limit_but_no_timer() -> None:
+    seen: list[float | None] = []
+
+    async def enforcing_transport(call: Call) -> Any:
+        seen.append(call.timeout)
+        for _ in range(3):  # a policy timer of 1 ns would fire during these loop turns
+            await asyncio.sleep(0)
+        return b"answer"
+
+    handler = compose([TimeoutPolicy(1e-9, transport_enforced=True)], enforcing_transport)
+    assert await handler(make_call()) == b"answer"
+    assert seen == [1e-9]
+
+
+async def test_on_a_fake_clock_the_policy_keeps_its_own_timer_even_over_an_enforcing_transport() -> None:
+    clock = FakeClock()
+    plugin = Hanging()
+    handler = compose([TimeoutPolicy(5.0, clock, transport_enforced=True)], plugin)
+    task = asyncio.create_task(handler(make_call()))
+    await plugin.started.wait()
+    clock.advance(5.0)
+    with pytest.raises(PluginTimeoutError) as caught:
+        await task
+    assert caught.value.details == {"timeout": 5.0, "attempt": 1}
+    assert plugin.cancelled
+
+
+def test_the_per_attempt_copy_of_a_call_changes_its_timeout_and_nothing_else() -> None:
+    call = Call(
+        plugin="p",
+        payload=b"x",
+        context=ExecutionContext(request_id="r"),
+        codec="json",
+        timeout=1.0,
+        attempt=3,
+        deadline=9.0,
+    )
+    copy = with_timeout(call, 2.5)
+    assert copy == dataclasses.replace(call, timeout=2.5)
+    assert call.timeout == 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        copy.timeout = 3.0  # type: ignore[misc]

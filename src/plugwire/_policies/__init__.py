@@ -72,6 +72,7 @@ def build_pipeline(
     clock: Clock = system_clock,
     breaker: CircuitBreaker | None = None,
     rng: Callable[[], float] = random.random,
+    transport_timeouts: bool = False,
 ) -> Handler:
     """The call path for one plugin, outermost first:
 
@@ -92,6 +93,8 @@ def build_pipeline(
         breaker: The breaker to use (to observe it from outside); by default one is made
             from the config with `make_breaker` when enabled.
         rng: The jitter source of the retry policy.
+        transport_timeouts: `terminal` enforces `Call.timeout` itself
+            (`BaseTransport.enforces_timeout`); the timeout policy then sets no timer.
     """
     policies: list[Policy] = list(extra)
     if config.rate_limit.enabled:
@@ -101,5 +104,5 @@ def build_pipeline(
     if breaker is not None:
         policies.append(CircuitBreakerPolicy(breaker, config.connection.request_timeout))
     policies.append(RetryPolicy(config.retry, clock, rng=rng))
-    policies.append(TimeoutPolicy(config.connection.request_timeout, clock))
+    policies.append(TimeoutPolicy(config.connection.request_timeout, clock, transport_enforced=transport_timeouts))
     return compose(policies, terminal)

@@ -19,7 +19,6 @@ __all__ = ["stamp_deadline", "with_attempt", "with_timeout"]
 # `dataclasses.replace`, and still correct when `Call` gains fields.
 _FIELDS = tuple(field.name for field in dataclasses.fields(Call))
 _read_all = operator.attrgetter(*_FIELDS)
-_TIMEOUT = _FIELDS.index("timeout")
 _ATTEMPT = _FIELDS.index("attempt")
 _DEADLINE = _FIELDS.index("deadline")
 
@@ -30,9 +29,27 @@ def _with(call: Call, index: int, value: object) -> Call:
     return Call(*values)
 
 
+# `with_timeout` runs on every attempt: it fills the new Call's slots through their member
+# descriptors (what a frozen dataclass's __init__ cannot do), about half the cost of `_with`.
+_new = object.__new__
+(_set_plugin, _set_payload, _set_context, _set_codec, _set_timeout, _set_attempt, _set_deadline) = (
+    getattr(Call, name).__set__ for name in _FIELDS
+)
+if _FIELDS != ("plugin", "payload", "context", "codec", "timeout", "attempt", "deadline"):  # pragma: no cover
+    raise ImportError(f"Call's fields changed to {_FIELDS}: update plugwire._policies._calls.with_timeout")
+
+
 def with_timeout(call: Call, timeout: float | None) -> Call:
     """`call` with `timeout` set."""
-    return _with(call, _TIMEOUT, timeout)
+    new: Call = _new(Call)
+    _set_plugin(new, call.plugin)
+    _set_payload(new, call.payload)
+    _set_context(new, call.context)
+    _set_codec(new, call.codec)
+    _set_timeout(new, timeout)
+    _set_attempt(new, call.attempt)
+    _set_deadline(new, call.deadline)
+    return new
 
 
 def with_attempt(call: Call, attempt: int) -> Call:

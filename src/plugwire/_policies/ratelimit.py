@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, NoReturn
 
 from .._clock import Clock, system_clock
 from .._config import RateLimitConfig
@@ -154,12 +155,15 @@ class RateLimitPolicy:
         self.wait = config.wait
         self.max_wait = max_wait
 
-    async def __call__(self, call: Call, call_next: Handler) -> Any:
+    def __call__(self, call: Call, call_next: Handler) -> Awaitable[Any]:
         if not self.wait:
             retry_after = self.bucket.acquire()
             if retry_after:
-                raise self._refused(call, retry_after)
-            return await call_next(call)
+                return _raise(self._refused(call, retry_after))  # raised when awaited, as before
+            return call_next(call)  # nothing to do after the call: no frame of our own
+        return self._waiting(call, call_next)
+
+    async def _waiting(self, call: Call, call_next: Handler) -> Any:
         call = stamp_deadline(call, self.clock)
         if call.deadline is not None:
             limit: float | None = call.deadline - self.clock.monotonic()
@@ -186,3 +190,7 @@ class RateLimitPolicy:
         if waited is False:
             message += "; the wait for a token would outlast the call's deadline"
         return RateLimitedError(f"{message}; retry after {retry_after:.3f}s", plugin=call.plugin, details=details)
+
+
+async def _raise(error: BaseException) -> NoReturn:
+    raise error

@@ -3,11 +3,12 @@ never past the call's overall deadline."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
-from .._clock import Clock, system_clock
+from .._clock import Clock, SystemClock, system_clock
 from .._errors import PluginTimeoutError
-from .._transports.base import Call
+from .._transports.base import Call, attempt_timed_out
 from ._calls import stamp_deadline, with_timeout
 from .chain import Handler
 
@@ -22,20 +23,39 @@ class TimeoutPolicy:
     overall deadline (`ExecutionContext.total_timeout`); an attempt that starts with no time
     left fails at once without reaching the plugin.
 
+    When the transport enforces `Call.timeout` itself (`BaseTransport.enforces_timeout`,
+    e.g. the subprocess transport's per-connection deadline timer) and time is the real
+    clock, the policy only sets `Call.timeout` and leaves the timing to the transport: same
+    error, same cancellation, one timer fewer per call. On any other clock (a `FakeClock`)
+    the policy keeps its own scope, so tests that move time still see the timeout.
+
     Args:
         default: Seconds an attempt may take when the call's context sets no timeout;
             0 or None means no limit.
         clock: Where time comes from (a `FakeClock` in tests).
+        transport_enforced: The transport below enforces `Call.timeout` itself.
     """
 
-    __slots__ = ("_scope", "clock", "default")
+    __slots__ = ("_delegate", "_scope", "clock", "default")
 
-    def __init__(self, default: float | None, clock: Clock = system_clock) -> None:
+    def __init__(self, default: float | None, clock: Clock = system_clock, *, transport_enforced: bool = False) -> None:
         self.default = default or None
         self.clock = clock
         self._scope = clock.timeout  # bound once: this runs on every attempt
+        # The transport times calls on the event loop's clock, which is the system clock's.
+        self._delegate = transport_enforced and isinstance(clock, SystemClock)
 
-    async def __call__(self, call: Call, call_next: Handler) -> Any:
+    def __call__(self, call: Call, call_next: Handler) -> Awaitable[Any]:
+        context = call.context
+        if self._delegate and context.total_timeout is None and call.deadline is None:
+            # The transport times the attempt: only set its limit, and add no frame of our own.
+            timeout = self.default if context.timeout is None else context.timeout
+            if timeout is not None and call.timeout != timeout:
+                call = with_timeout(call, timeout)
+            return call_next(call)
+        return self._attempt(call, call_next)
+
+    async def _attempt(self, call: Call, call_next: Handler) -> Any:
         context = call.context
         timeout = self.default if context.timeout is None else context.timeout
         if context.total_timeout is not None or call.deadline is not None:
@@ -45,6 +65,8 @@ class TimeoutPolicy:
             return await call_next(call)
         if call.timeout != timeout:
             call = with_timeout(call, timeout)
+        if self._delegate:
+            return await call_next(call)
         scope = self._scope(timeout)
         try:
             async with scope:
@@ -52,11 +74,7 @@ class TimeoutPolicy:
         except TimeoutError:
             if not scope.expired():
                 raise  # a timeout reported by the plugin or transport, already coded
-            raise PluginTimeoutError(
-                f"no answer within {timeout:g}s",
-                plugin=call.plugin,
-                details={"timeout": timeout, "attempt": call.attempt},
-            ) from None
+            raise attempt_timed_out(call) from None
 
     def _within_deadline(self, call: Call, timeout: float | None) -> float | None:
         """The attempt's limit cut to what is left of the call's deadline."""

@@ -38,6 +38,7 @@ from .._protocol import (
     decode_handshake,
     handshake_frame,
 )
+from ._eager import EagerStarter
 from .adapter import PluginAdapter
 
 __all__ = ["AuthVerifier", "StdioServer"]
@@ -78,7 +79,11 @@ class StdioServer(FrameReader):
         self.grace = grace
         self.auth = auth
         self.codecs = codecs
-        self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[int] = loop.create_future()
+        # A call runs up to its first suspension in the read that delivered it (in its own
+        # task): one that answers at once costs no extra loop turn.
+        self._starter = EagerStarter(loop)
         self._reader: asyncio.BaseTransport | None = None
         self._writer: asyncio.WriteTransport | None = None
         self._envelopes: EnvelopeCodec | None = None
@@ -90,6 +95,8 @@ class StdioServer(FrameReader):
         self._paused_for_calls = False
         self._paused_for_writes = False
         self._stopper: asyncio.Task[None] | None = None
+        self._corked: bytearray | None = None  # answers held back until the end of this loop turn
+        self._sent_since_read = False
 
     # --------------------------------------------------------------- wiring
     def attach_writer(self, writer: asyncio.WriteTransport) -> None:
@@ -117,6 +124,10 @@ class StdioServer(FrameReader):
         self._update_reading()
 
     # --------------------------------------------------------------- frames
+    def buffer_updated(self, nbytes: int) -> None:
+        self._sent_since_read = False
+        super().buffer_updated(nbytes)
+
     def frame_received(self, envelope: memoryview) -> None:
         if self._envelopes is None:
             self._handshake(envelope)
@@ -200,7 +211,9 @@ class StdioServer(FrameReader):
             work.close()
             self._send(ErrorMsg(id=call_id, code=ErrorCode.ENVELOPE_INVALID, message=f"id {call_id} is already in use"))
             return
-        task = asyncio.get_running_loop().create_task(work)
+        task = self._starter.start(work)
+        if task is None:  # answered already; its `finally` ran before it could be tracked
+            return
         self._tasks[call_id] = task
         # A task cancelled before its first step never runs its body: clean up after it.
         # (Finished calls clean up in their own `finally`, which saves a loop iteration.)
@@ -282,7 +295,24 @@ class StdioServer(FrameReader):
         except ProtocolError as exc:  # an answer too large for the host: say so instead
             call_id = getattr(message, "id", 0)
             frame = self._envelopes.frame(ErrorMsg(id=call_id, code=exc.code, message=exc.message))
-        writer.write(frame)
+        # The first answer since the host last wrote goes out at once; later ones in the same
+        # loop turn (a burst of calls answered together) leave in one write at its end, which
+        # wakes the host once instead of once per answer.
+        corked = self._corked
+        if corked is not None:
+            corked += frame
+        elif self._sent_since_read:
+            self._corked = frame
+            asyncio.get_running_loop().call_soon(self._uncork)
+        else:
+            writer.write(frame)
+            self._sent_since_read = True
+
+    def _uncork(self) -> None:
+        data, self._corked = self._corked, None
+        writer = self._writer
+        if data and writer is not None and not writer.is_closing():
+            writer.write(data)
 
     def _update_reading(self) -> None:
         busy = self._paused_for_writes or len(self._tasks) >= self.max_concurrency
@@ -337,6 +367,7 @@ class StdioServer(FrameReader):
         self._finish(EXIT_OK)
 
     async def _drain_writes(self, limit: float) -> None:
+        self._uncork()  # answers held for the end of this turn are the last ones: send them now
         writer = self._writer
         deadline = time.monotonic() + limit
         while writer is not None and not writer.is_closing() and writer.get_write_buffer_size():
@@ -345,5 +376,6 @@ class StdioServer(FrameReader):
             await asyncio.sleep(0.005)  # rare: only while the host is slow to read our last answers
 
     def _finish(self, status: int) -> None:
+        self._starter.close()
         if not self.done.done():
             self.done.set_result(status)

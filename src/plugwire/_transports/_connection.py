@@ -1,8 +1,9 @@
 """The host end of one plugin connection: handshake, multiplexed calls, cancel, health.
 
 Calls are futures in a dict keyed by id, resolved by the reader as frames arrive: no task
-per call. A cancelled call (its timeout expired) sends `cancel {id}` and frees its slot at
-once; a reply that arrives later is dropped.
+per call. Attempt timeouts are enforced here too, by one timer per connection over a heap of
+deadlines instead of a timer per call. A timed-out or cancelled call sends `cancel {id}` and
+frees its slot at once; a reply that arrives later is dropped.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from .._protocol import (
     decode_handshake,
     handshake_frame,
 )
+from ._deadlines import Deadlines
+from .base import Call, attempt_timed_out
 
 __all__ = ["HostConnection"]
 
@@ -78,10 +81,13 @@ class HostConnection(FrameReader):
         self._cancelled: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._next_id = 1
         self._written = 0
+        self._corked: bytearray | None = None  # frames held back until the end of this loop turn
+        self._sent_since_read = False
         self._writable: asyncio.Future[None] | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._partial_since = 0.0
+        self._deadlines = Deadlines(loop, self._pending, self._expire)
         self.stray_replies = 0
 
     # ------------------------------------------------------------- inspection
@@ -93,6 +99,10 @@ class HostConnection(FrameReader):
     @property
     def alive(self) -> bool:
         return not self.lost.done()
+
+    def loop_time(self) -> float:
+        """The event loop's clock, which call deadlines are measured on."""
+        return self._loop.time()
 
     # -------------------------------------------------------------- handshake
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -190,6 +200,7 @@ class HostConnection(FrameReader):
         _log.warning("plugin %r answered %s id %d; the reply was dropped", self.name, kind, message.id)
 
     def buffer_updated(self, nbytes: int) -> None:
+        self._sent_since_read = False
         super().buffer_updated(nbytes)
         if self.buffered:  # rare: a frame split across reads; watch that the rest comes
             self._partial_since = self._loop.time()
@@ -237,17 +248,27 @@ class HostConnection(FrameReader):
         )
 
     # ------------------------------------------------------------------- calls
-    async def call(self, payload: bytes, ctx: CallContext) -> bytes:
+    async def call(
+        self, payload: bytes, ctx: CallContext, deadline: float | None = None, call: Call | None = None
+    ) -> bytes:
         """Send one call and wait for its answer (bytes in the negotiated codec).
 
+        Args:
+            payload: The encoded request.
+            ctx: The call's wire context.
+            deadline: When to give up, on the event loop's clock (None: never); the call then
+                fails with `attempt_timed_out(call)` and the plugin gets `cancel`.
+            call: The attempt this is (for the timeout error); required with `deadline`.
+
         Raises:
-            PluginError: The plugin's coded error; `OutcomeUnknownError` (1207) when the
-                connection broke after the request was sent; `TransportError` when it broke
-                before (1302), or the plugin left our writes unread (1303);
-                `ProtocolError` (2001) for a request above the plugin's frame limit.
+            PluginError: The plugin's coded error; `PluginTimeoutError` (1204) past the
+                deadline; `OutcomeUnknownError` (1207) when the connection broke after the
+                request was sent; `TransportError` when it broke before (1302), or the plugin
+                left our writes unread (1303); `ProtocolError` (2001) for a request above the
+                plugin's frame limit.
         """
         if self._writable is not None:
-            await self._wait_writable()
+            await self._wait_writable(deadline, call)
         if self.lost.done():
             raise self._not_sent(self.lost.result())
         codec = self._envelopes
@@ -259,6 +280,9 @@ class HostConnection(FrameReader):
         self._pending[call_id] = future
         self._write(frame)
         self._frame_ends[call_id] = self._written
+        if deadline is not None:
+            assert call is not None, "a deadline needs its call"
+            self._deadlines.watch(deadline, call_id, call)
         try:
             return await future
         except asyncio.CancelledError:
@@ -303,6 +327,16 @@ class HostConnection(FrameReader):
         if self.alive and self._envelopes is not None:
             self._write(self._envelopes.frame(ShutdownMsg(grace=grace)))
 
+    def _expire(self, call_id: int, call: Call) -> None:
+        """Its deadline passed: fail the call with 1204 and tell the plugin to stop."""
+        future = self._pending.pop(call_id)
+        self._frame_ends.pop(call_id, None)
+        self._remember_cancel(call_id)
+        if self.alive and self._envelopes is not None:
+            self._write(self._envelopes.frame(CancelMsg(id=call_id)))
+        if not future.done():
+            future.set_exception(attempt_timed_out(call))
+
     def _remember_cancel(self, call_id: int) -> None:
         self._cancelled[call_id] = None
         if len(self._cancelled) > _REMEMBERED_CANCELS:
@@ -310,11 +344,32 @@ class HostConnection(FrameReader):
 
     # ---------------------------------------------------------- flow control
     def _write(self, data: bytes | bytearray) -> None:
+        """Send a frame at once, unless frames already went out since the plugin last wrote.
+
+        Then it is held back with any others until the end of this loop turn, so a burst of
+        calls (`gather`, many callers) reaches the plugin in one system call and wakes it once
+        instead of once per frame (on one CPU each wake-up is a full switch to the plugin and
+        back). One call at a time is never held back.
+        """
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        transport.write(data)
+        corked = self._corked
+        if corked is not None:
+            corked += data
+        elif self._sent_since_read:
+            self._corked = bytearray(data)
+            self._loop.call_soon(self._uncork)
+        else:
+            transport.write(data)
+            self._sent_since_read = True
         self._written += len(data)
+
+    def _uncork(self) -> None:
+        data, self._corked = self._corked, None
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
 
     def pause_writing(self) -> None:
         self._writable = self._loop.create_future()
@@ -328,10 +383,22 @@ class HostConnection(FrameReader):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _wait_writable(self) -> None:
+    async def _wait_writable(self, deadline: float | None = None, call: Call | None = None) -> None:
         waiter = self._writable
-        if waiter is not None:
+        if waiter is None:
+            return
+        if deadline is None:
             await asyncio.shield(waiter)
+            return
+        assert call is not None
+        scope = asyncio.timeout_at(deadline)
+        try:
+            async with scope:
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            if scope.expired():
+                raise attempt_timed_out(call) from None
+            raise
 
     def _write_stalled(self) -> None:
         self._stall_timer = None
@@ -364,10 +431,14 @@ class HostConnection(FrameReader):
             if timer is not None:
                 timer.cancel()
         self._stall_timer = self._read_timer = None
+        self._deadlines.clear()
         transport = self.transport
         unflushed = transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
+        unflushed += len(self._corked or b"")
+        self._corked = None
         flushed = self._written - unflushed
-        pending, self._pending = self._pending, {}
+        pending = dict(self._pending)
+        self._pending.clear()  # the same dict: the deadlines read it
         for call_id, future in pending.items():
             if future.done():
                 continue

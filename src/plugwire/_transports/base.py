@@ -8,9 +8,10 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from .._codec import CodecName
+from .._errors import PluginTimeoutError
 from .._models import ExecutionContext, HealthStatus, PluginInfo, Transport
 
-__all__ = ["BaseTransport", "Call"]
+__all__ = ["BaseTransport", "Call", "attempt_timed_out"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,15 @@ class Call:
     deadline: float | None = None
 
 
+def attempt_timed_out(call: Call) -> PluginTimeoutError:
+    """The error of an attempt that got no answer within `call.timeout` seconds (1204)."""
+    return PluginTimeoutError(
+        f"no answer within {call.timeout:g}s",
+        plugin=call.plugin,
+        details={"timeout": call.timeout, "attempt": call.attempt},
+    )
+
+
 class BaseTransport(abc.ABC):
     """A connection to one plugin: start it, call it, check it, close it.
 
@@ -52,6 +62,11 @@ class BaseTransport(abc.ABC):
     #: False when `restart()` cannot recover the plugin (an object in the host's own process);
     #: the health monitor then takes a failing plugin offline instead of restarting it.
     restartable: ClassVar[bool] = True
+    #: True when `call` itself bounds each attempt by `Call.timeout` on the event loop's clock:
+    #: past it, the call fails with `attempt_timed_out(call)` (1204) and the plugin is told to
+    #: stop. The timeout policy then sets no timer of its own (a timer per call is a
+    #: measurable share of a fast transport's round trip).
+    enforces_timeout: ClassVar[bool] = False
 
     @abc.abstractmethod
     async def start(self) -> PluginInfo:

@@ -25,7 +25,7 @@ from .._protocol import DEFAULT_MAX_FRAME, CallContext
 from ._connection import HostConnection
 from ._pool import PoolListener, PoolState, ProcessPool, RestartPolicy, Worker
 from ._process import PluginProcess, describe_status, scrubbed_env
-from .base import BaseTransport, Call
+from .base import BaseTransport, Call, attempt_timed_out
 
 __all__ = ["CredentialsHook", "LaunchHook", "SubprocessOptions", "SubprocessTransport"]
 
@@ -85,6 +85,8 @@ class SubprocessTransport(BaseTransport):
     """
 
     kind = Transport.EXECUTABLE
+    # One deadline timer per connection instead of the timeout policy's timer per call.
+    enforces_timeout = True
 
     def __init__(self, config: PluginConfig, options: SubprocessOptions | None = None) -> None:
         self.config = config
@@ -153,10 +155,16 @@ class SubprocessTransport(BaseTransport):
         pool = self._pool
         if pool is None:
             raise ProcessError(f"plugin {self.name!r} is not started", code=ErrorCode.PROCESS, plugin=self.name)
+        timeout = call.timeout
+        deadline = None
         worker = pool.pick() if pool.state is PoolState.RUNNING else None
-        if worker is None:
-            worker = await pool.acquire()
+        if worker is None:  # the pool is restarting: the wait counts against the attempt's time
+            if timeout is not None:
+                deadline = asyncio.get_running_loop().time() + timeout
+            worker = await _acquire(pool, deadline, call)
         conn = worker.conn
+        if timeout is not None and deadline is None:
+            deadline = conn.loop_time() + timeout
         ctx = call.context
         wire_ctx = CallContext(
             request_id=ctx.request_id,
@@ -169,8 +177,8 @@ class SubprocessTransport(BaseTransport):
         try:
             if call.codec != conn.codec:
                 payload = _transcode(payload, call.codec, conn.codec)
-                return _transcode(await conn.call(payload, wire_ctx), conn.codec, call.codec)
-            return await conn.call(payload, wire_ctx)
+                return _transcode(await conn.call(payload, wire_ctx, deadline, call), conn.codec, call.codec)
+            return await conn.call(payload, wire_ctx, deadline, call)
         finally:
             worker.last_used = self._clock.monotonic()  # idle time counts from the last answer
 
@@ -313,6 +321,20 @@ class SubprocessTransport(BaseTransport):
         grace = self.options.grace
         await worker.process.stop(grace, self.options.kill_after, lambda: conn.send_shutdown(grace))
         conn.close(ProcessError(f"plugin {self.name!r} was stopped", code=ErrorCode.PROCESS, plugin=self.name))
+
+
+async def _acquire(pool: ProcessPool, deadline: float | None, call: Call) -> Worker:
+    """A worker from a restarting pool, waiting no longer than the attempt's deadline."""
+    if deadline is None:
+        return await pool.acquire()
+    scope = asyncio.timeout_at(deadline)
+    try:
+        async with scope:
+            return await pool.acquire()
+    except TimeoutError:
+        if scope.expired():
+            raise attempt_timed_out(call) from None
+        raise
 
 
 def _transcode(data: bytes, source: CodecName, target: CodecName) -> bytes:
