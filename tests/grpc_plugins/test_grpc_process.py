@@ -43,11 +43,12 @@ Launcher = Callable[..., Awaitable[PluginProcess]]
 async def launch(tmp_path: Path) -> AsyncIterator[Launcher]:
     started: list[PluginProcess] = []
 
-    async def start(address: str, **env: str) -> PluginProcess:
+    async def start(address: str, *args: str, **env: str) -> PluginProcess:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(SCRIPT),
             address,
+            *args,
             stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env},
         )
@@ -72,6 +73,24 @@ async def test_serve_grpc_announces_the_real_port_it_listens_on(launch: Launcher
     async with AsyncPluginManager(Ask, Answer) as manager:
         await manager.register(plugwire.grpc(plugin.address), name="p")
         assert (await manager.execute("p", Ask(text="hi"))).server == f"echo-{plugin.proc.pid}"
+
+
+async def test_serve_with_the_grpc_transport_serves_until_sigterm_then_exits_0(
+    launch: Launcher, tmp_path: Path
+) -> None:
+    address = f"unix:{short_socket_path(tmp_path)}"
+    plugin = await launch(address, "serve")
+    async with AsyncPluginManager(Ask, Answer) as manager:
+        await manager.register(plugwire.grpc(address), name="p")
+        assert (await manager.execute("p", Ask(text="via serve"))).text == "via serve"
+    plugin.proc.terminate()
+    assert await asyncio.wait_for(plugin.proc.wait(), 20) == 0
+
+
+def test_serve_with_the_grpc_transport_needs_an_address() -> None:
+    with pytest.raises(plugwire.ConfigError) as caught:
+        plugwire.serve(object(), transport="grpc")
+    assert caught.value.code == plugwire.ErrorCode.CONFIG_MISSING_ENDPOINT
 
 
 async def test_a_plugin_killed_mid_call_fails_the_call_with_a_retryable_coded_error(

@@ -1,4 +1,7 @@
-"""A gRPC test plugin run as its own process: `python grpc_echo.py ADDRESS`.
+"""A gRPC test plugin run as its own process: `python grpc_echo.py ADDRESS [serve|serve_grpc]`.
+
+With `serve` it starts through `plugwire.serve(plugin, transport="grpc", address=...)`, the
+one entry point of every transport; by default through `plugwire.serve_grpc`.
 
 It names itself after its process id, announces each call on stderr ("call started"), and
 on close writes the file named by PLUGWIRE_TEST_CLOSE_MARKER, so tests can watch a
@@ -47,4 +50,6 @@ class ProcessEcho(plugwire.Plugin[Ask, Answer]):
 
 
 if __name__ == "__main__":
+    if sys.argv[2:] == ["serve"]:
+        plugwire.serve(ProcessEcho(), transport="grpc", address=sys.argv[1], grace=5.0)
     plugwire.serve_grpc(ProcessEcho(), address=sys.argv[1], grace=5.0)
