@@ -33,6 +33,8 @@ LAYERS: dict[str, int] = {
     "_reload": 6,
     "_discovery": 6,
     "_sources": 6,
+    "_guard": 6,
+    "_handle": 6,
     "__init__": 7,
     "__main__": 7,
     "_sync": 7,

@@ -83,8 +83,8 @@ if TYPE_CHECKING:
     from ._builder import development as development
     from ._builder import production as production
     from ._builder import simple as simple
+    from ._handle import PluginHandle as PluginHandle
     from ._manager import AsyncPluginManager as AsyncPluginManager
-    from ._manager import PluginHandle as PluginHandle
     from ._policies import Policy as Policy
     from ._security import AuditEvent as AuditEvent
     from ._security import AuditLog as AuditLog
@@ -145,7 +145,7 @@ _LAZY: dict[str, str] = {
     "production": "._builder",
     "simple": "._builder",
     "AsyncPluginManager": "._manager",
-    "PluginHandle": "._manager",
+    "PluginHandle": "._handle",
     "Policy": "._policies",
     "PluginSource": "._sources",
     "in_process": "._sources",

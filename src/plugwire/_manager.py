@@ -26,19 +26,19 @@ from ._errors import (
     PluginNotFoundError,
     PluginUnavailableError,
 )
+from ._guard import SecurityGuard
+from ._handle import PluginHandle
 from ._health import HealthMonitor
-from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, SecurityPolicy
+from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo
 from ._policies import BreakerListener, CircuitBreaker, Policy, build_pipeline, make_breaker
-from ._security import AuditEvent, AuditLog, SecurityEngine, Whitelist
+from ._security import AuditEvent, AuditLog, SecurityEngine
 from ._sources import InProcess, PluginSource, source_for_config
 from ._transports.base import BaseTransport, Call
-from ._transports.subprocess import SubprocessTransport
 from ._types import LoggerLike, ReqT, RespT
 
 __all__ = ["AsyncPluginManager", "PluginHandle"]
 
 _EMPTY_CONTEXT = ExecutionContext()
-_LIFECYCLE_EVENTS = {"crashed": AuditEvent.CRASHED, "restarted": AuditEvent.RESTARTED}
 
 
 class _Entry:
@@ -110,8 +110,9 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._started = False
         self._closing = False
         self._shutdown_task: asyncio.Task[None] | None = None
-        self._security: SecurityEngine | None = None
-        self._security_chosen = False  # set once enable_plugin_security ran: config no longer decides
+        self._guard = SecurityGuard(
+            self.config, self.logger, lambda: [e.config for e in self._entries.values()], self._refuse
+        )
         _refuse_unbuilt_features(self.config)
 
     # ----------------------------------------------------------------- lifecycle
@@ -124,7 +125,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         if self._started:
             return
         self._started = True
-        await self._ensure_security()
+        await self._guard.ensure()
         pending, self._pending = self._pending, []
         for source, config in pending:
             await self._register_config(config, source)
@@ -168,8 +169,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             if len(done) < len(waits):
                 self._log("warning", f"shutdown: in-flight calls still running after {timeout:g}s; closing")
         await asyncio.gather(*(self._close_entry(entry) for entry in entries))
-        if self._security is not None:
-            await self._security.aclose()
+        await self._guard.aclose()
         self._log("info", f"shutdown complete ({len(entries)} plugins closed)")
 
     async def _drain(self, entry: _Entry, timeout: float | None) -> bool:
@@ -192,7 +192,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             await entry.transport.aclose()
         except Exception as exc:
             self._log("error", f"plugin {entry.config.name!r} failed to close: {exc}")
-        self._audit(AuditEvent.STOPPED, entry.config.name, transport=entry.config.transport.value)
+        self._guard.record(AuditEvent.STOPPED, entry.config.name, transport=entry.config.transport.value)
 
     # -------------------------------------------------------------- registration
     async def register(
@@ -232,19 +232,16 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
 
     async def _register_config(self, config: PluginConfig, source: PluginSource | None) -> None:
         self._check_open()
-        await self._ensure_security()
+        await self._guard.ensure()
         async with self._lock:
             if config.name in self._entries:
                 raise PluginAlreadyRegisteredError(
                     f"a plugin named {config.name!r} is already registered", plugin=config.name
                 )
-            if self._security is not None:
-                self._protect_secrets(config)
-                # hashing runs off the loop; under strict this refuses before any transport exists
-                await asyncio.to_thread(self._security.check_plugin, config)
+            await self._guard.admit(config)  # under strict, refuses before any transport exists
             chosen = source or source_for_config(config)
             transport = chosen.create_transport(config, self.request_type)
-            self._watch_transport(transport, config)
+            self._guard.watch(transport, config)
             try:
                 info = await transport.start()
             except BaseException:
@@ -273,7 +270,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             )
             self._entries[config.name] = entry
             monitor.start()
-        self._audit(AuditEvent.STARTED, config.name, transport=config.transport.value, version=info.version)
+        self._guard.record(AuditEvent.STARTED, config.name, transport=config.transport.value, version=info.version)
         self._log(
             "info",
             f"registered plugin {config.name!r} ({config.transport.value}, {info.name} {info.version})",
@@ -324,7 +321,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         loaded = config if isinstance(config, ManagerConfig) else load_config_file(config)
         _refuse_unbuilt_features(loaded)
         source = "" if isinstance(config, ManagerConfig) else os.fspath(config)
-        self._audit(AuditEvent.CONFIG_CHANGED, None, file=source, plugins=[p.name for p in loaded.plugins])
+        self._guard.record(AuditEvent.CONFIG_CHANGED, None, file=source, plugins=[p.name for p in loaded.plugins])
         if not self._started:
             self._pending.extend((None, p) for p in loaded.plugins)
             return
@@ -364,7 +361,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             if exc.plugin is None:
                 exc.plugin = name
             if isinstance(exc, AuthenticationError):
-                self._audit(AuditEvent.AUTH_FAILURE, name, code=exc.code, error=exc.message)
+                self._guard.record(AuditEvent.AUTH_FAILURE, name, code=exc.code, error=exc.message)
             raise
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
@@ -441,12 +438,12 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     @property
     def audit(self) -> AuditLog | None:
         """The security audit log (`query`, `flush`, `verify`, `record`), once enabled."""
-        return self._security.audit if self._security is not None else None
+        return self._guard.audit
 
     @property
     def security(self) -> SecurityEngine | None:
         """The security engine (whitelist, policy, launch hooks), once enabled."""
-        return self._security
+        return self._guard.engine
 
     async def enable_plugin_security(self, config: SecurityConfig, *, exec_dir: str | None = None) -> None:
         """Turn on the whitelist, policy and audit log (the README's `EnablePluginSecurity`).
@@ -464,78 +461,18 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         Raises:
             SecurityError: The whitelist is malformed or the audit log cannot be opened.
         """
-        self._security_chosen = True
-        if not config.enabled:
-            old, self._security = self._security, None
-            if old is not None:
-                old.set_policy(SecurityPolicy.DISABLED)  # leaves a policy.changed row
-                await old.aclose()
-            return
-        engine = SecurityEngine.from_config(config, logger=self.logger, exec_dir=exec_dir)
-        old, self._security = self._security, engine
-        if old is not None:
-            await old.aclose()
-        engine.add_listener(self._on_whitelist_changed)
-        for entry in list(self._entries.values()):
-            self._protect_secrets(entry.config)
-        if config.watch_config:
-            await engine.start_watching()
-        await self._on_whitelist_changed(engine.whitelist)
+        await self._guard.enable(config, exec_dir=exec_dir)
 
-    async def _ensure_security(self) -> None:
-        if not self._security_chosen and self.config.security.enabled:
-            await self.enable_plugin_security(self.config.security)
-
-    def _protect_secrets(self, config: PluginConfig) -> None:
-        audit = self.audit
-        if audit is not None:
-            for secret in (config.auth.api_key, config.auth.token, config.auth.password):
-                audit.add_secret(secret)
-
-    async def _on_whitelist_changed(self, whitelist: Whitelist) -> None:
-        """Under strict, drain and stop every running plugin the new whitelist refuses."""
-        engine = self._security
-        if engine is None or engine.policy is not SecurityPolicy.STRICT:
-            return
-        for name, entry in list(self._entries.items()):
-            decision = await asyncio.to_thread(engine.evaluate, entry.config)
-            if decision is None or decision.allowed:
-                continue
-            engine.apply(decision, raise_refusal=False)
-            async with self._lock:
-                if self._entries.get(name) is not entry:
-                    continue
-                del self._entries[name]
-            await self._drain(entry, self.config.shutdown_timeout)
-            await self._close_entry(entry)
-            self._log("warning", f"stopped plugin {name!r}: {decision.reason}")
-
-    def _watch_transport(self, transport: BaseTransport, config: PluginConfig) -> None:
-        """Put the security system on a subprocess transport's launch path and its crashes in the audit log.
-
-        The launch guard looks the engine up at each spawn, so a plugin registered before
-        `enable_plugin_security` is verified from its next start or restart on.
-        """
-        if not isinstance(transport, SubprocessTransport):
-            return
-        name, cwd = config.name, config.work_dir or None
-
-        async def verified_launch(argv: list[str]) -> list[str]:
-            engine = self._security
-            return argv if engine is None else await engine.prepare_launch(name, argv, cwd)
-
-        def audit_lifecycle(event: str, fields: Mapping[str, Any]) -> None:
-            kind = _LIFECYCLE_EVENTS.get(event)
-            if kind is not None:
-                self._audit(kind, name, **fields)
-
-        transport.launch_guards.append(verified_launch)
-        transport.listeners.append(audit_lifecycle)
-
-    def _audit(self, event: AuditEvent, plugin: str | None, **fields: Any) -> None:
-        audit = self.audit
-        if audit is not None:
-            audit.record(event, plugin, **fields)
+    async def _refuse(self, name: str, config: PluginConfig, reason: str) -> None:
+        """Drain and stop a running plugin that the whitelist no longer allows."""
+        async with self._lock:
+            entry = self._entries.get(name)
+            if entry is None or entry.config is not config:
+                return
+            del self._entries[name]
+        await self._drain(entry, self.config.shutdown_timeout)
+        await self._close_entry(entry)
+        self._log("warning", f"stopped plugin {name!r}: {reason}")
 
     # ------------------------------------------------------------------- helpers
     def _check_open(self) -> None:
@@ -547,27 +484,6 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             getattr(self.logger, level)(message)
         except Exception:  # a broken logger must never break the host
             logging.getLogger("plugwire.manager").exception("the configured logger failed")
-
-
-class PluginHandle(Plugin[ReqT, RespT]):
-    """A registered plugin as seen through its manager (the README's `GetPlugin`)."""
-
-    def __init__(self, manager: AsyncPluginManager[ReqT, RespT], name: str, info: PluginInfo) -> None:
-        self._manager = manager
-        self.name = name
-        self._info = info
-
-    def info(self) -> PluginInfo:
-        return self._info
-
-    async def execute(self, ctx: ExecutionContext, request: ReqT) -> RespT:
-        return await self._manager.execute(self.name, request, ctx)
-
-    async def health(self) -> HealthStatus:
-        return await self._manager._check(self.name)
-
-    async def close(self) -> None:
-        await self._manager.unregister(self.name)
 
 
 def _refuse_unbuilt_features(config: ManagerConfig) -> None:

@@ -26,6 +26,7 @@ class Resp(msgspec.Struct):
 class EchoPlugin(plugwire.Plugin[Req, Resp]):
     def __init__(self) -> None:
         self.log = logging.getLogger("echo")
+        self.sick = False
 
     def info(self) -> plugwire.PluginInfo:
         return plugwire.PluginInfo(name="echo", version="1.2.3", capabilities=("echo",))
@@ -51,7 +52,14 @@ class EchoPlugin(plugwire.Plugin[Req, Resp]):
             return Resp(text=f"{ctx.request_id}|{ctx.metadata}|{ctx.headers}|{ctx.timeout is not None}")
         elif request.op == "crash":
             os._exit(3)
+        elif request.op == "sick":
+            self.sick = True
         return Resp(text=request.text, pid=os.getpid())
+
+    async def health(self) -> plugwire.HealthStatus:
+        if self.sick:
+            return plugwire.HealthStatus(status=plugwire.Status.UNHEALTHY, message="told to be sick")
+        return plugwire.HealthStatus(status=plugwire.Status.HEALTHY, message="ok")
 
 
 if __name__ == "__main__":
