@@ -89,3 +89,14 @@ def test_the_blocking_twin_refuses_calls_from_its_own_loop_thread() -> None:
             return "no error"
 
         assert "own loop thread" in manager._call(call_from_loop())
+
+
+def test_the_blocking_twin_shows_breakers_and_security_like_the_async_manager() -> None:
+    with PluginManager(AuthRequest, AuthResponse) as manager:
+        manager.register(AuthPlugin())
+        breaker = manager.circuit_breaker("auth")
+        assert breaker is not None
+        assert breaker.state.value == "closed"
+        assert manager.security is None
+        with pytest.raises(plugwire.PluginNotFoundError):
+            manager.circuit_breaker("missing")

@@ -15,8 +15,8 @@ from ._config import ManagerConfig, PluginConfig, SecurityConfig
 from ._errors import ManagerClosedError
 from ._manager import AsyncPluginManager, PluginHandle
 from ._models import ExecutionContext, HealthStatus, PluginInfo
-from ._policies import BreakerListener, Policy
-from ._security import AuditLog
+from ._policies import BreakerListener, CircuitBreaker, Policy
+from ._security import AuditLog, SecurityEngine
 from ._sources import PluginSource
 from ._types import LoggerLike, ReqT, RespT
 
@@ -144,6 +144,19 @@ class PluginManager(Generic[ReqT, RespT]):
     def audit(self) -> AuditLog | None:
         """The security audit log once enabled (its methods are thread-safe)."""
         return self._async.audit
+
+    @property
+    def security(self) -> SecurityEngine | None:
+        """The security engine once enabled (see `AsyncPluginManager.security`)."""
+        return self._async.security
+
+    def circuit_breaker(self, name: str) -> CircuitBreaker | None:
+        """See `AsyncPluginManager.circuit_breaker`; read its state, do not drive it from here."""
+
+        async def lookup() -> CircuitBreaker | None:
+            return self._async.circuit_breaker(name)
+
+        return self._call(lookup())
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Shut the plugins down (see `AsyncPluginManager.shutdown`) and end the loop thread."""
