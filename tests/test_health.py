@@ -170,7 +170,7 @@ async def test_a_flapping_plugin_is_restarted_only_once_failures_reach_the_limit
         assert manager.list_plugins()["p"].status is Status.HEALTHY
 
 
-async def test_a_failed_restart_takes_the_plugin_offline_and_calls_fail_fast() -> None:
+async def test_a_failed_restart_takes_the_plugin_offline_calls_fail_fast_and_it_is_retried() -> None:
     clock = FakeClock()
     transport = Scripted(default="error")
     transport.restart_error = ProcessError("cannot start")
@@ -185,7 +185,8 @@ async def test_a_failed_restart_takes_the_plugin_offline_and_calls_fail_fast() -
         assert "restart failed" in str(caught.value)
         assert transport.calls == 1
         await tick(clock)
-        assert transport.restarts == 1  # no restarts while offline
+        assert transport.restarts == 2  # a failed restart is tried again at the next check
+        assert manager.list_plugins()["p"].status is Status.OFFLINE
         transport.default = "ok"
         await tick(clock)  # one good check brings it back
         assert manager.list_plugins()["p"].status is Status.HEALTHY

@@ -13,7 +13,8 @@ these rules, evaluated after every check (a table is in docs/resilience.md):
   - below `failure_limit` consecutive failures: degraded;
   - at `failure_limit`: unhealthy, and the monitor calls `transport.restart()` (the
     supervisor restarts a process, a remote plugin reconnects). Restarted: degraded with
-    the failure count reset. The restart fails or outlives `restart_timeout`: offline.
+    the failure count reset. The restart fails or outlives `restart_timeout`: offline, and
+    every later check tries the restart again (the check interval is the backoff).
   - at `failure_limit` after `max_restarts` restarts in a row, or when the transport is not
     `restartable` (an in-process plugin): offline, no restart.
 - Calls to an offline plugin fail fast with `PluginUnavailableError` (1602).
@@ -92,6 +93,7 @@ class HealthMonitor:
         self.checks = 0
         self.transitions: collections.Counter[tuple[Status, Status]] = collections.Counter()
         self._restarts_in_row = 0
+        self._restart_failed = False
         self._current: asyncio.Task[HealthStatus] | None = None
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -173,6 +175,8 @@ class HealthMonitor:
         if not self.config.enabled:
             return self._set(Status.UNHEALTHY, why, elapsed)
         if self.offline:
+            if self._restart_failed:  # the last restart failed: each check tries again
+                return await self._restart(elapsed)
             return self._set(Status.OFFLINE, why, elapsed)
         if self.failures < self.config.failure_limit:
             return self._set(Status.DEGRADED, f"{why} ({self.failures} of {self.config.failure_limit})", elapsed)
@@ -195,7 +199,9 @@ class HealthMonitor:
                 why = f"restart did not finish within {self.restart_timeout:g}s"
             else:
                 why = f"restart failed: {exc}"
+            self._restart_failed = True
             return self._set(Status.OFFLINE, why, elapsed)
+        self._restart_failed = False
         self.failures = 0
         if self.on_restart is not None:
             try:

@@ -159,8 +159,9 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     aclose = shutdown
 
     async def _shutdown(self, timeout: float) -> None:
-        entries = list(self._entries.values())
-        self._entries.clear()
+        async with self._lock:  # a registration in progress finishes (and sees _closing) first
+            entries = list(self._entries.values())
+            self._entries.clear()
         # Monitors stop first: no health check or restart may race the shutdown.
         await asyncio.gather(*(entry.monitor.aclose() for entry in entries))
         waits = [entry.idle.wait() for entry in entries if entry.inflight]
@@ -244,6 +245,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             self._guard.watch(transport, config)
             try:
                 info = await transport.start()
+                self._check_open()  # shutdown began while the plugin was starting
             except BaseException:
                 await transport.aclose()
                 raise

@@ -230,7 +230,8 @@ async def test_a_foreign_grpc_plugin_status_maps_to_a_plugwire_error(
     await server.start()
     transport = GrpcTransport("foreign", f"127.0.0.1:{port}")
     try:
-        transport._open()
+        transport._channel, transport._stub = transport._connect()  # no Info: the server has no such method
+        transport._execute_request = transport._mods.pb2.ExecuteRequest
         call = plugwire._transports.base.Call(plugin="foreign", payload=b"\x80", context=ExecutionContext())
         with pytest.raises(error) as caught:
             await transport.call(call)

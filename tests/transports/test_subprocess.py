@@ -245,13 +245,19 @@ async def test_a_plugin_that_negotiates_json_is_transcoded_transparently() -> No
         assert (await manager.execute("echo", Req(text="über"))).text == "über"
 
 
-async def test_restart_replaces_the_process() -> None:
+async def test_restart_starts_the_new_process_first_then_retires_the_old_one() -> None:
     async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py"), config=config())
+        transport = manager._entries["echo"].transport
+        assert isinstance(transport, SubprocessTransport)
         before = (await manager.execute("echo", Req())).pid
-        await manager._entries["echo"].transport.restart()
+        slow = asyncio.ensure_future(manager.execute("echo", Req(op="sleep", seconds=0.2, text="old")))
+        await asyncio.sleep(0)  # the call is written to the old process
+        await transport.restart()
         after = (await manager.execute("echo", Req())).pid
         assert before != after
+        assert (await slow).text == "old"  # the old process finished its call before stopping
+        await asyncio.gather(*transport._retiring)
         assert not pid_alive(before)
 
 

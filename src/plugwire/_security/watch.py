@@ -134,5 +134,5 @@ class WhitelistWatcher:
         self._stop.set()
         if self._task is not None:
             task, self._task = self._task, None
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Returned, not raised: the task's own end; a cancellation of our caller still propagates.
+            await asyncio.gather(task, return_exceptions=True)

@@ -170,8 +170,7 @@ class ProcessPool:
         self._ready.set()  # wake waiters so they see CLOSED
         for task in list(self._tasks):
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)  # the tasks' cancellations are returned
         workers, self.workers = self.workers, []
         for worker in workers:
             worker.retired = True
@@ -188,8 +187,11 @@ class ProcessPool:
             load = worker.conn.inflight
             if load < best_load and worker.conn.alive:
                 best, best_load = worker, load
+        # Grow only beside a busy live worker: with none left, the restart loop (and its
+        # backoff) brings the pool back, not every waiting call.
         if (
-            best_load
+            best is not None
+            and best_load
             and not self._growing
             and len(self.workers) < self.max_processes
             and self.state is PoolState.RUNNING
@@ -236,7 +238,7 @@ class ProcessPool:
     async def _grow(self) -> None:
         try:
             worker = await self._launch()
-        except PluginError as exc:
+        except Exception as exc:  # an extra process is optional: the pool goes on without it
             _log.warning("plugin %r: could not start an extra process: %s", self.name, exc)
             return
         finally:
@@ -356,7 +358,9 @@ class ProcessPool:
                     return
                 try:
                     worker = await self._launch()
-                except PluginError as exc:
+                except Exception as exc:  # any failure counts as a crash; the loop must go on
+                    if not isinstance(exc, PluginError):
+                        exc = ProcessError(f"restart failed: {type(exc).__name__}: {exc}", plugin=self.name)
                     _log.error("plugin %r: restart failed: %s", self.name, exc)
                     if self._record_crash(exc):
                         return

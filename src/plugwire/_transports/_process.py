@@ -146,13 +146,15 @@ class PluginProcess:
         forwarder = StderrForwarder(name, max_line=stderr_line_limit, tail_lines=stderr_tail)
         process = cls(popen, forwarder)
         assert popen.stderr is not None
+        process._watch()  # before any await: a cancelled spawn must still see the exit it causes
         try:
             process._stderr_transport, _ = await process._loop.connect_read_pipe(lambda: forwarder, popen.stderr)
         except BaseException:
             process.kill()
+            if process._stderr_transport is None:
+                popen.stderr.close()
             await asyncio.shield(process.exited)
             raise
-        process._watch()
         return process
 
     # ------------------------------------------------------------------- exit

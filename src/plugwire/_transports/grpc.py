@@ -8,6 +8,7 @@ retry policy is the only one. Every grpc failure is translated into a `PluginErr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -96,6 +97,7 @@ class GrpcTransport(BaseTransport):
         self._stub: Any = None
         self._execute_request: Any = None
         self._closed = False
+        self._retiring: set[asyncio.Future[None]] = set()  # replaced channels still closing
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> PluginInfo:
@@ -106,10 +108,13 @@ class GrpcTransport(BaseTransport):
             AuthenticationError: The plugin refused the credentials (1100-1199).
         """
         if self._channel is None:
-            self._open()
-        reply = await self._unary(
-            self._stub.Info, self._mods.pb2.InfoRequest(), self.connection.connection_timeout or None
-        )
+            self._channel, self._stub = self._connect()
+            self._execute_request = self._mods.pb2.ExecuteRequest
+            self._closed = False
+        return await self._info(self._stub)
+
+    async def _info(self, stub: Any) -> PluginInfo:
+        reply = await self._unary(stub.Info, self._mods.pb2.InfoRequest(), self.connection.connection_timeout or None)
         return PluginInfo(
             name=reply.name,
             version=reply.version or "0.0.0",
@@ -119,7 +124,8 @@ class GrpcTransport(BaseTransport):
             metadata=dict(reply.metadata),
         )
 
-    def _open(self) -> None:
+    def _connect(self) -> tuple[Any, Any]:
+        """A new channel to the target and a stub on it."""
         aio = self._mods.aio
         options = channel_options(self.connection, self.tls)
         if self.tls is None:
@@ -131,10 +137,7 @@ class GrpcTransport(BaseTransport):
                 options.append(("grpc.ssl_target_name_override", "localhost"))
             creds = self._mods.grpc.ssl_channel_credentials(roots, key, cert)
             channel = aio.secure_channel(self.target, creds, options=options)
-        self._channel = channel
-        self._stub = self._mods.pb2_grpc.PluginStub(channel)
-        self._execute_request = self._mods.pb2.ExecuteRequest
-        self._closed = False
+        return channel, self._mods.pb2_grpc.PluginStub(channel)
 
     async def aclose(self) -> None:
         """Close the channel; calls still in flight fail with a `TransportError`."""
@@ -142,11 +145,29 @@ class GrpcTransport(BaseTransport):
         self._closed = True
         if channel is not None:
             await channel.close()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
 
     async def restart(self) -> PluginInfo:
-        """Drop the channel and connect afresh (skips grpc's reconnect backoff)."""
-        await self.aclose()
-        return await self.start()
+        """Connect afresh (skipping grpc's reconnect backoff) and move calls to the new channel.
+
+        The new channel must answer `Info` first; then it takes the calls, and the old one is
+        closed in the background, its in-flight calls given `request_timeout` to finish. If the
+        new channel fails, the old one stays and the error is raised.
+        """
+        channel, stub = self._connect()
+        try:
+            info = await self._info(stub)
+        except BaseException:
+            await channel.close()
+            raise
+        old, self._channel, self._stub = self._channel, channel, stub
+        self._execute_request = self._mods.pb2.ExecuteRequest
+        self._closed = False
+        if old is not None:
+            task = asyncio.ensure_future(old.close(grace=self.connection.request_timeout or None))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        return info
 
     # ---------------------------------------------------------------------- calls
     async def call(self, call: Call) -> bytes:

@@ -98,6 +98,7 @@ class SubprocessTransport(BaseTransport):
         #: Host-side checks awaited after `options.prepare_launch`, before every spawn, so the
         #: argv they approve is the argv that runs (the security system's verified launch).
         self.launch_guards: list[LaunchHook] = []
+        self._retiring: set[asyncio.Future[None]] = set()  # replaced pools still stopping
         #: Told of crashes, restarts and going offline (the audit log listens here).
         self.listeners: list[PoolListener] = []
 
@@ -130,20 +131,27 @@ class SubprocessTransport(BaseTransport):
 
     async def restart(self) -> PluginInfo:
         """Replace every process with a fresh one and forget past crashes (also brings an
-        offline plugin back)."""
+        offline plugin back).
+
+        The new pool starts first and takes the calls as soon as it is ready; the old one
+        then stops gracefully in the background (its in-flight calls may finish). If the new
+        pool cannot start, the old one stays and the error is raised.
+        """
         async with self._start_lock:
-            old, self._pool = self._pool, None
-            if old is not None:
-                await old.aclose()
             pool = self._new_pool()
             info = await pool.start()
-            self._pool = pool
+            old, self._pool = self._pool, pool
+            if old is not None:
+                task = asyncio.ensure_future(old.aclose())
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
             return info
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.aclose()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
 
     @property
     def pool(self) -> ProcessPool | None:
@@ -210,6 +218,26 @@ class SubprocessTransport(BaseTransport):
 
     # ---------------------------------------------------------- spawn / stop
     async def _launch(self) -> Worker:
+        """Start one plugin process through its handshake; every failure is a `PluginError`."""
+        try:
+            return await self._start_process()
+        except PluginError:
+            raise
+        except OSError as exc:  # socketpair, the event loop's socket setup: out of descriptors, say
+            raise ProcessError(
+                f"cannot start plugin {self.name!r}: {exc}",
+                code=ErrorCode.PROCESS_SPAWN_FAILED,
+                plugin=self.name,
+                retryable=False,
+            ) from exc
+        except Exception as exc:  # a user hook (credentials) raised
+            raise ProcessError(
+                f"starting plugin {self.name!r} failed: {type(exc).__name__}: {exc}",
+                code=ErrorCode.PROCESS_LAUNCH_HOOK_FAILED,
+                plugin=self.name,
+            ) from exc
+
+    async def _start_process(self) -> Worker:
         argv = [self.config.executable, *self.config.args]
         argv = await self._prepare(argv)
         credentials = dict(self.options.credentials()) if self.options.credentials is not None else {}
