@@ -100,3 +100,31 @@ def test_the_blocking_twin_shows_breakers_and_security_like_the_async_manager() 
         assert manager.security is None
         with pytest.raises(plugwire.PluginNotFoundError):
             manager.circuit_breaker("missing")
+
+
+def test_closing_while_other_threads_call_never_leaves_a_caller_hanging() -> None:
+    manager: PluginManager[AuthRequest, AuthResponse] = PluginManager(AuthRequest, AuthResponse)
+    manager.register(AuthPlugin())
+    outcomes: list[str] = []
+    started = threading.Barrier(5)
+
+    def caller() -> None:
+        started.wait()
+        for _ in range(200):
+            try:
+                manager.execute("auth", AuthRequest("u", "good"))
+                outcomes.append("ok")
+            except plugwire.ManagerClosedError:
+                outcomes.append("closed")
+                return
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    manager.close()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert set(outcomes) <= {"ok", "closed"}
+    assert outcomes.count("closed") <= len(threads)  # each caller stops at its first refusal

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import os
 import threading
 from collections.abc import Coroutine, Sequence
@@ -47,8 +49,10 @@ class PluginManager(Generic[ReqT, RespT]):
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="plugwire-manager", daemon=True)
-        self._thread.start()
         self._closed = False
+        self._guard = threading.Lock()  # orders submissions against close()
+        self._pending: set[concurrent.futures.Future[Any]] = set()
+        self._thread.start()
 
         async def create() -> AsyncPluginManager[ReqT, RespT]:
             return AsyncPluginManager(
@@ -72,14 +76,21 @@ class PluginManager(Generic[ReqT, RespT]):
         asyncio.set_event_loop(self._loop)
         self._loop.run_forever()
 
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._closed and not self._thread.is_alive():
-            coro.close()
-            raise ManagerClosedError("the manager is closed")
+    def _call(self, coro: Coroutine[Any, Any, T], *, closing: bool = False) -> T:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("PluginManager cannot be called from its own loop thread; use AsyncPluginManager")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        with self._guard:
+            if self._closed and not closing:
+                coro.close()
+                raise ManagerClosedError("the manager is closed")
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+            self._pending.add(future)
+        try:
+            return future.result()
+        finally:
+            with self._guard:
+                self._pending.discard(future)
 
     @property
     def async_manager(self) -> AsyncPluginManager[ReqT, RespT]:
@@ -159,22 +170,33 @@ class PluginManager(Generic[ReqT, RespT]):
         return self._call(lookup())
 
     def shutdown(self, timeout: float | None = None) -> None:
-        """Shut the plugins down (see `AsyncPluginManager.shutdown`) and end the loop thread."""
-        if self._closed:
-            return
-        self._closed = True
+        """Shut the plugins down (see `AsyncPluginManager.shutdown`) and end the loop thread.
+
+        Calls from other threads that are already running finish (or time out) as the async
+        manager's shutdown allows; calls made after this point fail with `ManagerClosedError`.
+        """
+        with self._guard:
+            if self._closed:
+                return
+            self._closed = True
         try:
-            self._call(self._async.shutdown(timeout))
+            self._call(self._async.shutdown(timeout), closing=True)
         finally:
             self._stop_loop()
 
     close = shutdown
 
     def _stop_loop(self) -> None:
-        self._closed = True
+        with self._guard:
+            self._closed = True
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
+        with self._guard:
+            stranded = [future for future in self._pending if not future.done()]
+        for future in stranded:  # their coroutines will never run again: release the callers
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                future.set_exception(ManagerClosedError("the manager closed while the call was running"))
         self._loop.close()
 
     def __enter__(self) -> PluginManager[ReqT, RespT]:
