@@ -411,3 +411,22 @@ def test_graceful_unregister_from_the_blocking_twin() -> None:
         manager.register(AuthPlugin())
         assert manager.graceful_unregister("auth", timeout=5) is True
         assert manager.list_plugins() == {}
+
+
+async def test_health_asked_while_the_plugin_is_removed_reports_it_offline_instead_of_raising() -> None:
+    entered = asyncio.Event()
+
+    class SlowHealth(AuthPlugin):
+        async def health(self) -> plugwire.HealthStatus:
+            entered.set()
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(SlowHealth("slow"))
+        asking = asyncio.create_task(manager.health())
+        await entered.wait()
+        await manager.unregister("slow")
+        report = await asking
+    assert report["slow"].status is Status.OFFLINE
+    assert "removed" in report["slow"].message

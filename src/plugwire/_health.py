@@ -132,7 +132,14 @@ class HealthMonitor:
             task = asyncio.create_task(self._check_and_act(), name=f"plugwire-health-check-{self.name}")
             self._current = task
             task.add_done_callback(self._check_done)
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and current is not None and not current.cancelling():
+                # The shared check was stopped (the plugin is being removed), not our caller.
+                return HealthStatus(status=Status.OFFLINE, message="health check stopped: the plugin was removed")
+            raise
 
     def _check_done(self, task: asyncio.Task[HealthStatus]) -> None:
         if self._current is task:

@@ -407,9 +407,9 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         A check already running for a plugin (its monitor's) is joined, not repeated; the
         result moves the plugin's status as a scheduled check would (see docs/resilience.md).
         """
-        names = list(self._entries)
-        results = await asyncio.gather(*(self._check(name) for name in names))
-        return dict(zip(names, results, strict=True))
+        monitors = {name: entry.monitor for name, entry in self._entries.items()}
+        results = await asyncio.gather(*(monitor.check() for monitor in monitors.values()))
+        return dict(zip(monitors, results, strict=True))
 
     async def _check(self, name: str) -> HealthStatus:
         entry = self._entries.get(name)
