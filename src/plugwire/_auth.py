@@ -35,6 +35,7 @@ __all__ = [
     "CredentialProvider",
     "CredentialVerifier",
     "StaticCredentials",
+    "configured_secrets",
     "credential_provider",
     "credential_verifier",
     "resolve_secret",
@@ -64,6 +65,24 @@ class CredentialVerifier(Protocol):
     """
 
     def __call__(self, metadata: Mapping[str, str]) -> None: ...
+
+
+def configured_secrets(auth: AuthConfig) -> list[str]:
+    """Every secret `auth` names (inline, from files, from environment variables), for redaction.
+
+    A source that cannot be read is skipped: using it fails elsewhere, with a coded error.
+    """
+    found = []
+    for what in ("api_key", "token", "password"):
+        try:
+            value = resolve_secret(
+                what, getattr(auth, what), getattr(auth, f"{what}_file"), getattr(auth, f"{what}_env")
+            )
+        except ConfigError:
+            continue
+        if value:
+            found.append(value)
+    return found
 
 
 def resolve_secret(what: str, inline: str, file: str, env: str) -> str:
@@ -221,7 +240,8 @@ def _authorization(metadata: Mapping[str, str], scheme: str) -> str:
         raise _missing(f"'{AUTHORIZATION_HEADER}' header")
     sent_scheme, _, value = header.strip().partition(" ")
     if sent_scheme.lower() != scheme.lower():
-        raise _malformed(f"expected the {scheme} scheme in '{AUTHORIZATION_HEADER}', got {sent_scheme[:16]!r}")
+        # Never echo what was sent: a token pasted without its scheme would land in logs.
+        raise _malformed(f"expected the {scheme} scheme in '{AUTHORIZATION_HEADER}'")
     value = value.strip()
     if not value:
         raise _malformed(f"the {scheme} credentials are empty")

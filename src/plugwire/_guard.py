@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from ._auth import configured_secrets
 from ._config import ManagerConfig, PluginConfig, SecurityConfig
 from ._models import SecurityPolicy
 from ._security import AuditEvent, AuditLog, SecurityEngine, Whitelist
@@ -120,7 +121,7 @@ class SecurityGuard:
     def _protect_secrets(self, config: PluginConfig) -> None:
         audit = self.audit
         if audit is not None:
-            for secret in (config.auth.api_key, config.auth.token, config.auth.password):
+            for secret in configured_secrets(config.auth):  # inline, *_file and *_env alike
                 audit.add_secret(secret)
 
     async def _whitelist_changed(self, whitelist: Whitelist) -> None:

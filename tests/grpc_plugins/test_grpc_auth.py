@@ -238,3 +238,27 @@ async def test_a_config_file_plugin_reads_its_api_key_from_the_environment(
     assert "env-key-42" not in repr(config)
     async with AsyncPluginManager(Ask, Answer, config=config) as mgr:
         assert (await mgr.execute("backup-auth", Ask(text="configured"))).text == "configured"
+
+
+def test_a_refused_authorization_header_is_never_echoed() -> None:
+    from plugwire._auth import credential_verifier
+
+    verifier = credential_verifier(plugwire.AuthConfig(method=plugwire.AuthMethod.BEARER, token="right"))
+    assert verifier is not None
+    with pytest.raises(plugwire.AuthenticationError) as caught:
+        verifier({"authorization": "sk_live_51HqLyjWDarjtT1zdp7dc"})
+    assert "sk_live" not in str(caught.value)
+    assert caught.value.code == plugwire.ErrorCode.AUTH_MALFORMED_CREDENTIALS
+
+
+def test_secrets_from_files_and_environment_are_known_for_redaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugwire._auth import configured_secrets
+
+    key_file = tmp_path / "key"
+    key_file.write_text("from-file\n")
+    monkeypatch.setenv("TOKEN_VAR", "from-env")
+    auth = plugwire.AuthConfig(api_key_file=str(key_file), token_env="TOKEN_VAR", password="inline")
+    assert sorted(configured_secrets(auth)) == ["from-env", "from-file", "inline"]
+    assert configured_secrets(plugwire.AuthConfig(token_env="UNSET_VARIABLE_FOR_TEST")) == []
