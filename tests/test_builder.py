@@ -71,3 +71,17 @@ def test_build_blocking_closes_its_thread_when_a_plugin_fails_to_start() -> None
 
     with pytest.raises(RuntimeError, match="no info"):
         plugwire.simple(AuthRequest, AuthResponse).with_plugin("x", Broken()).build_blocking()
+
+
+def test_configs_built_in_python_are_checked_as_strictly_as_files() -> None:
+    bad_name = PluginConfig(name="bad name/../x")
+    with pytest.raises(plugwire.ConfigError) as caught:
+        plugwire.simple(AuthRequest, AuthResponse).with_plugin("ok", AuthPlugin(), config=bad_name).build()
+    assert caught.value.code == plugwire.ErrorCode.CONFIG_INVALID_NAME
+    negative = PluginConfig(name="x", retry=plugwire.RetryConfig(max_retries=-3))
+    with pytest.raises(plugwire.ConfigError) as retries:
+        plugwire.simple(AuthRequest, AuthResponse).with_plugin("x", AuthPlugin(), config=negative).build()
+    assert "retry.max_retries" in retries.value.message
+    with pytest.raises(plugwire.ConfigError) as manager_level:
+        plugwire.AsyncPluginManager(AuthRequest, AuthResponse, plugwire.ManagerConfig(shutdown_timeout=-5))
+    assert manager_level.value.message.startswith("shutdown_timeout:")

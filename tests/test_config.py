@@ -78,7 +78,7 @@ def test_from_dict_parses_durations_and_env_lists() -> None:
         ({"plugins": [plugin(transport="carrier-pigeon")]}, 1007, "plugins[0].transport: 'carrier-pigeon' is not"),
         ({"plugins": [plugin(auth={"method": "magic"})]}, 1008, "plugins[0].auth.method: 'magic' is not an auth"),
         ({"plugins": [plugin(), plugin()]}, 1009, "plugins[1].name: duplicate plugin name 'auth'"),
-        ({"plugins": [plugin(name="../etc")]}, 1003, "plugins[0].name: expected str matching"),
+        ({"plugins": [plugin(name="../etc")]}, 1012, "plugins[0].name: a plugin name is 1-128"),
         ({"plugins": [plugin(env=["NOVALUE"])]}, 1003, "plugins[0].env[0]: expected 'NAME=value'"),
         (
             {"plugins": [plugin(retry={"initial_interval": 10, "max_interval": 1})]},

@@ -9,11 +9,16 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic
 
-import msgspec
-
 from ._clock import Clock, system_clock
 from ._codec import CodecName, TypedCodec
-from ._config import ManagerConfig, PluginConfig, SecurityConfig, check_plugin_config, load_config_file
+from ._config import (
+    ManagerConfig,
+    PluginConfig,
+    SecurityConfig,
+    config_from_data,
+    load_config_file,
+    validate_plugin_config,
+)
 from ._errors import (
     AuthenticationError,
     ConfigError,
@@ -97,6 +102,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     ) -> None:
         self.request_type = request_type
         self.response_type = response_type
+        if config is not None:
+            config_from_data(config.to_dict())  # built in Python: check it as a file would be
         self.config = config or ManagerConfig()
         self.logger: LoggerLike = logger or logging.getLogger("plugwire.manager")
         self._request_codec: TypedCodec[ReqT] = TypedCodec(request_type, codec, role="request")
@@ -118,7 +125,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     # ----------------------------------------------------------------- lifecycle
     def _queue(self, source: PluginSource, config: PluginConfig) -> None:
         """Register `source` on start (used by the builders)."""
-        self._pending.append((source, config))
+        self._pending.append((source, validate_plugin_config(config, f"plugin {config.name!r}")))
 
     async def start(self) -> None:
         """Register every plugin from the config (and builder); idempotent."""
@@ -222,13 +229,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             name = source.plugin.info().name
         if not name:
             raise ConfigError("register: a name is required for this plugin", code=ErrorCode.CONFIG_MISSING_FIELD)
-        base = config or PluginConfig(name=name)
-        full = source.configure(name, base)
-        try:
-            full = msgspec.convert(msgspec.to_builtins(full), PluginConfig)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"plugin {name!r}: {exc}", code=ErrorCode.CONFIG_INVALID_VALUE) from None
-        check_plugin_config(full, f"plugin {name!r}")
+        full = validate_plugin_config(source.configure(name, config or PluginConfig(name=name)), f"plugin {name!r}")
         await self._register_config(full, source)
 
     async def _register_config(self, config: PluginConfig, source: PluginSource | None) -> None:
@@ -320,7 +321,11 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
 
     async def load_config(self, config: ManagerConfig | str | os.PathLike[str]) -> None:
         """Register every plugin of a config (a `ManagerConfig` or a file path)."""
-        loaded = config if isinstance(config, ManagerConfig) else load_config_file(config)
+        if isinstance(config, ManagerConfig):
+            config_from_data(config.to_dict())  # built in Python: check it as a file would be
+            loaded = config
+        else:
+            loaded = load_config_file(config)
         _refuse_unbuilt_features(loaded)
         source = "" if isinstance(config, ManagerConfig) else os.fspath(config)
         self._guard.record(AuditEvent.CONFIG_CHANGED, None, file=source, plugins=[p.name for p in loaded.plugins])

@@ -18,7 +18,7 @@ from .._models import Transport
 from ._duration import parse_duration
 from ._structs import ManagerConfig
 
-__all__ = ["config_from_data", "load_config_file", "load_data_file"]
+__all__ = ["config_from_data", "load_config_file", "load_data_file", "validate_plugin_config"]
 
 #: Upper bound on the nodes a YAML document may expand to (aliases counted each time used).
 MAX_DOCUMENT_NODES = 100_000
@@ -39,6 +39,24 @@ def config_from_data(data: object) -> ManagerConfig:
         raise _translate(str(exc)) from None
     _check_semantics(config)
     return config
+
+
+def validate_plugin_config(config: Any, where: str) -> Any:
+    """Check a `PluginConfig` built in Python as strictly as one read from a file.
+
+    Struct constructors check types for mypy, not constraints at run time, so a name like
+    "../x" or `max_retries=-1` would otherwise slip through `register()` or a builder.
+
+    Raises:
+        ConfigError: Naming `where` and the bad field.
+    """
+    try:
+        checked = msgspec.convert(msgspec.to_builtins(config), type(config))
+    except msgspec.ValidationError as exc:
+        error = _translate(str(exc))
+        raise ConfigError(f"{where}: {error.message}", code=error.code) from None
+    check_plugin_config(checked, where)
+    return checked
 
 
 def load_data_file(path: str | os.PathLike[str], *, default_suffix: str | None = None) -> Any:
@@ -226,6 +244,11 @@ def _translate(text: str) -> ConfigError:
                 code=ErrorCode.CONFIG_UNKNOWN_AUTH_METHOD,
             )
         return ConfigError(f"{where}: {message[0].lower()}{message[1:]}", code=ErrorCode.CONFIG_INVALID_VALUE)
+    if (path == "name" or path.endswith(".name")) and "matching" in message:
+        return ConfigError(
+            f"{where}: a plugin name is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            code=ErrorCode.CONFIG_INVALID_NAME,
+        )
     constraint = re.match(r"Expected \S+ (?:[<>]=?|matching)", message)
     if constraint:
         return ConfigError(f"{where}: {message[0].lower()}{message[1:]}", code=ErrorCode.CONFIG_INVALID_VALUE)
