@@ -74,9 +74,8 @@ def test_build_blocking_closes_its_thread_when_a_plugin_fails_to_start() -> None
 
 
 def test_configs_built_in_python_are_checked_as_strictly_as_files() -> None:
-    bad_name = PluginConfig(name="bad name/../x")
     with pytest.raises(plugwire.ConfigError) as caught:
-        plugwire.simple(AuthRequest, AuthResponse).with_plugin("ok", AuthPlugin(), config=bad_name).build()
+        plugwire.simple(AuthRequest, AuthResponse).with_plugin("bad name/../x", AuthPlugin()).build()
     assert caught.value.code == plugwire.ErrorCode.CONFIG_INVALID_NAME
     negative = PluginConfig(name="x", retry=plugwire.RetryConfig(max_retries=-3))
     with pytest.raises(plugwire.ConfigError) as retries:
