@@ -430,3 +430,27 @@ async def test_health_asked_while_the_plugin_is_removed_reports_it_offline_inste
         report = await asking
     assert report["slow"].status is Status.OFFLINE
     assert "removed" in report["slow"].message
+
+
+async def test_objects_that_are_not_plugins_are_refused_with_coded_errors() -> None:
+    class NoInfo:
+        async def execute(self, ctx: ExecutionContext, request: AuthRequest) -> AuthResponse:
+            raise AssertionError("unreachable")
+
+    class InfoRaises(AuthPlugin):
+        def info(self) -> PluginInfo:
+            raise RuntimeError("db down")
+
+    class InfoMapping(AuthPlugin):
+        def info(self) -> PluginInfo:
+            return {"name": "x", "colour": "red"}  # type: ignore[return-value]
+
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        with pytest.raises(plugwire.InvalidPluginError) as not_a_plugin:
+            await manager.register(NoInfo())
+        assert isinstance(not_a_plugin.value, TypeError)
+        assert not_a_plugin.value.code == plugwire.ErrorCode.CONFIG_WRONG_TYPE
+        with pytest.raises(plugwire.ExecutionError, match="info\\(\\) raised RuntimeError: db down"):
+            await manager.register(InfoRaises())
+        with pytest.raises(plugwire.InvalidPluginError, match="not a PluginInfo"):
+            await manager.register(InfoMapping())

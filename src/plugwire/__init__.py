@@ -21,6 +21,7 @@ from ._errors import ConfigFileError as ConfigFileError
 from ._errors import ErrorCode as ErrorCode
 from ._errors import ExecutionError as ExecutionError
 from ._errors import HealthError as HealthError
+from ._errors import InvalidPluginError as InvalidPluginError
 from ._errors import ManagerClosedError as ManagerClosedError
 from ._errors import MissingDependencyError as MissingDependencyError
 from ._errors import OutcomeUnknownError as OutcomeUnknownError
@@ -186,6 +187,7 @@ __all__ = [
     "HealthCheckConfig",
     "HealthError",
     "HealthStatus",
+    "InvalidPluginError",
     "LaunchHook",
     "ManagerBuilder",
     "ManagerClosedError",

@@ -3,6 +3,7 @@
 ```
 PluginError                              .code .retryable .plugin .details
 ├── ConfigError (1000-1099)              also ValueError
+│   ├── InvalidPluginError (1002)        also TypeError
 │   ├── PluginAlreadyRegisteredError (1010)
 │   └── MissingDependencyError (1011)    also ImportError
 ├── AuthenticationError (1100-1199)
@@ -48,6 +49,7 @@ __all__ = [
     "ErrorCode",
     "ExecutionError",
     "HealthError",
+    "InvalidPluginError",
     "ManagerClosedError",
     "MissingDependencyError",
     "OutcomeUnknownError",
@@ -228,6 +230,12 @@ class ConfigError(PluginError, ValueError):
 
     default_code = ErrorCode.CONFIG_INVALID
     code_range = (1000, 1099)
+
+
+class InvalidPluginError(ConfigError, TypeError):
+    """The object given as a plugin is not one (no `info()`/`execute()`, or a bad `info()`)."""
+
+    default_code = ErrorCode.CONFIG_WRONG_TYPE
 
 
 class PluginAlreadyRegisteredError(ConfigError):

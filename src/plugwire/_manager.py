@@ -36,6 +36,7 @@ from ._handle import PluginHandle
 from ._health import HealthMonitor
 from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo
 from ._policies import BreakerListener, CircuitBreaker, Policy, build_pipeline, make_breaker
+from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
 from ._sources import InProcess, PluginSource, source_for_config
 from ._transports.base import BaseTransport, Call
@@ -226,7 +227,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         if name is None:
             name = config.name if config is not None else None
         if name is None and isinstance(source, InProcess):
-            name = source.plugin.info().name
+            name = PluginAdapter(source.plugin).info().name  # coded errors for a non-plugin
         if not name:
             raise ConfigError("register: a name is required for this plugin", code=ErrorCode.CONFIG_MISSING_FIELD)
         full = validate_plugin_config(source.configure(name, config or PluginConfig(name=name)), f"plugin {name!r}")

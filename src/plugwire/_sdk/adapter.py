@@ -14,7 +14,7 @@ import typing
 from typing import Any
 
 from .._codec import CodecName, TypedCodec, encode
-from .._errors import ExecutionError, PluginError
+from .._errors import ExecutionError, InvalidPluginError, PluginError
 from .._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status
 
 __all__ = ["PluginAdapter", "resolve_types"]
@@ -79,7 +79,9 @@ class PluginAdapter:
         max_threads: int = 8,
     ) -> None:
         if not callable(getattr(plugin, "execute", None)) or not callable(getattr(plugin, "info", None)):
-            raise TypeError(f"{type(plugin).__name__} is not a plugin: it needs info() and execute(ctx, request)")
+            raise InvalidPluginError(
+                f"{type(plugin).__name__} is not a plugin: it needs info() and execute(ctx, request)"
+            )
         self.plugin = plugin
         self.request_type, self.response_type = resolve_types(plugin, request_type, response_type)
         self._max_threads = max_threads
@@ -98,12 +100,21 @@ class PluginAdapter:
 
     def info(self) -> PluginInfo:
         """The plugin's `PluginInfo`; a plain mapping is accepted and converted."""
-        info = self.plugin.info()
+        owner = type(self.plugin).__name__
+        try:
+            info = self.plugin.info()
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise ExecutionError(f"{owner}.info() raised {type(exc).__name__}: {exc}") from exc
         if isinstance(info, PluginInfo):
             return info
         if isinstance(info, dict):
-            return PluginInfo(**info)
-        raise TypeError(f"{type(self.plugin).__name__}.info() must return PluginInfo, got {type(info).__name__}")
+            try:
+                return PluginInfo(**info)
+            except TypeError as exc:
+                raise InvalidPluginError(f"{owner}.info() returned a mapping that is not a PluginInfo: {exc}") from None
+        raise InvalidPluginError(f"{owner}.info() must return PluginInfo, got {type(info).__name__}")
 
     async def execute(self, ctx: ExecutionContext, payload: bytes, codec: CodecName = "msgpack") -> bytes:
         """Decode `payload`, run the plugin, and encode its answer in the same codec.
