@@ -108,3 +108,11 @@ def test_unhashable_type_expressions_still_work() -> None:
 def test_field_path_reads_msgspec_locations() -> None:
     assert field_path("Expected `int`, got `str` - at `$.items[2].qty`") == "items[2].qty"
     assert field_path("Expected `int`, got `str`") == ""
+
+
+def test_a_self_referencing_value_is_a_coded_error() -> None:
+    cycle: list[object] = []
+    cycle.append(cycle)
+    with pytest.raises(RequestValidationError) as caught:
+        TypedCodec(list[object]).encode(cycle)
+    assert caught.value.code == 1205

@@ -454,3 +454,16 @@ async def test_objects_that_are_not_plugins_are_refused_with_coded_errors() -> N
             await manager.register(InfoRaises())
         with pytest.raises(plugwire.InvalidPluginError, match="not a PluginInfo"):
             await manager.register(InfoMapping())
+
+
+async def test_context_headers_and_metadata_must_be_strings(auth_plugin: AuthPlugin) -> None:
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(auth_plugin)
+        bad = ExecutionContext(metadata={"attempt": 3})  # type: ignore[dict-item]
+        with pytest.raises(plugwire.RequestValidationError) as caught:
+            await manager.execute("auth", AuthRequest("u", "good"), bad)
+        assert caught.value.code == 1205
+        assert "metadata['attempt']" in caught.value.message
+        assert auth_plugin.calls == 0
+        good = ExecutionContext(headers={"traceparent": "00-abc"}, metadata={"tenant": "t1"})
+        assert (await manager.execute("auth", AuthRequest("u", "good"), good)).valid

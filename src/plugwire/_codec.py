@@ -48,7 +48,7 @@ def encode(value: Any, codec: CodecName = "msgpack") -> bytes:
     """Encode any supported value; raises `TypeError` for one that cannot be encoded."""
     try:
         return _ENCODERS[codec](value)
-    except (TypeError, NotImplementedError, OverflowError) as exc:
+    except (TypeError, NotImplementedError, OverflowError, RecursionError) as exc:  # recursion: a cycle
         raise TypeError(f"cannot encode {type(value).__name__}: {exc}") from exc
 
 

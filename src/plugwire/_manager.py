@@ -30,6 +30,7 @@ from ._errors import (
     PluginError,
     PluginNotFoundError,
     PluginUnavailableError,
+    RequestValidationError,
 )
 from ._guard import SecurityGuard
 from ._handle import PluginHandle
@@ -357,6 +358,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             raise PluginDisabledError(f"plugin {name!r} is disabled", plugin=name)
         if entry.monitor.offline:
             raise PluginUnavailableError(f"plugin {name!r} is offline: {entry.monitor.last.message}", plugin=name)
+        if context is not None and (context.headers or context.metadata):
+            _check_context(context, name)
         ctx = (context or _EMPTY_CONTEXT).with_request_id()
         transport = entry.transport
         payload = self._request_codec.encode(request) if transport.wants_bytes else request
@@ -492,6 +495,18 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             getattr(self.logger, level)(message)
         except Exception:  # a broken logger must never break the host
             logging.getLogger("plugwire.manager").exception("the configured logger failed")
+
+
+def _check_context(context: ExecutionContext, plugin: str) -> None:
+    """Headers and metadata travel to the plugin as strings: refuse anything else up front."""
+    for field in ("headers", "metadata"):
+        for key, value in getattr(context, field).items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise RequestValidationError(
+                    f"ExecutionContext.{field}[{key!r}]: keys and values must be str, got {type(value).__name__}",
+                    plugin=plugin,
+                    details={"field": f"context.{field}"},
+                )
 
 
 def _refuse_unbuilt_features(config: ManagerConfig) -> None:

@@ -185,7 +185,8 @@ class EnvelopeCodec:
             return self._decode(envelope)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ProtocolError(
-                f"undecodable {self.codec} envelope: {exc}; first bytes {bytes(envelope[:48])!r}",
+                # 16 bytes show what arrived (junk, another codec) without reaching into a payload.
+                f"undecodable {self.codec} envelope: {exc}; first bytes {bytes(envelope[:16])!r}",
                 code=ErrorCode.ENVELOPE_INVALID,
             ) from None
 
