@@ -66,11 +66,25 @@ async def test_an_unknown_plugin_is_1201(manager: AsyncPluginManager[AuthRequest
         await manager.unregister("nope")
 
 
-async def test_a_disabled_plugin_is_1202(manager: AsyncPluginManager[AuthRequest, AuthResponse]) -> None:
+async def test_a_disabled_plugin_is_1202_and_never_started(
+    manager: AsyncPluginManager[AuthRequest, AuthResponse],
+) -> None:
     await manager.register(AuthPlugin("off"), config=PluginConfig(name="off", enabled=False))
+    never = plugwire.subprocess("/nonexistent/plugin")  # would fail to spawn if it were started
+    await manager.register(never, config=PluginConfig(name="never", executable="x", enabled=False))
     with pytest.raises(plugwire.PluginDisabledError) as caught:
         await manager.execute("off", AuthRequest("u", "good"))
     assert caught.value.code == 1202
+    with pytest.raises(plugwire.PluginDisabledError):
+        manager.get_plugin("never")
+    assert manager.list_plugins()["never"].status is Status.OFFLINE
+    assert (await manager.health())["off"].message == "disabled in config; not started"
+    assert "off" in manager
+    with pytest.raises(plugwire.PluginAlreadyRegisteredError):
+        await manager.register(AuthPlugin("off"))
+    await manager.unregister("off")
+    assert await manager.graceful_unregister("never") is True
+    assert "off" not in manager
 
 
 async def test_registering_a_duplicate_name_is_1010(manager: AsyncPluginManager[AuthRequest, AuthResponse]) -> None:
@@ -467,3 +481,36 @@ async def test_context_headers_and_metadata_must_be_strings(auth_plugin: AuthPlu
         assert auth_plugin.calls == 0
         good = ExecutionContext(headers={"traceparent": "00-abc"}, metadata={"tenant": "t1"})
         assert (await manager.execute("auth", AuthRequest("u", "good"), good)).valid
+
+
+async def test_configured_plugins_start_in_priority_order() -> None:
+    started: list[str] = []
+
+    def recorder(name: str) -> MockTransport:
+        async def start() -> PluginInfo:
+            started.append(name)
+            return PluginInfo(name=name)
+
+        transport = MockTransport(lambda call: b"")
+        transport.start = start  # type: ignore[method-assign]
+        return transport
+
+    manager: AsyncPluginManager[AuthRequest, AuthResponse] = AsyncPluginManager(AuthRequest, AuthResponse)
+    for name, priority in (("late", 5), ("first", -1), ("middle", 0), ("also-middle", 0)):
+        config = PluginConfig(name=name, priority=priority, transport=plugwire.Transport.IN_PROCESS)
+        manager._queue(recorder(name), config)
+    async with manager:
+        pass
+    assert started == ["first", "middle", "also-middle", "late"]
+
+
+def test_the_configs_log_level_sets_plugwires_stdlib_loggers() -> None:
+    logger = logging.getLogger("plugwire")
+    before = logger.level
+    try:
+        AsyncPluginManager(AuthRequest, AuthResponse, ManagerConfig(log_level="warning"))
+        assert logger.level == logging.WARNING
+        AsyncPluginManager(AuthRequest, AuthResponse, ManagerConfig(log_level="debug"), logger=logging.getLogger("x"))
+        assert logger.level == logging.WARNING  # a logger of the application's own: left alone
+    finally:
+        logger.setLevel(before)

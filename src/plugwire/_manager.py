@@ -35,7 +35,7 @@ from ._errors import (
 from ._guard import SecurityGuard
 from ._handle import PluginHandle
 from ._health import HealthMonitor
-from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo
+from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status
 from ._policies import BreakerListener, CircuitBreaker, Policy, build_pipeline, make_breaker
 from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
@@ -46,6 +46,7 @@ from ._types import LoggerLike, ReqT, RespT
 __all__ = ["AsyncPluginManager", "PluginHandle"]
 
 _EMPTY_CONTEXT = ExecutionContext()
+_DISABLED = HealthStatus(status=Status.OFFLINE, message="disabled in config; not started")
 
 
 class _Entry:
@@ -106,6 +107,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self.response_type = response_type
         if config is not None:
             config_from_data(config.to_dict())  # built in Python: check it as a file would be
+            if logger is None:  # the config's log_level sets the stdlib loggers plugwire owns
+                logging.getLogger("plugwire").setLevel(config.log_level.upper())
         self.config = config or ManagerConfig()
         self.logger: LoggerLike = logger or logging.getLogger("plugwire.manager")
         self._request_codec: TypedCodec[ReqT] = TypedCodec(request_type, codec, role="request")
@@ -114,6 +117,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self.clock: Clock = clock or system_clock
         self._breaker_listeners = tuple(breaker_listeners)
         self._entries: dict[str, _Entry] = {}
+        self._disabled: dict[str, PluginConfig] = {}  # `enabled: false`: known, never started
         self._pending: list[tuple[PluginSource | None, PluginConfig]] = [(None, p) for p in self.config.plugins]
         self._lock = asyncio.Lock()
         self._started = False
@@ -136,6 +140,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._started = True
         await self._guard.ensure()
         pending, self._pending = self._pending, []
+        pending.sort(key=lambda item: item[1].priority)  # lower priority values start first; stable
         for source, config in pending:
             await self._register_config(config, source)
 
@@ -171,6 +176,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         async with self._lock:  # a registration in progress finishes (and sees _closing) first
             entries = list(self._entries.values())
             self._entries.clear()
+            self._disabled.clear()
         # Monitors stop first: no health check or restart may race the shutdown.
         await asyncio.gather(*(entry.monitor.aclose() for entry in entries))
         waits = [entry.idle.wait() for entry in entries if entry.inflight]
@@ -238,10 +244,14 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._check_open()
         await self._guard.ensure()
         async with self._lock:
-            if config.name in self._entries:
+            if config.name in self._entries or config.name in self._disabled:
                 raise PluginAlreadyRegisteredError(
                     f"a plugin named {config.name!r} is already registered", plugin=config.name
                 )
+            if not config.enabled:  # known by name (calls get 1202), but never started or checked
+                self._disabled[config.name] = config
+                self._log("info", f"registered plugin {config.name!r} as disabled; it is not started")
+                return
             await self._guard.admit(config)  # under strict, refuses before any transport exists
             chosen = source or source_for_config(config)
             transport = chosen.create_transport(config, self.request_type)
@@ -289,8 +299,11 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         """
         async with self._lock:
             entry = self._entries.pop(name, None)
+            disabled = self._disabled.pop(name, None)
         if entry is None:
-            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+            if disabled is None:
+                raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+            return
         await self._close_entry(entry)
         self._log("info", f"unregistered plugin {name!r}")
 
@@ -314,8 +327,11 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         """
         async with self._lock:
             entry = self._entries.pop(name, None)
+            disabled = self._disabled.pop(name, None)
         if entry is None:
-            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+            if disabled is None:
+                raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+            return True
         drained = await self._drain(entry, timeout)
         await self._close_entry(entry)
         self._log("info", f"unregistered plugin {name!r} after draining" if drained else f"unregistered {name!r}")
@@ -353,9 +369,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         entry = self._entries.get(name)
         if entry is None:
             self._check_open()
-            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
-        if not entry.config.enabled:
-            raise PluginDisabledError(f"plugin {name!r} is disabled", plugin=name)
+            entry = self._entry(name)  # raises: disabled (1202) or not found (1201)
         if entry.monitor.offline:
             raise PluginUnavailableError(f"plugin {name!r} is offline: {entry.monitor.last.message}", plugin=name)
         if context is not None and (context.headers or context.metadata):
@@ -401,14 +415,14 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         Raises:
             PluginNotFoundError: 1201.
         """
-        entry = self._entries.get(name)
-        if entry is None:
-            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
-        return PluginHandle(self, name, entry.info)
+        return PluginHandle(self, name, self._entry(name).info)
 
     def list_plugins(self) -> dict[str, HealthStatus]:
-        """Each registered plugin's status as its health monitor last saw it (no new checks)."""
-        return {name: entry.monitor.snapshot() for name, entry in self._entries.items()}
+        """Each registered plugin's status as its health monitor last saw it (no new checks);
+        plugins disabled in config are listed as offline."""
+        statuses = {name: entry.monitor.snapshot() for name, entry in self._entries.items()}
+        statuses.update(dict.fromkeys(self._disabled, _DISABLED))
+        return statuses
 
     async def health(self) -> dict[str, HealthStatus]:
         """Check every plugin now, concurrently, each bounded by its health-check timeout.
@@ -418,13 +432,21 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         """
         monitors = {name: entry.monitor for name, entry in self._entries.items()}
         results = await asyncio.gather(*(monitor.check() for monitor in monitors.values()))
-        return dict(zip(monitors, results, strict=True))
+        statuses = dict(zip(monitors, results, strict=True))
+        statuses.update(dict.fromkeys(self._disabled, _DISABLED))
+        return statuses
 
     async def _check(self, name: str) -> HealthStatus:
+        return await self._entry(name).monitor.check()
+
+    def _entry(self, name: str) -> _Entry:
+        """The running plugin `name`, else the coded error that says why there is none."""
         entry = self._entries.get(name)
-        if entry is None:
-            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
-        return await entry.monitor.check()
+        if entry is not None:
+            return entry
+        if name in self._disabled:
+            raise PluginDisabledError(f"plugin {name!r} is disabled", plugin=name)
+        raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
 
     def circuit_breaker(self, name: str) -> CircuitBreaker | None:
         """The circuit breaker of a registered plugin (None when its config disables it).
@@ -434,16 +456,13 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         Raises:
             PluginNotFoundError: 1201.
         """
-        entry = self._entries.get(name)
-        if entry is None:
-            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
-        return entry.breaker
+        return self._entry(name).breaker
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._disabled
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._disabled)
 
     # ------------------------------------------------------------------ security
     @property

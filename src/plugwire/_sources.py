@@ -18,6 +18,7 @@ from ._auth import CredentialProvider, credential_provider
 from ._config import AuthConfig, PluginConfig
 from ._errors import ConfigError, ErrorCode
 from ._models import AuthMethod, Transport
+from ._protocol import DEFAULT_MAX_FRAME
 from ._tls import TLSConfig, tls_from_auth
 from ._transports.base import BaseTransport
 from ._transports.inprocess import InProcessTransport
@@ -90,6 +91,10 @@ class Subprocess:
         if options.credentials is None and config.auth.method is not AuthMethod.NONE:
             # The plugin's `auth` config becomes the handshake's credentials (hello.auth).
             options = dataclasses.replace(options, credentials=credential_provider(config.auth))
+        if self.options is None or self.options.max_frame == DEFAULT_MAX_FRAME:
+            # `connection.max_message_size` bounds the frames of executable plugins too,
+            # unless SubprocessOptions(max_frame=...) says otherwise.
+            options = dataclasses.replace(options, max_frame=config.connection.max_message_size)
         return SubprocessTransport(config, options)
 
 

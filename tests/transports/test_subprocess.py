@@ -307,3 +307,15 @@ def test_the_blocking_manager_runs_subprocess_plugins_too() -> None:
         assert answer.text == "blocking"
         assert pid_alive(answer.pid)
     assert not pid_alive(answer.pid)
+
+
+def test_max_message_size_bounds_the_frames_of_executable_plugins() -> None:
+    config = plugwire.PluginConfig(
+        name="p", executable="x", connection=plugwire.ConnectionConfig(max_message_size=4096)
+    )
+    transport = plugwire.subprocess("x").create_transport(config, None)
+    assert isinstance(transport, SubprocessTransport)
+    assert transport.options.max_frame == 4096
+    explicit = plugwire.subprocess("x", options=SubprocessOptions(max_frame=1 << 20)).create_transport(config, None)
+    assert isinstance(explicit, SubprocessTransport)
+    assert explicit.options.max_frame == 1 << 20
