@@ -94,12 +94,14 @@ def test_the_blocking_twin_refuses_calls_from_its_own_loop_thread() -> None:
 def test_the_blocking_twin_shows_breakers_and_security_like_the_async_manager() -> None:
     with PluginManager(AuthRequest, AuthResponse) as manager:
         manager.register(AuthPlugin())
-        breaker = manager.circuit_breaker("auth")
-        assert breaker is not None
-        assert breaker.state.value == "closed"
+        assert manager.circuit_breaker_state("auth") is plugwire.BreakerState.CLOSED
         assert manager.security is None
+        assert "auth" in manager
+        assert len(manager) == 1
         with pytest.raises(plugwire.PluginNotFoundError):
-            manager.circuit_breaker("missing")
+            manager.circuit_breaker_state("missing")
+        manager.get_plugin("auth").close()
+        assert "auth" not in manager
 
 
 def test_closing_while_other_threads_call_never_leaves_a_caller_hanging() -> None:

@@ -17,7 +17,7 @@ from ._config import ManagerConfig, PluginConfig, SecurityConfig
 from ._errors import ManagerClosedError
 from ._manager import AsyncPluginManager, PluginHandle
 from ._models import ExecutionContext, HealthStatus, PluginInfo
-from ._policies import BreakerListener, CircuitBreaker, Policy
+from ._policies import BreakerListener, BreakerState, Policy
 from ._security import AuditLog, SecurityEngine
 from ._sources import PluginSource
 from ._types import LoggerLike, ReqT, RespT
@@ -147,9 +147,9 @@ class PluginManager(Generic[ReqT, RespT]):
         """See `AsyncPluginManager.health`."""
         return self._call(self._async.health())
 
-    def enable_plugin_security(self, config: SecurityConfig) -> None:
+    def enable_plugin_security(self, config: SecurityConfig, *, exec_dir: str | None = None) -> None:
         """See `AsyncPluginManager.enable_plugin_security`."""
-        self._call(self._async.enable_plugin_security(config))
+        self._call(self._async.enable_plugin_security(config, exec_dir=exec_dir))
 
     @property
     def audit(self) -> AuditLog | None:
@@ -161,13 +161,21 @@ class PluginManager(Generic[ReqT, RespT]):
         """The security engine once enabled (see `AsyncPluginManager.security`)."""
         return self._async.security
 
-    def circuit_breaker(self, name: str) -> CircuitBreaker | None:
-        """See `AsyncPluginManager.circuit_breaker`; read its state, do not drive it from here."""
+    def circuit_breaker_state(self, name: str) -> BreakerState | None:
+        """The state of a plugin's circuit breaker, read on the manager's loop (None when its
+        config disables the breaker). See `AsyncPluginManager.circuit_breaker`."""
 
-        async def lookup() -> CircuitBreaker | None:
-            return self._async.circuit_breaker(name)
+        async def read() -> BreakerState | None:
+            breaker = self._async.circuit_breaker(name)
+            return None if breaker is None else breaker.state
 
-        return self._call(lookup())
+        return self._call(read())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._async
+
+    def __len__(self) -> int:
+        return len(self._async)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Shut the plugins down (see `AsyncPluginManager.shutdown`) and end the loop thread.
@@ -228,6 +236,10 @@ class BlockingPluginHandle(Generic[ReqT, RespT]):
     def execute(self, ctx: ExecutionContext, request: ReqT) -> RespT:
         """Call the plugin through the manager's policies."""
         return self._manager._call(self._handle.execute(ctx, request))
+
+    def close(self) -> None:
+        """Unregister the plugin (see `AsyncPluginManager.unregister`)."""
+        self._manager._call(self._handle.close())
 
     def health(self) -> HealthStatus:
         """Check the plugin's health now."""
