@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "_sources": 6,
     "_guard": 6,
     "_handle": 6,
+    "_entry": 6,
     "__init__": 7,
     "__main__": 7,
     "_sync": 7,

@@ -69,7 +69,7 @@ def test_build_blocking_closes_its_thread_when_a_plugin_fails_to_start() -> None
         def info(self) -> plugwire.PluginInfo:
             raise RuntimeError("no info")
 
-    with pytest.raises(RuntimeError, match="no info"):
+    with pytest.raises(plugwire.ExecutionError, match="no info"):
         plugwire.simple(AuthRequest, AuthResponse).with_plugin("x", Broken()).build_blocking()
 
 

@@ -19,6 +19,7 @@ from ._config import (
     load_config_file,
     validate_plugin_config,
 )
+from ._entry import PluginEntry, check_context
 from ._errors import (
     AuthenticationError,
     ConfigError,
@@ -30,45 +31,22 @@ from ._errors import (
     PluginError,
     PluginNotFoundError,
     PluginUnavailableError,
-    RequestValidationError,
 )
 from ._guard import SecurityGuard
 from ._handle import PluginHandle
 from ._health import HealthMonitor
-from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status
+from ._models import ExecutionContext, HealthStatus, Plugin, Status
 from ._policies import BreakerListener, CircuitBreaker, Policy, build_pipeline, make_breaker
 from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
 from ._sources import InProcess, PluginSource, source_for_config
-from ._transports.base import BaseTransport, Call
+from ._transports.base import Call
 from ._types import LoggerLike, ReqT, RespT
 
 __all__ = ["AsyncPluginManager", "PluginHandle"]
 
 _EMPTY_CONTEXT = ExecutionContext()
 _DISABLED = HealthStatus(status=Status.OFFLINE, message="disabled in config; not started")
-
-
-class _Entry:
-    """One registered plugin: its transport, its pipeline and its in-flight count."""
-
-    __slots__ = ("breaker", "config", "handler", "idle", "inflight", "info", "monitor", "transport")
-
-    def __init__(
-        self, config: PluginConfig, transport: BaseTransport, info: PluginInfo, monitor: HealthMonitor
-    ) -> None:
-        self.config = config
-        self.transport = transport
-        self.info = info
-        self.monitor = monitor
-        self.breaker: CircuitBreaker | None = None
-        self.handler: Any = None
-        self.inflight = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
-
-    def _restarted(self, info: PluginInfo) -> None:
-        self.info = info
 
 
 class AsyncPluginManager(Generic[ReqT, RespT]):
@@ -116,7 +94,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._policies = tuple(policies)
         self.clock: Clock = clock or system_clock
         self._breaker_listeners = tuple(breaker_listeners)
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, PluginEntry] = {}
         self._disabled: dict[str, PluginConfig] = {}  # `enabled: false`: known, never started
         self._pending: list[tuple[PluginSource | None, PluginConfig]] = [(None, p) for p in self.config.plugins]
         self._lock = asyncio.Lock()
@@ -188,7 +166,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         await self._guard.aclose()
         self._log("info", f"shutdown complete ({len(entries)} plugins closed)")
 
-    async def _drain(self, entry: _Entry, timeout: float | None) -> bool:
+    async def _drain(self, entry: PluginEntry, timeout: float | None) -> bool:
         """Wait (on an event) until `entry` has no call in flight; False if `timeout` ran out."""
         if not entry.inflight:
             return True
@@ -202,7 +180,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             return False
         return True
 
-    async def _close_entry(self, entry: _Entry) -> None:
+    async def _close_entry(self, entry: PluginEntry) -> None:
         await entry.monitor.aclose()
         try:
             await entry.transport.aclose()
@@ -270,7 +248,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 logger=self.logger,
                 restart_timeout=config.connection.connection_timeout,
             )
-            entry = _Entry(config, transport, info, monitor)
+            entry = PluginEntry(config, transport, info, monitor)
             monitor.on_restart = entry._restarted
             entry.breaker = make_breaker(
                 config, clock=self.clock, listeners=self._breaker_listeners, logger=self.logger
@@ -297,15 +275,24 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         Raises:
             PluginNotFoundError: No plugin of that name (1201).
         """
-        async with self._lock:
-            entry = self._entries.pop(name, None)
-            disabled = self._disabled.pop(name, None)
+        entry = await self._remove(name)
         if entry is None:
-            if disabled is None:
-                raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
             return
         await self._close_entry(entry)
         self._log("info", f"unregistered plugin {name!r}")
+
+    async def _remove(self, name: str) -> PluginEntry | None:
+        """Take `name` out of the routing table: its entry, or None for a disabled plugin.
+
+        Raises:
+            PluginNotFoundError: No plugin of that name (1201).
+        """
+        async with self._lock:
+            entry = self._entries.pop(name, None)
+            disabled = self._disabled.pop(name, None)
+        if entry is None and disabled is None:
+            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+        return entry
 
     async def graceful_unregister(self, name: str, timeout: float | None = None) -> bool:
         """Stop routing new calls to a plugin, wait for its in-flight calls, then close it.
@@ -325,12 +312,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         Raises:
             PluginNotFoundError: No plugin of that name (1201).
         """
-        async with self._lock:
-            entry = self._entries.pop(name, None)
-            disabled = self._disabled.pop(name, None)
+        entry = await self._remove(name)
         if entry is None:
-            if disabled is None:
-                raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
             return True
         drained = await self._drain(entry, timeout)
         await self._close_entry(entry)
@@ -373,7 +356,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         if entry.monitor.offline:
             raise PluginUnavailableError(f"plugin {name!r} is offline: {entry.monitor.last.message}", plugin=name)
         if context is not None and (context.headers or context.metadata):
-            _check_context(context, name)
+            check_context(context, name)
         ctx = (context or _EMPTY_CONTEXT).with_request_id()
         transport = entry.transport
         payload = self._request_codec.encode(request) if transport.wants_bytes else request
@@ -439,7 +422,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     async def _check(self, name: str) -> HealthStatus:
         return await self._entry(name).monitor.check()
 
-    def _entry(self, name: str) -> _Entry:
+    def _entry(self, name: str) -> PluginEntry:
         """The running plugin `name`, else the coded error that says why there is none."""
         entry = self._entries.get(name)
         if entry is not None:
@@ -514,18 +497,6 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             getattr(self.logger, level)(message)
         except Exception:  # a broken logger must never break the host
             logging.getLogger("plugwire.manager").exception("the configured logger failed")
-
-
-def _check_context(context: ExecutionContext, plugin: str) -> None:
-    """Headers and metadata travel to the plugin as strings: refuse anything else up front."""
-    for field in ("headers", "metadata"):
-        for key, value in getattr(context, field).items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise RequestValidationError(
-                    f"ExecutionContext.{field}[{key!r}]: keys and values must be str, got {type(value).__name__}",
-                    plugin=plugin,
-                    details={"field": f"context.{field}"},
-                )
 
 
 def _refuse_unbuilt_features(config: ManagerConfig) -> None:

@@ -1,0 +1,49 @@
+"""One registered plugin as the manager keeps it, and the check of what a call carries to it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ._config import PluginConfig
+from ._errors import RequestValidationError
+from ._health import HealthMonitor
+from ._models import ExecutionContext, PluginInfo
+from ._policies import CircuitBreaker
+from ._transports.base import BaseTransport
+
+__all__ = ["PluginEntry", "check_context"]
+
+
+class PluginEntry:
+    """One registered plugin: its transport, its pipeline and its in-flight count."""
+
+    __slots__ = ("breaker", "config", "handler", "idle", "inflight", "info", "monitor", "transport")
+
+    def __init__(
+        self, config: PluginConfig, transport: BaseTransport, info: PluginInfo, monitor: HealthMonitor
+    ) -> None:
+        self.config = config
+        self.transport = transport
+        self.info = info
+        self.monitor = monitor
+        self.breaker: CircuitBreaker | None = None
+        self.handler: Any = None
+        self.inflight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def _restarted(self, info: PluginInfo) -> None:
+        self.info = info
+
+
+def check_context(context: ExecutionContext, plugin: str) -> None:
+    """Headers and metadata travel to the plugin as strings: refuse anything else up front."""
+    for field in ("headers", "metadata"):
+        for key, value in getattr(context, field).items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise RequestValidationError(
+                    f"ExecutionContext.{field}[{key!r}]: keys and values must be str, got {type(value).__name__}",
+                    plugin=plugin,
+                    details={"field": f"context.{field}"},
+                )
