@@ -42,12 +42,11 @@ if _FIELDS != ("plugin", "payload", "context", "codec", "timeout", "attempt", "d
     raise ImportError(f"Call's fields changed to {_FIELDS}: update plugwire._policies._calls")
 
 
-def _build(
+def _build(  # noqa: PLR0917 (positional: this runs on every call, keywords cost more)
     plugin: str,
     payload: object,
     context: ExecutionContext,
     codec: CodecName,
-    *,
     timeout: float | None,
     attempt: int,
     deadline: float | None,
@@ -65,7 +64,7 @@ def _build(
 
 def first_attempt(plugin: str, payload: object, context: ExecutionContext, codec: CodecName) -> Call:
     """`Call(plugin=plugin, payload=payload, context=context, codec=codec)`, built faster."""
-    return _build(plugin, payload, context, codec, timeout=None, attempt=1, deadline=None)
+    return _build(plugin, payload, context, codec, None, 1, None)
 
 
 def with_timeout(call: Call, timeout: float | None) -> Call:
