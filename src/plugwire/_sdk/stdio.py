@@ -97,6 +97,7 @@ class StdioServer(FrameReader):
         self._stopper: asyncio.Task[None] | None = None
         self._corked: bytearray | None = None  # answers held back until the end of this loop turn
         self._sent_since_read = False
+        self._in_read = False  # inside `buffer_updated`: answers wait for the end of the read
 
     # --------------------------------------------------------------- wiring
     def attach_writer(self, writer: asyncio.WriteTransport) -> None:
@@ -126,7 +127,17 @@ class StdioServer(FrameReader):
     # --------------------------------------------------------------- frames
     def buffer_updated(self, nbytes: int) -> None:
         self._sent_since_read = False
-        super().buffer_updated(nbytes)
+        # Answers of the calls this read starts and finishes at once leave together, in one
+        # write right after it: a read of many calls must not send the first answer alone
+        # (on one CPU that wakes the host for a single answer).
+        self._in_read = True
+        try:
+            super().buffer_updated(nbytes)
+        finally:
+            self._in_read = False
+        if self._corked is not None:
+            self._uncork()
+            self._sent_since_read = True
 
     def frame_received(self, envelope: memoryview) -> None:
         if self._envelopes is None:
@@ -298,6 +309,8 @@ class StdioServer(FrameReader):
         corked = self._corked
         if corked is not None:
             corked += frame
+        elif self._in_read:
+            self._corked = frame  # sent at the end of the read (`buffer_updated`)
         elif self._sent_since_read:
             self._corked = frame
             asyncio.get_running_loop().call_soon(self._uncork)
