@@ -37,10 +37,10 @@ from ._handle import PluginHandle
 from ._health import HealthMonitor
 from ._models import ExecutionContext, HealthStatus, Plugin, Status
 from ._policies import BreakerListener, CircuitBreaker, Policy, build_pipeline, make_breaker
+from ._policies._calls import first_attempt
 from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
 from ._sources import InProcess, PluginSource, source_for_config
-from ._transports.base import Call
 from ._types import LoggerLike, ReqT, RespT
 
 __all__ = ["AsyncPluginManager", "PluginHandle"]
@@ -360,7 +360,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         ctx = (context or _EMPTY_CONTEXT).with_request_id()
         transport = entry.transport
         payload = self._request_codec.encode(request) if transport.wants_bytes else request
-        call = Call(plugin=name, payload=payload, context=ctx, codec=self._request_codec.codec)
+        call = first_attempt(name, payload, ctx, self._request_codec.codec)
         entry.inflight += 1
         entry.idle.clear()
         try:

@@ -100,6 +100,22 @@ async def test_the_deadline_is_enforced_and_the_plugin_sees_the_cancellation(
     await asyncio.wait_for(plugin.cancelled.wait(), 5)
 
 
+async def test_the_transport_enforces_the_attempt_timeout_with_the_timeout_policys_error(
+    serve: ServeFactory, manager: Manager
+) -> None:
+    server = await serve(EchoPlugin())
+    await manager.register(plugwire.grpc(server.address), name="slow")
+    assert GrpcTransport.enforces_timeout  # the gRPC deadline bounds the attempt: no timer per call
+
+    with pytest.raises(plugwire.PluginTimeoutError) as caught:
+        await manager.execute("slow", Ask(mode="hang"), ExecutionContext(timeout=0.3))
+
+    assert caught.value.details["timeout"] == 0.3
+    assert caught.value.details["attempt"] == caught.value.details["attempts"]  # each attempt timed out
+    assert "grpc_status" not in caught.value.details  # not a bare status mapped from grpc
+    assert caught.value.plugin == "slow"
+
+
 async def test_cancelling_the_caller_cancels_the_call_on_the_plugin(serve: ServeFactory, manager: Manager) -> None:
     plugin = EchoPlugin()
     server = await serve(plugin)

@@ -80,3 +80,21 @@ async def test_calls_read_one_at_a_time_are_each_answered_at_once() -> None:
         await settle()
         assert answers(transport.writes[-1]) == [call_id]
     assert len(transport.writes) == 3
+
+
+async def test_answers_to_calls_finished_within_their_read_leave_in_one_write_right_after_it() -> None:
+    server, transport = await serving()
+    loop = asyncio.get_running_loop()
+    loop.call_soon(server.data_received, call(100))  # parks the carrier; later calls start in the read
+    await settle()
+    transport.writes.clear()
+    read = loop.create_future()
+
+    def deliver() -> None:  # as the event loop delivers a read: outside any task
+        server.data_received(b"".join(call(i) for i in range(1, 7)))
+        read.set_result([answers(w) for w in transport.writes])
+
+    loop.call_soon(deliver)
+    assert await read == [[1, 2, 3, 4, 5, 6]]  # written before the read returned, all at once
+    await settle()
+    assert len(transport.writes) == 1

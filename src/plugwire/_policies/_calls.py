@@ -11,9 +11,11 @@ import dataclasses
 import operator
 
 from .._clock import Clock
+from .._codec import CodecName
+from .._models import ExecutionContext
 from .._transports.base import Call
 
-__all__ = ["stamp_deadline", "with_attempt", "with_timeout"]
+__all__ = ["first_attempt", "stamp_deadline", "with_attempt", "with_timeout"]
 
 # Read every field in one C call and rebuild positionally: about half the cost of
 # `dataclasses.replace`, and still correct when `Call` gains fields.
@@ -29,27 +31,53 @@ def _with(call: Call, index: int, value: object) -> Call:
     return Call(*values)
 
 
-# `with_timeout` runs on every attempt: it fills the new Call's slots through their member
-# descriptors (what a frozen dataclass's __init__ cannot do), about half the cost of `_with`.
+# A `Call` is built once or twice per call (the manager's, then the timeout policy's copy):
+# filling its slots through their member descriptors, which a frozen dataclass's __init__
+# cannot do, costs about half of `Call(...)` (one `object.__setattr__` per field).
 _new = object.__new__
 (_set_plugin, _set_payload, _set_context, _set_codec, _set_timeout, _set_attempt, _set_deadline) = (
     getattr(Call, name).__set__ for name in _FIELDS
 )
 if _FIELDS != ("plugin", "payload", "context", "codec", "timeout", "attempt", "deadline"):  # pragma: no cover
-    raise ImportError(f"Call's fields changed to {_FIELDS}: update plugwire._policies._calls.with_timeout")
+    raise ImportError(f"Call's fields changed to {_FIELDS}: update plugwire._policies._calls")
+
+
+def _build(  # noqa: PLR0917 (positional: this runs on every call, keywords cost more)
+    plugin: str,
+    payload: object,
+    context: ExecutionContext,
+    codec: CodecName,
+    timeout: float | None,
+    attempt: int,
+    deadline: float | None,
+) -> Call:
+    new: Call = _new(Call)
+    _set_plugin(new, plugin)
+    _set_payload(new, payload)
+    _set_context(new, context)
+    _set_codec(new, codec)
+    _set_timeout(new, timeout)
+    _set_attempt(new, attempt)
+    _set_deadline(new, deadline)
+    return new
+
+
+def first_attempt(plugin: str, payload: object, context: ExecutionContext, codec: CodecName) -> Call:
+    """`Call(plugin=plugin, payload=payload, context=context, codec=codec)`, built faster."""
+    return _build(plugin, payload, context, codec, None, 1, None)
 
 
 def with_timeout(call: Call, timeout: float | None) -> Call:
     """`call` with `timeout` set."""
-    new: Call = _new(Call)
-    _set_plugin(new, call.plugin)
-    _set_payload(new, call.payload)
-    _set_context(new, call.context)
-    _set_codec(new, call.codec)
-    _set_timeout(new, timeout)
-    _set_attempt(new, call.attempt)
-    _set_deadline(new, call.deadline)
-    return new
+    return _build(
+        call.plugin,
+        call.payload,
+        call.context,
+        call.codec,
+        timeout=timeout,
+        attempt=call.attempt,
+        deadline=call.deadline,
+    )
 
 
 def with_attempt(call: Call, attempt: int) -> Call:

@@ -125,7 +125,16 @@ class PluginAdapter:
             ExecutionError: The plugin raised anything else, or returned something unencodable.
         """
         request = self.request_codec(codec).decode(payload)
-        result = await self.execute_object(ctx, request)
+        if self._execute_is_async:
+            # `execute_object` inlined for async plugins: one coroutine frame fewer per call.
+            try:
+                result = await self.plugin.execute(ctx, request)
+            except (PluginError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                raise ExecutionError(f"{type(exc).__name__}: {exc}") from exc
+        else:
+            result = await self.execute_object(ctx, request)
         try:
             return encode(result, codec)
         except TypeError as exc:

@@ -97,6 +97,7 @@ class StdioServer(FrameReader):
         self._stopper: asyncio.Task[None] | None = None
         self._corked: bytearray | None = None  # answers held back until the end of this loop turn
         self._sent_since_read = False
+        self._in_read = False  # inside `buffer_updated`: answers wait for the end of the read
 
     # --------------------------------------------------------------- wiring
     def attach_writer(self, writer: asyncio.WriteTransport) -> None:
@@ -126,7 +127,17 @@ class StdioServer(FrameReader):
     # --------------------------------------------------------------- frames
     def buffer_updated(self, nbytes: int) -> None:
         self._sent_since_read = False
-        super().buffer_updated(nbytes)
+        # Answers of the calls this read starts and finishes at once leave together, in one
+        # write right after it: a read of many calls must not send the first answer alone
+        # (on one CPU that wakes the host for a single answer).
+        self._in_read = True
+        try:
+            super().buffer_updated(nbytes)
+        finally:
+            self._in_read = False
+        if self._corked is not None:
+            self._uncork()
+            self._sent_since_read = True
 
     def frame_received(self, envelope: memoryview) -> None:
         if self._envelopes is None:
@@ -220,12 +231,7 @@ class StdioServer(FrameReader):
         self._update_reading()
 
     async def _call(self, call_id: int, payload: bytes, wire_ctx: Any) -> None:
-        try:
-            await self._run_call(call_id, payload, wire_ctx)
-        finally:
-            self._call_done(call_id)
-
-    async def _run_call(self, call_id: int, payload: bytes, wire_ctx: Any) -> None:
+        # One coroutine per call, its answer and clean-up included: each frame costs on every call.
         remaining = wire_ctx.deadline - time.time() if wire_ctx.deadline else None
         ctx = ExecutionContext(
             request_id=wire_ctx.request_id,
@@ -233,7 +239,7 @@ class StdioServer(FrameReader):
             headers=wire_ctx.headers,
             metadata=wire_ctx.metadata,
         )
-        reply: ResultMsg | ErrorMsg
+        reply: ResultMsg | ErrorMsg | None = None
         try:
             if remaining is not None and remaining <= 0:
                 raise TimeoutError  # already late: do not start work nobody waits for
@@ -241,14 +247,13 @@ class StdioServer(FrameReader):
             result = await self.adapter.execute(ctx, payload, self._codec)
             reply = ResultMsg(id=call_id, payload=msgspec.Raw(result))
         except asyncio.CancelledError:
-            if call_id in self._cancelled_by_host:
-                return  # the host gave up on it and ignores any answer
-            reply = ErrorMsg(
-                id=call_id,
-                code=ErrorCode.OUTCOME_UNKNOWN,
-                message="cancelled: the plugin stopped before the call finished",
-                retryable=True,
-            )
+            if call_id not in self._cancelled_by_host:  # else the host gave up and ignores any answer
+                reply = ErrorMsg(
+                    id=call_id,
+                    code=ErrorCode.OUTCOME_UNKNOWN,
+                    message="cancelled: the plugin stopped before the call finished",
+                    retryable=True,
+                )
         except TimeoutError:
             reply = ErrorMsg(id=call_id, code=ErrorCode.TIMEOUT, message="the call's deadline passed", retryable=True)
         except PluginError as exc:
@@ -256,7 +261,10 @@ class StdioServer(FrameReader):
         except Exception as exc:
             _log.exception("call %d failed", call_id)
             reply = ErrorMsg(id=call_id, code=ErrorCode.EXECUTION_FAILED, message=f"{type(exc).__name__}: {exc}")
-        self._send(reply)
+        finally:
+            if reply is not None:
+                self._send(reply)
+            self._call_done(call_id)
 
     async def _health(self, call_id: int) -> None:
         try:
@@ -301,6 +309,8 @@ class StdioServer(FrameReader):
         corked = self._corked
         if corked is not None:
             corked += frame
+        elif self._in_read:
+            self._corked = frame  # sent at the end of the read (`buffer_updated`)
         elif self._sent_since_read:
             self._corked = frame
             asyncio.get_running_loop().call_soon(self._uncork)

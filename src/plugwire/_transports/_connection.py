@@ -268,7 +268,30 @@ class HostConnection(FrameReader):
                 plugin's frame limit.
         """
         if self._writable is not None:
-            await self._wait_writable(deadline, call)
+            await self.wait_writable(deadline, call)
+        call_id, future = self.send_call(payload, ctx, deadline, call)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.abandon(call_id)
+            raise
+
+    @property
+    def must_wait(self) -> bool:
+        """Whether `send_call` must wait: the plugin has not read our earlier writes yet
+        (await `wait_writable` first)."""
+        return self._writable is not None
+
+    def send_call(
+        self, payload: bytes, ctx: CallContext, deadline: float | None = None, call: Call | None = None
+    ) -> tuple[int, asyncio.Future[bytes]]:
+        """Send one call; its answer resolves the returned future. `call()` in two steps,
+        so a caller that awaits the future itself adds no coroutine frame of ours per call.
+
+        The caller must `abandon(call_id)` if it stops waiting (cancellation), and should
+        `await wait_writable()` first while `must_wait`. Raises what `call()` raises
+        before the request is sent.
+        """
         if self.lost.done():
             raise self._not_sent(self.lost.result())
         codec = self._envelopes
@@ -283,15 +306,15 @@ class HostConnection(FrameReader):
         if deadline is not None:
             assert call is not None, "a deadline needs its call"
             self._deadlines.watch(deadline, call_id, call)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            if self._pending.pop(call_id, None) is not None:
-                self._frame_ends.pop(call_id, None)
-                self._remember_cancel(call_id)
-                if self.alive:
-                    self._write(codec.frame(CancelMsg(id=call_id)))
-            raise
+        return call_id, future
+
+    def abandon(self, call_id: int) -> None:
+        """The caller of call `call_id` stopped waiting: tell the plugin to stop (`cancel`)."""
+        if self._pending.pop(call_id, None) is not None:
+            self._frame_ends.pop(call_id, None)
+            self._remember_cancel(call_id)
+            if self.alive and self._envelopes is not None:
+                self._write(self._envelopes.frame(CancelMsg(id=call_id)))
 
     async def health(self) -> HealthStatus:
         """Ask the plugin for its health."""
@@ -383,7 +406,8 @@ class HostConnection(FrameReader):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _wait_writable(self, deadline: float | None = None, call: Call | None = None) -> None:
+    async def wait_writable(self, deadline: float | None = None, call: Call | None = None) -> None:
+        """Wait until the plugin read enough of our writes (see `must_wait`), within `deadline`."""
         waiter = self._writable
         if waiter is None:
             return

@@ -12,7 +12,7 @@ import asyncio
 import json
 import re
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 from .._auth import CredentialProvider
 from .._config import ConnectionConfig, HealthCheckConfig
@@ -20,8 +20,8 @@ from .._errors import AuthenticationError, ErrorCode, PluginError, ProtocolError
 from .._models import HealthStatus, PluginInfo, Status, Transport
 from .._proto import CONTENT_TYPES, load
 from .._tls import TLSConfig
-from .base import BaseTransport, Call
-from .grpc_status import error_from_rpc
+from .base import BaseTransport, Call, attempt_timed_out
+from .grpc_status import error_from_rpc, peer_reported
 
 __all__ = ["GrpcTransport", "channel_options"]
 
@@ -75,6 +75,9 @@ class GrpcTransport(BaseTransport):
     """
 
     kind = Transport.GRPC
+    # Each call carries `Call.timeout` as its gRPC deadline, which grpc enforces on both ends
+    # (the plugin sees the cancellation): the timeout policy need not open a scope per call.
+    enforces_timeout = True
 
     def __init__(
         self,
@@ -187,7 +190,7 @@ class GrpcTransport(BaseTransport):
             request_id=ctx.request_id,
             deadline=time.time() + call.timeout if call.timeout else 0.0,
         )
-        reply = await self._unary(self._stub.Execute, request, call.timeout)
+        reply = await self._unary(self._stub.Execute, request, call.timeout, attempt=call)
         payload: bytes = reply.payload
         return payload
 
@@ -241,12 +244,14 @@ class GrpcTransport(BaseTransport):
                 )
         return pairs
 
-    async def _unary(self, method: Any, request: Any, timeout: float | None) -> Any:
+    async def _unary(self, method: Any, request: Any, timeout: float | None, *, attempt: Call | None = None) -> Any:
         metadata = self._metadata()
         aio = self._mods.aio
         try:
             reply = await method(request, timeout=timeout, metadata=metadata)
         except aio.AioRpcError as exc:
+            if _own_deadline(attempt, exc):
+                raise attempt_timed_out(attempt) from None  # the error the timeout policy would raise
             raise self._translate(exc) from None
         except aio.UsageError as exc:  # the channel was closed under the call
             raise TransportError(
@@ -269,3 +274,14 @@ class GrpcTransport(BaseTransport):
                 details={"grpc_status": "INTERNAL"},
             )
         return reply
+
+
+def _own_deadline(attempt: Call | None, exc: Any) -> TypeGuard[Call]:
+    """Whether a failed RPC ran out of the deadline we set from `attempt.timeout` (a plugin
+    that reports a timeout itself sends plugwire trailers)."""
+    return (
+        attempt is not None
+        and bool(attempt.timeout)
+        and exc.code().name == "DEADLINE_EXCEEDED"
+        and not peer_reported(exc.trailing_metadata())
+    )

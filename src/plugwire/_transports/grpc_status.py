@@ -87,6 +87,11 @@ def error_from_rpc(
     return error
 
 
+def peer_reported(trailers: Iterable[tuple[str, Any]] | None) -> bool:
+    """Whether a failed call's trailers carry a plugwire error code from the plugin itself."""
+    return any(key == CODE_TRAILER for key, _ in trailers or ())
+
+
 def _peer_error(trailers: Iterable[tuple[str, Any]]) -> tuple[int | None, bool | None, dict[str, Any]]:
     code: int | None = None
     retryable: bool | None = None
