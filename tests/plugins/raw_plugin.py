@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import signal
 import struct
 import sys
@@ -120,6 +121,11 @@ def serve() -> None:
             OUT.flush()
             if MODE == "half-stall":
                 time.sleep(30)
+                sys.exit(0)
+            # End the stream but stay alive until the host reacts, so the host always sees the
+            # truncated frame (end of stream) before it could see the process exit.
+            socket.socket(fileno=os.dup(OUT.fileno())).shutdown(socket.SHUT_WR)
+            os.read(0, 1 << 20)  # returns when the host closes its end (or stops this process)
             sys.exit(0)
         if MODE == "oversize":
             OUT.write(struct.pack(">I", 0x7FFFFFF0))
