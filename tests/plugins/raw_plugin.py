@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import signal
+import socket
 import struct
 import sys
 import time
