@@ -43,7 +43,7 @@ bench: bench-install
 check-proto: install
 	$(PY) scripts/check_proto.py
 
-test: check-proto lint typecheck pytest bench-quick
+test: check-proto lint typecheck bench-quick pytest  # pytest last: its summary closes the output
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov
