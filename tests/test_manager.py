@@ -514,3 +514,27 @@ def test_the_configs_log_level_sets_plugwires_stdlib_loggers() -> None:
         assert logger.level == logging.WARNING  # a logger of the application's own: left alone
     finally:
         logger.setLevel(before)
+
+
+async def test_a_slow_start_reserves_its_name_without_blocking_other_plugins() -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+    slow = MockTransport(lambda call: b"")
+
+    async def gated_start() -> PluginInfo:
+        started.set()
+        await release.wait()
+        return PluginInfo(name="slow")
+
+    slow.start = gated_start  # type: ignore[method-assign]
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(AuthPlugin("other"))
+        registering = asyncio.create_task(manager.register(slow, name="slow"))
+        await started.wait()
+        with pytest.raises(plugwire.PluginAlreadyRegisteredError):
+            await manager.register(MockTransport(lambda call: b""), name="slow")
+        await manager.unregister("other")  # not held up by the start in progress
+        assert "slow" not in manager
+        release.set()
+        await registering
+        assert "slow" in manager

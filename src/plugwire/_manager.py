@@ -96,6 +96,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._breaker_listeners = tuple(breaker_listeners)
         self._entries: dict[str, PluginEntry] = {}
         self._disabled: dict[str, PluginConfig] = {}  # `enabled: false`: known, never started
+        self._starting: set[str] = set()  # names reserved by registrations still starting
         self._pending: list[tuple[PluginSource | None, PluginConfig]] = [(None, p) for p in self.config.plugins]
         self._lock = asyncio.Lock()
         self._started = False
@@ -221,53 +222,62 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     async def _register_config(self, config: PluginConfig, source: PluginSource | None) -> None:
         self._check_open()
         await self._guard.ensure()
-        async with self._lock:
-            if config.name in self._entries or config.name in self._disabled:
-                raise PluginAlreadyRegisteredError(
-                    f"a plugin named {config.name!r} is already registered", plugin=config.name
-                )
+        name = config.name
+        async with self._lock:  # only the name is reserved under the lock; the start runs outside it
+            if name in self._entries or name in self._disabled or name in self._starting:
+                raise PluginAlreadyRegisteredError(f"a plugin named {name!r} is already registered", plugin=name)
             if not config.enabled:  # known by name (calls get 1202), but never started or checked
-                self._disabled[config.name] = config
-                self._log("info", f"registered plugin {config.name!r} as disabled; it is not started")
+                self._disabled[name] = config
+                self._log("info", f"registered plugin {name!r} as disabled; it is not started")
                 return
-            await self._guard.admit(config)  # under strict, refuses before any transport exists
-            chosen = source or source_for_config(config)
-            transport = chosen.create_transport(config, self.request_type)
-            self._guard.watch(transport, config)
-            try:
-                info = await transport.start()
-                self._check_open()  # shutdown began while the plugin was starting
-            except BaseException:
-                await transport.aclose()
-                raise
-            monitor = HealthMonitor(
-                config.name,
-                transport,
-                config.health_check,
-                clock=self.clock,
-                logger=self.logger,
-                restart_timeout=config.connection.connection_timeout,
-            )
-            entry = PluginEntry(config, transport, info, monitor)
-            monitor.on_restart = entry._restarted
-            entry.breaker = make_breaker(
-                config, clock=self.clock, listeners=self._breaker_listeners, logger=self.logger
-            )
-            entry.handler = build_pipeline(
-                config,
-                transport.call,
-                extra=self._policies,
-                clock=self.clock,
-                breaker=entry.breaker,
-                transport_timeouts=transport.enforces_timeout,
-            )
-            self._entries[config.name] = entry
-            monitor.start()
-        self._guard.record(AuditEvent.STARTED, config.name, transport=config.transport.value, version=info.version)
+            self._starting.add(name)
+        try:
+            entry = await self._start_entry(config, source)
+            async with self._lock:
+                closing = self._closing  # shutdown began while the plugin was starting
+                if not closing:
+                    self._entries[name] = entry
+                    entry.monitor.start()
+            if closing:
+                await entry.transport.aclose()
+                raise ManagerClosedError("the manager is shut down")
+        finally:
+            self._starting.discard(name)
+        self._guard.record(AuditEvent.STARTED, name, transport=config.transport.value, version=entry.info.version)
         self._log(
-            "info",
-            f"registered plugin {config.name!r} ({config.transport.value}, {info.name} {info.version})",
+            "info", f"registered plugin {name!r} ({config.transport.value}, {entry.info.name} {entry.info.version})"
         )
+
+    async def _start_entry(self, config: PluginConfig, source: PluginSource | None) -> PluginEntry:
+        """Check, start and wrap one plugin: its transport, health monitor, breaker and pipeline."""
+        await self._guard.admit(config)  # under strict, refuses before any transport exists
+        transport = (source or source_for_config(config)).create_transport(config, self.request_type)
+        self._guard.watch(transport, config)
+        try:
+            info = await transport.start()
+        except BaseException:
+            await transport.aclose()
+            raise
+        monitor = HealthMonitor(
+            config.name,
+            transport,
+            config.health_check,
+            clock=self.clock,
+            logger=self.logger,
+            restart_timeout=config.connection.connection_timeout,
+        )
+        entry = PluginEntry(config, transport, info, monitor)
+        monitor.on_restart = entry._restarted
+        entry.breaker = make_breaker(config, clock=self.clock, listeners=self._breaker_listeners, logger=self.logger)
+        entry.handler = build_pipeline(
+            config,
+            transport.call,
+            extra=self._policies,
+            clock=self.clock,
+            breaker=entry.breaker,
+            transport_timeouts=transport.enforces_timeout,
+        )
+        return entry
 
     async def unregister(self, name: str) -> None:
         """Remove a plugin at once and close it (in-flight calls may fail).
