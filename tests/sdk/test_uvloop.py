@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sys
 
+import msgspec
 import pytest
-from procguard import EXAMPLES, PLUGINS, HandDriver, plugin_env
+from procguard import EXAMPLES, PLUGINS, HandDriver, manager_for, plugin_env, python_plugin
 
 import plugwire
 from plugwire._sdk.serve import loop_factory_for
@@ -83,6 +84,30 @@ def test_without_the_environment_variable_the_plugin_stays_on_asyncio(monkeypatc
         assert hand.recv()["payload"]["text"] == "asyncio.unix_events|True"
     finally:
         hand.close()
+
+
+class EchoReq(msgspec.Struct):
+    op: str = "echo"
+    text: str = ""
+    seconds: float = 0.0
+
+
+class EchoResp(msgspec.Struct):
+    text: str
+    pid: int = 0
+
+
+async def test_a_host_puts_a_subprocess_plugin_on_uvloop_through_its_configured_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PLUGWIRE_LOOP")  # only the configured env below carries it
+    async with manager_for(EchoReq, EchoResp) as manager:
+        await manager.register(
+            python_plugin("echo_plugin.py", PLUGWIRE_LOOP="uvloop"), config=plugwire.PluginConfig(name="echo")
+        )
+        assert (await manager.execute("echo", EchoReq(op="loop"))).text == "uvloop|True"
+        assert (await manager.execute("echo", EchoReq(text="hi"))).text == "hi"
+        assert (await manager.health())["echo"].status is plugwire.Status.HEALTHY
 
 
 def test_64_concurrent_calls_on_uvloop_all_answer_with_their_own_text() -> None:
