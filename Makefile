@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := dev,grpc,cli,watch,bench
+EXTRAS := dev,grpc,cli,watch,uvloop,bench
 
 .PHONY: demo test venv install lint typecheck pytest check-proto clean bench bench-quick bench-install
 

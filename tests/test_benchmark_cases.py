@@ -20,6 +20,7 @@ TARGETS = [
     ("subprocess.small", "asyncio pipes (asyncio floor)", "≤ 1.5x", Kind.LATENCY),
     ("subprocess.small", "rpyc", "≤ 0.5x", Kind.LATENCY),
     ("subprocess.small", "Pyro5 (marshal)", "≤ 0.5x", Kind.LATENCY),
+    ("subprocess.small.uvloop", "asyncio pipes (asyncio floor)", "≤ 1.5x", Kind.LATENCY),
     ("subprocess.x64", "asyncio pipes, 64 in flight", "≥ 0.5x", Kind.THROUGHPUT),
     ("subprocess.x64", "rpyc, 64 in flight", "≥ 3x", Kind.THROUGHPUT),
     ("subprocess.64k", "asyncio pipes, 64 KiB", "≤ 1.5x", Kind.LATENCY),
@@ -55,10 +56,18 @@ def test_the_plugin_gets_the_hosts_import_path_through_its_configured_env(tmp_pa
     with_path = Env(quick=True, workdir=tmp_path, child_env={"PYTHONPATH": "/x/src", "SECRET": "s"})
     assert _plugin.plugin_env(with_path) == {"PYTHONPATH": "/x/src"}
     assert _plugin.plugin_env(Env(quick=True, workdir=tmp_path, child_env={})) == {}
+    assert _plugin.plugin_env(with_path, PLUGWIRE_LOOP="uvloop") == {"PYTHONPATH": "/x/src", "PLUGWIRE_LOOP": "uvloop"}
 
 
 @pytest.mark.parametrize(
-    "name", ["policies.subprocess", "security.audit_overhead", "subprocess.startup", "subprocess.memory.host"]
+    "name",
+    [
+        "policies.subprocess",
+        "security.audit_overhead",
+        "subprocess.startup",
+        "subprocess.memory.host",
+        "subprocess.small.uvloop",
+    ],
 )
 async def test_a_plugin_case_produces_numbers_and_leaves_no_process_behind(name: str, tmp_path: Path) -> None:
     env = Env(quick=True, workdir=tmp_path, child_env={**os.environ, "PYTHONPATH": str(SRC)})

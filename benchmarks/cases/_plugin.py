@@ -45,15 +45,17 @@ Mode = Literal["echo", "busy"]
 Manager = plugwire.AsyncPluginManager[Echo, Echo]
 
 
-def plugin_env(env: Env) -> dict[str, str]:
-    """The variables the plugin needs from the host: its import path, when the host has one."""
+def plugin_env(env: Env, **extra: str) -> dict[str, str]:
+    """The variables the plugin needs from the host: its import path, when the host has one, and `extra`."""
     path = env.child_env.get("PYTHONPATH")
-    return {"PYTHONPATH": path} if path else {}
+    return {"PYTHONPATH": path, **extra} if path else dict(extra)
 
 
-def plugin_source(env: Env, mode: Mode = "echo", script: Path = PLUGIN_SCRIPT) -> plugwire.PluginSource:
-    """`plugwire.subprocess(python, script, mode)` with the import path passed through `env`."""
-    return plugwire.subprocess(sys.executable, str(script), mode, env=plugin_env(env))
+def plugin_source(
+    env: Env, mode: Mode = "echo", script: Path = PLUGIN_SCRIPT, extra_env: dict[str, str] | None = None
+) -> plugwire.PluginSource:
+    """`plugwire.subprocess(python, script, mode)` with the import path (and `extra_env`) passed through `env`."""
+    return plugwire.subprocess(sys.executable, str(script), mode, env=plugin_env(env, **(extra_env or {})))
 
 
 def plugin_config(name: str, processes: int = 1, **changes: Any) -> plugwire.PluginConfig:
@@ -85,6 +87,7 @@ async def running_manager(
     script: Path = PLUGIN_SCRIPT,
     manager_config: plugwire.ManagerConfig | None = None,
     request: Echo = REQUEST,
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Manager]:
     """A started manager with one subprocess plugin (named `config.name`), checked with one call.
 
@@ -92,7 +95,7 @@ async def running_manager(
     """
     manager: Manager = plugwire.AsyncPluginManager(Echo, Echo, manager_config)
     async with manager:
-        await manager.register(plugin_source(env, mode, script), config=config)
+        await manager.register(plugin_source(env, mode, script, extra_env), config=config)
         answer = await manager.execute(config.name, request)
         if mode == "echo" and answer != request:
             raise RuntimeError("the subprocess echo plugin answered with a different message")

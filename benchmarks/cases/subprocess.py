@@ -55,6 +55,22 @@ async def subprocess_small(env: Env) -> AsyncIterator[Op]:
 
 
 @case(
+    "subprocess.small.uvloop",
+    label="manager.execute, subprocess plugin on uvloop",
+    baseline=ASYNCIO_FLOOR,
+    target=at_most(1.5),
+    requires=("uvloop",),
+    note="`subprocess.small` with the plugin started with PLUGWIRE_LOOP=uvloop in its configured env "
+    "(the `uvloop` extra): the same call, the plugin's stdio server on a uvloop event loop; the host "
+    "stays on asyncio, and the floor is the same asyncio one.",
+)
+@asynccontextmanager
+async def subprocess_small_uvloop(env: Env) -> AsyncIterator[Op]:
+    async with running_manager(env, plugin_config("echo"), extra_env={"PLUGWIRE_LOOP": "uvloop"}) as manager:
+        yield partial(manager.execute, "echo", echo_request())
+
+
+@case(
     "subprocess.x64",
     label="manager.execute, 64 in flight on one plugin process",
     baseline=ASYNCIO_FLOOR_X64,

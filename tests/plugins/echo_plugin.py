@@ -50,6 +50,9 @@ class EchoPlugin(plugwire.Plugin[Req, Resp]):
             return Resp(text=os.environ.get(request.text, "<unset>"), pid=os.getpid())
         elif request.op == "ctx":
             return Resp(text=f"{ctx.request_id}|{ctx.metadata}|{ctx.headers}|{ctx.timeout is not None}")
+        elif request.op == "loop":  # which event loop runs the call, and whether inside a task
+            task = asyncio.current_task()
+            return Resp(text=f"{type(asyncio.get_running_loop()).__module__}|{isinstance(task, asyncio.Task)}")
         elif request.op == "crash":
             os._exit(3)
         elif request.op == "sick":

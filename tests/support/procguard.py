@@ -31,8 +31,10 @@ def manager_for(request_type: type[ReqT], response_type: type[RespT]) -> plugwir
 
 def plugin_env(**extra: str) -> dict[str, str]:
     """The configured env a test plugin needs: this worktree's sources on PYTHONPATH, and
-    coverage's variables when the suite runs under coverage (so plugin code is measured)."""
-    passed = {k: v for k, v in os.environ.items() if k in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")}
+    coverage's variables when the suite runs under coverage (so plugin code is measured), and
+    PLUGWIRE_LOOP when set (so the suite can run its plugins on uvloop)."""
+    names = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START", "PLUGWIRE_LOOP")
+    passed = {k: v for k, v in os.environ.items() if k in names}
     return {**passed, "PYTHONPATH": str(SRC), **extra}
 
 

@@ -12,11 +12,12 @@ import socket
 import stat
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from .._codec import CODECS, CodecName
-from .._errors import ConfigError, ErrorCode
+from .._errors import ConfigError, ErrorCode, MissingDependencyError
 from .._protocol import COOKIE_ENV, DEFAULT_MAX_FRAME, MAGIC_COOKIE, NOT_A_PLUGIN_HOST_MESSAGE
 from .adapter import PluginAdapter
 from .logs import install_logging
@@ -26,6 +27,10 @@ __all__ = ["ServeSettings", "serve"]
 
 # Transports `serve()` knows. Each has a `_serve_<name>(adapter, settings) -> exit status`.
 TRANSPORTS = ("stdio", "grpc")
+
+# Event loops a stdio plugin can run on; the environment variable lets the host choose.
+LOOPS = ("asyncio", "auto", "uvloop")
+LOOP_ENV = "PLUGWIRE_LOOP"
 
 
 def serve(
@@ -43,6 +48,7 @@ def serve(
     max_frame: int = DEFAULT_MAX_FRAME,
     codecs: tuple[CodecName, ...] = CODECS,
     log_level: str | int = "INFO",
+    loop: str = "asyncio",
 ) -> NoReturn:
     """Serve `plugin` to the plugwire host that started this process, then exit.
 
@@ -68,9 +74,15 @@ def serve(
         max_frame: The largest frame accepted from the host, in bytes.
         codecs: The codecs this plugin accepts.
         log_level: Level of the stderr JSON-lines log handler.
+        loop: The event loop of a "stdio" plugin: "asyncio" (the standard one), "uvloop"
+            (needs the `uvloop` extra) or "auto" (uvloop when it is installed). The
+            `PLUGWIRE_LOOP` environment variable, when set, takes precedence, so a host can
+            choose for the plugins it starts.
 
     Raises:
-        ConfigError: An unknown `transport` (1007) or a bad setting (1003).
+        ConfigError: An unknown `transport` (1007) or a bad setting (1003), such as an
+            unknown `loop`.
+        MissingDependencyError: The "uvloop" loop was asked for but uvloop is not installed (1011).
         SystemExit: Always, at the end: 0 after a clean stop, 1 when started by hand
             (no magic cookie) or refused by the handshake.
     """
@@ -88,12 +100,19 @@ def serve(
         from .._auth import credential_verifier
 
         auth = credential_verifier(auth)
+    loop_factory = loop_factory_for(os.environ.get(LOOP_ENV) or loop)
     if transport == "grpc":
         types = {"request_type": request_type, "response_type": response_type}
         _exit(_serve_grpc(plugin, address, tls=tls, auth=auth, grace=grace, types=types))
     adapter = PluginAdapter(plugin, request_type=request_type, response_type=response_type, max_threads=max_threads)
     settings = ServeSettings(
-        max_concurrency=max_concurrency, grace=grace, auth=auth, max_frame=max_frame, codecs=codecs, log_level=log_level
+        max_concurrency=max_concurrency,
+        grace=grace,
+        auth=auth,
+        max_frame=max_frame,
+        codecs=codecs,
+        log_level=log_level,
+        loop_factory=loop_factory,
     )
     _exit(_serve_stdio(adapter, settings))
 
@@ -108,6 +127,33 @@ class ServeSettings:
     max_frame: int
     codecs: tuple[CodecName, ...]
     log_level: str | int
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+
+
+def loop_factory_for(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event-loop factory for a `loop` choice; None means asyncio's default loop.
+
+    Raises:
+        ConfigError: `name` is not one of `LOOPS` (1003).
+        MissingDependencyError: "uvloop" was asked for and is not installed (1011).
+    """
+    if name not in LOOPS:
+        raise ConfigError(
+            f"serve: unknown loop {name!r}; available: {', '.join(LOOPS)}",
+            code=ErrorCode.CONFIG_INVALID_VALUE,
+        )
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError as exc:
+        if name == "auto":
+            return None
+        raise MissingDependencyError(
+            "serve: loop='uvloop' needs uvloop: pip install 'plugwire[uvloop]'",
+        ) from exc
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def _serve_stdio(adapter: PluginAdapter, settings: ServeSettings) -> int:
@@ -125,7 +171,8 @@ def _serve_stdio(adapter: PluginAdapter, settings: ServeSettings) -> int:
         "max_frame": settings.max_frame,
         "codecs": settings.codecs,
     }
-    return asyncio.run(_run(adapter, in_fd, out_fd, server_kwargs))
+    with asyncio.Runner(loop_factory=settings.loop_factory) as runner:
+        return runner.run(_run(adapter, in_fd, out_fd, server_kwargs))
 
 
 def _serve_grpc(plugin: Any, address: str, *, tls: Any, auth: Any, grace: float, types: dict[str, Any]) -> int:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 
@@ -106,8 +106,9 @@ class StdioServer(FrameReader):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._reader = transport
-        if self._writer is None and isinstance(transport, asyncio.WriteTransport):
-            self._writer = transport
+        # Duck-typed: uvloop's transports have the methods but do not subclass asyncio's ABCs.
+        if self._writer is None and hasattr(transport, "write"):
+            self._writer = cast(asyncio.WriteTransport, transport)
 
     def eof_received(self) -> bool:
         self._input_ended()
@@ -328,8 +329,8 @@ class StdioServer(FrameReader):
         busy = self._paused_for_writes or len(self._tasks) >= self.max_concurrency
         if busy is self._paused_for_calls:  # the common case: nothing to change
             return
-        reader = self._reader
-        if reader is None or not isinstance(reader, asyncio.ReadTransport) or reader.is_closing():
+        reader = cast(asyncio.ReadTransport | None, self._reader)
+        if reader is None or not hasattr(reader, "pause_reading") or reader.is_closing():
             return
         pause = self._paused_for_writes or len(self._tasks) >= self.max_concurrency
         if pause and not self._paused_for_calls:
