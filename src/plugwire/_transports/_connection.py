@@ -12,7 +12,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, cast
 
 import msgspec
 
@@ -106,9 +106,10 @@ class HostConnection(FrameReader):
 
     # -------------------------------------------------------------- handshake
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=1024 * 1024)
+        # A cast, not an isinstance check: uvloop's transports have the methods but do not
+        # subclass asyncio's ABCs, and a host may run on uvloop.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=1024 * 1024)
 
     def send_hello(self, codecs: list[str], auth: Mapping[str, str]) -> None:
         """Send the host's `hello` (the first frame of the connection)."""

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from typing import Final
+from typing import Final, cast
 
 __all__ = ["StderrForwarder"]
 
@@ -58,8 +58,7 @@ class StderrForwarder(asyncio.Protocol):
         self._transport: asyncio.ReadTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.ReadTransport)
-        self._transport = transport
+        self._transport = cast(asyncio.ReadTransport, transport)  # uvloop's do not subclass the ABC
 
     def data_received(self, data: bytes) -> None:
         start = 0
