@@ -448,3 +448,46 @@ def test_profile_summary_names_the_costly_functions_per_op_and_leaves_the_harnes
     assert not [name for name in names if "percentile" in name]
     assert short_location("/x/src/plugwire/_manager.py", 243, "execute") == "plugwire/_manager.py:243 execute"
     assert short_location("~", 0, "<built-in method time.perf_counter>") == "<built-in method time.perf_counter>"
+
+
+_ALLOCATOR_PROBE = """
+import ctypes
+from benchmarks._runner import settle_allocator
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+
+def mapped_while_holding(size):
+    block = bytes(size)
+    mapped = libc.mallinfo2().hblkhd
+    del block
+    return mapped
+
+before = mapped_while_holding(256 * 1024) - mapped_while_holding(1)
+settle_allocator()
+after = mapped_while_holding(256 * 1024) - mapped_while_holding(1)
+print(before, after)
+"""
+
+
+def _has_mallinfo2() -> bool:
+    import ctypes  # noqa: PLC0415 (only this check needs it)
+
+    return hasattr(ctypes.CDLL(None), "mallinfo2")
+
+
+@pytest.mark.skipif(not _has_mallinfo2(), reason="needs glibc's mallinfo2 (glibc 2.33+)")
+def test_settling_the_allocator_stops_a_256k_read_buffer_from_costing_an_mmap() -> None:
+    # In a fresh interpreter: asyncio's streams allocate 256 KiB per read, a fresh mapping each
+    # time until glibc's mmap threshold has risen; the harness raises it before timing.
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", _ALLOCATOR_PROBE], cwd=root, capture_output=True, text=True, timeout=30, check=True
+    )
+    before, after = (int(n) for n in out.stdout.split())
+    assert before >= 256 * 1024  # the precondition: glibc's defaults map such a block on its own
+    assert after == 0
