@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import ctypes
 import math
 import os
 import pstats
@@ -475,8 +476,6 @@ print(before, after)
 
 
 def _has_mallinfo2() -> bool:
-    import ctypes  # noqa: PLC0415 (only this check needs it)
-
     return hasattr(ctypes.CDLL(None), "mallinfo2")
 
 
