@@ -1,8 +1,13 @@
 """The floors: length-prefixed frames over subprocess pipes, blocking and asyncio.
 
-Both talk to the same echo child (`children/echo_pipe.py`), so the difference between them is
-the host side alone: raw blocking `os.read`/`os.write` against a bare asyncio subprocess
-stream (what someone writes by hand with `asyncio.create_subprocess_exec`).
+- The blocking floor: raw `os.read`/`os.write` on both ends (`children/echo_pipe.py`).
+- The asyncio floor, issue 3's baseline (a), "a bare asyncio echo over subprocess pipes": the
+  host writes and reads through `asyncio.create_subprocess_exec`'s streams, and the echo
+  child is asyncio too (`children/echo_asyncio.py`), what someone writes by hand with asyncio
+  on both ends and no plugwire code.
+- The asyncio host over the blocking child: stricter than (a), since a plugin process built on
+  an event loop cannot answer as cheaply as a blocking loop of reads and writes; shown next
+  to (a) so both comparisons stay visible.
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ __all__ = [
     "ASYNCIO_FLOOR",
     "ASYNCIO_FLOOR_64K",
     "ASYNCIO_FLOOR_X64",
+    "ASYNCIO_HOST_FLOOR",
+    "ASYNCIO_HOST_FLOOR_X64",
     "PIPES_FLOOR",
     "asyncio_pipes",
     "blocking_pipes",
 ]
 
 _ECHO = str(CHILDREN / "echo_pipe.py")
+_ASYNCIO_ECHO = str(CHILDREN / "echo_asyncio.py")
 
 
 def _read_exact(fd: int, size: int) -> bytes:
@@ -73,10 +81,17 @@ async def blocking_pipes(env: Env, size: int = SMALL) -> AsyncIterator[Op]:
 
 
 @asynccontextmanager
-async def asyncio_pipes(env: Env, size: int = SMALL, in_flight: int = 1) -> AsyncIterator[Op]:
-    """`in_flight` frames written, then as many read back, through asyncio's subprocess streams."""
+async def asyncio_pipes(
+    env: Env, size: int = SMALL, in_flight: int = 1, *, blocking_child: bool = False
+) -> AsyncIterator[Op]:
+    """`in_flight` frames written, then as many read back, through asyncio's subprocess streams,
+    to the asyncio echo child (or the blocking one)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, _ECHO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env.child_env
+        sys.executable,
+        _ECHO if blocking_child else _ASYNCIO_ECHO,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=env.child_env,
     )
     assert proc.stdin is not None
     assert proc.stdout is not None
@@ -112,6 +127,12 @@ async def asyncio_pipes(env: Env, size: int = SMALL, in_flight: int = 1) -> Asyn
 
 
 PIPES_FLOOR = Side("blocking pipes (floor)", blocking_pipes)
-ASYNCIO_FLOOR = Side("asyncio pipes (asyncio floor)", asyncio_pipes)
-ASYNCIO_FLOOR_64K = Side("asyncio pipes, 64 KiB", partial(asyncio_pipes, size=64 * 1024))
-ASYNCIO_FLOOR_X64 = Side("asyncio pipes, 64 in flight", partial(asyncio_pipes, in_flight=64), per_call=64)
+ASYNCIO_FLOOR = Side("bare asyncio echo (asyncio floor)", asyncio_pipes)
+ASYNCIO_FLOOR_64K = Side("bare asyncio echo, 64 KiB", partial(asyncio_pipes, size=64 * 1024))
+ASYNCIO_FLOOR_X64 = Side("bare asyncio echo, 64 in flight", partial(asyncio_pipes, in_flight=64), per_call=64)
+ASYNCIO_HOST_FLOOR = Side("asyncio host, blocking echo child", partial(asyncio_pipes, blocking_child=True))
+ASYNCIO_HOST_FLOOR_X64 = Side(
+    "asyncio host, blocking echo child, 64 in flight",
+    partial(asyncio_pipes, in_flight=64, blocking_child=True),
+    per_call=64,
+)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from .._model import Case, Kind, Versus, register
 from ..baselines.peers import GRPC_AIO, GRPC_AIO_X64, MP_PIPE, PYRO5, RPYC, RPYC_X64
-from ..baselines.pipes import ASYNCIO_FLOOR, ASYNCIO_FLOOR_X64, PIPES_FLOOR
+from ..baselines.pipes import ASYNCIO_FLOOR, ASYNCIO_FLOOR_X64, ASYNCIO_HOST_FLOOR, PIPES_FLOOR
 
 _SMALL = "100-byte payload echoed"
 
 for _name, _side in (
     ("floors.asyncio_pipes", ASYNCIO_FLOOR),
+    ("floors.asyncio_host", ASYNCIO_HOST_FLOOR),
     ("peers.mp_pipe", MP_PIPE),
     ("peers.rpyc", RPYC),
     ("peers.pyro5", PYRO5),

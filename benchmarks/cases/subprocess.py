@@ -20,7 +20,13 @@ import plugwire
 from .._model import Env, Kind, Op, Side, Versus, at_least, at_most, case
 from ..baselines._proc import CHILDREN, stop
 from ..baselines.peers import PYRO5, RPYC, RPYC_X64
-from ..baselines.pipes import ASYNCIO_FLOOR, ASYNCIO_FLOOR_64K, ASYNCIO_FLOOR_X64
+from ..baselines.pipes import (
+    ASYNCIO_FLOOR,
+    ASYNCIO_FLOOR_64K,
+    ASYNCIO_FLOOR_X64,
+    ASYNCIO_HOST_FLOOR,
+    ASYNCIO_HOST_FLOOR_X64,
+)
 from ..baselines.processes import PYTHON_MEMORY, PYTHON_PASS, peak_rss
 from ._plugin import (
     PLUGIN_SCRIPT,
@@ -43,10 +49,11 @@ POOL_GROW_S = 20.0
     label="manager.execute, subprocess plugin",
     baseline=ASYNCIO_FLOOR,
     target=at_most(1.5),
-    also=[Versus(RPYC, at_most(0.5)), Versus(PYRO5, at_most(0.5))],
+    also=[Versus(RPYC, at_most(0.5)), Versus(PYRO5, at_most(0.5)), Versus(ASYNCIO_HOST_FLOOR)],
     note="issue 3: a small typed request (about 100 bytes) through the full `manager.execute` path "
-    "(default policies) to a `plugwire.serve` plugin process, one call at a time; at most half "
-    "the latency of rpyc and of Pyro5.",
+    "(default policies) to a `plugwire.serve` plugin process, one call at a time, against a bare "
+    "asyncio echo (asyncio on both ends); at most half the latency of rpyc and of Pyro5. Info: "
+    "against the asyncio host over a blocking echo child (no event loop in the child).",
 )
 @asynccontextmanager
 async def subprocess_small(env: Env) -> AsyncIterator[Op]:
@@ -75,11 +82,12 @@ async def subprocess_small_uvloop(env: Env) -> AsyncIterator[Op]:
     label="manager.execute, 64 in flight on one plugin process",
     baseline=ASYNCIO_FLOOR_X64,
     target=at_least(0.5),
-    also=[Versus(RPYC_X64, at_least(3.0))],
+    also=[Versus(RPYC_X64, at_least(3.0)), Versus(ASYNCIO_HOST_FLOOR_X64)],
     kind=Kind.THROUGHPUT,
     per_call=IN_FLIGHT,
     note="issue 3: 64 `manager.execute` calls gathered at once on one plugin process "
-    "(`max_connections=1`); calls per second against the asyncio floor and rpyc with 64 in flight.",
+    "(`max_connections=1`); calls per second against the bare asyncio echo and rpyc with 64 in "
+    "flight (info: the asyncio host over the blocking echo child).",
 )
 @asynccontextmanager
 async def subprocess_x64(env: Env) -> AsyncIterator[Op]:
