@@ -18,12 +18,14 @@ __all__ = ["PluginEntry", "check_context"]
 class PluginEntry:
     """One registered plugin: its transport, its pipeline and its in-flight count."""
 
-    __slots__ = ("breaker", "config", "handler", "idle", "inflight", "info", "monitor", "transport")
+    __slots__ = ("attempt_timeout", "breaker", "config", "handler", "idle", "inflight", "info", "monitor", "transport")
 
     def __init__(
         self, config: PluginConfig, transport: BaseTransport, info: PluginInfo, monitor: HealthMonitor
     ) -> None:
         self.config = config
+        # What an attempt may take when the call's context says nothing (0 in config: no limit).
+        self.attempt_timeout = config.connection.request_timeout or None
         self.transport = transport
         self.info = info
         self.monitor = monitor

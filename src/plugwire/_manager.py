@@ -370,7 +370,10 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         ctx = (context or _EMPTY_CONTEXT).with_request_id()
         transport = entry.transport
         payload = self._request_codec.encode(request) if transport.wants_bytes else request
-        call = first_attempt(name, payload, ctx, self._request_codec.codec)
+        # The attempt's timeout as the timeout policy will set it, so that it need not copy
+        # the call to do so (it still cuts it to an overall deadline, which copies).
+        timeout = entry.attempt_timeout if ctx.timeout is None else ctx.timeout
+        call = first_attempt(name, payload, ctx, self._request_codec.codec, timeout)
         entry.inflight += 1
         entry.idle.clear()
         try:

@@ -62,9 +62,11 @@ def _build(  # noqa: PLR0917 (positional: this runs on every call, keywords cost
     return new
 
 
-def first_attempt(plugin: str, payload: object, context: ExecutionContext, codec: CodecName) -> Call:
-    """`Call(plugin=plugin, payload=payload, context=context, codec=codec)`, built faster."""
-    return _build(plugin, payload, context, codec, None, 1, None)
+def first_attempt(
+    plugin: str, payload: object, context: ExecutionContext, codec: CodecName, timeout: float | None = None
+) -> Call:
+    """`Call(plugin=plugin, payload=payload, context=context, codec=codec, timeout=timeout)`, built faster."""
+    return _build(plugin, payload, context, codec, timeout, 1, None)
 
 
 def with_timeout(call: Call, timeout: float | None) -> Call:

@@ -42,7 +42,7 @@ from .._errors import (
 )
 from .._transports.base import Call
 from .._types import LoggerLike
-from .chain import Handler
+from .chain import BindablePolicy, Handler
 
 __all__ = [
     "BreakerListener",
@@ -314,7 +314,7 @@ class CircuitBreaker:
             logging.getLogger("plugwire.breaker").exception("the configured logger failed")
 
 
-class CircuitBreakerPolicy:
+class CircuitBreakerPolicy(BindablePolicy):
     """Runs each call through a `CircuitBreaker`.
 
     A trial call (half-open) makes a single attempt: the retry policy below it is told
@@ -333,9 +333,14 @@ class CircuitBreakerPolicy:
         self.breaker = breaker
         self.default_timeout = default_timeout or None
 
-    async def __call__(self, call: Call, call_next: Handler) -> Any:
+    def bind(self, call_next: Handler) -> Handler:
         breaker = self.breaker
-        if breaker._state is BreakerState.CLOSED:
+        closed = BreakerState.CLOSED
+        guarded = self._guarded
+
+        async def circuit_breaker(call: Call) -> Any:
+            if breaker._state is not closed:
+                return await guarded(call, call_next)
             # The hot path: no clock read, no allocation, and a success counted inline.
             generation = breaker._generation
             try:
@@ -347,6 +352,12 @@ class CircuitBreakerPolicy:
                 breaker._calls += 1
                 breaker._failures = 0
             return result
+
+        return circuit_breaker
+
+    async def _guarded(self, call: Call, call_next: Handler) -> Any:
+        """A call while the breaker is open or half-open: admitted (or refused) by the state machine."""
+        breaker = self.breaker
         timeout = call.context.timeout if call.context.timeout is not None else self.default_timeout
         ticket = breaker.admit(timeout)
         if ticket[1] is not None:

@@ -11,7 +11,7 @@ from .._config import RateLimitConfig
 from .._errors import RateLimitedError
 from .._transports.base import Call
 from ._calls import stamp_deadline
-from .chain import Handler
+from .chain import BindablePolicy, Handler
 
 __all__ = ["RateLimitPolicy", "TokenBucket"]
 
@@ -131,7 +131,7 @@ class TokenBucket:
         return max(0.0, self.burst - behind * self.rate)
 
 
-class RateLimitPolicy:
+class RateLimitPolicy(BindablePolicy):
     """Admits calls at the plugin's rate; over it, a call fails at once with
     `RateLimitedError` (1501) whose `details["retry_after"]` says when a token is free.
 
@@ -155,13 +155,20 @@ class RateLimitPolicy:
         self.wait = config.wait
         self.max_wait = max_wait
 
-    def __call__(self, call: Call, call_next: Handler) -> Awaitable[Any]:
-        if not self.wait:
-            retry_after = self.bucket.acquire()
+    def bind(self, call_next: Handler) -> Handler:
+        waiting = self._waiting
+        if self.wait:
+            return lambda call: waiting(call, call_next)
+        acquire = self.bucket.acquire
+        refused = self._refused
+
+        def rate_limited(call: Call) -> Awaitable[Any]:
+            retry_after = acquire()
             if retry_after:
-                return _raise(self._refused(call, retry_after))  # raised when awaited, as before
+                return _raise(refused(call, retry_after))  # raised when awaited, as before
             return call_next(call)  # nothing to do after the call: no frame of our own
-        return self._waiting(call, call_next)
+
+        return rate_limited
 
     async def _waiting(self, call: Call, call_next: Handler) -> Any:
         call = stamp_deadline(call, self.clock)

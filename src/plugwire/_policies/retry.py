@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._clock import Clock, system_clock
@@ -12,7 +12,7 @@ from .._errors import ErrorCode, PluginError
 from .._models import ExecutionContext
 from .._transports.base import Call
 from ._calls import stamp_deadline, with_attempt
-from .chain import Handler
+from .chain import BindablePolicy, Handler
 
 __all__ = ["RetryPolicy", "is_retryable"]
 
@@ -28,7 +28,7 @@ def is_retryable(error: BaseException, context: ExecutionContext) -> bool:
     return error.code != ErrorCode.OUTCOME_UNKNOWN or context.idempotent
 
 
-class RetryPolicy:
+class RetryPolicy(BindablePolicy):
     """Repeats a failed attempt after a backoff, each attempt a fresh `Call` (`attempt` + 1).
 
     The n-th retry waits ``min(max_interval, initial_interval * multiplier ** (n - 1))``
@@ -67,11 +67,21 @@ class RetryPolicy:
         ceiling = self.ceiling(retry)
         return self.rng() * ceiling if self.config.random_jitter else ceiling
 
-    async def __call__(self, call: Call, call_next: Handler) -> Any:
+    def bind(self, call_next: Handler) -> Handler:
+        configured = self.config.max_retries
+        retrying = self._retrying
+
+        def retry(call: Call) -> Awaitable[Any]:
+            wanted = call.context.max_retries
+            max_retries = configured if wanted is None else wanted
+            if max_retries <= 0:
+                return call_next(call)  # no retries to make: no frame of our own
+            return retrying(call, call_next, max_retries)
+
+        return retry
+
+    async def _retrying(self, call: Call, call_next: Handler, max_retries: int) -> Any:
         context = call.context
-        max_retries = self.config.max_retries if context.max_retries is None else context.max_retries
-        if max_retries <= 0:
-            return await call_next(call)
         if call.deadline is None and context.total_timeout is not None:
             call = stamp_deadline(call, self.clock)
         first = call.attempt

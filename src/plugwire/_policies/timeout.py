@@ -10,12 +10,12 @@ from .._clock import Clock, SystemClock, system_clock
 from .._errors import PluginTimeoutError
 from .._transports.base import Call, attempt_timed_out
 from ._calls import stamp_deadline, with_timeout
-from .chain import Handler
+from .chain import BindablePolicy, Handler
 
 __all__ = ["TimeoutPolicy"]
 
 
-class TimeoutPolicy:
+class TimeoutPolicy(BindablePolicy):
     """Bounds each attempt; on expiry the transport's call is cancelled (which tells the
     plugin to stop) and the caller gets `PluginTimeoutError` (1204).
 
@@ -45,15 +45,23 @@ class TimeoutPolicy:
         # The transport times calls on the event loop's clock, which is the system clock's.
         self._delegate = transport_enforced and isinstance(clock, SystemClock)
 
-    def __call__(self, call: Call, call_next: Handler) -> Awaitable[Any]:
-        context = call.context
-        if self._delegate and context.total_timeout is None and call.deadline is None:
+    def bind(self, call_next: Handler) -> Handler:
+        attempt = self._attempt
+        if not self._delegate:
+            return lambda call: attempt(call, call_next)
+        default = self.default
+
+        def timeout(call: Call) -> Awaitable[Any]:
+            context = call.context
+            if context.total_timeout is not None or call.deadline is not None:
+                return attempt(call, call_next)
             # The transport times the attempt: only set its limit, and add no frame of our own.
-            timeout = self.default if context.timeout is None else context.timeout
-            if timeout is not None and call.timeout != timeout:
-                call = with_timeout(call, timeout)
+            limit = default if context.timeout is None else context.timeout
+            if limit is not None and call.timeout != limit:
+                call = with_timeout(call, limit)
             return call_next(call)
-        return self._attempt(call, call_next)
+
+        return timeout
 
     async def _attempt(self, call: Call, call_next: Handler) -> Any:
         context = call.context

@@ -24,8 +24,10 @@ class Call:
             transport whose `wants_bytes` is false (in-process with the codec off).
         context: The call's `ExecutionContext` (request id always set).
         codec: How `payload` is encoded.
-        timeout: Seconds this attempt may take, set by the timeout policy; transports pass
-            it on to the plugin as its deadline.
+        timeout: Seconds this attempt may take: the manager starts a call with its context's
+            `timeout`, else the plugin's `connection.request_timeout`; the timeout policy
+            sets it on every attempt (cut to the call's overall deadline). Transports pass it
+            on to the plugin as its deadline.
         attempt: 1 for the first attempt, 2 for the first retry, ...
         deadline: When the whole call must be over, on the pipeline's clock (its
             `monotonic()`), from `ExecutionContext.total_timeout`; None means no overall limit.
