@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -129,3 +130,62 @@ async def test_a_retried_call_counts_once_in_the_breaker_and_rate_limit_refusals
     with pytest.raises(RateLimitedError):  # refused before the breaker: no third failure recorded
         await handler(make_call())
     assert breaker.trips == 1
+
+
+async def drive(clock: FakeClock, task: asyncio.Future[Any]) -> Any:
+    """Move the fake clock from one sleeper's deadline to the next until `task` ends."""
+    while not task.done():
+        due = clock.next_deadline
+        if due is not None:
+            clock.advance_to(due)
+        await asyncio.sleep(0)
+    return await task
+
+
+def breaker_and_retry(clock: FakeClock, max_retries: int = 2) -> tuple[PluginConfig, CircuitBreaker]:
+    config = PluginConfig(
+        name="p",
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=2, min_request_threshold=0),
+        retry=RetryConfig(max_retries=max_retries, initial_interval=1, random_jitter=False, multiplier=1),
+    )
+    return config, CircuitBreaker(config.circuit_breaker, plugin="p", clock=clock)
+
+
+async def test_a_call_that_succeeds_on_a_retry_is_one_success_for_the_breaker() -> None:
+    clock = FakeClock()
+    config, breaker = breaker_and_retry(clock)
+    seen: list[int] = []
+
+    async def flaky(call: Call) -> Any:
+        seen.append(call.attempt)
+        if call.attempt < 3:
+            raise TransportError("down")
+        return b"ok"
+
+    handler = build_pipeline(config, flaky, clock=clock, breaker=breaker)
+    breaker.record((breaker._generation, None), TransportError("earlier"))  # one failure on the books
+    assert await drive(clock, asyncio.ensure_future(handler(make_call()))) == b"ok"
+    assert seen == [1, 2, 3]
+    assert clock.monotonic() == 2.0  # two backoffs of 1 s on the pipeline's clock
+    assert breaker._failures == 0  # the success reset the count: one more failure does not open it
+    breaker.record((breaker._generation, None), TransportError("later"))
+    assert breaker.state == "closed"
+
+
+async def test_under_the_breaker_a_call_with_an_overall_deadline_stops_retrying_before_it() -> None:
+    clock = FakeClock()
+    config, breaker = breaker_and_retry(clock, max_retries=5)
+    attempts = 0
+
+    async def down(call: Call) -> Any:
+        nonlocal attempts
+        attempts += 1
+        raise TransportError("down")
+
+    handler = build_pipeline(config, down, clock=clock, breaker=breaker)
+    call = Call(plugin="p", payload=b"x", context=ExecutionContext(request_id="r", total_timeout=2.5))
+    with pytest.raises(TransportError) as caught:
+        await drive(clock, asyncio.ensure_future(handler(call)))
+    assert attempts == 3  # at 0 s, 1 s and 2 s; a fourth at 3 s would pass the deadline
+    assert caught.value.details == {"attempts": 3, "retry_stopped": "deadline"}
+    assert breaker._failures == 1

@@ -36,6 +36,7 @@ from .._errors import (
     ConfigError,
     ManagerClosedError,
     PluginDisabledError,
+    PluginError,
     PluginNotFoundError,
     RateLimitError,
     RequestValidationError,
@@ -43,6 +44,7 @@ from .._errors import (
 from .._transports.base import Call
 from .._types import LoggerLike
 from .chain import BindablePolicy, Handler
+from .retry import RetryPolicy
 
 __all__ = [
     "BreakerListener",
@@ -334,6 +336,9 @@ class CircuitBreakerPolicy(BindablePolicy):
         self.default_timeout = default_timeout or None
 
     def bind(self, call_next: Handler) -> Handler:
+        retry = getattr(call_next, "policy", None)
+        if isinstance(retry, RetryPolicy):
+            return self._bind_with_retry(call_next, retry, call_next.call_next)  # type: ignore[attr-defined]
         breaker = self.breaker
         closed = BreakerState.CLOSED
         guarded = self._guarded
@@ -345,6 +350,45 @@ class CircuitBreakerPolicy(BindablePolicy):
             generation = breaker._generation
             try:
                 result = await call_next(call)
+            except BaseException as exc:
+                breaker.record((generation, None), exc)
+                raise
+            if generation == breaker._generation:
+                breaker._calls += 1
+                breaker._failures = 0
+            return result
+
+        return circuit_breaker
+
+    def _bind_with_retry(self, retry_handler: Handler, retry: RetryPolicy, attempt: Handler) -> Handler:
+        """The breaker in front of the built-in retry policy (`retry_handler`), in one frame.
+
+        A call that succeeds at once is the common case: its attempt runs right here, and the
+        retry policy's loop starts only after a failure (`RetryPolicy.after_failure`). Calls
+        with an overall deadline go through the retry policy as they are (it stamps it), and
+        calls in the open and half-open states through `_guarded`, as without it.
+        """
+        breaker = self.breaker
+        closed = BreakerState.CLOSED
+        guarded = self._guarded
+        max_retries_for = retry.max_retries_for
+        after_failure = retry.after_failure
+
+        async def circuit_breaker(call: Call) -> Any:
+            if breaker._state is not closed:
+                return await guarded(call, retry_handler)
+            generation = breaker._generation
+            try:
+                if call.deadline is None and call.context.total_timeout is None:
+                    try:
+                        result = await attempt(call)
+                        failure = None
+                    except PluginError as exc:
+                        failure = exc
+                    if failure is not None:  # outside the `except`: retries do not chain to it
+                        result = await after_failure(call, attempt, max_retries_for(call.context), failure)
+                else:
+                    result = await retry_handler(call)
             except BaseException as exc:
                 breaker.record((generation, None), exc)
                 raise

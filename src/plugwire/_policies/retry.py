@@ -68,38 +68,53 @@ class RetryPolicy(BindablePolicy):
         return self.rng() * ceiling if self.config.random_jitter else ceiling
 
     def bind(self, call_next: Handler) -> Handler:
-        configured = self.config.max_retries
+        max_retries_for = self.max_retries_for
         retrying = self._retrying
 
         def retry(call: Call) -> Awaitable[Any]:
-            wanted = call.context.max_retries
-            max_retries = configured if wanted is None else wanted
+            max_retries = max_retries_for(call.context)
             if max_retries <= 0:
                 return call_next(call)  # no retries to make: no frame of our own
             return retrying(call, call_next, max_retries)
 
         return retry
 
+    def max_retries_for(self, context: ExecutionContext) -> int:
+        """Retries this call may make: `ExecutionContext.max_retries`, else the config's."""
+        return self.config.max_retries if context.max_retries is None else context.max_retries
+
     async def _retrying(self, call: Call, call_next: Handler, max_retries: int) -> Any:
-        context = call.context
-        if call.deadline is None and context.total_timeout is not None:
+        if call.deadline is None and call.context.total_timeout is not None:
             call = stamp_deadline(call, self.clock)
+        try:
+            return await call_next(call)
+        except PluginError as exc:
+            failure = exc
+        return await self.after_failure(call, call_next, max_retries, failure)
+
+    async def after_failure(self, call: Call, call_next: Handler, max_retries: int, failure: PluginError) -> Any:
+        """Go on from a failed attempt `call`: retry while allowed, else raise the last error.
+
+        The first attempt's frame calls this only when that attempt failed, so a call that
+        succeeds at once pays for no retry loop.
+        """
+        context = call.context
         first = call.attempt
         while True:
-            try:
-                return await call_next(call)
-            except PluginError as exc:
-                retries = call.attempt - first
-                if retries >= max_retries or not is_retryable(exc, context):
-                    if retries:
-                        exc.details.setdefault("attempts", retries + 1)
-                    raise
-                delay = self.backoff(retries + 1)
-                if call.deadline is not None and self.clock.monotonic() + delay >= call.deadline:
-                    exc.details.setdefault("attempts", retries + 1)
-                    exc.details.setdefault("retry_stopped", "deadline")
-                    raise
-            # Sleep outside the `except` block so that attempts do not chain into each other.
+            retries = call.attempt - first
+            if retries >= max_retries or not is_retryable(failure, context):
+                if retries:
+                    failure.details.setdefault("attempts", retries + 1)
+                raise failure
+            delay = self.backoff(retries + 1)
+            if call.deadline is not None and self.clock.monotonic() + delay >= call.deadline:
+                failure.details.setdefault("attempts", retries + 1)
+                failure.details.setdefault("retry_stopped", "deadline")
+                raise failure
             if delay > 0:
                 await self.clock.sleep(delay)
             call = with_attempt(call, call.attempt + 1)
+            try:
+                return await call_next(call)
+            except PluginError as exc:
+                failure = exc
