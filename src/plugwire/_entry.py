@@ -18,7 +18,17 @@ __all__ = ["PluginEntry", "check_context"]
 class PluginEntry:
     """One registered plugin: its transport, its pipeline and its in-flight count."""
 
-    __slots__ = ("attempt_timeout", "breaker", "config", "handler", "idle", "inflight", "info", "monitor", "transport")
+    __slots__ = (
+        "attempt_timeout",
+        "breaker",
+        "config",
+        "handler",
+        "idle_waiters",
+        "inflight",
+        "info",
+        "monitor",
+        "transport",
+    )
 
     def __init__(
         self, config: PluginConfig, transport: BaseTransport, info: PluginInfo, monitor: HealthMonitor
@@ -32,8 +42,28 @@ class PluginEntry:
         self.breaker: CircuitBreaker | None = None
         self.handler: Any = None
         self.inflight = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
+        # Futures of those waiting for `inflight` to reach 0 (`wait_idle`); a call only looks
+        # at this list when it ends the last call in flight, so calls pay for no event.
+        self.idle_waiters: list[asyncio.Future[None]] = []
+
+    async def wait_idle(self) -> None:
+        """Return once no call is in flight."""
+        if not self.inflight:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self.idle_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self.idle_waiters:
+                self.idle_waiters.remove(waiter)
+
+    def wake_idle(self) -> None:
+        """The last call in flight ended: wake everyone in `wait_idle`."""
+        waiters, self.idle_waiters = self.idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _restarted(self, info: PluginInfo) -> None:
         self.info = info

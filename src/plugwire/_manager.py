@@ -158,7 +158,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             self._disabled.clear()
         # Monitors stop first: no health check or restart may race the shutdown.
         await asyncio.gather(*(entry.monitor.aclose() for entry in entries))
-        waits = [entry.idle.wait() for entry in entries if entry.inflight]
+        waits = [entry.wait_idle() for entry in entries if entry.inflight]
         if waits:
             done, _ = await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=timeout)
             if len(done) < len(waits):
@@ -173,7 +173,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             return True
         try:
             async with asyncio.timeout(timeout):
-                await entry.idle.wait()
+                await entry.wait_idle()
         except TimeoutError:
             self._log(
                 "warning", f"plugin {entry.config.name!r}: {entry.inflight} calls still running after {timeout:g}s"
@@ -375,7 +375,6 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         timeout = entry.attempt_timeout if ctx.timeout is None else ctx.timeout
         call = first_attempt(name, payload, ctx, self._request_codec.codec, timeout)
         entry.inflight += 1
-        entry.idle.clear()
         try:
             raw = await entry.handler(call)
         except PluginError as exc:
@@ -390,8 +389,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             raise ExecutionError(f"{type(exc).__name__}: {exc}", plugin=name) from exc
         finally:
             entry.inflight -= 1
-            if not entry.inflight:
-                entry.idle.set()
+            if not entry.inflight and entry.idle_waiters:
+                entry.wake_idle()
         if not transport.wants_bytes:
             return raw  # type: ignore[no-any-return]
         try:
