@@ -48,6 +48,9 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--only", action="append", default=[], help="run cases whose name contains this (repeatable)")
     parser.add_argument("--rounds", type=int, default=None, help="measured rounds per case")
+    parser.add_argument(
+        "--instances", type=int, default=None, help="fresh set-ups of each case's sides, rounds shared among them"
+    )
     parser.add_argument("--batch-ms", type=float, default=None, help="target milliseconds per batch")
     parser.add_argument("--profile", action="store_true", help="cProfile each case's candidate into --profile-dir")
     parser.add_argument("--profile-dir", type=Path, default=PROFILES)
@@ -80,6 +83,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     changes: dict[str, Any] = {}
     if args.rounds is not None:
         changes["rounds"] = args.rounds
+    if args.instances is not None:
+        if args.instances < 1:
+            raise SystemExit("--instances must be at least 1")
+        changes["instances"] = args.instances
     if args.batch_ms is not None:
         changes["batch_s"] = args.batch_ms / 1000
     if args.profile and not args.quick:
@@ -116,6 +123,7 @@ def _document(
         "machine": {**facts, "pinning": _pinning_text(settings)},
         "settings": {
             "rounds": settings.rounds,
+            "instances": settings.instances,
             "warmup_s": settings.warmup_s,
             "batch_s": settings.batch_s,
             "pin": list(settings.pin) if settings.pin else None,

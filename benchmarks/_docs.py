@@ -30,7 +30,7 @@ def render_docs(document: dict[str, Any], *, source: str = "benchmarks/results/l
         "Do not edit: rerun `make bench` instead. -->",
         "",
         f"Run of {document['started']} (took {document['duration_s']:.0f} s, "
-        f"{document['settings']['rounds']} measured rounds per case).",
+        f"{document['settings']['rounds']} measured rounds per case{_instances(document['settings'])}).",
         "",
         f"Machine: {machine_line(document['machine'], document['settings']['pinning'])}.",
         "",
@@ -52,9 +52,17 @@ def render_docs(document: dict[str, Any], *, source: str = "benchmarks/results/l
     return "\n".join(parts).rstrip() + "\n"
 
 
+def _instances(settings: dict[str, Any]) -> str:
+    count = settings.get("instances", 1)
+    return f", shared among {count} fresh set-ups of its processes" if count > 1 else ""
+
+
 _HOW_TO_READ = (
     "Each case runs its candidate and baselines in one process, interleaved (A B A B ...), so drift on "
-    "a shared machine hits all of them alike. Values are medians, with the p99 tail in brackets (for "
+    "a shared machine hits all of them alike; the sides are set up afresh a few times (new processes) "
+    "and the rounds shared among the set-ups, because one start of a pair of processes is a random "
+    "draw of where their memory lands in the caches. Before any case the run frees one 4 MiB block so "
+    "that glibc serves asyncio's 256 KiB read buffers without an mmap each. Values are medians, with the p99 tail in brackets (for "
     "throughput, the rate 99% of batches beat). The ratio is candidate ÷ baseline of the medians; a "
     "target bounds that ratio. Placement `same` pins the host and every process it starts to one CPU "
     "(a cross-core wake-up alone costs ~60 µs here); `none` leaves scheduling to the OS; `split` puts "

@@ -219,7 +219,7 @@ def _runs(calls: list[str]) -> list[str]:
     return [label for i, label in enumerate(calls) if i == 0 or calls[i - 1] != label]
 
 
-_SETTINGS = Settings(rounds=3, warmup_s=0.0, batch_s=0.0001)
+_SETTINGS = Settings(rounds=3, warmup_s=0.0, batch_s=0.0001, instances=1)
 
 
 @pytest.fixture
@@ -238,6 +238,18 @@ async def test_candidate_and_every_baseline_alternate_round_by_round(env: Env) -
     assert [(row.baseline_label, row.verdict) for row in rows] == [("B", Verdict.MET), ("C", Verdict.INFO)]
     assert all(row.candidate is not None and row.candidate.n >= 3 for row in rows)
     assert rows[0].rounds == 3
+
+
+async def test_each_instance_sets_the_sides_up_afresh_and_the_rounds_are_shared_among_them(env: Env) -> None:
+    recorder = _Recorder()
+    subject = Case("t.instances", recorder.side("A"), (Versus(recorder.side("B")),))
+    settings = Settings(rounds=5, warmup_s=0.0, batch_s=0.0001, instances=2)
+    rows = await run_case(subject, "none", settings, env)
+    # Set-up 1: warm-up, then 3 rounds; set-up 2: warm-up, then 2 rounds; each torn down after.
+    assert _runs(recorder.calls) == ["A", "B"] * 4 + ["A", "B"] * 3
+    assert sorted(recorder.closed) == ["A", "A", "B", "B"]
+    assert rows[0].rounds == 5
+    assert rows[0].candidate is not None and rows[0].candidate.n >= 5
 
 
 async def test_a_side_that_fails_to_start_gives_an_error_row_and_the_others_are_torn_down(env: Env) -> None:
