@@ -98,7 +98,8 @@ async def test_an_answer_frame_is_byte_for_byte_the_result_envelope_of_the_encod
     expected = {"point": Point(x=3, label="é"), "echo": payload, "sleeps": {"slept": True}}[payload["kind"]]
     envelopes = EnvelopeCodec(codec, PluginMessage)  # type: ignore[arg-type]
     assert frame == bytes(envelopes.frame(ResultMsg(id=7, payload=msgspec.Raw(encode(expected, codec)))))  # type: ignore[arg-type]
-    assert isinstance(decoded, ResultMsg) and decoded.id == 7
+    assert isinstance(decoded, ResultMsg)
+    assert decoded.id == 7
 
 
 @pytest.mark.parametrize("codec", ["msgpack", "json"])

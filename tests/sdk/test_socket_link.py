@@ -182,6 +182,7 @@ async def test_a_protocol_that_raises_ends_the_connection_and_reaches_the_except
         SocketLink(loop, ours, protocol)
         peer.send(frame(b"x"))
         assert await protocol.lost is boom
-        assert seen and seen[0]["exception"] is boom
+        assert seen
+        assert seen[0]["exception"] is boom
     finally:
         loop.set_exception_handler(None)

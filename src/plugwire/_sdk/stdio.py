@@ -278,7 +278,7 @@ class StdioServer(FrameReader):
         # (Finished calls clean up in their own `finally`, which saves a loop iteration.)
         self._update_reading()
 
-    async def _call(self, call_id: int, payload: bytes, wire_ctx: Any) -> None:
+    async def _call(self, call_id: int, payload: bytes, wire_ctx: Any) -> None:  # noqa: PLR0915 (one frame per call, on purpose)
         # One coroutine per call, its answer and clean-up included: each frame costs on every call.
         deadline = wire_ctx.deadline
         remaining = deadline - time.time() if deadline else None
