@@ -45,9 +45,11 @@ class RecordingTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.data = bytearray()
+        self.writes = 0
 
     def write(self, data: Any) -> None:
         self.data += data
+        self.writes += 1
 
     def is_closing(self) -> bool:
         return False
@@ -139,3 +141,39 @@ async def test_a_request_the_plugin_type_refuses_is_a_coded_request_error() -> N
     decoded = EnvelopeCodec("msgpack", PluginMessage).decode(frame[4:])
     assert (decoded.id, decoded.code) == (3, plugwire.ErrorCode.REQUEST_INVALID)
     assert "at field 'x'" in decoded.message
+
+
+@pytest.mark.parametrize("codec", ["msgpack", "json"])
+async def test_answers_gathered_in_one_read_keep_their_bytes_and_failures_between_them_stay_apart(codec: str) -> None:
+    server, transport = await serving(codec, host_max_frame=1024)
+    server.data_received(call_frame(codec, 99, {"kind": "echo"}))  # readies the eager starter
+    for _ in range(3):
+        await asyncio.sleep(0)
+    transport.data.clear()
+    transport.writes = 0
+    payloads: list[dict[str, Any]] = [
+        {"kind": "point", "n": 1},
+        {"kind": "unencodable"},
+        {"kind": "point", "n": 2},
+        {"kind": "big", "n": 5000},
+        {"kind": "echo", "n": 3},
+    ]
+    # Read outside any task, as the event loop delivers it: the calls run (and answer) in the read.
+    burst = b"".join(call_frame(codec, i, p) for i, p in enumerate(payloads, start=1))
+    read = asyncio.get_running_loop().call_soon(server.data_received, burst)
+    await asyncio.sleep(0)
+    assert not read.cancelled()
+    assert transport.writes == 1  # every answer of the read, failures included, in one write
+    frames = split(bytes(transport.data))
+    envelopes = EnvelopeCodec(codec, PluginMessage)  # type: ignore[arg-type]
+    decoded = [envelopes.decode(f[4:]) for f in frames]
+    assert [d.id for d in decoded] == [1, 2, 3, 4, 5]
+
+    def expected(call_id: int, value: Any) -> bytes:
+        return bytes(envelopes.frame(ResultMsg(id=call_id, payload=msgspec.Raw(encode(value, codec)))))  # type: ignore[arg-type]
+
+    assert frames[0] == expected(1, Point(x=1, label="é"))
+    assert frames[2] == expected(3, Point(x=2, label="é"))
+    assert frames[4] == expected(5, payloads[4])
+    assert decoded[1].code == plugwire.ErrorCode.EXECUTION_FAILED
+    assert decoded[3].code == plugwire.ErrorCode.FRAME_TOO_LARGE

@@ -311,12 +311,25 @@ class StdioServer(FrameReader):
                     raise
                 except Exception as exc:
                     raise ExecutionError(f"{type(exc).__name__}: {exc}") from exc
-                frame = bytearray(_HEADER)
+                # A later answer of a read goes straight into the write being gathered.
+                corked = self._corked if self._in_read else None
+                frame = bytearray(_HEADER) if corked is None else corked
+                start = 0 if corked is None else len(corked)
                 try:
-                    self._encode_into(_Result(call_id, result), frame, _HEADER)
+                    self._encode_into(_Result(call_id, result), frame, start + _HEADER)
                 except Exception:  # worded by the adapter, from encoding once more
+                    del frame[start:]
                     frame = None
                     reply = ResultMsg(id=call_id, payload=msgspec.Raw(self.adapter.encode_result(result, self._codec)))
+                else:
+                    if corked is not None:
+                        size = len(corked) - start - _HEADER
+                        frame = None
+                        if size <= self._peer_max_frame:
+                            corked[start : start + _HEADER] = size.to_bytes(_HEADER, "big")
+                        else:  # refused below, the general way
+                            frame = corked[start:]
+                            del corked[start:]
         except asyncio.CancelledError:
             if call_id not in self._cancelled_by_host:  # else the host gave up and ignores any answer
                 reply = ErrorMsg(
