@@ -140,6 +140,11 @@ class StdioServer(FrameReader):
         self._update_reading()
 
     # --------------------------------------------------------------- frames
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._end == 0 and not self._broken:  # the usual read: nothing pending, the whole buffer
+            return self._view
+        return super().get_buffer(sizehint)
+
     def buffer_updated(self, nbytes: int) -> None:
         self._sent_since_read = False
         # Answers of the calls this read starts and finishes at once leave together, in one
