@@ -186,3 +186,22 @@ async def test_a_protocol_that_raises_ends_the_connection_and_reaches_the_except
         assert seen[0]["exception"] is boom
     finally:
         loop.set_exception_handler(None)
+
+
+async def test_a_tcp_socket_sends_without_nagle_delay() -> None:
+    loop = asyncio.get_running_loop()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        try:
+            protocol = Recorder()
+            link = SocketLink(loop, accepted, protocol)
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            link.write(b"ping")
+            client.settimeout(10)
+            assert client.recv(16) == b"ping"
+            link.close()
+            await protocol.lost
+        finally:
+            client.close()
+            accepted.close()

@@ -38,6 +38,8 @@ class SocketLink:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: FrameReader) -> None:
         sock.setblocking(False)
+        if sock.family in {socket.AF_INET, socket.AF_INET6}:  # a TCP peer: no Nagle delay, as asyncio does
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()

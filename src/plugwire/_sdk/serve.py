@@ -223,7 +223,7 @@ async def _run(adapter: PluginAdapter, in_fd: int, out_fd: int, kwargs: dict[str
         # transport costs more Python per call), on others (uvloop) by a socket transport.
         os.close(out_fd)
         sock = socket.socket(fileno=in_fd)
-        if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+        if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop) and sock.type == socket.SOCK_STREAM:
             transports.append(cast(asyncio.BaseTransport, SocketLink(loop, sock, server)))
         else:
             sock_transport, _ = await loop.connect_accepted_socket(lambda: server, sock)
