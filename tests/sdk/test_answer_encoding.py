@@ -177,3 +177,24 @@ async def test_answers_gathered_in_one_read_keep_their_bytes_and_failures_betwee
     assert frames[4] == expected(5, payloads[4])
     assert decoded[1].code == plugwire.ErrorCode.EXECUTION_FAILED
     assert decoded[3].code == plugwire.ErrorCode.FRAME_TOO_LARGE
+
+
+async def test_a_request_type_the_codec_cannot_handle_fails_each_call_not_the_handshake() -> None:
+    class Other(msgspec.Struct):
+        y: int
+
+    untagged = Point | Other  # two untagged Structs: a union msgspec cannot decode into
+    server = StdioServer(PluginAdapter(Answers(), request_type=untagged))
+    transport = RecordingTransport()
+    server.connection_made(transport)
+    body = json.dumps({"type": "hello", "versions": [1], "codecs": ["msgpack"]}).encode()
+    server.data_received(len(body).to_bytes(4, "big") + body)
+    (hello,) = split(bytes(transport.data))
+    assert json.loads(hello[4:])["type"] == "hello"
+    transport.data.clear()
+    for call_id in (1, 2):
+        server.data_received(call_frame("msgpack", call_id, {"kind": "echo"}))
+        for _ in range(3):
+            await asyncio.sleep(0)
+    decoded = [EnvelopeCodec("msgpack", PluginMessage).decode(f[4:]) for f in split(bytes(transport.data))]
+    assert [(d.id, d.code) for d in decoded] == [(i, plugwire.ErrorCode.CONFIG_WRONG_TYPE) for i in (1, 2)]

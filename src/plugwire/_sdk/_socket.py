@@ -46,6 +46,7 @@ class SocketLink:
         self._protocol = protocol
         self._out = bytearray()  # what the socket did not take yet
         self._closing = False
+        self._broken = False  # a send or receive failed: writes are dropped from now on
         self._lost = False
         self._reading = False
         self._paused_protocol = False
@@ -96,7 +97,7 @@ class SocketLink:
     # ------------------------------------------------------------------ writing
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send `data` now, or as soon as the socket takes it (in order)."""
-        if self._lost or not data:
+        if self._broken or self._lost or not data:
             return
         out = self._out
         if out:
@@ -155,6 +156,7 @@ class SocketLink:
 
     def _fail(self, exc: Exception) -> None:
         self._closing = True
+        self._broken = True
         self.pause_reading()
         if self._out:
             self._out.clear()

@@ -112,7 +112,10 @@ class PluginAdapter:
         It raises `msgspec.ValidationError` or `msgspec.DecodeError` for a bad payload; the
         coded error `execute` raises comes from `request_codec(codec).decode` of the same bytes.
         """
-        typed = self.request_codec(codec)
+        try:
+            typed = self.request_codec(codec)
+        except PluginError:  # a type the codec cannot handle: each call fails with it, as in `execute`
+            return lambda payload: self.request_codec(codec).decode(payload)
         if is_pydantic_model(self.request_type):
             return typed.decode
         try:

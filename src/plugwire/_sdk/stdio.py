@@ -59,6 +59,10 @@ class _Result(msgspec.Struct, tag_field="type", tag="result"):
     payload: Any
 
 
+def _before_handshake(payload: Any) -> Any:
+    raise RuntimeError("no call is decoded before the handshake")  # calls are refused until then
+
+
 class StdioServer(FrameReader):
     """Serves one plugin on one connection; `done` resolves to the process exit status.
 
@@ -98,7 +102,7 @@ class StdioServer(FrameReader):
         # Set by the handshake: bare decoders and encoders (their errors are worded again by
         # the slow path), and an `async def execute` to await directly (None: the adapter's way).
         self._decode_envelope: Callable[[memoryview], Any] | None = None
-        self._decode_request: Callable[[Any], Any] = self.adapter.request_codec("msgpack").decode
+        self._decode_request: Callable[[Any], Any] = _before_handshake
         self._execute: Callable[..., Any] | None = None
         self._encode_into: Callable[[Any, bytearray, int], None] = msgspec.msgpack.Encoder().encode_into
         self._codec: CodecName = "msgpack"
