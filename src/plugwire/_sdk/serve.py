@@ -14,12 +14,11 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 from .._codec import CODECS, CodecName
 from .._errors import ConfigError, ErrorCode, MissingDependencyError
 from .._protocol import COOKIE_ENV, DEFAULT_MAX_FRAME, MAGIC_COOKIE, NOT_A_PLUGIN_HOST_MESSAGE
-from ._socket import SocketLink
 from .adapter import PluginAdapter
 from .logs import install_logging
 from .stdio import AuthVerifier, StdioServer
@@ -218,16 +217,12 @@ async def _run(adapter: PluginAdapter, in_fd: int, out_fd: int, kwargs: dict[str
     server = StdioServer(adapter, **kwargs)
     transports: list[asyncio.BaseTransport] = []
     if _same_socket(in_fd, out_fd):
-        # One socket for both directions (what plugwire hosts give), read straight into the
-        # server's reused buffer: on asyncio's own loop by the loop's reader callback (a
-        # transport costs more Python per call), on others (uvloop) by a socket transport.
+        # One socket for both directions (what plugwire hosts give): a socket transport,
+        # which reads straight into the server's reused buffer.
         os.close(out_fd)
         sock = socket.socket(fileno=in_fd)
-        if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop) and sock.type == socket.SOCK_STREAM:
-            transports.append(cast(asyncio.BaseTransport, SocketLink(loop, sock, server)))
-        else:
-            sock_transport, _ = await loop.connect_accepted_socket(lambda: server, sock)
-            transports.append(sock_transport)
+        sock_transport, _ = await loop.connect_accepted_socket(lambda: server, sock)
+        transports.append(sock_transport)
     else:
         writer, _ = await loop.connect_write_pipe(
             lambda: _WriteSide(server), os.fdopen(out_fd, "wb", buffering=0, closefd=True)
