@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -225,3 +228,21 @@ def test_a_plugin_also_works_over_two_plain_pipes() -> None:
         proc.stdout.close()
         if not proc.stdin.closed:
             proc.stdin.close()
+
+
+def test_answers_larger_than_the_socket_buffers_reach_a_host_that_reads_late(driver_factory) -> None:  # type: ignore[no-untyped-def]
+    driver = driver_factory(ECHO)
+    assert driver.hello()["type"] == "hello"
+    text = "x" * 900_000  # each answer is several times what a socket pair buffers
+    # Sent from a thread: the plugin stops reading while its answers wait (backpressure).
+    sender = threading.Thread(
+        target=lambda: [driver.send({"type": "call", "id": i, "payload": {"text": text}}) for i in range(1, 5)]
+    )
+    sender.start()
+    time.sleep(0.2)  # the plugin answers into a full socket: it must hold the rest and keep going
+    answers = [driver.recv() for _ in range(4)]
+    sender.join(10)
+    assert sorted(a["id"] for a in answers) == list(range(1, 5))
+    assert all(a["type"] == "result" and a["payload"]["text"] == text for a in answers)
+    driver.sock.shutdown(socket.SHUT_WR)
+    assert driver.wait() == 0

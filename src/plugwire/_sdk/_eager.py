@@ -26,6 +26,11 @@ from typing import Any, Final
 __all__ = ["EagerStarter"]
 
 _NATIVE: Final = sys.version_info >= (3, 12)
+# Bound once: these run on every call. `_current_tasks` is the map `current_task()` reads.
+_copy_context = contextvars.copy_context
+_enter_task = asyncio.tasks._enter_task
+_leave_task = asyncio.tasks._leave_task
+_current_tasks: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks", {})  # used before 3.12 only
 
 
 class EagerStarter:
@@ -52,14 +57,15 @@ class EagerStarter:
             task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
             return None if task.done() else task
         carrier = self._spare
-        if carrier is None or not carrier.parked or asyncio.current_task(loop) is not None:
+        if carrier is None or not carrier.parked or _current_tasks.get(loop) is not None:
             # No carrier ready yet (the first call, or one parked this turn), or we are
             # inside another task (frames released from a finishing call): the plain way.
             if carrier is None:
                 self._spare = _Carrier(loop)
             return loop.create_task(coro)
-        context = contextvars.copy_context()  # each call its own, as a task would have
-        asyncio.tasks._enter_task(loop, carrier.task)
+        context = _copy_context()  # each call its own, as a task would have
+        carried = carrier.task
+        _enter_task(loop, carried)
         try:
             yielded = context.run(coro.send, None)
         except StopIteration:
@@ -67,7 +73,7 @@ class EagerStarter:
         except asyncio.CancelledError:
             yielded = _FINISHED  # a task would end cancelled, and nobody awaits it
         finally:
-            asyncio.tasks._leave_task(loop, carrier.task)
+            _leave_task(loop, carried)
         if yielded is _FINISHED:
             if carrier.wake.done():  # the call cancelled its own task: this carrier is spent
                 self._spare = _Carrier(loop)

@@ -11,9 +11,12 @@ import asyncio
 import concurrent.futures
 import inspect
 import typing
+from collections.abc import Callable
 from typing import Any
 
-from .._codec import CodecName, TypedCodec, encode
+import msgspec
+
+from .._codec import CodecName, TypedCodec, encode, is_pydantic_model
 from .._errors import ExecutionError, InvalidPluginError, PluginError
 from .._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status
 
@@ -98,6 +101,41 @@ class PluginAdapter:
             found = self._codecs[codec] = TypedCodec(self.request_type, codec, role="request")
         return found
 
+    @property
+    def execute_is_async(self) -> bool:
+        """Whether the plugin's `execute` is `async def` (else it runs in the thread pool)."""
+        return self._execute_is_async
+
+    def request_decoder(self, codec: CodecName) -> Callable[[Any], Any]:
+        """The fastest decoder of requests in `codec`, for a server's hot path.
+
+        It raises `msgspec.ValidationError` or `msgspec.DecodeError` for a bad payload; the
+        coded error `execute` raises comes from `request_codec(codec).decode` of the same bytes.
+        """
+        try:
+            typed = self.request_codec(codec)
+        except PluginError:  # a type the codec cannot handle: each call fails with it, as in `execute`
+            return lambda payload: self.request_codec(codec).decode(payload)
+        if is_pydantic_model(self.request_type):
+            return typed.decode
+        try:
+            if codec == "json":
+                return msgspec.json.Decoder(self.request_type).decode
+            return msgspec.msgpack.Decoder(self.request_type).decode
+        except TypeError:
+            return typed.decode
+
+    def encode_result(self, result: Any, codec: CodecName) -> bytes:
+        """Encode the plugin's answer.
+
+        Raises:
+            ExecutionError: It cannot be encoded.
+        """
+        try:
+            return encode(result, codec)
+        except TypeError as exc:
+            raise ExecutionError(f"the plugin returned a value that cannot be encoded: {exc}") from None
+
     def info(self) -> PluginInfo:
         """The plugin's `PluginInfo`; a plain mapping is accepted and converted."""
         owner = type(self.plugin).__name__
@@ -135,10 +173,7 @@ class PluginAdapter:
                 raise ExecutionError(f"{type(exc).__name__}: {exc}") from exc
         else:
             result = await self.execute_object(ctx, request)
-        try:
-            return encode(result, codec)
-        except TypeError as exc:
-            raise ExecutionError(f"the plugin returned a value that cannot be encoded: {exc}") from None
+        return self.encode_result(result, codec)
 
     async def execute_object(self, ctx: ExecutionContext, request: Any) -> Any:
         """Run the plugin on an already-decoded request (the in-process fast path)."""

@@ -16,8 +16,8 @@ from typing import Any, Final, cast
 
 import msgspec
 
-from .._codec import CODECS, CodecName, encode
-from .._errors import AuthenticationError, ErrorCode, PluginError, ProtocolError
+from .._codec import CODECS, CodecName, _enc_hook, encode
+from .._errors import AuthenticationError, ErrorCode, ExecutionError, PluginError, ProtocolError
 from .._models import ExecutionContext
 from .._protocol import (
     DEFAULT_MAX_FRAME,
@@ -49,6 +49,18 @@ AuthVerifier = Callable[[Mapping[str, str]], None]
 _log = logging.getLogger("plugwire.sdk")
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
+_HEADER: Final = 4  # a frame's length prefix
+
+
+class _Result(msgspec.Struct, tag_field="type", tag="result"):
+    """`ResultMsg` holding the answer itself: the same bytes, encoded in one pass, not two."""
+
+    id: int
+    payload: Any
+
+
+def _before_handshake(payload: Any) -> Any:
+    raise RuntimeError("no call is decoded before the handshake")  # calls are refused until then
 
 
 class StdioServer(FrameReader):
@@ -87,6 +99,12 @@ class StdioServer(FrameReader):
         self._reader: asyncio.BaseTransport | None = None
         self._writer: asyncio.WriteTransport | None = None
         self._envelopes: EnvelopeCodec | None = None
+        # Set by the handshake: bare decoders and encoders (their errors are worded again by
+        # the slow path), and an `async def execute` to await directly (None: the adapter's way).
+        self._decode_envelope: Callable[[memoryview], Any] | None = None
+        self._decode_request: Callable[[Any], Any] = _before_handshake
+        self._execute: Callable[..., Any] | None = None
+        self._encode_into: Callable[[Any, bytearray, int], None] = msgspec.msgpack.Encoder().encode_into
         self._codec: CodecName = "msgpack"
         self._peer_max_frame = DEFAULT_MAX_FRAME
         self._tasks: dict[int, asyncio.Task[None]] = {}
@@ -126,6 +144,11 @@ class StdioServer(FrameReader):
         self._update_reading()
 
     # --------------------------------------------------------------- frames
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._end == 0 and not self._broken:  # the usual read: nothing pending, the whole buffer
+            return self._view
+        return super().get_buffer(sizehint)
+
     def buffer_updated(self, nbytes: int) -> None:
         self._sent_since_read = False
         # Answers of the calls this read starts and finishes at once leave together, in one
@@ -133,25 +156,41 @@ class StdioServer(FrameReader):
         # (on one CPU that wakes the host for a single answer).
         self._in_read = True
         try:
-            super().buffer_updated(nbytes)
+            # `FrameReader.buffer_updated` inlined: a frame fewer on every read.
+            self._end += nbytes
+            if not self._broken:
+                self._parse()
         finally:
             self._in_read = False
-        if self._corked is not None:
-            self._uncork()
+        corked = self._corked
+        if corked is not None:
+            self._corked = None
+            writer = self._writer
+            if corked and writer is not None and not writer.is_closing():
+                writer.write(corked)
             self._sent_since_read = True
 
     def frame_received(self, envelope: memoryview) -> None:
-        if self._envelopes is None:
+        decode = self._decode_envelope
+        if decode is None:
             self._handshake(envelope)
             return
         try:
-            message = self._envelopes.decode(envelope)
-        except ProtocolError as exc:
-            _log.error("ignoring a frame from the host: %s", exc.message)
-            self._send(ErrorMsg(code=exc.code, message=exc.message))
+            message = decode(envelope)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self._bad_envelope(envelope)
             return
-        if type(message) is CallMsg:
-            self._start_call(message)
+        if type(message) is CallMsg:  # `_start_call` inlined: a frame fewer on every call
+            call_id = message.id
+            tasks = self._tasks
+            if self._stopping or message.method != "execute" or call_id in tasks:
+                self._refuse(message)
+                return
+            # Copy the payload out of the reused receive buffer before the next read.
+            task = self._starter.start(self._call(call_id, bytes(message.payload), message.ctx))
+            if task is not None:  # None: answered already, its `finally` ran before it could be tracked
+                tasks[call_id] = task
+                self._update_reading()
         elif type(message) is CancelMsg:
             task = self._tasks.get(message.id)
             if task is not None:
@@ -162,6 +201,14 @@ class StdioServer(FrameReader):
             self._spawn(message.id, self._health(message.id))
         elif type(message) is ShutdownMsg:
             self.begin_stop(message.grace, "shutdown frame")
+
+    def _bad_envelope(self, envelope: memoryview) -> None:
+        assert self._envelopes is not None
+        try:  # decoded again, rarely, for the error the envelope codec words
+            self._envelopes.decode(envelope)
+        except ProtocolError as exc:
+            _log.error("ignoring a frame from the host: %s", exc.message)
+            self._send(ErrorMsg(code=exc.code, message=exc.message))
 
     def frame_error(self, error: ProtocolError) -> None:
         _log.error("the host broke the framing rules: %s", error.message)
@@ -188,6 +235,15 @@ class StdioServer(FrameReader):
         self._peer_max_frame = hello.max_frame
         self._send(PluginHello(version=version, codec=codec, info=info, max_frame=self.max_frame), handshake=True)
         self._envelopes = EnvelopeCodec(codec, HostMessage)
+        if codec == "json":
+            self._encode_into = msgspec.json.Encoder(enc_hook=_enc_hook).encode_into
+            inbound: Any = msgspec.json.Decoder(HostMessage)
+        else:
+            self._encode_into = msgspec.msgpack.Encoder(enc_hook=_enc_hook).encode_into
+            inbound = msgspec.msgpack.Decoder(HostMessage)
+        self._decode_request = self.adapter.request_decoder(codec)
+        self._execute = self.adapter.plugin.execute if self.adapter.execute_is_async else None
+        self._decode_envelope = inbound.decode
 
     def _verify(self, credentials: Mapping[str, str]) -> None:
         assert self.auth is not None
@@ -199,7 +255,7 @@ class StdioServer(FrameReader):
             raise AuthenticationError(f"credential check failed: {type(exc).__name__}: {exc}") from exc
 
     # ----------------------------------------------------------------- calls
-    def _start_call(self, message: CallMsg) -> None:
+    def _refuse(self, message: CallMsg) -> None:
         if self._stopping:
             self._send(
                 ErrorMsg(
@@ -209,14 +265,14 @@ class StdioServer(FrameReader):
                     retryable=True,
                 )
             )
-            return
-        if message.method != "execute":
+        elif message.method != "execute":
             self._send(
                 ErrorMsg(id=message.id, code=ErrorCode.UNKNOWN_METHOD, message=f"unknown method {message.method!r}")
             )
-            return
-        # Copy the payload out of the reused receive buffer before the next read.
-        self._spawn(message.id, self._call(message.id, bytes(message.payload), message.ctx))
+        else:
+            self._send(
+                ErrorMsg(id=message.id, code=ErrorCode.ENVELOPE_INVALID, message=f"id {message.id} is already in use")
+            )
 
     def _spawn(self, call_id: int, work: Any) -> None:
         if call_id in self._tasks:
@@ -231,9 +287,10 @@ class StdioServer(FrameReader):
         # (Finished calls clean up in their own `finally`, which saves a loop iteration.)
         self._update_reading()
 
-    async def _call(self, call_id: int, payload: bytes, wire_ctx: Any) -> None:
+    async def _call(self, call_id: int, payload: bytes, wire_ctx: Any) -> None:  # noqa: PLR0915 (one frame per call, on purpose)
         # One coroutine per call, its answer and clean-up included: each frame costs on every call.
-        remaining = wire_ctx.deadline - time.time() if wire_ctx.deadline else None
+        deadline = wire_ctx.deadline
+        remaining = deadline - time.time() if deadline else None
         ctx = ExecutionContext(
             request_id=wire_ctx.request_id,
             timeout=remaining,
@@ -241,12 +298,47 @@ class StdioServer(FrameReader):
             metadata=wire_ctx.metadata,
         )
         reply: ResultMsg | ErrorMsg | None = None
+        frame: bytearray | None = None
         try:
             if remaining is not None and remaining <= 0:
                 raise TimeoutError  # already late: do not start work nobody waits for
             # No timer per call: when the deadline passes the host sends `cancel`.
-            result = await self.adapter.execute(ctx, payload, self._codec)
-            reply = ResultMsg(id=call_id, payload=msgspec.Raw(result))
+            execute = self._execute
+            if execute is None:
+                result = await self.adapter.execute(ctx, payload, self._codec)
+                reply = ResultMsg(id=call_id, payload=msgspec.Raw(result))
+            else:
+                # `PluginAdapter.execute` inlined for `async def execute`, with the same errors:
+                # no adapter frame, and the answer is encoded into its envelope in one pass.
+                try:
+                    request = self._decode_request(payload)
+                except (msgspec.ValidationError, msgspec.DecodeError):
+                    request = self.adapter.request_codec(self._codec).decode(payload)  # raises, worded
+                try:
+                    result = await execute(ctx, request)
+                except (PluginError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    raise ExecutionError(f"{type(exc).__name__}: {exc}") from exc
+                # A later answer of a read goes straight into the write being gathered.
+                corked = self._corked if self._in_read else None
+                frame = bytearray(_HEADER) if corked is None else corked
+                start = 0 if corked is None else len(corked)
+                try:
+                    self._encode_into(_Result(call_id, result), frame, start + _HEADER)
+                except Exception:  # worded by the adapter, from encoding once more
+                    del frame[start:]
+                    frame = None
+                    reply = ResultMsg(id=call_id, payload=msgspec.Raw(self.adapter.encode_result(result, self._codec)))
+                else:
+                    if corked is not None:
+                        size = len(corked) - start - _HEADER
+                        frame = None
+                        if size <= self._peer_max_frame:
+                            corked[start : start + _HEADER] = size.to_bytes(_HEADER, "big")
+                        else:  # refused below, the general way
+                            frame = corked[start:]
+                            del corked[start:]
         except asyncio.CancelledError:
             if call_id not in self._cancelled_by_host:  # else the host gave up and ignores any answer
                 reply = ErrorMsg(
@@ -263,9 +355,24 @@ class StdioServer(FrameReader):
             _log.exception("call %d failed", call_id)
             reply = ErrorMsg(id=call_id, code=ErrorCode.EXECUTION_FAILED, message=f"{type(exc).__name__}: {exc}")
         finally:
-            if reply is not None:
+            if frame is not None:
+                size = len(frame) - _HEADER
+                if self._in_read and size <= self._peer_max_frame:
+                    # The common case of `_send_result`, inlined: sent right after this read.
+                    frame[:_HEADER] = size.to_bytes(_HEADER, "big")
+                    corked = self._corked
+                    if corked is None:
+                        self._corked = frame
+                    else:
+                        corked += frame
+                else:
+                    self._send_result(call_id, frame)
+            elif reply is not None:
                 self._send(reply)
-            self._call_done(call_id)
+            # A call answered in its first step was never tracked: nothing to clean up.
+            if self._tasks.pop(call_id, None) is not None:
+                self._cancelled_by_host.discard(call_id)
+                self._update_reading()
 
     async def _health(self, call_id: int) -> None:
         try:
@@ -304,6 +411,22 @@ class StdioServer(FrameReader):
         except ProtocolError as exc:  # an answer too large for the host: say so instead
             call_id = getattr(message, "id", 0)
             frame = self._envelopes.frame(ErrorMsg(id=call_id, code=exc.code, message=exc.message))
+        self._push(frame)
+
+    def _send_result(self, call_id: int, frame: bytearray) -> None:
+        size = len(frame) - _HEADER
+        if size > self._peer_max_frame:  # an answer too large for the host: say so instead
+            max_frame = self._peer_max_frame
+            message = f"a ResultMsg frame of {size} bytes exceeds the peer's limit of {max_frame} bytes"
+            self._send(ErrorMsg(id=call_id, code=ErrorCode.FRAME_TOO_LARGE, message=message))
+            return
+        frame[:_HEADER] = size.to_bytes(_HEADER, "big")
+        self._push(frame)
+
+    def _push(self, frame: bytearray) -> None:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return
         # The first answer since the host last wrote goes out at once; later ones in the same
         # loop turn (a burst of calls answered together) leave in one write at its end, which
         # wakes the host once instead of once per answer.
