@@ -249,7 +249,8 @@ async def test_each_instance_sets_the_sides_up_afresh_and_the_rounds_are_shared_
     assert _runs(recorder.calls) == ["A", "B"] * 4 + ["A", "B"] * 3
     assert sorted(recorder.closed) == ["A", "A", "B", "B"]
     assert rows[0].rounds == 5
-    assert rows[0].candidate is not None and rows[0].candidate.n >= 5
+    assert rows[0].candidate is not None
+    assert rows[0].candidate.n >= 5
 
 
 async def test_a_side_that_fails_to_start_gives_an_error_row_and_the_others_are_torn_down(env: Env) -> None:
