@@ -142,7 +142,7 @@ class EnvelopeCodec:
             `PluginMessage` on the host side).
     """
 
-    __slots__ = ("_decode", "_encode_into", "codec")
+    __slots__ = ("_decode", "_encode_into", "codec", "raw_decoder")
 
     _decode: Callable[[bytes | memoryview], Any]
 
@@ -156,6 +156,10 @@ class EnvelopeCodec:
             self._decode = msgspec.msgpack.Decoder(inbound).decode
         else:
             raise ValueError(f"unknown codec {codec!r}")
+        #: The bare msgspec decoder behind `decode`: raises `msgspec.DecodeError` or
+        #: `msgspec.ValidationError` instead of the coded error (for hot paths that call
+        #: `decode` again, to word the error, only when it refuses).
+        self.raw_decoder: Callable[[bytes | memoryview], Any] = self._decode
 
     def frame(self, message: msgspec.Struct, max_frame: int = DEFAULT_MAX_FRAME) -> bytearray:
         """One frame holding `message`: a 4-byte big-endian length, then the envelope.

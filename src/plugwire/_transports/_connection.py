@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Mapping
-from typing import Final, cast
+from collections.abc import Callable, Mapping
+from typing import Any, Final, cast
 
 import msgspec
 
@@ -75,6 +75,9 @@ class HostConnection(FrameReader):
         self.transport: asyncio.Transport | None = None
         self.codec: CodecName = "msgpack"
         self._envelopes: EnvelopeCodec | None = None
+        # Its bare msgspec decoder, once the handshake chose a codec: a call's answer is
+        # decoded without a wrapper; what it refuses goes through `_bad_envelope`.
+        self._decode_envelope: Callable[[memoryview], Any] | None = None
         self._peer_max_frame = DEFAULT_MAX_FRAME
         self._pending: dict[int, asyncio.Future[bytes]] = {}
         self._frame_ends: dict[int, int] = {}
@@ -152,6 +155,7 @@ class HostConnection(FrameReader):
         self.codec = reply.codec
         self._peer_max_frame = reply.max_frame
         self._envelopes = EnvelopeCodec(self.codec, PluginMessage)
+        self._decode_envelope = self._envelopes.raw_decoder
         self.handshake.set_result(reply)
 
     def _junk_error(self) -> ProtocolError:
@@ -165,15 +169,14 @@ class HostConnection(FrameReader):
 
     # ------------------------------------------------------------------ frames
     def frame_received(self, envelope: memoryview) -> None:
-        codec = self._envelopes
-        if codec is None:
+        decode = self._decode_envelope
+        if decode is None:
             self._on_handshake(envelope)
             return
         try:
-            message = codec.decode(envelope)
-        except ProtocolError as exc:
-            exc.plugin = self.name
-            self._break(exc)
+            message = decode(envelope)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self._bad_envelope(envelope)
             return
         future = self._pending.pop(message.id, None)
         if future is None:
@@ -189,6 +192,14 @@ class HostConnection(FrameReader):
                 error_from_code(message.code, message.message, retryable=message.retryable, plugin=self.name)
             )
 
+    def _bad_envelope(self, envelope: memoryview) -> None:
+        assert self._envelopes is not None
+        try:  # decoded again, rarely, for the error the envelope codec words
+            self._envelopes.decode(envelope)
+        except ProtocolError as exc:
+            exc.plugin = self.name
+            self._break(exc)
+
     def _stray(self, message: ResultMsg | ErrorMsg) -> None:
         if type(message) is ErrorMsg and message.id == 0:
             _log.error("plugin %r reported a connection error: [%d] %s", self.name, message.code, message.message)
@@ -202,8 +213,11 @@ class HostConnection(FrameReader):
 
     def buffer_updated(self, nbytes: int) -> None:
         self._sent_since_read = False
-        super().buffer_updated(nbytes)
-        if self.buffered:  # rare: a frame split across reads; watch that the rest comes
+        # `FrameReader.buffer_updated` inlined: a frame fewer on every answer.
+        self._end += nbytes
+        if not self._broken:
+            self._parse()
+        if self._end != self._start:  # rare: a frame split across reads; watch that the rest comes
             self._partial_since = self._loop.time()
             if self._read_timer is None:
                 self._read_timer = self._loop.call_later(self.write_timeout, self._check_read_stall)

@@ -181,9 +181,13 @@ class ProcessPool:
     # -------------------------------------------------------------- dispatch
     def pick(self) -> Worker | None:
         """The least-loaded live worker; asks for growth when every worker is busy."""
+        workers = self.workers
+        if self.max_processes == 1 and len(workers) == 1:  # one process, no growth: nothing to weigh
+            worker = workers[0]
+            return worker if worker.conn.alive else None
         best: Worker | None = None
         best_load = 1 << 30
-        for worker in self.workers:
+        for worker in workers:
             load = worker.conn.inflight
             if load < best_load and worker.conn.alive:
                 best, best_load = worker, load
