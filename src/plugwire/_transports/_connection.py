@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
 from collections.abc import Callable, Mapping
 from typing import Any, Final, cast
 
@@ -46,6 +47,7 @@ from .._protocol import (
     handshake_frame,
 )
 from ._deadlines import Deadlines
+from ._readahead import ReadAhead, read_ahead_for
 from .base import Call, attempt_timed_out
 
 __all__ = ["HostConnection"]
@@ -92,6 +94,8 @@ class HostConnection(FrameReader):
         self._partial_since = 0.0
         self._deadlines = Deadlines(loop, self._pending, self._expire)
         self.stray_replies = 0
+        #: Reads a call's answer right after its request went out (`attach_socket`).
+        self.read_ahead: ReadAhead | None = None
 
     # ------------------------------------------------------------- inspection
     @property
@@ -113,6 +117,11 @@ class HostConnection(FrameReader):
         # subclass asyncio's ABCs, and a host may run on uvloop.
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=1024 * 1024)
+
+    def attach_socket(self, sock: socket.socket) -> None:
+        """The socket the transport reads: answers already there when a request goes out are
+        read at once (`_readahead.py`; on the standard library's selector loops)."""
+        self.read_ahead = read_ahead_for(sock, self)
 
     def send_hello(self, codecs: list[str], auth: Mapping[str, str]) -> None:
         """Send the host's `hello` (the first frame of the connection)."""
@@ -316,11 +325,13 @@ class HostConnection(FrameReader):
         frame = codec.frame(CallMsg(id=call_id, payload=msgspec.Raw(payload), ctx=ctx), self._peer_max_frame)
         future: asyncio.Future[bytes] = self._loop.create_future()
         self._pending[call_id] = future
-        self._write(frame)
+        sent_now = self._write(frame)
         self._frame_ends[call_id] = self._written
         if deadline is not None:
             assert call is not None, "a deadline needs its call"
             self._deadlines.watch(deadline, call_id, call)
+        if sent_now and self.read_ahead is not None:
+            self.read_ahead.after_write()  # may answer this call (or fail it) right here
         return call_id, future
 
     def abandon(self, call_id: int) -> None:
@@ -381,18 +392,19 @@ class HostConnection(FrameReader):
             self._cancelled.popitem(last=False)
 
     # ---------------------------------------------------------- flow control
-    def _write(self, data: bytes | bytearray) -> None:
+    def _write(self, data: bytes | bytearray) -> bool:
         """Send a frame at once, unless frames already went out since the plugin last wrote.
 
         Then it is held back with any others until the end of this loop turn, so a burst of
         calls (`gather`, many callers) reaches the plugin in one system call and wakes it once
         instead of once per frame (on one CPU each wake-up is a full switch to the plugin and
-        back). One call at a time is never held back.
+        back). One call at a time is never held back. Returns whether it went out now.
         """
         transport = self.transport
         if transport is None or transport.is_closing():
-            return
+            return False
         corked = self._corked
+        sent_now = False
         if corked is not None:
             corked += data
         elif self._sent_since_read:
@@ -400,14 +412,17 @@ class HostConnection(FrameReader):
             self._loop.call_soon(self._uncork)
         else:
             transport.write(data)
-            self._sent_since_read = True
+            self._sent_since_read = sent_now = True
         self._written += len(data)
+        return sent_now
 
     def _uncork(self) -> None:
         data, self._corked = self._corked, None
         transport = self.transport
         if data and transport is not None and not transport.is_closing():
             transport.write(data)
+            if self.read_ahead is not None:
+                self.read_ahead.after_write()
 
     def pause_writing(self) -> None:
         self._writable = self._loop.create_future()

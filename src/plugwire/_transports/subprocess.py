@@ -274,6 +274,7 @@ class SubprocessTransport(BaseTransport):
         conn = HostConnection(self.name, max_frame=self.options.max_frame, write_timeout=write_timeout)
         try:
             await loop.connect_accepted_socket(lambda: conn, parent)
+            conn.attach_socket(parent)
         except BaseException:
             parent.close()
             process.kill()

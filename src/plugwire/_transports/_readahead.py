@@ -1,0 +1,95 @@
+"""Reading a plugin's answer right after the request went out, when it is already there.
+
+When the host and a plugin share one CPU (pinned together, a one-CPU container, a busy
+machine), the plugin woken by our `send()` runs before that call returns to us: its answer
+is already in the socket. Read then, a call finishes without going back to the event loop
+(no `epoll_wait` to learn that the socket is readable, no second loop turn to resume the
+caller: `await` on a done future does not suspend). Where the plugin runs on another CPU the
+read finds nothing and costs one system call; after a few misses in a row it stops trying
+for a while, then tries again.
+
+It reads ahead only when nothing else is due in the current loop turn: when other callbacks
+are queued (a burst of calls started together by `gather`), answering the first call at once
+would make each of the others go out alone, a switch to the plugin and back per call, instead
+of together in one write at the end of the turn.
+
+Only on the standard library's selector loops, whose socket transport reads the same socket
+and shrugs off finding it empty; the bytes go through the connection's own buffered-protocol
+methods, exactly as if the transport had read them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from asyncio.selector_events import BaseSelectorEventLoop
+from collections.abc import Sized
+from typing import Final, Protocol
+
+__all__ = ["ReadAhead", "read_ahead_for"]
+
+MISSES: Final = 4
+"""Empty reads in a row after which reading ahead pauses."""
+PAUSE: Final = 1024
+"""Writes without reading ahead after `MISSES` empty reads."""
+
+
+class _Reader(Protocol):
+    def get_buffer(self, sizehint: int) -> memoryview: ...
+
+    def buffer_updated(self, nbytes: int) -> None: ...
+
+
+class ReadAhead:
+    """Tries one non-blocking read of `sock` into `reader` after each write.
+
+    Args:
+        sock: The connection's socket (the one its transport reads).
+        reader: The connection, as a buffered protocol.
+        due: What else the loop will run in this turn (its queue of ready callbacks).
+    """
+
+    __slots__ = ("_due", "_misses", "_reader", "_recv_into", "hits", "paused")
+
+    def __init__(self, sock: socket.socket, reader: _Reader, due: Sized = ()) -> None:
+        self._recv_into = sock.recv_into
+        self._reader = reader
+        self._due = due
+        self._misses = 0
+        self.hits = 0
+        self.paused = 0  # writes left before the next try
+
+    def after_write(self) -> None:
+        """The request just went out: take the answer if the plugin already wrote it."""
+        if self._due:
+            return  # more is due in this turn (maybe more calls): let them go out together
+        if self.paused:
+            self.paused -= 1
+            return
+        reader = self._reader
+        try:
+            count = self._recv_into(reader.get_buffer(-1))
+        except (BlockingIOError, InterruptedError):
+            self._misses += 1
+            if self._misses >= MISSES:
+                self._misses = 0
+                self.paused = PAUSE
+            return
+        except OSError:
+            return  # a broken socket: the transport's own read reports it
+        if not count:
+            return  # end of input stays readable: the transport sees it too
+        self._misses = 0
+        self.hits += 1
+        reader.buffer_updated(count)
+
+
+def read_ahead_for(sock: socket.socket, reader: _Reader) -> ReadAhead | None:
+    """A `ReadAhead` when the running loop is one of the standard library's selector loops."""
+    loop = asyncio.get_running_loop()
+    # The loop's queue of callbacks ready to run: a private attribute of `BaseEventLoop`,
+    # the same since asyncio began; without it, no reading ahead.
+    due = getattr(loop, "_ready", None)
+    if isinstance(loop, BaseSelectorEventLoop) and isinstance(due, Sized):
+        return ReadAhead(sock, reader, due)
+    return None

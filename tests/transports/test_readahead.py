@@ -1,0 +1,114 @@
+"""Reading an answer right after its request went out, when the plugin already wrote it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+import plugwire
+from plugwire._protocol import CallContext, PluginHello, handshake_frame
+from plugwire._transports._connection import HostConnection
+from plugwire._transports._readahead import MISSES, PAUSE, ReadAhead
+
+
+def reply(call_id: int, payload: bytes = b"ok") -> bytes:
+    body = msgspec.msgpack.encode({"type": "result", "id": call_id, "payload": payload})
+    return len(body).to_bytes(4, "big") + body
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    size = int.from_bytes(sock.recv(4, socket.MSG_WAITALL), "big")
+    return sock.recv(size, socket.MSG_WAITALL)
+
+
+@pytest.fixture
+async def linked() -> AsyncIterator[tuple[HostConnection, socket.socket]]:
+    """A host connection on a real socket transport; the test plays the plugin on `peer`."""
+    ours, peer = socket.socketpair()
+    conn = HostConnection("p")
+    await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, ours)
+    conn.attach_socket(ours)
+    conn.send_hello(["msgpack"], {})
+    read_frame(peer)
+    peer.sendall(handshake_frame(PluginHello(version=1, codec="msgpack", info=plugwire.PluginInfo(name="p"))))
+    await asyncio.wait_for(conn.handshake, 5)
+    try:
+        yield conn, peer
+    finally:
+        conn.close(plugwire.TransportError("test over", plugin="p"))
+        peer.close()
+        await asyncio.sleep(0)
+
+
+async def test_an_answer_already_written_completes_the_call_before_it_is_awaited(
+    linked: tuple[HostConnection, socket.socket],
+) -> None:
+    conn, peer = linked
+    assert conn.read_ahead is not None  # the standard selector loop
+    peer.sendall(reply(1))  # as a plugin on the same CPU does before our send() returns
+    _, future = conn.send_call(b"\xc0", CallContext())
+    assert future.done()
+    assert future.result() == msgspec.msgpack.encode(b"ok")
+    assert conn.read_ahead.hits == 1
+    assert read_frame(peer)  # the request did go out
+
+
+async def test_no_reading_ahead_while_more_is_due_in_this_loop_turn(
+    linked: tuple[HostConnection, socket.socket],
+) -> None:
+    conn, peer = linked
+    assert conn.read_ahead is not None
+    peer.sendall(reply(1))
+    asyncio.get_running_loop().call_soon(lambda: None)  # say, the other calls of a `gather`
+    _, future = conn.send_call(b"\xc0", CallContext())
+    assert not future.done()
+    assert await asyncio.wait_for(future, 5) == msgspec.msgpack.encode(b"ok")  # read by the transport
+    assert conn.read_ahead.hits == 0
+
+
+class Collect:
+    """A buffered protocol that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(64)
+        self.got = b""
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self.buffer)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.got += bytes(self.buffer[:nbytes])
+
+
+def test_empty_reads_in_a_row_pause_reading_ahead_then_it_tries_again() -> None:
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    with ours, peer:
+        reader = Collect()
+        ahead = ReadAhead(ours, reader)
+        for _ in range(MISSES):
+            ahead.after_write()
+        assert ahead.paused == PAUSE
+        peer.sendall(b"late")
+        for _ in range(PAUSE):
+            ahead.after_write()  # paused: the bytes are left to the event loop's read
+        assert reader.got == b""
+        ahead.after_write()
+        assert reader.got == b"late"
+        assert ahead.hits == 1
+
+
+def test_end_of_input_is_left_for_the_transport_to_see() -> None:
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    with ours:
+        reader = Collect()
+        ahead = ReadAhead(ours, reader)
+        peer.close()
+        ahead.after_write()
+        assert reader.got == b""
+        assert ours.recv(1) == b""  # still there to be read
