@@ -338,57 +338,41 @@ class CircuitBreakerPolicy(BindablePolicy):
     def bind(self, call_next: Handler) -> Handler:
         retry = getattr(call_next, "policy", None)
         if isinstance(retry, RetryPolicy):
-            return self._bind_with_retry(call_next, retry, call_next.call_next)  # type: ignore[attr-defined]
-        breaker = self.breaker
-        closed = BreakerState.CLOSED
-        guarded = self._guarded
+            return self._bound(call_next, call_next.call_next, retry)  # type: ignore[attr-defined]
+        return self._bound(call_next, call_next, None)
 
-        async def circuit_breaker(call: Call) -> Any:
-            if breaker._state is not closed:
-                return await guarded(call, call_next)
-            # The hot path: no clock read, no allocation, and a success counted inline.
-            generation = breaker._generation
-            try:
-                result = await call_next(call)
-            except BaseException as exc:
-                breaker.record((generation, None), exc)
-                raise
-            if generation == breaker._generation:
-                breaker._calls += 1
-                breaker._failures = 0
-            return result
+    def _bound(self, call_next: Handler, attempt: Handler, retry: RetryPolicy | None) -> Handler:
+        """The breaker in front of `call_next`, as one coroutine frame per call.
 
-        return circuit_breaker
-
-    def _bind_with_retry(self, retry_handler: Handler, retry: RetryPolicy, attempt: Handler) -> Handler:
-        """The breaker in front of the built-in retry policy (`retry_handler`), in one frame.
-
-        A call that succeeds at once is the common case: its attempt runs right here, and the
-        retry policy's loop starts only after a failure (`RetryPolicy.after_failure`). Calls
-        with an overall deadline go through the retry policy as they are (it stamps it), and
-        calls in the open and half-open states through `_guarded`, as without it.
+        The hot path (closed) reads no clock, allocates nothing and counts a success inline.
+        When `call_next` is the built-in retry policy (`retry`, in front of `attempt`), a call
+        that succeeds at once is the common case: its attempt runs right here, and the retry
+        policy's loop starts only after a failure (`RetryPolicy.after_failure`). Calls with an
+        overall deadline go through the retry policy as they are (it stamps it), and calls in
+        the open and half-open states through `_guarded`.
         """
         breaker = self.breaker
         closed = BreakerState.CLOSED
         guarded = self._guarded
-        max_retries_for = retry.max_retries_for
-        after_failure = retry.after_failure
+        max_retries_for = retry.max_retries_for if retry is not None else None
+        after_failure = retry.after_failure if retry is not None else None
 
         async def circuit_breaker(call: Call) -> Any:
             if breaker._state is not closed:
-                return await guarded(call, retry_handler)
+                return await guarded(call, call_next)
             generation = breaker._generation
             try:
-                if call.deadline is None and call.context.total_timeout is None:
+                if after_failure is None or call.deadline is not None or call.context.total_timeout is not None:
+                    result = await call_next(call)
+                else:
                     try:
                         result = await attempt(call)
                         failure = None
                     except PluginError as exc:
                         failure = exc
                     if failure is not None:  # outside the `except`: retries do not chain to it
+                        assert max_retries_for is not None
                         result = await after_failure(call, attempt, max_retries_for(call.context), failure)
-                else:
-                    result = await retry_handler(call)
             except BaseException as exc:
                 breaker.record((generation, None), exc)
                 raise
