@@ -46,3 +46,27 @@ def test_an_sdk_plugin_answers_hand_built_msgpack_frames() -> None:
         assert driver.wait() == 0
     finally:
         driver.close()
+
+
+def test_an_sdk_plugin_answers_a_malformed_call_for_its_id_and_junk_for_id_0() -> None:
+    driver = HandDriver([sys.executable, str(PLUGINS / "echo_plugin.py")])
+    try:
+        driver.hello(codecs=("msgpack",))
+
+        def exchange(envelope: object) -> dict[str, object]:
+            body = msgspec.msgpack.encode(envelope)
+            driver.send_bytes(len(body).to_bytes(4, "big") + body)
+            size = int.from_bytes(driver._exact(4), "big")
+            reply: dict[str, object] = msgspec.msgpack.decode(driver._exact(size))
+            return reply
+
+        malformed = exchange({"type": "call", "id": 11, "payload": {"text": "x"}, "ctx": "not a map"})
+        assert (malformed["type"], malformed["id"], malformed["code"]) == ("error", 11, 2003)
+        junk = exchange(["not", "an", "envelope"])
+        assert (junk["type"], junk["id"], junk["code"]) == ("error", 0, 2003)
+        answer = exchange({"type": "call", "id": 12, "payload": {"text": "still here"}, "ctx": {}})
+        assert (answer["type"], answer["id"]) == ("result", 12)  # the connection goes on
+        driver.send_bytes(len(b := msgspec.msgpack.encode({"type": "shutdown", "grace": 1})).to_bytes(4, "big") + b)
+        assert driver.wait() == 0
+    finally:
+        driver.close()

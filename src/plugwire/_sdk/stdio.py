@@ -63,6 +63,12 @@ def _before_handshake(payload: Any) -> Any:
     raise RuntimeError("no call is decoded before the handshake")  # calls are refused until then
 
 
+class _AnyId(msgspec.Struct):
+    """Just the `id` of an envelope that is otherwise wrong (every other field ignored)."""
+
+    id: int = 0
+
+
 class StdioServer(FrameReader):
     """Serves one plugin on one connection; `done` resolves to the process exit status.
 
@@ -208,7 +214,17 @@ class StdioServer(FrameReader):
             self._envelopes.decode(envelope)
         except ProtocolError as exc:
             _log.error("ignoring a frame from the host: %s", exc.message)
-            self._send(ErrorMsg(code=exc.code, message=exc.message))
+            # Answered for its id when that much can be read (a call with a bad field fails
+            # at once instead of waiting for its timeout), else for id 0.
+            self._send(ErrorMsg(id=self._readable_id(envelope), code=exc.code, message=exc.message))
+
+    def _readable_id(self, envelope: memoryview) -> int:
+        decoder = msgspec.json.Decoder(_AnyId) if self._codec == "json" else msgspec.msgpack.Decoder(_AnyId)
+        try:
+            call_id = decoder.decode(envelope).id
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return 0
+        return max(call_id, 0)
 
     def frame_error(self, error: ProtocolError) -> None:
         _log.error("the host broke the framing rules: %s", error.message)
