@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -39,77 +38,89 @@ _ALL_OFF: dict[str, Any] = {
 class _LentTransport(BaseTransport):
     """A started transport lent to a manager: calls and health checks go straight to the
     owner's (its own bound `call`, so the borrower's pipeline ends exactly where the owner's
-    would); starting hands back the owner's info, and closing stays with the owner."""
+    would); starting hands back the owner's info; closing gives the loan back."""
 
     enforces_timeout = True  # as the subprocess transport it lends
 
-    def __init__(self, owner: BaseTransport, info: plugwire.PluginInfo) -> None:
-        self.owner = owner
-        self.info = info
-        self.call = owner.call  # type: ignore[method-assign]
+    def __init__(self, loans: _Loans) -> None:
+        self.loans = loans
+        self.returned = False
+        self.call = loans.owner.call  # type: ignore[method-assign]
 
     async def start(self) -> plugwire.PluginInfo:
-        return self.info
+        return self.loans.info
 
     async def call(self, call: Call) -> Any:  # replaced by the owner's bound method in __init__
-        return await self.owner.call(call)
+        return await self.loans.owner.call(call)
 
     async def health(self) -> plugwire.HealthStatus:
-        return await self.owner.health()
+        return await self.loans.owner.health()
 
     async def aclose(self) -> None:
-        """The owner stops the plugin process when the case ends (`_shared_plugin`)."""
+        if not self.returned:
+            self.returned = True
+            await self.loans.give_back()
 
     async def restart(self) -> plugwire.PluginInfo:
         raise RuntimeError("a lent transport is restarted by its owner only")
 
 
-@dataclass(frozen=True, slots=True)
-class _Lent:
-    """A plugin source handing out one started transport (and the source that made it)."""
+class _Loans:
+    """A plugin source lending one started transport to several managers; the last manager
+    to give its loan back (at its shutdown) stops the plugin process."""
 
-    source: plugwire.PluginSource
-    owner: BaseTransport
-    info: plugwire.PluginInfo
+    def __init__(self, source: plugwire.PluginSource, owner: BaseTransport, info: plugwire.PluginInfo) -> None:
+        self.source = source
+        self.owner = owner
+        self.info = info
+        self.out = 0
 
     def configure(self, name: str, base: plugwire.PluginConfig) -> plugwire.PluginConfig:
         return self.source.configure(name, base)
 
     def create_transport(self, config: plugwire.PluginConfig, request_type: Any) -> BaseTransport:
-        return _LentTransport(self.owner, self.info)
+        self.out += 1
+        return _LentTransport(self)
+
+    async def give_back(self) -> None:
+        self.out -= 1
+        if not self.out:
+            await self.owner.aclose()
 
 
-_SHARED: dict[int, tuple[_Lent, int]] = {}
+_SHARED: dict[int, tuple[_Loans, int]] = {}
 """The plugin process of a running case, by `id(env)`, with how many sides use it."""
 
 
 @asynccontextmanager
-async def _shared_plugin(env: Env) -> AsyncIterator[_Lent]:
-    """The case's one echo plugin process: started by the first side to ask, stopped by the last to leave."""
+async def _shared_plugin(env: Env) -> AsyncIterator[_Loans]:
+    """The case's one echo plugin process, started by the first side to ask; when the last
+    side leaves it is stopped (already, if every manager gave its loan back; closing twice
+    is harmless)."""
     key = id(env)
     if key in _SHARED:
-        lent, users = _SHARED[key]
-        _SHARED[key] = (lent, users + 1)
+        loans, users = _SHARED[key]
+        _SHARED[key] = (loans, users + 1)
     else:
         source = plugin_source(env)
         transport = source.create_transport(source.configure("echo", plugin_config("echo")), Echo)
-        lent = _Lent(source, transport, await transport.start())
-        _SHARED[key] = (lent, 1)
+        loans = _Loans(source, transport, await transport.start())
+        _SHARED[key] = (loans, 1)
     try:
-        yield lent
+        yield loans
     finally:
-        lent, users = _SHARED[key]
+        loans, users = _SHARED[key]
         if users > 1:
-            _SHARED[key] = (lent, users - 1)
+            _SHARED[key] = (loans, users - 1)
         else:
             del _SHARED[key]
-            await lent.owner.aclose()
+            await loans.owner.aclose()
 
 
 @asynccontextmanager
 async def _echo_call(env: Env, policies: dict[str, Any]) -> AsyncIterator[Op]:
-    async with _shared_plugin(env) as lent, plugwire.AsyncPluginManager(Echo, Echo) as manager:
-        await manager.register(lent, config=plugin_config("echo", **policies))
+    async with _shared_plugin(env) as loans, plugwire.AsyncPluginManager(Echo, Echo) as manager:
+        await manager.register(loans, config=plugin_config("echo", **policies))
         if await manager.execute("echo", REQUEST) != REQUEST:
             raise RuntimeError("the subprocess echo plugin answered with a different message")
         yield partial(manager.execute, "echo", echo_request())
