@@ -11,6 +11,7 @@ import pytest
 
 import plugwire
 from plugwire._protocol import CallContext, PluginHello, handshake_frame
+from plugwire._transports import _readahead
 from plugwire._transports._connection import HostConnection
 from plugwire._transports._readahead import MISSES, PAUSE, ReadAhead
 
@@ -112,3 +113,19 @@ def test_end_of_input_is_left_for_the_transport_to_see() -> None:
         ahead.after_write()
         assert reader.got == b""
         assert ours.recv(1) == b""  # still there to be read
+
+
+def test_an_empty_first_read_yields_the_cpu_once_and_reads_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    with ours, peer:
+
+        def plugin_runs() -> None:  # what yielding lets a plugin waiting on this CPU do
+            peer.sendall(b"answer")
+
+        monkeypatch.setattr(_readahead, "_yield", plugin_runs)
+        reader = Collect()
+        ahead = ReadAhead(ours, reader)
+        ahead.after_write()
+        assert reader.got == b"answer"
+        assert ahead.hits == 1

@@ -70,6 +70,8 @@ class HostConnection(FrameReader):
         super().__init__(max_frame)
         loop = asyncio.get_running_loop()
         self._loop = loop
+        #: The event loop's clock, which call deadlines are measured on (its bound `time`).
+        self.loop_time: Callable[[], float] = loop.time
         self.name = name
         self.write_timeout = write_timeout
         self.handshake: asyncio.Future[PluginHello] = loop.create_future()
@@ -106,10 +108,6 @@ class HostConnection(FrameReader):
     @property
     def alive(self) -> bool:
         return not self.lost.done()
-
-    def loop_time(self) -> float:
-        """The event loop's clock, which call deadlines are measured on."""
-        return self._loop.time()
 
     # -------------------------------------------------------------- handshake
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

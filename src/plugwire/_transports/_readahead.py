@@ -1,12 +1,16 @@
 """Reading a plugin's answer right after the request went out, when it is already there.
 
 When the host and a plugin share one CPU (pinned together, a one-CPU container, a busy
-machine), the plugin woken by our `send()` runs before that call returns to us: its answer
-is already in the socket. Read then, a call finishes without going back to the event loop
-(no `epoll_wait` to learn that the socket is readable, no second loop turn to resume the
-caller: `await` on a done future does not suspend). Where the plugin runs on another CPU the
-read finds nothing and costs one system call; after a few misses in a row it stops trying
-for a while, then tries again.
+machine), the plugin woken by our `send()` usually runs before that call returns to us: its
+answer is already in the socket. Read then, a call finishes without going back to the event
+loop (no `epoll_wait` to learn that the socket is readable, no second loop turn to resume the
+caller: `await` on a done future does not suspend). Whether the woken plugin runs first is
+the kernel's choice, and it depends on how much CPU each side used lately (with every policy
+off, the host's lighter calls let the plugin run first on only about a quarter of them); so
+when the first read finds nothing, the host yields the CPU once (`sched_yield`, which lets a
+plugin waiting on this CPU answer; the event loop would have given the CPU up anyway, by
+sleeping in `epoll_wait`) and reads again. Where the plugin runs on another CPU both reads
+find nothing; after a few misses in a row it stops trying for a while, then tries again.
 
 It reads ahead only when nothing else is due in the current loop turn: when other callbacks
 are queued (a burst of calls started together by `gather`), answering the first call at once
@@ -21,6 +25,7 @@ methods, exactly as if the transport had read them.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from asyncio.selector_events import BaseSelectorEventLoop
 from collections.abc import Sized
@@ -28,8 +33,10 @@ from typing import Final, Protocol
 
 __all__ = ["ReadAhead", "read_ahead_for"]
 
+_yield = getattr(os, "sched_yield", lambda: None)  # POSIX; elsewhere, no second chance
+
 MISSES: Final = 4
-"""Empty reads in a row after which reading ahead pauses."""
+"""Writes in a row whose answer was not there (even after yielding) after which reading ahead pauses."""
 PAUSE: Final = 1024
 """Writes without reading ahead after `MISSES` empty reads."""
 
@@ -68,7 +75,11 @@ class ReadAhead:
             return
         reader = self._reader
         try:
-            count = self._recv_into(reader.get_buffer(-1))
+            try:
+                count = self._recv_into(reader.get_buffer(-1))
+            except (BlockingIOError, InterruptedError):
+                _yield()  # let a plugin woken on this CPU run and answer
+                count = self._recv_into(reader.get_buffer(-1))
         except (BlockingIOError, InterruptedError):
             self._misses += 1
             if self._misses >= MISSES:
