@@ -10,10 +10,12 @@ import msgspec
 import pytest
 
 import plugwire
+from plugwire import ExecutionContext
 from plugwire._protocol import CallContext, PluginHello, handshake_frame
 from plugwire._transports import _readahead
 from plugwire._transports._connection import HostConnection
 from plugwire._transports._readahead import MISSES, PAUSE, ReadAhead
+from plugwire._transports.base import Call
 
 
 def reply(call_id: int, payload: bytes = b"ok") -> bytes:
@@ -51,10 +53,12 @@ async def test_an_answer_already_written_completes_the_call_before_it_is_awaited
     conn, peer = linked
     assert conn.read_ahead is not None  # the standard selector loop
     peer.sendall(reply(1))  # as a plugin on the same CPU does before our send() returns
-    _, future = conn.send_call(b"\xc0", CallContext())
+    attempt = Call(plugin="p", payload=b"\xc0", context=ExecutionContext(request_id="r"), timeout=30.0)
+    _, future = conn.send_call(b"\xc0", CallContext(), conn.loop_time() + 30.0, attempt)
     assert future.done()
     assert future.result() == msgspec.msgpack.encode(b"ok")
     assert conn.read_ahead.hits == 1
+    assert len(conn._deadlines) == 0  # answered already: no deadline to watch
     assert read_frame(peer)  # the request did go out
 
 

@@ -325,11 +325,11 @@ class HostConnection(FrameReader):
         self._pending[call_id] = future
         sent_now = self._write(frame)
         self._frame_ends[call_id] = self._written
-        if deadline is not None:
-            assert call is not None, "a deadline needs its call"
-            self._deadlines.watch(deadline, call_id, call)
         if sent_now and self.read_ahead is not None:
             self.read_ahead.after_write()  # may answer this call (or fail it) right here
+        if deadline is not None and call_id in self._pending:  # an answered call needs no timer
+            assert call is not None, "a deadline needs its call"
+            self._deadlines.watch(deadline, call_id, call)
         return call_id, future
 
     def abandon(self, call_id: int) -> None:
