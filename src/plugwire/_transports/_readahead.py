@@ -38,7 +38,7 @@ _yield = getattr(os, "sched_yield", lambda: None)  # POSIX; elsewhere, no second
 MISSES: Final = 4
 """Writes in a row whose answer was not there (even after yielding) after which reading ahead pauses."""
 PAUSE: Final = 1024
-"""Writes without reading ahead after `MISSES` empty reads."""
+"""Writes without reading ahead after `MISSES` misses."""
 
 
 class _Reader(Protocol):
@@ -48,7 +48,8 @@ class _Reader(Protocol):
 
 
 class ReadAhead:
-    """Tries one non-blocking read of `sock` into `reader` after each write.
+    """Tries a non-blocking read of `sock` into `reader` after each write (and, if it finds
+    nothing, a second one after yielding the CPU).
 
     Args:
         sock: The connection's socket (the one its transport reads).
