@@ -159,37 +159,16 @@ class RateLimitPolicy(BindablePolicy):
         waiting = self._waiting
         if self.wait:
             return lambda call: waiting(call, call_next)
+        acquire = self.bucket.acquire
         refused = self._refused
-        bucket = self.bucket
-        if bucket.window:  # refills in steps: the bucket's own arithmetic
-            acquire = bucket.acquire
 
-            def rate_limited(call: Call) -> Awaitable[Any]:
-                retry_after = acquire()
-                if retry_after:
-                    return _raise(refused(call, retry_after))  # raised when awaited, as before
-                return call_next(call)  # nothing to do after the call: no frame of our own
+        def rate_limited(call: Call) -> Awaitable[Any]:
+            retry_after = acquire()
+            if retry_after:
+                return _raise(refused(call, retry_after))  # raised when awaited, as before
+            return call_next(call)  # nothing to do after the call: no frame of our own
 
-            return rate_limited
-        # Continuous refill, the common case: `TokenBucket.acquire` inlined, with what never
-        # changes bound once (the clock, the token interval, the burst tolerance).
-        monotonic = bucket._clock.monotonic
-        interval = bucket._interval
-        tolerance = bucket._tolerance
-
-        def rate_limited_continuously(call: Call) -> Awaitable[Any]:
-            now = monotonic()
-            full_at = bucket._anchor + bucket._count * interval
-            if full_at <= now:
-                bucket._anchor = full_at = now
-                bucket._count = 0
-            wait = full_at - now - tolerance
-            if wait <= _SLACK:
-                bucket._count += 1
-                return call_next(call)  # nothing to do after the call: no frame of our own
-            return _raise(refused(call, wait))  # with continuous refill the wait is exact
-
-        return rate_limited_continuously
+        return rate_limited
 
     async def _waiting(self, call: Call, call_next: Handler) -> Any:
         call = stamp_deadline(call, self.clock)

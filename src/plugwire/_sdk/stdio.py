@@ -253,13 +253,11 @@ class StdioServer(FrameReader):
         self._envelopes = EnvelopeCodec(codec, HostMessage)
         if codec == "json":
             self._encode_into = msgspec.json.Encoder(enc_hook=_enc_hook).encode_into
-            inbound: Any = msgspec.json.Decoder(HostMessage)
         else:
             self._encode_into = msgspec.msgpack.Encoder(enc_hook=_enc_hook).encode_into
-            inbound = msgspec.msgpack.Decoder(HostMessage)
         self._decode_request = self.adapter.request_decoder(codec)
         self._execute = self.adapter.plugin.execute if self.adapter.execute_is_async else None
-        self._decode_envelope = inbound.decode
+        self._decode_envelope = self._envelopes.raw_decoder
 
     def _verify(self, credentials: Mapping[str, str]) -> None:
         assert self.auth is not None
