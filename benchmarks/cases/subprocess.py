@@ -31,6 +31,7 @@ from ..baselines.processes import PYTHON_MEMORY, PYTHON_PASS, peak_rss
 from ._plugin import (
     PLUGIN_SCRIPT,
     Echo,
+    Manager,
     busy_request,
     echo_request,
     plugin_config,
@@ -40,6 +41,7 @@ from ._plugin import (
 )
 
 IN_FLIGHT = 64
+CALLS_EACH = 16
 POOL_IN_FLIGHT = 16
 POOL_GROW_S = 20.0
 
@@ -77,20 +79,77 @@ async def subprocess_small_uvloop(env: Env) -> AsyncIterator[Op]:
         yield partial(manager.execute, "echo", echo_request())
 
 
+async def _callers(manager: Manager, request: Echo, calls_each: int) -> None:
+    """`IN_FLIGHT` callers at once, each making `calls_each` calls in a row: 64 calls in flight throughout."""
+
+    async def caller() -> None:
+        for _ in range(calls_each):
+            await manager.execute("echo", request)
+
+    await asyncio.gather(*(caller() for _ in range(IN_FLIGHT)))
+
+
 @case(
     "subprocess.x64",
-    label="manager.execute, 64 in flight on one plugin process",
+    label="manager.execute, 64 callers on one plugin process",
     baseline=ASYNCIO_FLOOR_X64,
     target=at_least(0.5),
     also=[Versus(RPYC_X64, at_least(3.0)), Versus(ASYNCIO_HOST_FLOOR_X64)],
     kind=Kind.THROUGHPUT,
-    per_call=IN_FLIGHT,
-    note="issue 3: 64 `manager.execute` calls gathered at once on one plugin process "
-    "(`max_connections=1`); calls per second against the bare asyncio echo and rpyc with 64 in "
-    "flight (info: the asyncio host over the blocking echo child).",
+    per_call=IN_FLIGHT * CALLS_EACH,
+    note=f"issue 3: 64 calls in flight on one plugin process (`max_connections=1`): {IN_FLIGHT} callers, "
+    f"each awaiting `manager.execute` {CALLS_EACH} times in a row (a server with 64 requests in progress); "
+    "calls per second against the bare asyncio echo and rpyc with 64 frames in flight (info: the "
+    "asyncio host over the blocking echo child). `subprocess.x64.gather` shows the same calls gathered "
+    "64 at a time.",
 )
 @asynccontextmanager
 async def subprocess_x64(env: Env) -> AsyncIterator[Op]:
+    async with running_manager(env, plugin_config("echo")) as manager:
+        yield partial(_callers, manager, echo_request(), CALLS_EACH)
+
+
+@asynccontextmanager
+async def _gather_floor(env: Env) -> AsyncIterator[Op]:
+    """asyncio alone: 64 coroutines gathered, each awaiting a future that is resolved when all wait."""
+    loop = asyncio.get_running_loop()
+    waiting: list[asyncio.Future[None]] = []
+
+    def resolve() -> None:
+        for future in waiting:
+            future.set_result(None)
+        waiting.clear()
+
+    async def call() -> None:
+        future = loop.create_future()
+        waiting.append(future)
+        if len(waiting) == IN_FLIGHT:
+            loop.call_soon(resolve)
+        await future
+
+    async def gathered() -> None:
+        await asyncio.gather(*(call() for _ in range(IN_FLIGHT)))
+
+    yield gathered
+
+
+@case(
+    "subprocess.x64.gather",
+    label="manager.execute, 64 gathered at once on one plugin process",
+    baseline=ASYNCIO_FLOOR_X64,
+    target=None,
+    also=[
+        Versus(RPYC_X64),
+        Versus(Side("asyncio.gather of 64 coroutines awaiting a future, no I/O", _gather_floor, per_call=IN_FLIGHT)),
+    ],
+    kind=Kind.THROUGHPUT,
+    per_call=IN_FLIGHT,
+    note="info: 64 `manager.execute` calls in one `asyncio.gather`, again and again (in flight: 64 "
+    "down to 0 each round). `gather` wraps each coroutine in a task: its last row is that cost "
+    "alone, with no plugwire code and no I/O.",
+)
+@asynccontextmanager
+async def subprocess_x64_gather(env: Env) -> AsyncIterator[Op]:
     async with running_manager(env, plugin_config("echo")) as manager:
         request = echo_request()
 

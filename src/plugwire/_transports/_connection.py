@@ -391,7 +391,9 @@ class HostConnection(FrameReader):
 
     # ---------------------------------------------------------- flow control
     def _write(self, data: bytes | bytearray) -> bool:
-        """Send a frame at once, unless frames already went out since the plugin last wrote.
+        """Send a frame at once, unless frames already went out since the plugin last wrote,
+        or (on the standard library's selector loops, `read_ahead.due`) other callbacks are
+        due in this loop turn: say, the other callers woken by the answers just read.
 
         Then it is held back with any others until the end of this loop turn, so a burst of
         calls (`gather`, many callers) reaches the plugin in one system call and wakes it once
@@ -403,9 +405,10 @@ class HostConnection(FrameReader):
             return False
         corked = self._corked
         sent_now = False
+        read_ahead = self.read_ahead
         if corked is not None:
             corked += data
-        elif self._sent_since_read:
+        elif self._sent_since_read or (read_ahead is not None and read_ahead.due):
             self._corked = bytearray(data)
             self._loop.call_soon(self._uncork)
         else:

@@ -57,19 +57,19 @@ class ReadAhead:
         due: What else the loop will run in this turn (its queue of ready callbacks).
     """
 
-    __slots__ = ("_due", "_misses", "_reader", "_recv_into", "hits", "paused")
+    __slots__ = ("_misses", "_reader", "_recv_into", "due", "hits", "paused")
 
     def __init__(self, sock: socket.socket, reader: _Reader, due: Sized = ()) -> None:
         self._recv_into = sock.recv_into
         self._reader = reader
-        self._due = due
+        self.due = due  # the connection also holds a write back while it is not empty
         self._misses = 0
         self.hits = 0
         self.paused = 0  # writes left before the next try
 
     def after_write(self) -> None:
         """The request just went out: take the answer if the plugin already wrote it."""
-        if self._due:
+        if self.due:
             return  # more is due in this turn (maybe more calls): let them go out together
         if self.paused:
             self.paused -= 1
