@@ -22,6 +22,17 @@ for _name, _side in (
 ):
     register(Case(_name, _side, (Versus(PIPES_FLOOR),), note=f"info: {_SMALL}, one call at a time."))
 
+register(
+    Case(
+        "floors.asyncio_pipes.peers",
+        ASYNCIO_FLOOR,
+        (Versus(PYRO5), Versus(RPYC)),
+        note=f"info: {_SMALL}, one call at a time: issue 3's baseline (a), the bare asyncio echo with no "
+        "plugwire code, against the peers, to show where 'at most half the latency of Pyro5' falls "
+        "beside the floor itself.",
+    )
+)
+
 for _name, _side in (("peers.rpyc.x64", RPYC_X64), ("peers.grpc_aio.x64", GRPC_AIO_X64)):
     register(
         Case(
