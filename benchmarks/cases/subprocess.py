@@ -43,6 +43,7 @@ from ._plugin import (
 IN_FLIGHT = 64
 CALLS_EACH = 16
 POOL_IN_FLIGHT = 16
+POOL_CALLS_EACH = 8
 POOL_GROW_S = 20.0
 
 
@@ -79,14 +80,15 @@ async def subprocess_small_uvloop(env: Env) -> AsyncIterator[Op]:
         yield partial(manager.execute, "echo", echo_request())
 
 
-async def _callers(manager: Manager, request: Echo, calls_each: int) -> None:
-    """`IN_FLIGHT` callers at once, each making `calls_each` calls in a row: 64 calls in flight throughout."""
+async def _callers(manager: Manager, name: str, request: Echo, callers: int, calls_each: int) -> None:
+    """`callers` callers at once, each making `calls_each` calls to plugin `name` in a row:
+    `callers` calls in flight throughout (but for the last calls of each)."""
 
     async def caller() -> None:
         for _ in range(calls_each):
-            await manager.execute("echo", request)
+            await manager.execute(name, request)
 
-    await asyncio.gather(*(caller() for _ in range(IN_FLIGHT)))
+    await asyncio.gather(*(caller() for _ in range(callers)))
 
 
 @case(
@@ -106,7 +108,7 @@ async def _callers(manager: Manager, request: Echo, calls_each: int) -> None:
 @asynccontextmanager
 async def subprocess_x64(env: Env) -> AsyncIterator[Op]:
     async with running_manager(env, plugin_config("echo")) as manager:
-        yield partial(_callers, manager, echo_request(), CALLS_EACH)
+        yield partial(_callers, manager, "echo", echo_request(), IN_FLIGHT, CALLS_EACH)
 
 
 @asynccontextmanager
@@ -175,8 +177,9 @@ async def subprocess_64k(env: Env) -> AsyncIterator[Op]:
 
 
 @asynccontextmanager
-async def _busy_pool(env: Env, processes: int) -> AsyncIterator[Op]:
-    """`POOL_IN_FLIGHT` calls at once to the CPU-bound plugin, pool of at most `processes`."""
+async def _busy_pool(env: Env, processes: int, calls_each: int = POOL_CALLS_EACH) -> AsyncIterator[Op]:
+    """`POOL_IN_FLIGHT` callers of the CPU-bound plugin, each making `calls_each` calls in a row
+    (0: the calls gathered at once, one each), pool of at most `processes`."""
     request = busy_request()
     async with running_manager(env, plugin_config("busy", processes), mode="busy") as manager:
 
@@ -190,25 +193,52 @@ async def _busy_pool(env: Env, processes: int) -> AsyncIterator[Op]:
             if asyncio.get_running_loop().time() > deadline:
                 raise RuntimeError(f"the pool runs {count} processes after {POOL_GROW_S:g}s, expected {processes}")
             await gathered()
-        yield gathered
+        yield partial(_callers, manager, "busy", request, POOL_IN_FLIGHT, calls_each) if calls_each else gathered
 
 
 @case(
     "subprocess.pool2",
     label="pool of 2 processes, CPU-bound plugin",
-    baseline=Side("pool of 1 process, CPU-bound plugin", partial(_busy_pool, processes=1), per_call=POOL_IN_FLIGHT),
+    baseline=Side(
+        "pool of 1 process, CPU-bound plugin",
+        partial(_busy_pool, processes=1),
+        per_call=POOL_IN_FLIGHT * POOL_CALLS_EACH,
+    ),
     target=at_least(1.6),
     kind=Kind.THROUGHPUT,
-    per_call=POOL_IN_FLIGHT,
+    per_call=POOL_IN_FLIGHT * POOL_CALLS_EACH,
     pin="none",
     also_unpinned=False,
-    note=f"issue 3: {POOL_IN_FLIGHT} calls in flight to a plugin whose plain `def execute` does about "
-    "1.5 ms of pure-Python work; `max_connections=2` against 1, unpinned. Scaling needs both CPUs "
-    "free: other load on the machine (see the load average above) pulls the ratio toward 1.",
+    note=f"issue 3: {POOL_IN_FLIGHT} callers, each making {POOL_CALLS_EACH} calls in a row to a plugin whose "
+    "plain `def execute` does about 1.5 ms of pure-Python work; `max_connections=2` against 1, unpinned. "
+    "Scaling needs both CPUs free: other load on the machine (see the load average above) pulls the "
+    "ratio toward 1.",
 )
 @asynccontextmanager
 async def subprocess_pool2(env: Env) -> AsyncIterator[Op]:
     async with _busy_pool(env, processes=2) as op:
+        yield op
+
+
+@case(
+    "subprocess.pool2.gather",
+    label="pool of 2 processes, CPU-bound plugin, calls gathered",
+    baseline=Side(
+        "pool of 1 process, CPU-bound plugin, calls gathered",
+        partial(_busy_pool, processes=1, calls_each=0),
+        per_call=POOL_IN_FLIGHT,
+    ),
+    target=None,
+    kind=Kind.THROUGHPUT,
+    per_call=POOL_IN_FLIGHT,
+    pin="none",
+    also_unpinned=False,
+    note=f"info: `subprocess.pool2` with its {POOL_IN_FLIGHT} calls gathered at once, again and again: "
+    "each round waits for the slower process's last call while the other process idles.",
+)
+@asynccontextmanager
+async def subprocess_pool2_gather(env: Env) -> AsyncIterator[Op]:
+    async with _busy_pool(env, processes=2, calls_each=0) as op:
         yield op
 
 
