@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import msgspec
@@ -100,37 +99,3 @@ async def test_frames_still_held_back_when_the_connection_breaks_were_not_sent()
         await second
     assert not isinstance(caught.value, plugwire.OutcomeUnknownError)
     assert "not sent" in str(caught.value)
-
-
-async def test_on_a_selector_loop_a_call_made_while_more_is_due_leaves_with_the_others() -> None:
-    # The standard loop's queue of ready callbacks is visible: the first of a burst of calls
-    # is held back too when others are due in the turn, and the burst leaves in one write.
-    ours, peer = socket.socketpair()
-    conn = HostConnection("p")
-    await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, ours)
-    conn.attach_socket(ours)
-    assert conn.read_ahead is not None
-    conn.send_hello(["msgpack"], {})
-    peer.sendall(handshake_frame(PluginHello(version=1, codec="msgpack", info=plugwire.PluginInfo(name="p"))))
-    await asyncio.wait_for(conn.handshake, 5)
-    assert conn.transport is not None
-    writes: list[int] = []
-    write = conn.transport.write
-
-    def recording(data: Any) -> None:
-        writes.append(frames_in(bytes(data)))
-        write(data)
-
-    conn.transport.write = recording  # type: ignore[method-assign]
-    try:
-        calls = [asyncio.create_task(conn.call(b"\xc0", CallContext())) for _ in range(5)]
-        await asyncio.sleep(0)  # the five calls write their frames in this turn, with this test due too
-        assert writes == []
-        await asyncio.sleep(0)  # end of the turn
-        assert writes == [5]
-        peer.sendall(b"".join(reply(i) for i in range(1, 6)))
-        assert await asyncio.wait_for(asyncio.gather(*calls), 5) == [msgspec.msgpack.encode(b"ok")] * 5
-    finally:
-        conn.close(plugwire.TransportError("test over", plugin="p"))
-        peer.close()
-        await asyncio.sleep(0)

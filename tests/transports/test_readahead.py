@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 import pytest
@@ -73,6 +74,32 @@ async def test_no_reading_ahead_while_more_is_due_in_this_loop_turn(
     assert not future.done()
     assert await asyncio.wait_for(future, 5) == msgspec.msgpack.encode(b"ok")  # read by the transport
     assert conn.read_ahead.hits == 0
+
+
+async def test_a_call_made_while_more_is_due_waits_to_leave_with_the_others(
+    linked: tuple[HostConnection, socket.socket],
+) -> None:
+    # The other callers a burst of answers woke are due in the same turn: the first of them
+    # does not go out alone (which would wake the plugin for one call), the burst leaves in one write.
+    conn, peer = linked
+    assert conn.transport is not None
+    writes: list[bytes] = []
+    write = conn.transport.write
+
+    def recording(data: Any) -> None:
+        writes.append(bytes(data))
+        write(data)
+
+    conn.transport.write = recording  # type: ignore[method-assign]
+    calls = [asyncio.create_task(conn.call(b"\xc0", CallContext())) for _ in range(5)]
+    await asyncio.sleep(0)  # the five calls write their frames in this turn, with this test due too
+    assert writes == []
+    await asyncio.sleep(0)  # the end of the turn
+    assert len(writes) == 1
+    frames = [read_frame(peer) for _ in range(5)]
+    assert writes[0] == b"".join(len(frame).to_bytes(4, "big") + frame for frame in frames)
+    peer.sendall(b"".join(reply(i) for i in range(1, 6)))
+    assert await asyncio.wait_for(asyncio.gather(*calls), 5) == [msgspec.msgpack.encode(b"ok")] * 5
 
 
 class Collect:
