@@ -69,10 +69,11 @@ async def subprocess_small(env: Env) -> AsyncIterator[Op]:
     label="manager.execute, subprocess plugin on uvloop",
     baseline=ASYNCIO_FLOOR,
     target=at_most(1.5),
+    also=[Versus(RPYC), Versus(PYRO5)],
     requires=("uvloop",),
     note="`subprocess.small` with the plugin started with PLUGWIRE_LOOP=uvloop in its configured env "
     "(the `uvloop` extra): the same call, the plugin's stdio server on a uvloop event loop; the host "
-    "stays on asyncio, and the floor is the same asyncio one.",
+    "stays on asyncio, and the floor is the same asyncio one. Info: against rpyc and Pyro5.",
 )
 @asynccontextmanager
 async def subprocess_small_uvloop(env: Env) -> AsyncIterator[Op]:
