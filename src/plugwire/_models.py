@@ -97,18 +97,19 @@ class _RequestIds:
     """32 hex digits: 64 random bits drawn once per process, then a counter.
 
     As unique as a uuid4 for our purpose, at a tenth of the cost (no system call per id),
-    which matters because every call gets one. A forked child draws new random bits.
+    which matters because every call gets one. A forked child draws new random bits. The
+    two halves live in one integer, 2**128 + random * 2**64 + count: `hex()` of it, past its
+    leading "0x1", is the id (one C call per id instead of formatting two values).
     """
 
     def __init__(self) -> None:
         self.reseed()
 
     def reseed(self) -> None:
-        self.prefix = os.urandom(8).hex()
-        self.counter = itertools.count(1)
+        self.counter = itertools.count((1 << 128) | (int.from_bytes(os.urandom(8), "big") << 64) | 1)
 
     def next(self) -> str:
-        return f"{self.prefix}{next(self.counter):016x}"
+        return hex(next(self.counter))[3:]
 
 
 _request_ids = _RequestIds()
@@ -148,7 +149,8 @@ class ExecutionContext(msgspec.Struct, frozen=True, kw_only=True):
         """Return this context with a generated request id if it has none."""
         if self.request_id:
             return self
-        return msgspec.structs.replace(self, request_id=new_request_id())
+        # `new_request_id()` inlined: this runs on every call.
+        return msgspec.structs.replace(self, request_id=hex(next(_request_ids.counter))[3:])
 
 
 class Plugin(abc.ABC, Generic[ReqT, RespT]):
