@@ -92,6 +92,11 @@ async def _callers(manager: Manager, name: str, request: Echo, callers: int, cal
     await asyncio.gather(*(caller() for _ in range(callers)))
 
 
+async def _gathered(manager: Manager, name: str, request: Echo, count: int) -> None:
+    """`count` calls to plugin `name` in one `asyncio.gather`."""
+    await asyncio.gather(*(manager.execute(name, request) for _ in range(count)))
+
+
 @case(
     "subprocess.x64",
     label="manager.execute, 64 callers on one plugin process",
@@ -154,12 +159,7 @@ async def _gather_floor(env: Env) -> AsyncIterator[Op]:
 @asynccontextmanager
 async def subprocess_x64_gather(env: Env) -> AsyncIterator[Op]:
     async with running_manager(env, plugin_config("echo")) as manager:
-        request = echo_request()
-
-        async def gathered() -> None:
-            await asyncio.gather(*(manager.execute("echo", request) for _ in range(IN_FLIGHT)))
-
-        yield gathered
+        yield partial(_gathered, manager, "echo", echo_request(), IN_FLIGHT)
 
 
 @case(
@@ -183,10 +183,7 @@ async def _busy_pool(env: Env, processes: int, calls_each: int = POOL_CALLS_EACH
     (0: the calls gathered at once, one each), pool of at most `processes`."""
     request = busy_request()
     async with running_manager(env, plugin_config("busy", processes), mode="busy") as manager:
-
-        async def gathered() -> None:
-            await asyncio.gather(*(manager.execute("busy", request) for _ in range(POOL_IN_FLIGHT)))
-
+        gathered = partial(_gathered, manager, "busy", request, POOL_IN_FLIGHT)
         # Calls that find every process busy make the pool start one more (in the background):
         # keep it busy until it has all its processes, so none starts while measured.
         deadline = asyncio.get_running_loop().time() + POOL_GROW_S
