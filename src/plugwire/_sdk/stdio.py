@@ -39,6 +39,7 @@ from .._protocol import (
     handshake_frame,
 )
 from ._eager import EagerStarter
+from ._idle import IdleWait
 from .adapter import PluginAdapter
 
 __all__ = ["AuthVerifier", "StdioServer"]
@@ -98,6 +99,8 @@ class StdioServer(FrameReader):
         self.auth = auth
         self.codecs = codecs
         loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._idle: IdleWait | None = None  # set for a socket on asyncio's epoll loop
         self.done: asyncio.Future[int] = loop.create_future()
         # A call runs up to its first suspension in the read that delivered it (in its own
         # task): one that answers at once costs no extra loop turn.
@@ -130,9 +133,28 @@ class StdioServer(FrameReader):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._reader = transport
+        self._idle = IdleWait.attach(self._loop, transport)
         # Duck-typed: uvloop's transports have the methods but do not subclass asyncio's ABCs.
         if self._writer is None and hasattr(transport, "write"):
             self._writer = cast(asyncio.WriteTransport, transport)
+
+    def _read_while_idle(self) -> None:
+        # Between calls, wait for the host's next frames here rather than in a loop turn of
+        # its own (`_idle.py`), while nothing of the server's could run meanwhile either.
+        idle = self._idle
+        assert idle is not None
+        while (
+            not self._tasks
+            and not self._stopping
+            and self._corked is None
+            and not self._broken
+            and not self._paused_for_calls
+            and idle.readable()
+        ):
+            nbytes = idle.read_into(self.get_buffer(-1))
+            if not nbytes:
+                return
+            self._take(nbytes)
 
     def eof_received(self) -> bool:
         self._input_ended()
@@ -156,6 +178,11 @@ class StdioServer(FrameReader):
         return super().get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
+        self._take(nbytes)
+        if self._idle is not None:
+            self._read_while_idle()
+
+    def _take(self, nbytes: int) -> None:
         self._sent_since_read = False
         # Answers of the calls this read starts and finishes at once leave together, in one
         # write right after it: a read of many calls must not send the first answer alone
