@@ -11,41 +11,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Final, cast
 
 import msgspec
 
 from .._codec import CODECS, CodecName, _enc_hook, encode
-from .._errors import AuthenticationError, ErrorCode, ExecutionError, PluginError, ProtocolError
+from .._errors import ErrorCode, ExecutionError, PluginError, ProtocolError
 from .._models import ExecutionContext
 from .._protocol import (
     DEFAULT_MAX_FRAME,
-    SUPPORTED_VERSIONS,
     CallMsg,
     CancelMsg,
     EnvelopeCodec,
     ErrorMsg,
     FrameReader,
     HealthMsg,
-    HostHello,
     HostMessage,
-    PluginHello,
     ResultMsg,
     ShutdownMsg,
-    choose_codec,
-    choose_version,
-    decode_handshake,
     handshake_frame,
 )
 from ._eager import EagerStarter
+from ._hello import AuthVerifier, answer_hello
 from ._idle import IdleWait
+from ._refusals import call_refusal, readable_id
 from .adapter import PluginAdapter
 
 __all__ = ["AuthVerifier", "StdioServer"]
-
-AuthVerifier = Callable[[Mapping[str, str]], None]
-"""Checks the credentials of the host's `hello`; raises `AuthenticationError` to refuse."""
 
 _log = logging.getLogger("plugwire.sdk")
 EXIT_OK: Final = 0
@@ -62,12 +55,6 @@ class _Result(msgspec.Struct, tag_field="type", tag="result"):
 
 def _before_handshake(payload: Any) -> Any:
     raise RuntimeError("no call is decoded before the handshake")  # calls are refused until then
-
-
-class _AnyId(msgspec.Struct):
-    """Just the `id` of an envelope that is otherwise wrong (every other field ignored)."""
-
-    id: int = 0
 
 
 class StdioServer(FrameReader):
@@ -217,7 +204,7 @@ class StdioServer(FrameReader):
             call_id = message.id
             tasks = self._tasks
             if self._stopping or message.method != "execute" or call_id in tasks:
-                self._refuse(message)
+                self._send(call_refusal(message, stopping=self._stopping))
                 return
             # Copy the payload out of the reused receive buffer before the next read.
             task = self._starter.start(self._call(call_id, bytes(message.payload), message.ctx))
@@ -243,15 +230,7 @@ class StdioServer(FrameReader):
             _log.error("ignoring a frame from the host: %s", exc.message)
             # Answered for its id when that much can be read (a call with a bad field fails
             # at once instead of waiting for its timeout), else for id 0.
-            self._send(ErrorMsg(id=self._readable_id(envelope), code=exc.code, message=exc.message))
-
-    def _readable_id(self, envelope: memoryview) -> int:
-        decoder = msgspec.json.Decoder(_AnyId) if self._codec == "json" else msgspec.msgpack.Decoder(_AnyId)
-        try:
-            call_id = decoder.decode(envelope).id
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return 0
-        return max(call_id, 0)
+            self._send(ErrorMsg(id=readable_id(envelope, self._codec), code=exc.code, message=exc.message))
 
     def frame_error(self, error: ProtocolError) -> None:
         _log.error("the host broke the framing rules: %s", error.message)
@@ -260,23 +239,14 @@ class StdioServer(FrameReader):
 
     # ------------------------------------------------------------ handshake
     def _handshake(self, envelope: memoryview) -> None:
-        try:
-            hello: HostHello = decode_handshake(envelope, "plugin")
-            version = choose_version(hello.versions, SUPPORTED_VERSIONS)
-            codec = choose_codec(hello.codecs, self.codecs)
-            if self.auth is not None:
-                self._verify(hello.auth)
-            info = self.adapter.info()
-        except Exception as exc:  # a PluginError keeps its code; anything else is 1203
-            code = exc.code if isinstance(exc, PluginError) else ErrorCode.EXECUTION_FAILED
-            message = exc.message if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
-            _log.error("handshake refused: %s", message)
-            self._send(ErrorMsg(code=code, message=message), handshake=True)
+        answer = answer_hello(envelope, self.adapter, codecs=self.codecs, auth=self.auth, max_frame=self.max_frame)
+        if isinstance(answer, ErrorMsg):
+            self._send(answer, handshake=True)
             self._finish(EXIT_REFUSED)
             return
-        self._codec = codec
-        self._peer_max_frame = hello.max_frame
-        self._send(PluginHello(version=version, codec=codec, info=info, max_frame=self.max_frame), handshake=True)
+        codec = self._codec = answer.codec
+        self._peer_max_frame = answer.peer_max_frame
+        self._send(answer.reply, handshake=True)
         self._envelopes = EnvelopeCodec(codec, HostMessage)
         if codec == "json":
             self._encode_into = msgspec.json.Encoder(enc_hook=_enc_hook).encode_into
@@ -286,35 +256,7 @@ class StdioServer(FrameReader):
         self._execute = self.adapter.plugin.execute if self.adapter.execute_is_async else None
         self._decode_envelope = self._envelopes.raw_decoder
 
-    def _verify(self, credentials: Mapping[str, str]) -> None:
-        assert self.auth is not None
-        try:
-            self.auth(credentials)
-        except AuthenticationError:
-            raise
-        except Exception as exc:  # a broken verifier refuses rather than letting anyone in
-            raise AuthenticationError(f"credential check failed: {type(exc).__name__}: {exc}") from exc
-
     # ----------------------------------------------------------------- calls
-    def _refuse(self, message: CallMsg) -> None:
-        if self._stopping:
-            self._send(
-                ErrorMsg(
-                    id=message.id,
-                    code=ErrorCode.PLUGIN_STOPPING,
-                    message="the plugin is stopping and takes no new calls",
-                    retryable=True,
-                )
-            )
-        elif message.method != "execute":
-            self._send(
-                ErrorMsg(id=message.id, code=ErrorCode.UNKNOWN_METHOD, message=f"unknown method {message.method!r}")
-            )
-        else:
-            self._send(
-                ErrorMsg(id=message.id, code=ErrorCode.ENVELOPE_INVALID, message=f"id {message.id} is already in use")
-            )
-
     def _spawn(self, call_id: int, work: Any) -> None:
         if call_id in self._tasks:
             work.close()
