@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
+from ._clock import Clock
 from ._config import PluginConfig
 from ._errors import RequestValidationError
 from ._health import HealthMonitor
 from ._models import ExecutionContext, PluginInfo
-from ._policies import CircuitBreaker
+from ._policies import BreakerListener, CircuitBreaker, Policy, build_pipeline, make_breaker
 from ._transports.base import BaseTransport
+from ._types import LoggerLike
 
 __all__ = ["PluginEntry", "check_context"]
 
@@ -67,6 +70,41 @@ class PluginEntry:
 
     def _restarted(self, info: PluginInfo) -> None:
         self.info = info
+
+    @classmethod
+    def assemble(
+        cls,
+        config: PluginConfig,
+        transport: BaseTransport,
+        info: PluginInfo,
+        *,
+        clock: Clock,
+        logger: LoggerLike,
+        policies: Sequence[Policy],
+        breaker_listeners: Sequence[BreakerListener],
+    ) -> PluginEntry:
+        """The entry of a started `transport`: its health monitor, breaker and pipeline (the
+        user's `policies` outermost, then the ones `config` turns on)."""
+        monitor = HealthMonitor(
+            config.name,
+            transport,
+            config.health_check,
+            clock=clock,
+            logger=logger,
+            restart_timeout=config.connection.connection_timeout,
+        )
+        entry = cls(config, transport, info, monitor)
+        monitor.on_restart = entry._restarted
+        entry.breaker = make_breaker(config, clock=clock, listeners=breaker_listeners, logger=logger)
+        entry.handler = build_pipeline(
+            config,
+            transport.call,
+            extra=policies,
+            clock=clock,
+            breaker=entry.breaker,
+            transport_timeouts=transport.enforces_timeout,
+        )
+        return entry
 
 
 def check_context(context: ExecutionContext, plugin: str) -> None:

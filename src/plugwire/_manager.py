@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Generic
 
@@ -17,6 +17,7 @@ from ._config import (
     SecurityConfig,
     config_from_data,
     load_config_file,
+    refuse_unbuilt_features,
     validate_plugin_config,
 )
 from ._entry import PluginEntry, check_context
@@ -34,9 +35,8 @@ from ._errors import (
 )
 from ._guard import SecurityGuard
 from ._handle import PluginHandle
-from ._health import HealthMonitor
 from ._models import ExecutionContext, HealthStatus, Plugin, Status
-from ._policies import BreakerListener, CircuitBreaker, Policy, build_pipeline, make_breaker
+from ._policies import BreakerListener, CircuitBreaker, Policy
 from ._policies._calls import first_attempt
 from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
@@ -105,7 +105,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._guard = SecurityGuard(
             self.config, self.logger, lambda: [e.config for e in self._entries.values()], self._refuse
         )
-        _refuse_unbuilt_features(self.config)
+        refuse_unbuilt_features(self.config)
 
     # ----------------------------------------------------------------- lifecycle
     def _queue(self, source: PluginSource, config: PluginConfig) -> None:
@@ -258,26 +258,15 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         except BaseException:
             await transport.aclose()
             raise
-        monitor = HealthMonitor(
-            config.name,
+        return PluginEntry.assemble(
+            config,
             transport,
-            config.health_check,
+            info,
             clock=self.clock,
             logger=self.logger,
-            restart_timeout=config.connection.connection_timeout,
+            policies=self._policies,
+            breaker_listeners=self._breaker_listeners,
         )
-        entry = PluginEntry(config, transport, info, monitor)
-        monitor.on_restart = entry._restarted
-        entry.breaker = make_breaker(config, clock=self.clock, listeners=self._breaker_listeners, logger=self.logger)
-        entry.handler = build_pipeline(
-            config,
-            transport.call,
-            extra=self._policies,
-            clock=self.clock,
-            breaker=entry.breaker,
-            transport_timeouts=transport.enforces_timeout,
-        )
-        return entry
 
     async def unregister(self, name: str) -> None:
         """Remove a plugin at once and close it (in-flight calls may fail).
@@ -337,7 +326,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             loaded = config
         else:
             loaded = load_config_file(config)
-        _refuse_unbuilt_features(loaded)
+        refuse_unbuilt_features(loaded)
         source = "" if isinstance(config, ManagerConfig) else os.fspath(config)
         self._guard.record(AuditEvent.CONFIG_CHANGED, None, file=source, plugins=[p.name for p in loaded.plugins])
         if not self._started:
@@ -509,16 +498,3 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             getattr(self.logger, level)(message)
         except Exception:  # a broken logger must never break the host
             logging.getLogger("plugwire.manager").exception("the configured logger failed")
-
-
-def _refuse_unbuilt_features(config: ManagerConfig) -> None:
-    """Tracing settings exist, but enabling them must not silently do nothing."""
-    unbuilt: Mapping[str, bool] = {
-        "tracing.enabled": config.tracing.enabled,
-    }
-    for path, on in unbuilt.items():
-        if on:
-            raise ConfigError(
-                f"{path}: this feature is not available in this version of plugwire",
-                code=ErrorCode.CONFIG_INVALID_VALUE,
-            )

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from ._duration import parse_duration
-from ._load import check_plugin_config, config_from_data, load_config_file, load_data_file, validate_plugin_config
+from ._load import (
+    check_plugin_config,
+    config_from_data,
+    load_config_file,
+    load_data_file,
+    refuse_unbuilt_features,
+    validate_plugin_config,
+)
 from ._structs import (
     AuthConfig,
     CircuitBreakerConfig,
@@ -38,6 +45,7 @@ __all__ = [
     "load_config_file",
     "load_data_file",
     "parse_duration",
+    "refuse_unbuilt_features",
     "validate_plugin_config",
 ]
 

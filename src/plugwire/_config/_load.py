@@ -18,7 +18,13 @@ from .._models import Transport
 from ._duration import parse_duration
 from ._structs import ManagerConfig
 
-__all__ = ["config_from_data", "load_config_file", "load_data_file", "validate_plugin_config"]
+__all__ = [
+    "config_from_data",
+    "load_config_file",
+    "load_data_file",
+    "refuse_unbuilt_features",
+    "validate_plugin_config",
+]
 
 #: Upper bound on the nodes a YAML document may expand to (aliases counted each time used).
 MAX_DOCUMENT_NODES = 100_000
@@ -275,6 +281,18 @@ def _check_semantics(config: ManagerConfig) -> None:
             f"log_level: expected one of debug, info, warning, error, critical, got {config.log_level!r}",
             code=ErrorCode.CONFIG_INVALID_VALUE,
         )
+
+
+def refuse_unbuilt_features(config: ManagerConfig) -> None:
+    """Settings that exist in the README's config but whose feature is not built yet: turning
+    one on must fail with a coded error, not silently do nothing."""
+    unbuilt = {"tracing.enabled": config.tracing.enabled}
+    for path, on in unbuilt.items():
+        if on:
+            raise ConfigError(
+                f"{path}: this feature is not available in this version of plugwire",
+                code=ErrorCode.CONFIG_INVALID_VALUE,
+            )
 
 
 def check_plugin_config(plugin: Any, here: str) -> None:

@@ -43,10 +43,10 @@ from .._protocol import (
     PluginMessage,
     ResultMsg,
     ShutdownMsg,
-    decode_handshake,
     handshake_frame,
 )
 from ._deadlines import Deadlines
+from ._hello import check_reply
 from ._readahead import ReadAhead, read_ahead_for
 from .base import Call, attempt_timed_out
 
@@ -128,38 +128,11 @@ class HostConnection(FrameReader):
         self._write(handshake_frame(hello))
 
     def _on_handshake(self, envelope: memoryview) -> None:
-        try:
-            msgspec.json.decode(envelope)
-        except msgspec.DecodeError:
-            self._break(self._junk_error())
+        reply = check_reply(envelope, self._offered_codecs, self.name, self._junk_error)
+        if isinstance(reply, PluginError):
+            self._break(reply)
             return
-        try:
-            reply = decode_handshake(envelope, "host")
-        except ProtocolError as exc:
-            self._break(exc)
-            return
-        if isinstance(reply, ErrorMsg):
-            self._break(error_from_code(reply.code, reply.message, retryable=reply.retryable, plugin=self.name))
-            return
-        if reply.version not in SUPPORTED_VERSIONS:
-            self._break(
-                ProtocolError(
-                    f"the plugin chose protocol version {reply.version}; the host offered {list(SUPPORTED_VERSIONS)}",
-                    code=ErrorCode.NO_COMMON_VERSION,
-                    plugin=self.name,
-                )
-            )
-            return
-        if reply.codec not in self._offered_codecs:
-            self._break(
-                ProtocolError(
-                    f"the plugin chose codec {reply.codec!r}; the host offered {self._offered_codecs}",
-                    code=ErrorCode.HANDSHAKE_FAILED,
-                    plugin=self.name,
-                )
-            )
-            return
-        self.codec = reply.codec
+        self.codec = cast(CodecName, reply.codec)  # one of the codecs offered: checked
         self._peer_max_frame = reply.max_frame
         self._envelopes = EnvelopeCodec(self.codec, PluginMessage)
         self._decode_envelope = self._envelopes.raw_decoder
