@@ -8,7 +8,6 @@ a plugin process loads no host code.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import inspect
 import typing
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import msgspec
 from .._codec import CodecName, TypedCodec, encode, is_pydantic_model
 from .._errors import ExecutionError, InvalidPluginError, PluginError
 from .._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status
+from ._threads import CallThreads
 
 __all__ = ["PluginAdapter", "resolve_types"]
 
@@ -70,7 +70,9 @@ class PluginAdapter:
         plugin: An object with `info()`, `execute(ctx, request)` and optionally `health()`
             and `close()`; each may be `async def` or plain `def`.
         request_type, response_type: Override the types found on the plugin.
-        max_threads: Worker threads for plain `def` methods.
+        max_threads: The most worker threads for plain `def` methods. The pool starts with
+            one and adds threads only while calls wait for one and the busy workers leave the
+            GIL mostly free (calls that block, not compute; `_sdk/_threads.py`).
     """
 
     def __init__(
@@ -88,7 +90,7 @@ class PluginAdapter:
         self.plugin = plugin
         self.request_type, self.response_type = resolve_types(plugin, request_type, response_type)
         self._max_threads = max_threads
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._threads: CallThreads | None = None
         self._codecs: dict[CodecName, TypedCodec[Any]] = {}
         self._closed = False
         # Decided once: `execute` runs on every call, and inspecting it each time is costly.
@@ -206,15 +208,12 @@ class PluginAdapter:
             if method is not None:
                 await self._invoke(method)
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._threads is not None:
+                self._threads.shutdown()
 
     async def _invoke(self, method: Any, *args: Any) -> Any:
         if inspect.iscoroutinefunction(method):
             return await method(*args)
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self._max_threads, thread_name_prefix="plugwire-plugin"
-            )
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: method(*args))
+        if self._threads is None:
+            self._threads = CallThreads(self._max_threads)
+        return await self._threads.run(lambda: method(*args))

@@ -63,7 +63,9 @@ def serve(
             on `address`; needs the `grpc` extra, see `plugwire.serve_grpc`).
         request_type, response_type: Override the types read from the plugin's annotations.
         max_concurrency: Calls run at once; further calls wait (the host is pushed back).
-        max_threads: Worker threads for plain `def` methods.
+        max_threads: The most worker threads for plain `def` methods. The pool starts with
+            one and adds threads while calls wait for one and the workers' calls block rather
+            than compute (docs/subprocess.md, "Plain `def` plugins").
         grace: Seconds in-flight calls get to finish on shutdown, SIGTERM or end of input.
         auth: Checks the host's credentials and raises `AuthenticationError` to refuse it
             (the host then gets that error): a callable taking the credential map (`hello.auth`
