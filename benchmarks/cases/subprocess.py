@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 
 import plugwire
@@ -79,6 +79,59 @@ async def subprocess_small(env: Env) -> AsyncIterator[Op]:
 async def subprocess_small_uvloop(env: Env) -> AsyncIterator[Op]:
     async with running_manager(env, plugin_config("echo"), extra_env={"PLUGWIRE_LOOP": "uvloop"}) as manager:
         yield partial(manager.execute, "echo", echo_request())
+
+
+class _Neighbour:
+    """One CPU-bound process shared by the sides of a case that are alive at once.
+
+    Started with the first side's set-up and stopped with the last one's teardown, so the
+    candidate and its baselines run beside the same neighbour. The runner pins it with the
+    case's other children (a `same` case: on the one CPU they share).
+    """
+
+    proc: subprocess.Popen[bytes] | None = None
+    users = 0
+
+    @classmethod
+    @contextmanager
+    def beside(cls, env: Env) -> Iterator[None]:
+        if cls.users == 0:
+            cls.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"], env=env.child_env)
+        cls.users += 1
+        try:
+            yield
+        finally:
+            cls.users -= 1
+            if cls.users == 0 and cls.proc is not None:
+                cls.proc.kill()
+                cls.proc.wait()
+                cls.proc = None
+
+
+@asynccontextmanager
+async def _echo_floor_beside_neighbour(env: Env) -> AsyncIterator[Op]:
+    with _Neighbour.beside(env):
+        async with ASYNCIO_FLOOR.factory(env) as op:
+            yield op
+
+
+@case(
+    "subprocess.small.contended",
+    label="manager.execute, subprocess plugin, beside a busy process",
+    baseline=Side("bare asyncio echo, beside a busy process", _echo_floor_beside_neighbour),
+    target=None,
+    also_unpinned=False,
+    note="info: `subprocess.small` and its asyncio floor while a pure-Python busy loop at the same "
+    "priority shares their CPU (one such process for both sides). When the answer is not there "
+    "right after a request, the host yields the CPU once (`sched_yield`) before it sleeps in "
+    "`epoll_wait`; this shows what that costs where a CPU-bound neighbour can take the CPU "
+    "(compare the p99 tails).",
+)
+@asynccontextmanager
+async def subprocess_small_contended(env: Env) -> AsyncIterator[Op]:
+    with _Neighbour.beside(env):
+        async with running_manager(env, plugin_config("echo")) as manager:
+            yield partial(manager.execute, "echo", echo_request())
 
 
 async def _callers(manager: Manager, name: str, request: Echo, callers: int, calls_each: int) -> None:
