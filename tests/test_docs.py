@@ -32,3 +32,16 @@ def test_the_readme_config_example_is_a_valid_config(tmp_path: Path) -> None:
     assert [p.name for p in config.plugins] == ["auth-service", "payment-service"]
     assert config.plugins[1].transport is Transport.GRPC_TLS
     assert config.plugins[0].retry.initial_interval == 0.1
+
+
+def test_the_architecture_page_names_every_module() -> None:
+    package = ROOT / "src" / "plugwire"
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package).as_posix()
+        if relative.startswith("_proto/"):
+            continue  # generated stubs, named as a folder
+        if f"`{relative}`" not in page:
+            missing.append(relative)
+    assert missing == [], f"docs/architecture.md does not name: {missing}"
