@@ -1,7 +1,9 @@
-"""A test plugin with plain `def` methods: tracks concurrency, writes a marker on close()."""
+"""A test plugin with plain `def` methods: tracks concurrency, writes a marker on close() (and one at
+a normal interpreter exit)."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
@@ -41,5 +43,7 @@ class SyncPlugin:
 
 
 if __name__ == "__main__":
+    if os.environ.get("EXIT_MARKER"):  # written only if the interpreter exits normally
+        atexit.register(lambda: open(os.environ["EXIT_MARKER"], "w").close())
     limit = int(sys.argv[1]) if len(sys.argv) > 1 else 64
     plugwire.serve(SyncPlugin(), max_concurrency=limit, grace=float(os.environ.get("GRACE", "5")))

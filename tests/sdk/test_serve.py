@@ -146,6 +146,34 @@ def test_sigterm_finishes_in_flight_calls_then_closes_and_exits_0(driver_factory
     assert marker.read_text() == "closed"
 
 
+def test_after_plain_def_calls_the_plugin_exits_normally_running_its_atexit_hooks(
+    driver_factory, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "exited"
+    driver = driver_factory(SYNC, env={"EXIT_MARKER": str(marker)})
+    driver.hello()
+    for i in range(1, 9):  # calls that wait: the pool grows to several workers
+        driver.send({"type": "call", "id": i, "payload": {"seconds": 0.02}})
+    assert sorted(driver.recv()["id"] for _ in range(8)) == list(range(1, 9))
+    driver.send({"type": "shutdown", "grace": 5})
+    assert driver.wait() == 0
+    assert marker.exists()  # not cut short by os._exit: idle workers are not stuck calls
+
+
+def test_a_plain_def_call_stuck_past_the_grace_does_not_hold_the_exit(driver_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "exited"
+    driver = driver_factory(SYNC, env={"EXIT_MARKER": str(marker)})
+    driver.hello()
+    driver.send({"type": "call", "id": 1, "payload": {"seconds": 30}})  # a thread cannot be cancelled
+    driver.send({"type": "health", "id": 2})
+    assert driver.recv()["id"] == 2
+    driver.send({"type": "shutdown", "grace": 0.1})
+    reply = driver.recv()
+    assert (reply["id"], reply["code"]) == (1, plugwire.ErrorCode.OUTCOME_UNKNOWN)
+    assert driver.wait(timeout=10) == 0
+    assert not marker.exists()  # left at once, without the interpreter's exit
+
+
 def test_shutdown_cancels_calls_that_outlive_the_grace(driver_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     driver = driver_factory(ECHO)
     driver.hello()

@@ -12,6 +12,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -31,6 +32,8 @@ TRANSPORTS = ("stdio", "grpc")
 # Event loops a stdio plugin can run on; the environment variable lets the host choose.
 LOOPS = ("asyncio", "auto", "uvloop")
 LOOP_ENV = "PLUGWIRE_LOOP"
+WORKERS_EXIT_WAIT = 0.5
+"""Seconds the exit waits for idle worker threads to end before it treats the rest as stuck."""
 
 
 def serve(
@@ -261,8 +264,13 @@ class _WriteSide(asyncio.Protocol):
 
 def _exit(status: int) -> NoReturn:
     """Exit; if a plain `def` call is still stuck in a worker thread, do not wait for it."""
-    stuck = any(t.name.startswith("plugwire-plugin") and t.is_alive() for t in threading.enumerate())
-    if stuck:
+    # Idle workers were told to exit at close(): give them a moment, so that only a call
+    # still running counts as stuck (and skips the interpreter's normal exit and atexit hooks).
+    workers = [t for t in threading.enumerate() if t.name.startswith("plugwire-plugin")]
+    deadline = time.monotonic() + WORKERS_EXIT_WAIT
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    if any(worker.is_alive() for worker in workers):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
