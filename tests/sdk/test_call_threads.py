@@ -168,3 +168,121 @@ async def test_without_thread_clocks_a_thread_starts_whenever_none_is_idle(monke
 def test_max_threads_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="max_threads"):
         CallThreads(0)
+
+
+class Scripted(CallThreads):
+    """`CallThreads` whose looks read scripted CPU shares, and run only when the test says."""
+
+    def __init__(self, max_threads: int, shares: list[tuple[float, float]]) -> None:
+        super().__init__(max_threads, name="scripted")
+        self.shares = shares
+
+    def _shares_since_mark(self) -> tuple[float, float]:
+        return self.shares.pop(0)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        pass  # the test calls _look_at_workers itself
+
+
+class Blocked:
+    """A pool of at most 4 whose calls all wait for `release`: one worker in a call, the rest queued."""
+
+    def __init__(self, shares: list[tuple[float, float]]) -> None:
+        self.threads = Scripted(4, shares)
+        self.release = threading.Event()
+        self.started = threading.Semaphore(0)
+        self.futures: list[asyncio.Future[bool]] = []
+
+    def call(self) -> bool:
+        self.started.release()
+        return self.release.wait(20)
+
+    async def queue(self, calls: int) -> None:
+        self.futures = [asyncio.ensure_future(self.threads.run(self.call)) for _ in range(calls)]
+        await asyncio.sleep(0)  # each call is queued in its task's first step
+        self.wait_for_calls(1)
+        assert self.threads.size == 1
+
+    def wait_for_calls(self, count: int) -> None:
+        """Until `count` more calls are running (blocks: the workers need no event loop)."""
+        for _ in range(count):
+            assert self.started.acquire(timeout=20)
+
+
+async def blocked_pool(shares: list[tuple[float, float]], calls: int = 8) -> Blocked:
+    pool = Blocked(shares)
+    await pool.queue(calls)
+    return pool
+
+
+def live_workers() -> int:
+    return sum(t.name.startswith("scripted") and t.is_alive() for t in threading.enumerate())
+
+
+async def finish(pool: Blocked) -> None:
+    assert pool.threads.shares == []  # every scripted look was taken
+    pool.release.set()
+    await asyncio.gather(*pool.futures)
+    pool.threads.shutdown()
+    for worker in [t for t in threading.enumerate() if t.name.startswith("scripted")]:
+        worker.join(timeout=20)
+    assert live_workers() == 0
+
+
+async def test_a_probe_whose_worker_only_takes_turns_is_undone_and_the_next_waits() -> None:
+    pool = await blocked_pool([(0.95, 1.0), (1.0, 1.0), (0.95, 1.0)])
+    try:
+        pool.threads._look_at_workers()  # one worker on a CPU all the time: probe
+        assert (pool.threads.size, pool.threads.kept) == (2, 1)
+        pool.threads._look_at_workers()  # the two used no more CPU than one did: undo
+        assert (pool.threads.size, pool.threads.kept) == (1, 1)
+        pool.threads._look_at_workers()  # the same again, at once: no new probe yet
+        assert pool.threads.size == 1
+    finally:
+        await finish(pool)
+
+
+async def test_a_probe_whose_worker_runs_beside_the_others_is_kept_and_probing_goes_on() -> None:
+    pool = await blocked_pool([(0.95, 1.0), (1.9, 1.9), (2.0, 2.0)])
+    try:
+        pool.threads._look_at_workers()
+        pool.threads._look_at_workers()  # two workers, two CPUs' worth: keep it, try a third
+        assert (pool.threads.size, pool.threads.kept) == (3, 2)
+        pool.threads._look_at_workers()  # the third added nothing: it goes
+        assert (pool.threads.size, pool.threads.kept) == (2, 2)
+    finally:
+        await finish(pool)
+
+
+async def test_a_probe_left_without_calls_to_judge_it_by_is_undone() -> None:
+    pool = await blocked_pool([(0.95, 1.0)], calls=2)
+    try:
+        pool.threads._look_at_workers()  # probe: its worker takes the one queued call
+        pool.wait_for_calls(1)
+        assert pool.threads.size == 2
+        pool.threads._look_at_workers()  # nothing waits any more
+        assert (pool.threads.size, pool.threads.kept) == (1, 1)
+    finally:
+        await finish(pool)
+
+
+async def test_waiting_calls_grow_the_pool_taking_back_a_retirement_first() -> None:
+    pool = await blocked_pool([(0.95, 1.0), (1.0, 1.0), (0.1, 0.2)])
+    try:
+        pool.threads._look_at_workers()
+        pool.wait_for_calls(1)
+        pool.threads._look_at_workers()  # a retirement is pending: both workers are still in a call
+        assert (pool.threads.size, live_workers()) == (1, 2)
+        pool.threads._look_at_workers()  # mostly waiting: to the cap, the pending retirement undone
+        assert (pool.threads.size, live_workers()) == (4, 4)
+    finally:
+        await finish(pool)
+
+
+async def test_a_busy_gil_holds_growth_back_even_when_the_workers_wait() -> None:
+    pool = await blocked_pool([(0.1, 0.95)])
+    try:
+        pool.threads._look_at_workers()  # the workers wait, but for the GIL the process keeps busy
+        assert pool.threads.size == 1
+    finally:
+        await finish(pool)
