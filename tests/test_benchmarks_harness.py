@@ -466,7 +466,6 @@ def test_profile_summary_names_the_costly_functions_per_op_and_leaves_the_harnes
 
 _ALLOCATOR_PROBE = """
 import ctypes
-from benchmarks._runner import settle_allocator
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -482,6 +481,7 @@ def mapped_while_holding(size):
     return mapped
 
 before = mapped_while_holding(256 * 1024) - mapped_while_holding(1)
+from benchmarks._runner import settle_allocator  # after: importing may free big blocks itself
 settle_allocator()
 after = mapped_while_holding(256 * 1024) - mapped_while_holding(1)
 print(before, after)
@@ -497,8 +497,17 @@ def test_settling_the_allocator_stops_a_256k_read_buffer_from_costing_an_mmap() 
     # In a fresh interpreter: asyncio's streams allocate 256 KiB per read, a fresh mapping each
     # time until glibc's mmap threshold has risen; the harness raises it before timing.
     root = Path(__file__).resolve().parent.parent
+    # Without coverage in the probe: its start-up could free a big block and raise the
+    # threshold before the first measurement.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
     out = subprocess.run(
-        [sys.executable, "-c", _ALLOCATOR_PROBE], cwd=root, capture_output=True, text=True, timeout=30, check=True
+        [sys.executable, "-c", _ALLOCATOR_PROBE],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     before, after = (int(n) for n in out.stdout.split())
     assert before >= 256 * 1024  # the precondition: glibc's defaults map such a block on its own
