@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
 from typing import Any
 
 import pytest
@@ -93,3 +95,30 @@ async def test_plugin_errors_raised_by_a_plugin_pass_through() -> None:
         await PluginAdapter(Refuses()).execute_object(ExecutionContext(), 1)
     assert caught.value.retryable is True
     assert caught.value.__cause__ is None
+
+
+async def test_a_plain_def_health_is_answered_while_every_worker_is_in_a_call() -> None:
+    release = threading.Event()
+
+    class Blocking:
+        def info(self) -> PluginInfo:
+            return PluginInfo(name="blocking", version="1.0.0")
+
+        def execute(self, ctx: ExecutionContext, request: dict[str, Any]) -> dict[str, Any]:
+            release.wait(20)
+            return request
+
+        def health(self) -> plugwire.HealthStatus:
+            return plugwire.HealthStatus(status=Status.HEALTHY, message="fine")
+
+    adapter = PluginAdapter(Blocking(), max_threads=1)
+    calls = [asyncio.ensure_future(adapter.execute_object(ExecutionContext(), {"n": i})) for i in range(3)]
+    try:
+        await asyncio.sleep(0)  # the calls hold the one worker and queue behind it
+        status = await asyncio.wait_for(adapter.health(), 10)  # not behind the queued calls
+        assert status.message == "fine"
+        assert not any(call.done() for call in calls)
+    finally:
+        release.set()
+        assert [r["n"] for r in await asyncio.gather(*calls)] == [0, 1, 2]
+        await adapter.close()

@@ -91,6 +91,7 @@ class PluginAdapter:
         self.request_type, self.response_type = resolve_types(plugin, request_type, response_type)
         self._max_threads = max_threads
         self._threads: CallThreads | None = None
+        self._control: CallThreads | None = None  # health() and close(), beside the calls
         self._codecs: dict[CodecName, TypedCodec[Any]] = {}
         self._closed = False
         # Decided once: `execute` runs on every call, and inspecting it each time is costly.
@@ -193,7 +194,7 @@ class PluginAdapter:
         method = getattr(self.plugin, "health", None)
         if method is None:
             return HealthStatus(status=Status.HEALTHY, message="ok")
-        status = await self._invoke(method)
+        status = await self._invoke(method, control=True)
         if not isinstance(status, HealthStatus):
             raise TypeError(f"health() must return HealthStatus, got {type(status).__name__}")
         return status
@@ -206,14 +207,24 @@ class PluginAdapter:
         try:
             method = getattr(self.plugin, "close", None)
             if method is not None:
-                await self._invoke(method)
+                await self._invoke(method, control=True)
         finally:
-            if self._threads is not None:
-                self._threads.shutdown()
+            for threads in (self._threads, self._control):
+                if threads is not None:
+                    threads.shutdown()
 
-    async def _invoke(self, method: Any, *args: Any) -> Any:
+    async def _invoke(self, method: Any, *args: Any, control: bool = False) -> Any:
+        """Await `method(*args)`, or run a plain `def` in a worker thread: `execute` in the
+        calls' pool, `health()` and `close()` (`control`) on a thread of their own, so that
+        they never queue behind calls."""
         if inspect.iscoroutinefunction(method):
             return await method(*args)
-        if self._threads is None:
-            self._threads = CallThreads(self._max_threads)
-        return await self._threads.run(lambda: method(*args))
+        if control:
+            if self._control is None:
+                self._control = CallThreads(1, name="plugwire-plugin-control")
+            threads = self._control
+        else:
+            if self._threads is None:
+                self._threads = CallThreads(self._max_threads)
+            threads = self._threads
+        return await threads.run(lambda: method(*args))
