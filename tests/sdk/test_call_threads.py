@@ -12,6 +12,8 @@ import asyncio
 import hashlib
 import os
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -209,80 +211,67 @@ class Blocked:
             assert self.started.acquire(timeout=20)
 
 
-async def blocked_pool(shares: list[tuple[float, float]], calls: int = 8) -> Blocked:
-    pool = Blocked(shares)
-    await pool.queue(calls)
-    return pool
-
-
 def live_workers() -> int:
     return sum(t.name.startswith("scripted") and t.is_alive() for t in threading.enumerate())
 
 
-async def finish(pool: Blocked) -> None:
-    assert pool.threads.shares == []  # every scripted look was taken
-    pool.release.set()
-    await asyncio.gather(*pool.futures)
-    pool.threads.shutdown()
-    for worker in [t for t in threading.enumerate() if t.name.startswith("scripted")]:
-        worker.join(timeout=20)
+@asynccontextmanager
+async def blocked_pool(shares: list[tuple[float, float]], calls: int = 8) -> AsyncIterator[Blocked]:
+    """A `Blocked` pool with `calls` queued; on leaving, every call ends and every worker with it,
+    and every scripted look must have been taken."""
+    pool = Blocked(shares)
+    try:
+        await pool.queue(calls)
+        yield pool
+    finally:
+        pool.release.set()
+        await asyncio.gather(*pool.futures)
+        pool.threads.shutdown()
+        for worker in [t for t in threading.enumerate() if t.name.startswith("scripted")]:
+            worker.join(timeout=20)
     assert live_workers() == 0
+    assert pool.threads.shares == []
 
 
 async def test_a_probe_whose_worker_only_takes_turns_is_undone_and_the_next_waits() -> None:
-    pool = await blocked_pool([(0.95, 1.0), (1.0, 1.0), (0.95, 1.0)])
-    try:
+    async with blocked_pool([(0.95, 1.0), (1.0, 1.0), (0.95, 1.0)]) as pool:
         pool.threads._look_at_workers()  # one worker on a CPU all the time: probe
         assert (pool.threads.size, pool.threads.kept) == (2, 1)
         pool.threads._look_at_workers()  # the two used no more CPU than one did: undo
         assert (pool.threads.size, pool.threads.kept) == (1, 1)
         pool.threads._look_at_workers()  # the same again, at once: no new probe yet
         assert pool.threads.size == 1
-    finally:
-        await finish(pool)
 
 
 async def test_a_probe_whose_worker_runs_beside_the_others_is_kept_and_probing_goes_on() -> None:
-    pool = await blocked_pool([(0.95, 1.0), (1.9, 1.9), (2.0, 2.0)])
-    try:
+    async with blocked_pool([(0.95, 1.0), (1.9, 1.9), (2.0, 2.0)]) as pool:
         pool.threads._look_at_workers()
         pool.threads._look_at_workers()  # two workers, two CPUs' worth: keep it, try a third
         assert (pool.threads.size, pool.threads.kept) == (3, 2)
         pool.threads._look_at_workers()  # the third added nothing: it goes
         assert (pool.threads.size, pool.threads.kept) == (2, 2)
-    finally:
-        await finish(pool)
 
 
 async def test_a_probe_left_without_calls_to_judge_it_by_is_undone() -> None:
-    pool = await blocked_pool([(0.95, 1.0)], calls=2)
-    try:
+    async with blocked_pool([(0.95, 1.0)], calls=2) as pool:
         pool.threads._look_at_workers()  # probe: its worker takes the one queued call
         pool.wait_for_calls(1)
         assert pool.threads.size == 2
         pool.threads._look_at_workers()  # nothing waits any more
         assert (pool.threads.size, pool.threads.kept) == (1, 1)
-    finally:
-        await finish(pool)
 
 
 async def test_waiting_calls_grow_the_pool_taking_back_a_retirement_first() -> None:
-    pool = await blocked_pool([(0.95, 1.0), (1.0, 1.0), (0.1, 0.2)])
-    try:
+    async with blocked_pool([(0.95, 1.0), (1.0, 1.0), (0.1, 0.2)]) as pool:
         pool.threads._look_at_workers()
         pool.wait_for_calls(1)
         pool.threads._look_at_workers()  # a retirement is pending: both workers are still in a call
         assert (pool.threads.size, live_workers()) == (1, 2)
         pool.threads._look_at_workers()  # mostly waiting: to the cap, the pending retirement undone
         assert (pool.threads.size, live_workers()) == (4, 4)
-    finally:
-        await finish(pool)
 
 
 async def test_a_busy_gil_holds_growth_back_even_when_the_workers_wait() -> None:
-    pool = await blocked_pool([(0.1, 0.95)])
-    try:
+    async with blocked_pool([(0.1, 0.95)]) as pool:
         pool.threads._look_at_workers()  # the workers wait, but for the GIL the process keeps busy
         assert pool.threads.size == 1
-    finally:
-        await finish(pool)
