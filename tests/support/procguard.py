@@ -3,6 +3,7 @@ descriptor may outlive a test. Also helpers to point a manager at the test plugi
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 import time
@@ -71,7 +72,17 @@ def pid_alive(pid: int) -> bool:
 
 
 def open_fds() -> set[int]:
-    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+    """This process's open descriptors. The listing reads /proc/self/fd through a descriptor
+    of its own, closed again by the time it returns: that one is left out."""
+    return {fd for fd in map(int, os.listdir("/proc/self/fd")) if _is_open(fd)}
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        fcntl.fcntl(fd, fcntl.F_GETFD)
+    except OSError:
+        return False
+    return True
 
 
 def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
@@ -107,8 +118,11 @@ def no_leaks() -> Iterator[None]:
 
 
 def _new_fds(before: set[int]) -> dict[int, str]:
-    """Descriptors opened since `before`, with what they point at."""
-    details = {fd: _describe_fd(fd) for fd in open_fds() - before}
+    """Descriptors opened since `before` and still open, with what they point at. One that
+    closes between listing and `readlink` is not a leak: another thread (gRPC's pollers, a
+    finishing transport) opened it for a moment."""
+    described = {fd: _describe_fd(fd) for fd in open_fds() - before}
+    details = {fd: what for fd, what in described.items() if what is not None}
     if "grpc" in sys.modules:
         # grpc's core keeps process-wide eventfds for its pollers and opens them lazily on
         # its own threads (e.g. after an earlier test module used gRPC); they are not ours.
@@ -116,11 +130,14 @@ def _new_fds(before: set[int]) -> dict[int, str]:
     return details
 
 
-def _describe_fd(fd: int) -> str:
+def _describe_fd(fd: int) -> str | None:
+    """What `fd` points at, or None if it is no longer open."""
     try:
         return os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return "?"
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"? ({exc.strerror})"
 
 
 class HandDriver:

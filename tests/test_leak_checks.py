@@ -1,0 +1,43 @@
+"""The leak checker every process test relies on: it must report a descriptor left open, and
+nothing else: not the descriptor its own listing of /proc/self/fd uses, not one already closed."""
+
+from __future__ import annotations
+
+import os
+
+import procguard
+import pytest
+from procguard import _new_fds, open_fds
+
+
+def test_a_descriptor_left_open_is_reported_with_its_target() -> None:
+    before = open_fds()
+    read_end, write_end = os.pipe()
+    try:
+        found = _new_fds(before)
+        assert set(found) == {read_end, write_end}
+        assert all(what.startswith("pipe:") for what in found.values())
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert _new_fds(before) == {}
+
+
+def test_the_listing_leaves_out_its_own_descriptor() -> None:
+    # The listing's descriptor takes the lowest free number; a leak check once reported it
+    # (as "?") after a test had taken the number the earlier listing had used.
+    lowest = os.dup(0)
+    os.close(lowest)
+    assert lowest not in open_fds()
+
+
+def test_a_descriptor_closed_before_it_is_described_is_not_a_leak(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = open_fds()
+    read_end, write_end = os.pipe()
+    listed = open_fds() - before
+    os.close(read_end)
+    os.close(write_end)
+    assert listed == {read_end, write_end}
+    # Listed while open, gone when described: another thread's brief descriptor.
+    monkeypatch.setattr(procguard, "open_fds", lambda: before | listed)
+    assert procguard._new_fds(before) == {}
