@@ -37,10 +37,10 @@ from ._guard import SecurityGuard
 from ._handle import PluginHandle
 from ._models import ExecutionContext, HealthStatus, Plugin, Status
 from ._policies import BreakerListener, CircuitBreaker, Policy
-from ._policies._calls import first_attempt
 from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
 from ._sources import InProcess, PluginSource, source_for_config
+from ._transports.base import Call
 from ._types import LoggerLike, ReqT, RespT
 
 __all__ = ["AsyncPluginManager", "PluginHandle"]
@@ -362,7 +362,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         # The attempt's timeout as the timeout policy will set it, so that it need not copy
         # the call to do so (it still cuts it to an overall deadline, which copies).
         timeout = entry.attempt_timeout if ctx.timeout is None else ctx.timeout
-        call = first_attempt(name, payload, ctx, self._request_codec.codec, timeout)
+        call = Call(name, payload, ctx, self._request_codec.codec, timeout)
         entry.inflight += 1
         try:
             raw = await entry.handler(call)

@@ -17,7 +17,6 @@ generation its call was admitted in, so a late result never causes a second tran
 from __future__ import annotations
 
 import collections
-import dataclasses
 import enum
 import itertools
 import logging
@@ -389,7 +388,7 @@ class CircuitBreakerPolicy(BindablePolicy):
         timeout = call.context.timeout if call.context.timeout is not None else self.default_timeout
         ticket = breaker.admit(timeout)
         if ticket[1] is not None:
-            call = dataclasses.replace(call, context=msgspec.structs.replace(call.context, max_retries=0))
+            call = msgspec.structs.replace(call, context=msgspec.structs.replace(call.context, max_retries=0))
         try:
             result = await call_next(call)
         except BaseException as exc:

@@ -6,12 +6,14 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from msgspec.structs import replace
+
 from .._clock import Clock, system_clock
 from .._config import RetryConfig
 from .._errors import ErrorCode, PluginError
 from .._models import ExecutionContext
 from .._transports.base import Call
-from ._calls import stamp_deadline, with_attempt
+from ._calls import stamp_deadline
 from .chain import BindablePolicy, Handler
 
 __all__ = ["RetryPolicy", "is_retryable"]
@@ -113,7 +115,7 @@ class RetryPolicy(BindablePolicy):
                 raise failure
             if delay > 0:
                 await self.clock.sleep(delay)
-            call = with_attempt(call, call.attempt + 1)
+            call = replace(call, attempt=call.attempt + 1)
             try:
                 return await call_next(call)
             except PluginError as exc:

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any
 
+from msgspec.structs import replace
+
 from .._clock import Clock, SystemClock, system_clock
 from .._errors import PluginTimeoutError
 from .._transports.base import Call, attempt_timed_out
-from ._calls import stamp_deadline, with_timeout
+from ._calls import stamp_deadline
 from .chain import BindablePolicy, Handler
 
 __all__ = ["TimeoutPolicy"]
@@ -58,7 +60,7 @@ class TimeoutPolicy(BindablePolicy):
             # The transport times the attempt: only set its limit, and add no frame of our own.
             limit = default if context.timeout is None else context.timeout
             if limit is not None and call.timeout != limit:
-                call = with_timeout(call, limit)
+                call = replace(call, timeout=limit)
             return call_next(call)
 
         return timeout
@@ -72,7 +74,7 @@ class TimeoutPolicy(BindablePolicy):
         if timeout is None:
             return await call_next(call)
         if call.timeout != timeout:
-            call = with_timeout(call, timeout)
+            call = replace(call, timeout=timeout)
         if self._delegate:
             return await call_next(call)
         scope = self._scope(timeout)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
+
+import msgspec
 
 from .._codec import CodecName
 from .._errors import PluginTimeoutError
@@ -14,9 +15,9 @@ from .._models import ExecutionContext, HealthStatus, PluginInfo, Transport
 __all__ = ["BaseTransport", "Call", "attempt_timed_out"]
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One call on its way to a plugin.
+class Call(msgspec.Struct, frozen=True):
+    """One call on its way to a plugin (immutable: derive a changed copy with
+    `msgspec.structs.replace(call, timeout=...)`).
 
     Attributes:
         plugin: The registered plugin name.
