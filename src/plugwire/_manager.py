@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Generic
 
+from msgspec.structs import replace
+
 from ._clock import Clock, system_clock
 from ._codec import CodecName, TypedCodec
 from ._config import (
@@ -35,7 +37,7 @@ from ._errors import (
 )
 from ._guard import SecurityGuard
 from ._handle import PluginHandle
-from ._models import ExecutionContext, HealthStatus, Plugin, Status
+from ._models import ExecutionContext, HealthStatus, Plugin, Status, _request_ids
 from ._policies import BreakerListener, CircuitBreaker, Policy
 from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
@@ -356,7 +358,9 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             raise PluginUnavailableError(f"plugin {name!r} is offline: {entry.monitor.last.message}", plugin=name)
         if context is not None and (context.headers or context.metadata):
             check_context(context, name)
-        ctx = (context or _EMPTY_CONTEXT).with_request_id()
+        ctx = context or _EMPTY_CONTEXT
+        if not ctx.request_id:  # `ctx.with_request_id()` inlined: a frame fewer per call
+            ctx = replace(ctx, request_id=hex(next(_request_ids.counter))[3:])
         transport = entry.transport
         payload = self._request_codec.encode(request) if transport.wants_bytes else request
         # The attempt's timeout as the timeout policy will set it, so that it need not copy

@@ -167,17 +167,28 @@ class EnvelopeCodec:
         Raises:
             ProtocolError: The envelope is larger than `max_frame` (2001).
         """
-        buf = bytearray(HEADER_SIZE)
-        self._encode_into(message, buf, HEADER_SIZE)
-        size = len(buf) - HEADER_SIZE
+        buf = bytearray()
+        self.append_frame(message, buf, max_frame)
+        return buf
+
+    def append_frame(self, message: msgspec.Struct, buf: bytearray, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        """Append the frame holding `message` to `buf` (frames gathered for one write are
+        encoded in place, with no frame of their own to copy).
+
+        Raises:
+            ProtocolError: The envelope is larger than `max_frame` (2001); `buf` is left as it was.
+        """
+        start = len(buf)
+        self._encode_into(message, buf, start + HEADER_SIZE)
+        size = len(buf) - start - HEADER_SIZE
         if size > max_frame:
+            del buf[start:]
             raise ProtocolError(
                 f"a {type(message).__name__} frame of {size} bytes exceeds the peer's limit of {max_frame} bytes",
                 code=ErrorCode.FRAME_TOO_LARGE,
                 details={"size": size, "max_frame": max_frame},
             )
-        buf[:HEADER_SIZE] = size.to_bytes(HEADER_SIZE, "big")
-        return buf
+        buf[start : start + HEADER_SIZE] = size.to_bytes(HEADER_SIZE, "big")
 
     def decode(self, envelope: bytes | memoryview) -> Any:
         """Decode one envelope (without its length prefix).

@@ -47,6 +47,7 @@ from .._protocol import (
 )
 from ._deadlines import Deadlines
 from ._hello import check_reply
+from ._loop import future_factory, loop_clock
 from ._readahead import ReadAhead, read_ahead_for
 from .base import Call, attempt_timed_out
 
@@ -71,11 +72,14 @@ class HostConnection(FrameReader):
         loop = asyncio.get_running_loop()
         self._loop = loop
         #: The event loop's clock, which call deadlines are measured on (its bound `time`).
-        self.loop_time: Callable[[], float] = loop.time
+        self.loop_time: Callable[[], float] = loop_clock(loop)
+        self._new_future = future_factory(loop)
         self.name = name
         self.write_timeout = write_timeout
         self.handshake: asyncio.Future[PluginHello] = loop.create_future()
         self.lost: asyncio.Future[PluginError] = loop.create_future()
+        #: False once the connection broke (`lost` holds why); a plain attribute, read on every call.
+        self.alive = True
         self.transport: asyncio.Transport | None = None
         self.codec: CodecName = "msgpack"
         self._envelopes: EnvelopeCodec | None = None
@@ -91,6 +95,9 @@ class HostConnection(FrameReader):
         self._corked: bytearray | None = None  # frames held back until the end of this loop turn
         self._sent_since_read = False
         self._writable: asyncio.Future[None] | None = None
+        #: Whether `send_call` must wait: the plugin has not read our earlier writes yet
+        #: (await `wait_writable` first). A plain attribute: it is read on every call.
+        self.must_wait = False
         self._stall_timer: asyncio.TimerHandle | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._partial_since = 0.0
@@ -104,10 +111,6 @@ class HostConnection(FrameReader):
     def inflight(self) -> int:
         """Calls sent and not yet answered."""
         return len(self._pending)
-
-    @property
-    def alive(self) -> bool:
-        return not self.lost.done()
 
     # -------------------------------------------------------------- handshake
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -271,12 +274,6 @@ class HostConnection(FrameReader):
             self.abandon(call_id)
             raise
 
-    @property
-    def must_wait(self) -> bool:
-        """Whether `send_call` must wait: the plugin has not read our earlier writes yet
-        (await `wait_writable` first)."""
-        return self._writable is not None
-
     def send_call(
         self, payload: bytes, ctx: CallContext, deadline: float | None = None, call: Call | None = None
     ) -> tuple[int, asyncio.Future[bytes]]:
@@ -292,11 +289,19 @@ class HostConnection(FrameReader):
         codec = self._envelopes
         assert codec is not None, "call before the handshake"
         call_id = self._next_id
+        message = CallMsg(call_id, msgspec.Raw(payload), "execute", ctx)
+        corked = self._corked
+        if corked is not None:  # (`_uncork` writes it, unless the transport is closing by then)
+            # Joins the frames gathered for this turn's write: encoded in place, no copy.
+            before = len(corked)
+            codec.append_frame(message, corked, self._peer_max_frame)
+            self._written += len(corked) - before
+            sent_now = False
+        else:
+            sent_now = self._write(codec.frame(message, self._peer_max_frame))
         self._next_id = call_id + 1
-        frame = codec.frame(CallMsg(id=call_id, payload=msgspec.Raw(payload), ctx=ctx), self._peer_max_frame)
-        future: asyncio.Future[bytes] = self._loop.create_future()
+        future: asyncio.Future[bytes] = self._new_future()
         self._pending[call_id] = future
-        sent_now = self._write(frame)
         self._frame_ends[call_id] = self._written
         if sent_now and self.read_ahead is not None:
             self.read_ahead.after_write()  # may answer this call (or fail it) right here
@@ -331,7 +336,7 @@ class HostConnection(FrameReader):
         assert self._envelopes is not None
         call_id = self._next_id
         self._next_id = call_id + 1
-        future: asyncio.Future[bytes] = self._loop.create_future()
+        future: asyncio.Future[bytes] = self._new_future()
         self._pending[call_id] = future
         self._write(self._envelopes.frame(kind(id=call_id)))
         self._frame_ends[call_id] = self._written
@@ -400,6 +405,7 @@ class HostConnection(FrameReader):
 
     def pause_writing(self) -> None:
         self._writable = self._loop.create_future()
+        self.must_wait = True
         self._stall_timer = self._loop.call_later(self.write_timeout, self._write_stalled)
 
     def resume_writing(self) -> None:
@@ -407,6 +413,7 @@ class HostConnection(FrameReader):
             self._stall_timer.cancel()
             self._stall_timer = None
         waiter, self._writable = self._writable, None
+        self.must_wait = False
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
@@ -450,6 +457,7 @@ class HostConnection(FrameReader):
         """Fail every pending call at once and close: sent calls are outcome-unknown."""
         if self.lost.done():
             return
+        self.alive = False
         self.lost.set_result(reason)
         self.stop_reading_frames()
         if not self.handshake.done():
@@ -483,6 +491,7 @@ class HostConnection(FrameReader):
             future.set_exception(error)
         self._frame_ends.clear()
         waiter, self._writable = self._writable, None
+        self.must_wait = False
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         if transport is not None:

@@ -174,12 +174,13 @@ class SubprocessTransport(BaseTransport):
         if timeout is not None and deadline is None:
             deadline = conn.loop_time() + timeout
         ctx = call.context
-        wire_ctx = CallContext(
-            request_id=ctx.request_id,
-            deadline=time.time() + call.timeout if call.timeout else 0.0,
-            metadata=ctx.metadata,
-            headers=ctx.headers,
-            traceparent=ctx.headers.get("traceparent", ""),
+        headers = ctx.headers
+        wire_ctx = CallContext(  # positional: request_id, deadline, metadata, headers, traceparent
+            ctx.request_id,
+            time.time() + timeout if timeout else 0.0,
+            ctx.metadata,
+            headers,
+            headers.get("traceparent", "") if headers else "",
         )
         payload = call.payload
         try:
