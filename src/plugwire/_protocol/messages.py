@@ -8,6 +8,7 @@ envelope verbatim instead of being encoded twice.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 HEADER_SIZE: Final = 4
+_pack_length = struct.Struct(">I").pack_into
 DEFAULT_MAX_FRAME: Final = 16 * 1024 * 1024
 
 
@@ -188,7 +190,7 @@ class EnvelopeCodec:
                 code=ErrorCode.FRAME_TOO_LARGE,
                 details={"size": size, "max_frame": max_frame},
             )
-        buf[start : start + HEADER_SIZE] = size.to_bytes(HEADER_SIZE, "big")
+        _pack_length(buf, start, size)
 
     def decode(self, envelope: bytes | memoryview) -> Any:
         """Decode one envelope (without its length prefix).

@@ -53,6 +53,8 @@ from .base import Call, attempt_timed_out
 
 __all__ = ["HostConnection"]
 
+_Raw = msgspec.Raw
+
 _log = logging.getLogger("plugwire.transport.subprocess")
 _REMEMBERED_CANCELS: Final = 1024
 
@@ -284,12 +286,12 @@ class HostConnection(FrameReader):
         `await wait_writable()` first while `must_wait`. Raises what `call()` raises
         before the request is sent.
         """
-        if self.lost.done():
+        if not self.alive:
             raise self._not_sent(self.lost.result())
         codec = self._envelopes
         assert codec is not None, "call before the handshake"
         call_id = self._next_id
-        message = CallMsg(call_id, msgspec.Raw(payload), "execute", ctx)
+        message = CallMsg(call_id, _Raw(payload), "execute", ctx)
         corked = self._corked
         if corked is not None:  # (`_uncork` writes it, unless the transport is closing by then)
             # Joins the frames gathered for this turn's write: encoded in place, no copy.
