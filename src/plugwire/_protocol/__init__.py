@@ -36,6 +36,7 @@ from .messages import (
     ShutdownMsg,
     decode_handshake,
     handshake_frame,
+    pack_length,
 )
 
 __all__ = [
@@ -66,5 +67,6 @@ __all__ = [
     "decode_handshake",
     "handshake_env",
     "handshake_frame",
+    "pack_length",
     "parse_versions",
 ]

@@ -35,10 +35,12 @@ __all__ = [
     "ShutdownMsg",
     "decode_handshake",
     "handshake_frame",
+    "pack_length",
 ]
 
 HEADER_SIZE: Final = 4
-_pack_length = struct.Struct(">I").pack_into
+pack_length: Final = struct.Struct(">I").pack_into
+"""`pack_length(buf, offset, size)`: write a frame's length prefix into `buf` at `offset`."""
 DEFAULT_MAX_FRAME: Final = 16 * 1024 * 1024
 
 
@@ -190,7 +192,7 @@ class EnvelopeCodec:
                 code=ErrorCode.FRAME_TOO_LARGE,
                 details={"size": size, "max_frame": max_frame},
             )
-        _pack_length(buf, start, size)
+        pack_length(buf, start, size)
 
     def decode(self, envelope: bytes | memoryview) -> Any:
         """Decode one envelope (without its length prefix).

@@ -31,6 +31,7 @@ from .._protocol import (
     ResultMsg,
     ShutdownMsg,
     handshake_frame,
+    pack_length,
 )
 from ._eager import EagerStarter
 from ._hello import AuthVerifier, answer_hello
@@ -318,7 +319,7 @@ class StdioServer(FrameReader):
                         size = len(corked) - start - _HEADER
                         frame = None
                         if size <= self._peer_max_frame:
-                            corked[start : start + _HEADER] = size.to_bytes(_HEADER, "big")
+                            pack_length(corked, start, size)
                         else:  # refused below, the general way
                             frame = corked[start:]
                             del corked[start:]
@@ -342,7 +343,7 @@ class StdioServer(FrameReader):
                 size = len(frame) - _HEADER
                 if self._in_read and size <= self._peer_max_frame:
                     # The common case of `_send_result`, inlined: sent right after this read.
-                    frame[:_HEADER] = size.to_bytes(_HEADER, "big")
+                    pack_length(frame, 0, size)
                     corked = self._corked
                     if corked is None:
                         self._corked = frame
@@ -403,7 +404,7 @@ class StdioServer(FrameReader):
             message = f"a ResultMsg frame of {size} bytes exceeds the peer's limit of {max_frame} bytes"
             self._send(ErrorMsg(id=call_id, code=ErrorCode.FRAME_TOO_LARGE, message=message))
             return
-        frame[:_HEADER] = size.to_bytes(_HEADER, "big")
+        pack_length(frame, 0, size)
         self._push(frame)
 
     def _push(self, frame: bytearray) -> None:
