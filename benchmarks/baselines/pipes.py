@@ -16,7 +16,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -82,11 +82,13 @@ async def blocking_pipes(env: Env, size: int = SMALL) -> AsyncIterator[Op]:
 
 @asynccontextmanager
 async def asyncio_pipes(
-    env: Env, size: int = SMALL, in_flight: int = 1, *, blocking_child: bool = False
+    env: Env, size: int = SMALL, in_flight: int = 1, *, blocking_child: bool = False, wrapper: Sequence[str] = ()
 ) -> AsyncIterator[Op]:
     """`in_flight` frames written, then as many read back, through asyncio's subprocess streams,
-    to the asyncio echo child (or the blocking one)."""
+    to the asyncio echo child (or the blocking one); `wrapper` is put before the child's
+    command (`benchmarks/instructions.py` runs it under valgrind)."""
     proc = await asyncio.create_subprocess_exec(
+        *wrapper,
         sys.executable,
         _ECHO if blocking_child else _ASYNCIO_ECHO,
         stdin=asyncio.subprocess.PIPE,
