@@ -63,7 +63,9 @@ class Deadlines:
         if deadline < self._armed_at:
             self._arm(deadline)
         elif len(new) > len(self._pending) + _STALE_LIMIT:
-            self._merge()
+            # Drop the answered calls' entries; the heap is only built when the timer fires.
+            pending = self._pending
+            self._new = [entry for entry in new if entry[1] in pending]
 
     def clear(self) -> None:
         """Forget every deadline and stop the timer (the connection is closing)."""
