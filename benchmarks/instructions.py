@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ._model import Env
+
 BATCH = 1024
 """Calls per batch."""
 IN_FLIGHT = 64
@@ -75,26 +77,23 @@ FLOOR_OF = {"plugwire.x64": "floor.x64", "plugwire.seq": "floor.seq"}
 Batch = Callable[[], Awaitable[None]]
 
 
+def _env() -> Env:
+    """The harness's `Env`: this process's variables (so PYTHONPATH reaches the children)."""
+    return Env(quick=False, workdir=Path(tempfile.gettempdir()), child_env=dict(os.environ))
+
+
 @asynccontextmanager
 async def _plugwire(mode: str, wrapper: Sequence[str]) -> AsyncIterator[Batch]:
     import msgspec
 
-    import plugwire
-
-    from .cases._plugin import PLUGIN_SCRIPT, Echo, echo_request, plugin_config
+    from .cases._plugin import echo_request, plugin_config, running_manager
 
     config = plugin_config("echo")
     if wrapper:  # a plugin under valgrind starts and answers far slower
         slow = msgspec.structs.replace(config.connection, connection_timeout=300.0, request_timeout=300.0)
         config = msgspec.structs.replace(config, connection=slow)
-    path = os.environ.get("PYTHONPATH", "")
-    source = plugwire.subprocess(
-        *wrapper, sys.executable, str(PLUGIN_SCRIPT), "echo", env={"PYTHONPATH": path} if path else {}
-    )
-    manager: plugwire.AsyncPluginManager[Echo, Echo] = plugwire.AsyncPluginManager(Echo, Echo)
     request = echo_request()
-    async with manager:
-        await manager.register(source, config=config)
+    async with running_manager(_env(), config, wrapper=wrapper) as manager:
         execute = manager.execute
 
         async def caller(calls: int) -> None:
@@ -112,12 +111,10 @@ async def _plugwire(mode: str, wrapper: Sequence[str]) -> AsyncIterator[Batch]:
 
 @asynccontextmanager
 async def _floor(mode: str, wrapper: Sequence[str]) -> AsyncIterator[Batch]:
-    from ._model import Env
     from .baselines.pipes import asyncio_pipes
 
     in_flight = IN_FLIGHT if mode == "x64" else 1
-    env = Env(quick=False, workdir=Path(tempfile.gettempdir()), child_env=dict(os.environ))
-    async with asyncio_pipes(env, in_flight=in_flight, wrapper=wrapper) as op:
+    async with asyncio_pipes(_env(), in_flight=in_flight, wrapper=wrapper) as op:
 
         async def batch() -> None:
             for _ in range(BATCH // in_flight):
@@ -128,20 +125,9 @@ async def _floor(mode: str, wrapper: Sequence[str]) -> AsyncIterator[Batch]:
 
 @asynccontextmanager
 async def _wakeups(mode: str, wrapper: Sequence[str]) -> AsyncIterator[Batch]:
-    loop = asyncio.get_running_loop()
-    waiting: list[asyncio.Future[None]] = []
+    from .baselines.waiting import answered_together
 
-    def resolve() -> None:
-        batch, waiting[:] = list(waiting), []
-        for future in batch:
-            future.set_result(None)
-
-    async def call() -> None:
-        future = loop.create_future()
-        waiting.append(future)
-        if len(waiting) == IN_FLIGHT:
-            loop.call_soon(resolve)
-        await future
+    call = answered_together(IN_FLIGHT)
 
     async def caller() -> None:
         for _ in range(CALLS_EACH):

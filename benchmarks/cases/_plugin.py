@@ -9,7 +9,7 @@ plugin import this tree's plugwire) goes through the plugin's configured `env`.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -52,10 +52,15 @@ def plugin_env(env: Env, **extra: str) -> dict[str, str]:
 
 
 def plugin_source(
-    env: Env, mode: Mode = "echo", script: Path = PLUGIN_SCRIPT, extra_env: dict[str, str] | None = None
+    env: Env,
+    mode: Mode = "echo",
+    script: Path = PLUGIN_SCRIPT,
+    extra_env: dict[str, str] | None = None,
+    wrapper: Sequence[str] = (),
 ) -> plugwire.PluginSource:
-    """`plugwire.subprocess(python, script, mode)` with the import path (and `extra_env`) passed through `env`."""
-    return plugwire.subprocess(sys.executable, str(script), mode, env=plugin_env(env, **(extra_env or {})))
+    """`plugwire.subprocess(python, script, mode)` with the import path (and `extra_env`) passed
+    through `env`; `wrapper` goes before the command (`benchmarks/instructions.py`: valgrind)."""
+    return plugwire.subprocess(*wrapper, sys.executable, str(script), mode, env=plugin_env(env, **(extra_env or {})))
 
 
 def plugin_config(name: str, processes: int = 1, **changes: Any) -> plugwire.PluginConfig:
@@ -88,6 +93,7 @@ async def running_manager(
     manager_config: plugwire.ManagerConfig | None = None,
     request: Echo = REQUEST,
     extra_env: dict[str, str] | None = None,
+    wrapper: Sequence[str] = (),
 ) -> AsyncIterator[Manager]:
     """A started manager with one subprocess plugin (named `config.name`), checked with one call.
 
@@ -95,7 +101,7 @@ async def running_manager(
     """
     manager: Manager = plugwire.AsyncPluginManager(Echo, Echo, manager_config)
     async with manager:
-        await manager.register(plugin_source(env, mode, script, extra_env), config=config)
+        await manager.register(plugin_source(env, mode, script, extra_env, wrapper), config=config)
         answer = await manager.execute(config.name, request)
         if mode == "echo" and answer != request:
             raise RuntimeError("the subprocess echo plugin answered with a different message")

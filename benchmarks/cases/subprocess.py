@@ -28,6 +28,7 @@ from ..baselines.pipes import (
     ASYNCIO_HOST_FLOOR_X64,
 )
 from ..baselines.processes import PYTHON_MEMORY, PYTHON_PASS, peak_rss
+from ..baselines.waiting import answered_together
 from ._plugin import (
     PLUGIN_SCRIPT,
     Echo,
@@ -173,20 +174,7 @@ async def subprocess_x64(env: Env) -> AsyncIterator[Op]:
 @asynccontextmanager
 async def _gather_floor(env: Env) -> AsyncIterator[Op]:
     """asyncio alone: 64 coroutines gathered, each awaiting a future that is resolved when all wait."""
-    loop = asyncio.get_running_loop()
-    waiting: list[asyncio.Future[None]] = []
-
-    def resolve() -> None:
-        for future in waiting:
-            future.set_result(None)
-        waiting.clear()
-
-    async def call() -> None:
-        future = loop.create_future()
-        waiting.append(future)
-        if len(waiting) == IN_FLIGHT:
-            loop.call_soon(resolve)
-        await future
+    call = answered_together(IN_FLIGHT)
 
     async def gathered() -> None:
         await asyncio.gather(*(call() for _ in range(IN_FLIGHT)))
