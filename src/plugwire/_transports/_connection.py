@@ -49,6 +49,7 @@ from ._deadlines import Deadlines
 from ._hello import check_reply
 from ._loop import future_factory, loop_clock
 from ._readahead import ReadAhead, read_ahead_for
+from ._wakeups import Wakeups
 from .base import Call, attempt_timed_out
 
 __all__ = ["HostConnection"]
@@ -107,6 +108,10 @@ class HostConnection(FrameReader):
         self.stray_replies = 0
         #: Reads a call's answer right after its request went out (`attach_socket`).
         self.read_ahead: ReadAhead | None = None
+        # Answers read outside any task wake their callers at the end of the read (`_wakeups.py`):
+        # every read but the one `send_call` makes inside its caller's task sets them aside.
+        self._wakeups = Wakeups(loop)
+        self._deferring = self._wakeups.enabled
 
     # ------------------------------------------------------------- inspection
     @property
@@ -170,12 +175,18 @@ class HostConnection(FrameReader):
         self._frame_ends.pop(message.id, None)
         if future.done():
             return
+        # Outside a task the caller is woken when the read is parsed (`_wakeups.py`).
         if type(message) is ResultMsg:
-            future.set_result(bytes(message.payload))  # copied out of the reused buffer
+            if self._deferring:
+                self._wakeups.answers.append((future, bytes(message.payload)))  # copied out of the reused buffer
+            else:
+                future.set_result(bytes(message.payload))
+            return
+        error = error_from_code(message.code, message.message, retryable=message.retryable, plugin=self.name)
+        if self._deferring:
+            self._wakeups.answers.append((future, error))
         else:
-            future.set_exception(
-                error_from_code(message.code, message.message, retryable=message.retryable, plugin=self.name)
-            )
+            future.set_exception(error)
 
     def _bad_envelope(self, envelope: memoryview) -> None:
         assert self._envelopes is not None
@@ -206,6 +217,8 @@ class HostConnection(FrameReader):
             self._partial_since = self._loop.time()
             if self._read_timer is None:
                 self._read_timer = self._loop.call_later(self.write_timeout, self._check_read_stall)
+        if self._wakeups.answers:
+            self._wakeups.wake()
 
     def _check_read_stall(self) -> None:
         self._read_timer = None
@@ -306,7 +319,13 @@ class HostConnection(FrameReader):
         self._pending[call_id] = future
         self._frame_ends[call_id] = self._written
         if sent_now and self.read_ahead is not None:
-            self.read_ahead.after_write()  # may answer this call (or fail it) right here
+            # May answer this call (or fail it) right here, inside the caller's task: answers
+            # read now are not set aside for `_wakeups`, whose waiters need no task running.
+            deferring, self._deferring = self._deferring, False
+            try:
+                self.read_ahead.after_write()
+            finally:
+                self._deferring = deferring
         if deadline is not None and call_id in self._pending:  # an answered call needs no timer
             assert call is not None, "a deadline needs its call"
             self._deadlines.watch(deadline, call_id, call)
@@ -388,7 +407,7 @@ class HostConnection(FrameReader):
         read_ahead = self.read_ahead
         if corked is not None:
             corked += data
-        elif self._sent_since_read or (read_ahead is not None and read_ahead.due):
+        elif self._sent_since_read or self._wakeups.left or (read_ahead is not None and read_ahead.due):
             self._corked = bytearray(data)
             self._loop.call_soon(self._uncork)
         else:
