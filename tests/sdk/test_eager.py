@@ -181,3 +181,49 @@ async def test_started_from_inside_another_task_a_call_still_runs_in_its_own_tas
     assert seen[0] is not None
     assert seen[0] is not outer
     starter.close()
+
+
+async def test_a_call_that_raises_in_its_first_step_raises_from_start_and_the_next_call_runs() -> None:
+    starter = await starter_with_a_parked_carrier()
+    seen: list[str] = []
+
+    async def failing() -> None:
+        raise LookupError("first step")
+
+    async def plain() -> None:
+        seen.append("next")
+
+    raised: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    def start_failing() -> None:  # in a loop callback, as a read is
+        try:
+            starter.start(failing())
+        except LookupError as exc:
+            raised.set_result(exc)
+
+    asyncio.get_running_loop().call_soon(start_failing)
+    assert str(await raised) == "first step"
+    assert await from_callback(starter, plain()) is None  # finished at once, on a fresh runner
+    assert seen == ["next"]
+    starter.close()
+
+
+async def test_a_call_that_raises_after_suspending_fails_its_task_and_the_next_call_runs() -> None:
+    starter = await starter_with_a_parked_carrier()
+    seen: list[str] = []
+
+    async def failing() -> None:
+        await asyncio.sleep(0)
+        raise LookupError("later step")
+
+    async def plain() -> None:
+        seen.append("next")
+
+    task = await from_callback(starter, failing())
+    assert task is not None
+    with pytest.raises(LookupError, match="later step"):
+        await task
+    for _ in range(2):  # a call that finishes at once, on the runner that replaced the first
+        assert await from_callback(starter, plain()) is None
+    assert seen == ["next", "next"]
+    starter.close()

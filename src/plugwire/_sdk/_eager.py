@@ -11,7 +11,11 @@ does it: a task created ahead of time and parked on a future. The call's first s
 with the carrier as the current task (`asyncio.tasks._enter_task`, which the module exports
 for task implementations); if the call suspends, the carrier wakes and drives the rest of it,
 so the task that `current_task()` returned is the task that runs the call to its end. Only
-a call that suspended uses up the carrier; a fresh one is parked for the next call.
+a call that suspended uses up the carrier; a fresh one is parked for the next call. Calls are
+sent into a *runner*, a generator that awaits each in turn, rather than stepped with
+`coro.send()`: a coroutine that returns under `send()` raises StopIteration, which costs more
+than a small call's own work; the runner's `yield from` takes the end without one. A call that
+suspends keeps its runner (the carrier drives it), and the next call gets a new one.
 """
 
 from __future__ import annotations
@@ -40,11 +44,12 @@ class EagerStarter:
         loop: The running loop the calls run on.
     """
 
-    __slots__ = ("_loop", "_spare")
+    __slots__ = ("_loop", "_runner", "_spare")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._spare: _Carrier | None = None
+        self._runner = _new_runner()
 
     def start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[Any] | None:
         """Run `coro` up to its first suspension now.
@@ -65,12 +70,15 @@ class EagerStarter:
             return loop.create_task(coro)
         context = _copy_context()  # each call its own, as a task would have
         carried = carrier.task
+        runner = self._runner
         _enter_task(loop, carried)
         try:
-            yielded = context.run(coro.send, None)
-        except StopIteration:
-            yielded = _FINISHED
-        except asyncio.CancelledError:
+            # Through the runner, a call that finishes raises no StopIteration here.
+            yielded = context.run(runner.send, coro)
+        except BaseException as exc:  # out of the call, through the runner, which is spent
+            self._runner = _new_runner()
+            if not isinstance(exc, asyncio.CancelledError):
+                raise
             yielded = _FINISHED  # a task would end cancelled, and nobody awaits it
         finally:
             _leave_task(loop, carried)
@@ -78,8 +86,10 @@ class EagerStarter:
             if carrier.wake.done():  # the call cancelled its own task: this carrier is spent
                 self._spare = _Carrier(loop)
             return None
+        # The call suspended: its runner goes with it to the carrier, which drives it to the end.
+        self._runner = _new_runner()
         self._spare = _Carrier(loop)
-        carrier.hand_over(coro, yielded, context)
+        carrier.hand_over(runner, yielded, context)
         return carrier.task
 
     def close(self) -> None:
@@ -87,9 +97,30 @@ class EagerStarter:
         spare, self._spare = self._spare, None
         if spare is not None:
             spare.task.cancel()
+        self._runner.close()
 
 
 _FINISHED: Final = object()
+"""What a runner yields once its call finished."""
+
+Runner = Generator[Any, Any, None]
+
+
+@types.coroutine
+def _run_calls() -> Runner:
+    """Runs each coroutine sent to it up to its end, then yields `_FINISHED` and waits for the
+    next. A coroutine run by `send` raises StopIteration when it returns, which costs more than
+    the call's own work; awaited here it hands its end back without one (`yield from`)."""
+    coro = yield None
+    while True:
+        yield from coro
+        coro = yield _FINISHED
+
+
+def _new_runner() -> Runner:
+    runner = _run_calls()
+    runner.send(None)  # waiting for its first coroutine
+    return runner
 
 
 class _Carrier:
@@ -100,15 +131,15 @@ class _Carrier:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.parked = False
         self.wake: asyncio.Future[None] = loop.create_future()
-        self.work: tuple[Coroutine[Any, Any, None], Any, contextvars.Context] | None = None
+        self.work: tuple[Runner, Any, contextvars.Context] | None = None
         self.task: asyncio.Task[Any] = loop.create_task(self._carry())
 
-    def hand_over(self, coro: Coroutine[Any, Any, None], yielded: Any, context: contextvars.Context) -> None:
-        self.work = (coro, yielded, context)
+    def hand_over(self, runner: Runner, yielded: Any, context: contextvars.Context) -> None:
+        self.work = (runner, yielded, context)
         if not self.wake.done():  # done: the call cancelled its task during its first step
             self.wake.set_result(None)
 
-    async def _carry(self) -> Any:
+    async def _carry(self) -> None:
         self.parked = True
         cancelled = False
         try:
@@ -118,37 +149,28 @@ class _Carrier:
                 raise  # cancelled while parked: there is nothing to run
             cancelled = True  # the call was cancelled before the carrier took it over
         assert self.work is not None
-        coro, yielded, context = self.work
+        runner, yielded, context = self.work
         self.work = None
-        return await _drive(coro, yielded, context, cancelled)
+        await _drive(runner, yielded, context, cancelled)
 
 
 @types.coroutine
-def _drive(
-    coro: Coroutine[Any, Any, None], yielded: Any, context: contextvars.Context, cancelled: bool
-) -> Generator[Any, Any, Any]:
-    """Continue a coroutine that suspended on `yielded`, each step in its own `context`."""
+def _drive(runner: Runner, yielded: Any, context: contextvars.Context, cancelled: bool) -> Runner:
+    """Continue a call that suspended on `yielded`, each step in its own `context`, until its
+    runner reports it finished."""
     if cancelled:
         if asyncio.isfuture(yielded):
             yielded.cancel()  # as Task.cancel() does: the awaited future raises CancelledError
         else:
-            try:
-                yielded = context.run(coro.throw, asyncio.CancelledError())
-            except StopIteration as stop:
-                return stop.value
-    while True:
+            yielded = context.run(runner.throw, asyncio.CancelledError())
+    while yielded is not _FINISHED:
         try:
             sent = yield yielded
         except GeneratorExit:
-            coro.close()
+            runner.close()
             raise
         except BaseException as exc:  # thrown in by the task: cancellation, mostly
-            try:
-                yielded = context.run(coro.throw, exc)
-            except StopIteration as stop:
-                return stop.value
+            yielded = context.run(runner.throw, exc)
         else:
-            try:
-                yielded = context.run(coro.send, sent)
-            except StopIteration as stop:
-                return stop.value
+            yielded = context.run(runner.send, sent)
+    runner.close()  # it waits for a next call that goes to another runner
