@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -297,6 +298,44 @@ async def test_extra_processes_idle_for_idle_timeout_are_stopped_down_to_the_idl
         await asyncio.wait_for(asyncio.shield(stopped.exited), 10)
         assert stopped.exited.result() == 0  # stopped gracefully, not killed
         assert (await manager.execute("echo", Req(text="still here"))).text == "still here"
+
+
+async def test_health_checks_do_not_keep_an_idle_extra_process_running() -> None:
+    # The reaper counts the calls each connection started; health checks are not calls. The
+    # manager closes while the reaped process may still be stopping: that stop is waited
+    # for, not cut short (which left the process running).
+    cfg = plugwire.PluginConfig(
+        name="echo",
+        connection=plugwire.ConnectionConfig(max_connections=2, max_idle_connections=1, idle_timeout=0.2),
+    )
+    async with manager_for(Req, Resp) as manager:
+        await manager.register(python_plugin("echo_plugin.py"), config=cfg)
+        transport = manager._entries["echo"].transport
+        assert isinstance(transport, SubprocessTransport)
+        pool = transport.pool
+        assert pool is not None
+        slow = asyncio.ensure_future(manager.execute("echo", Req(op="sleep", seconds=0.1)))
+        await asyncio.sleep(0)
+        await manager.execute("echo", Req(text="grow"))
+        await pool.wait_for(lambda: len(pool.workers) == 2)
+        await slow
+        checks = 0
+
+        async def checking() -> None:
+            nonlocal checks
+            while True:  # each check reaches every live process
+                await manager.health()
+                checks += 1
+
+        checker = asyncio.create_task(checking())
+        try:
+            await asyncio.wait_for(pool.wait_for(lambda: len(pool.workers) == 1), 10)
+        finally:
+            checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checker
+        assert checks > 0
+        assert pool.workers[0].conn.calls_started >= 1
 
 
 def test_the_blocking_manager_runs_subprocess_plugins_too() -> None:

@@ -94,6 +94,8 @@ class HostConnection(FrameReader):
         self._frame_ends: dict[int, int] = {}
         self._cancelled: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._next_id = 1
+        self._control_calls = 0  # health checks sent, and those still waiting for their answer
+        self._controls_pending = 0
         self._written = 0
         self._corked: bytearray | None = None  # frames held back until the end of this loop turn
         self._sent_since_read = False
@@ -116,8 +118,13 @@ class HostConnection(FrameReader):
     # ------------------------------------------------------------- inspection
     @property
     def inflight(self) -> int:
-        """Calls sent and not yet answered."""
-        return len(self._pending)
+        """Calls sent and not yet answered (health checks not counted)."""
+        return max(len(self._pending) - self._controls_pending, 0)  # (a broken connection clears both)
+
+    @property
+    def calls_started(self) -> int:
+        """Calls sent on this connection so far (health checks not counted)."""
+        return self._next_id - 1 - self._control_calls
 
     # -------------------------------------------------------------- handshake
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -357,13 +364,16 @@ class HostConnection(FrameReader):
         assert self._envelopes is not None
         call_id = self._next_id
         self._next_id = call_id + 1
+        self._control_calls += 1
+        self._controls_pending += 1
         future: asyncio.Future[bytes] = self._new_future()
         self._pending[call_id] = future
-        self._write(self._envelopes.frame(kind(id=call_id)))
-        self._frame_ends[call_id] = self._written
         try:
+            self._write(self._envelopes.frame(kind(id=call_id)))
+            self._frame_ends[call_id] = self._written
             return await future
         finally:
+            self._controls_pending -= 1
             if self._pending.pop(call_id, None) is not None:
                 self._frame_ends.pop(call_id, None)
                 self._remember_cancel(call_id)

@@ -69,7 +69,10 @@ class Worker:
     conn: HostConnection
     info: PluginInfo
     retired: bool = field(default=False)
-    last_used: float = field(default=0.0)
+    #: For the idle reaper: the connection's `calls_started` when it last looked, and since
+    #: when it has found the process idle (None: busy at the last look).
+    seen_calls: int = field(default=0)
+    idle_since: float | None = field(default=None)
 
 
 Launcher = Callable[[], Awaitable[Worker]]
@@ -119,6 +122,7 @@ class ProcessPool:
         self._crashes: collections.deque[float] = collections.deque()
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stops: set[asyncio.Task[None]] = set()  # workers being stopped: awaited on close, never cancelled
         self._growing = False
         self._restarting = False
         self._offline_reason: PluginError | None = None
@@ -156,7 +160,7 @@ class ProcessPool:
         changed.set()
 
     def _adopt(self, worker: Worker) -> None:
-        worker.last_used = self.clock.monotonic()
+        worker.idle_since = self.clock.monotonic()
         self.workers.append(worker)
         self.info = worker.info
         self._ready.set()
@@ -174,7 +178,7 @@ class ProcessPool:
         workers, self.workers = self.workers, []
         for worker in workers:
             worker.retired = True
-        await asyncio.gather(*(self._stop_worker(w) for w in workers), return_exceptions=True)
+        await asyncio.gather(*(self._stop_worker(w) for w in workers), *self._stops, return_exceptions=True)
         # Crashed processes whose supervision task was just cancelled: reap them too.
         await asyncio.gather(*(asyncio.shield(p.exited) for p in self._dying), return_exceptions=True)
 
@@ -239,6 +243,13 @@ class ProcessPool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _spawn_stop(self, worker: Worker) -> None:
+        """Stop a retired worker in the background; `aclose` waits for it to end (a stop cut
+        short would leave its process running)."""
+        task = asyncio.ensure_future(self._stop_worker(worker))
+        self._stops.add(task)
+        task.add_done_callback(self._stops.discard)
+
     async def _grow(self) -> None:
         try:
             worker = await self._launch()
@@ -255,20 +266,34 @@ class ProcessPool:
         _log.info("plugin %r: grew to %d processes", self.name, len(self.workers))
 
     async def _reap_idle(self) -> None:
-        """Stop extra processes that have been idle for `idle_timeout` (checked twice per period)."""
+        """Stop extra processes that have been idle for `idle_timeout` (checked twice per period).
+
+        A process is idle from the first look that finds no call in flight and none started
+        since the look before; it is stopped at the first look `idle_timeout` after that
+        (so after at least `idle_timeout` without calls, and at most about twice that). Calls
+        are counted by their connection, not timed one by one on the way.
+        """
         while self._running():
             await self.clock.sleep(self.idle_timeout / 2)
             now = self.clock.monotonic()
             for worker in reversed(list(self.workers)):  # newest first: the oldest stays
                 if len(self.workers) <= self.keep_idle:
                     break
-                if worker.conn.inflight or now - worker.last_used < self.idle_timeout:
+                conn = worker.conn
+                started = conn.calls_started
+                if conn.inflight or started != worker.seen_calls:
+                    worker.seen_calls = started
+                    worker.idle_since = None
+                    continue
+                if worker.idle_since is None:
+                    worker.idle_since = now
+                if now - worker.idle_since < self.idle_timeout:
                     continue
                 worker.retired = True
                 self.workers.remove(worker)
                 self._notify()
                 _log.info("plugin %r: stopping idle process %d", self.name, worker.process.pid)
-                self._spawn_task(self._stop_worker(worker))
+                self._spawn_stop(worker)
 
     def _lost(self, worker: Worker) -> None:
         if worker.retired:
@@ -346,7 +371,7 @@ class ProcessPool:
         self._emit("offline", crashes=len(self._crashes), reason=reason.message)
         for worker in list(self.workers):
             worker.retired = True
-            self._spawn_task(self._stop_worker(worker))
+            self._spawn_stop(worker)
         self.workers.clear()
 
     async def _restart_loop(self) -> None:

@@ -94,7 +94,6 @@ class SubprocessTransport(BaseTransport):
         self.name = config.name
         self._pool: ProcessPool | None = None
         self._start_lock = asyncio.Lock()
-        self._clock = self.options.clock
         #: Host-side checks awaited after `options.prepare_launch`, before every spawn, so the
         #: argv they approve is the argv that runs (the security system's verified launch).
         self.launch_guards: list[LaunchHook] = []
@@ -183,21 +182,18 @@ class SubprocessTransport(BaseTransport):
             headers.get("traceparent", "") if headers else "",
         )
         payload = call.payload
+        if call.codec != conn.codec:
+            payload = _transcode(payload, call.codec, conn.codec)
+            return _transcode(await conn.call(payload, wire_ctx, deadline, call), conn.codec, call.codec)
+        # `conn.call` inlined: the answer's future is awaited here, one frame fewer per call.
+        if conn.must_wait:
+            await conn.wait_writable(deadline, call)
+        call_id, answer = conn.send_call(payload, wire_ctx, deadline, call)
         try:
-            if call.codec != conn.codec:
-                payload = _transcode(payload, call.codec, conn.codec)
-                return _transcode(await conn.call(payload, wire_ctx, deadline, call), conn.codec, call.codec)
-            # `conn.call` inlined: the answer's future is awaited here, one frame fewer per call.
-            if conn.must_wait:
-                await conn.wait_writable(deadline, call)
-            call_id, answer = conn.send_call(payload, wire_ctx, deadline, call)
-            try:
-                return await answer
-            except asyncio.CancelledError:
-                conn.abandon(call_id)
-                raise
-        finally:
-            worker.last_used = self._clock.monotonic()  # idle time counts from the last answer
+            return await answer
+        except asyncio.CancelledError:
+            conn.abandon(call_id)
+            raise
 
     async def health(self) -> HealthStatus:
         pool = self._pool
