@@ -360,7 +360,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             check_context(context, name)
         ctx = context or _EMPTY_CONTEXT
         if not ctx.request_id:  # `ctx.with_request_id()` inlined: a frame fewer per call
-            ctx = replace(ctx, request_id=hex(next(_request_ids.counter))[3:])
+            ctx = replace(ctx, request_id=next(_request_ids.counter).to_bytes(16, "big").hex())
         transport = entry.transport
         payload = self._request_codec.encode(request) if transport.wants_bytes else request
         # The attempt's timeout as the timeout policy will set it, so that it need not copy

@@ -98,18 +98,18 @@ class _RequestIds:
 
     As unique as a uuid4 for our purpose, at a tenth of the cost (no system call per id),
     which matters because every call gets one. A forked child draws new random bits. The
-    two halves live in one integer, 2**128 + random * 2**64 + count: `hex()` of it, past its
-    leading "0x1", is the id (one C call per id instead of formatting two values).
+    two halves live in one integer, random * 2**64 + count: its 16 big-endian bytes in hex
+    are the id (`to_bytes(16, "big").hex()`, a third cheaper than `hex()` and a slice).
     """
 
     def __init__(self) -> None:
         self.reseed()
 
     def reseed(self) -> None:
-        self.counter = itertools.count((1 << 128) | (int.from_bytes(os.urandom(8), "big") << 64) | 1)
+        self.counter = itertools.count((int.from_bytes(os.urandom(8), "big") << 64) | 1)
 
     def next(self) -> str:
-        return hex(next(self.counter))[3:]
+        return next(self.counter).to_bytes(16, "big").hex()
 
 
 _request_ids = _RequestIds()
@@ -150,7 +150,7 @@ class ExecutionContext(msgspec.Struct, frozen=True, kw_only=True):
         if self.request_id:
             return self
         # `new_request_id()` inlined: this runs on every call.
-        return msgspec.structs.replace(self, request_id=hex(next(_request_ids.counter))[3:])
+        return msgspec.structs.replace(self, request_id=next(_request_ids.counter).to_bytes(16, "big").hex())
 
 
 class Plugin(abc.ABC, Generic[ReqT, RespT]):
