@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from plugwire import ExecutionContext
-from plugwire._transports._deadlines import Deadlines
+from plugwire._transports._deadlines import Deadlines, Sent
 from plugwire._transports.base import Call
 
 
@@ -13,64 +13,89 @@ def attempt(n: int) -> Call:
     return Call(plugin="p", payload=b"", context=ExecutionContext(request_id=str(n)), timeout=1.0)
 
 
+def send(sent: dict[int, Sent], deadlines: Deadlines, call_id: int, deadline: float) -> None:
+    """What the connection does for each call it sends."""
+    sent[call_id] = (0, deadline, attempt(call_id))
+    if deadline < deadlines.armed_at:
+        deadlines.arm(deadline)
+
+
 async def test_pending_calls_expire_in_deadline_order_and_answered_ones_never() -> None:
     loop = asyncio.get_running_loop()
-    pending: dict[int, object] = {}
+    sent: dict[int, Sent] = {}
     expired: list[int] = []
     done = asyncio.Event()
 
-    def expire(call_id: int, call: Call) -> None:
+    def expire(call_id: int, call: Call | None) -> None:
+        assert call is not None
         assert call.context.request_id == str(call_id)
-        del pending[call_id]
+        del sent[call_id]
         expired.append(call_id)
-        if not pending:
+        if not sent:
             done.set()
 
-    deadlines = Deadlines(loop, pending, expire)
+    deadlines = Deadlines(loop, sent, expire)
     now = loop.time()
-    # Watched out of order: a later call may have an earlier deadline (a shorter timeout).
+    # Sent out of order: a later call may have an earlier deadline (a shorter timeout).
     for call_id, offset in [(1, 0.06), (2, 0.02), (3, 0.04), (4, 0.01), (5, 0.05)]:
-        pending[call_id] = object()
-        deadlines.watch(now + offset, call_id, attempt(call_id))
-    del pending[3]  # answered before its deadline
+        send(sent, deadlines, call_id, now + offset)
+    del sent[3]  # answered before its deadline
     await asyncio.wait_for(done.wait(), 5)
     assert expired == [4, 2, 5, 1]
     assert loop.time() >= now + 0.06
     assert not deadlines.armed
 
 
-async def test_entries_of_answered_calls_are_dropped_once_they_pile_up() -> None:
+async def test_answered_calls_leave_nothing_behind_and_stale_entries_stay_bounded() -> None:
     loop = asyncio.get_running_loop()
-    pending: dict[int, object] = {}
-    deadlines = Deadlines(loop, pending, lambda call_id, call: None)
+    sent: dict[int, Sent] = {}
+    expired: list[int] = []
+    fired = asyncio.Event()
+
+    def expire(call_id: int, call: Call | None) -> None:
+        del sent[call_id]
+        expired.append(call_id)
+        fired.set()
+
+    deadlines = Deadlines(loop, sent, expire)
     far = loop.time() + 3600
     for call_id in range(1, 1001):
-        pending[call_id] = object()
-        deadlines.watch(far + call_id, call_id, attempt(call_id))
-        del pending[call_id]  # answered at once, as in steady traffic
-    assert len(deadlines) <= 65
-    assert deadlines.armed  # still armed for the first deadline: harmless, it finds nothing
-    deadlines.clear()
+        send(sent, deadlines, call_id, far + call_id)
+        del sent[call_id]  # answered at once, as in steady traffic: nothing kept per call
     assert len(deadlines) == 0
+    assert deadlines.armed  # still armed for the first deadline: harmless, it finds nothing
+    # Calls still pending when the timer fires go into its heap; answered afterwards, their
+    # entries are dropped once they pile up.
+    for round_ in range(5):
+        base = 2000 + 1000 * round_
+        for call_id in range(base, base + 300):
+            send(sent, deadlines, call_id, far + call_id)
+        fired.clear()
+        send(sent, deadlines, base + 999, loop.time())  # due now: the timer fires
+        await asyncio.wait_for(fired.wait(), 5)
+        for call_id in range(base, base + 300):
+            del sent[call_id]
+        assert len(deadlines) <= 300 + 64
+    assert expired == [2000 + 1000 * r + 999 for r in range(5)]
+    deadlines.clear()
     assert not deadlines.armed
 
 
-async def test_a_deadline_watched_while_others_expire_still_fires() -> None:
+async def test_a_deadline_set_while_others_expire_still_fires() -> None:
     loop = asyncio.get_running_loop()
-    pending: dict[int, object] = {1: object()}
+    sent: dict[int, Sent] = {}
     expired: list[int] = []
     done = asyncio.Event()
 
-    def expire(call_id: int, call: Call) -> None:
-        del pending[call_id]
+    def expire(call_id: int, call: Call | None) -> None:
+        del sent[call_id]
         expired.append(call_id)
-        if call_id == 1:  # the expiry of one call starts another (a retry, say)
-            pending[2] = object()
-            deadlines.watch(loop.time() + 0.01, 2, attempt(2))
+        if call_id == 1:  # the expiry of one call sends another (a retry, say)
+            send(sent, deadlines, 2, loop.time() + 0.01)
         else:
             done.set()
 
-    deadlines = Deadlines(loop, pending, expire)
-    deadlines.watch(loop.time() + 0.01, 1, attempt(1))
+    deadlines = Deadlines(loop, sent, expire)
+    send(sent, deadlines, 1, loop.time() + 0.01)
     await asyncio.wait_for(done.wait(), 5)
     assert expired == [1, 2]

@@ -22,6 +22,7 @@ from .._errors import (
     ErrorCode,
     OutcomeUnknownError,
     PluginError,
+    PluginTimeoutError,
     ProtocolError,
     TransportError,
     error_from_code,
@@ -45,7 +46,7 @@ from .._protocol import (
     ShutdownMsg,
     handshake_frame,
 )
-from ._deadlines import Deadlines
+from ._deadlines import Deadlines, Sent
 from ._hello import check_reply
 from ._loop import future_factory, loop_clock
 from ._readahead import ReadAhead, read_ahead_for
@@ -91,7 +92,8 @@ class HostConnection(FrameReader):
         self._decode_envelope: Callable[[memoryview], Any] | None = None
         self._peer_max_frame = DEFAULT_MAX_FRAME
         self._pending: dict[int, asyncio.Future[bytes]] = {}
-        self._frame_ends: dict[int, int] = {}
+        # Every sent call, in order: where its frame ends, its deadline, its `Call` (`Sent`).
+        self._sent: dict[int, Sent] = {}
         self._cancelled: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._next_id = 1
         self._control_calls = 0  # health checks sent, and those still waiting for their answer
@@ -106,7 +108,7 @@ class HostConnection(FrameReader):
         self._stall_timer: asyncio.TimerHandle | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._partial_since = 0.0
-        self._deadlines = Deadlines(loop, self._pending, self._expire)
+        self._deadlines = Deadlines(loop, self._sent, self._expire)
         self.stray_replies = 0
         #: Reads a call's answer right after its request went out (`attach_socket`).
         self.read_ahead: ReadAhead | None = None
@@ -179,7 +181,7 @@ class HostConnection(FrameReader):
         if future is None:
             self._stray(message)
             return
-        self._frame_ends.pop(message.id, None)
+        self._sent.pop(message.id, None)
         if future.done():
             return
         # Outside a task the caller is woken when the read is parsed (`_wakeups.py`).
@@ -324,7 +326,9 @@ class HostConnection(FrameReader):
         self._next_id = call_id + 1
         future: asyncio.Future[bytes] = self._new_future()
         self._pending[call_id] = future
-        self._frame_ends[call_id] = self._written
+        self._sent[call_id] = (self._written, deadline, call)  # its deadline is watched from here
+        if deadline is not None and deadline < self._deadlines.armed_at:
+            self._deadlines.arm(deadline)  # (in steady traffic the timer is set for an earlier call)
         if sent_now and self.read_ahead is not None:
             # May answer this call (or fail it) right here, inside the caller's task: answers
             # read now are not set aside for `_wakeups`, whose waiters need no task running.
@@ -333,15 +337,12 @@ class HostConnection(FrameReader):
                 self.read_ahead.after_write()
             finally:
                 self._deferring = deferring
-        if deadline is not None and call_id in self._pending:  # an answered call needs no timer
-            assert call is not None, "a deadline needs its call"
-            self._deadlines.watch(deadline, call_id, call)
         return call_id, future
 
     def abandon(self, call_id: int) -> None:
         """The caller of call `call_id` stopped waiting: tell the plugin to stop (`cancel`)."""
         if self._pending.pop(call_id, None) is not None:
-            self._frame_ends.pop(call_id, None)
+            self._sent.pop(call_id, None)
             self._remember_cancel(call_id)
             if self.alive and self._envelopes is not None:
                 self._write(self._envelopes.frame(CancelMsg(id=call_id)))
@@ -370,12 +371,12 @@ class HostConnection(FrameReader):
         self._pending[call_id] = future
         try:
             self._write(self._envelopes.frame(kind(id=call_id)))
-            self._frame_ends[call_id] = self._written
+            self._sent[call_id] = (self._written, None, None)
             return await future
         finally:
             self._controls_pending -= 1
             if self._pending.pop(call_id, None) is not None:
-                self._frame_ends.pop(call_id, None)
+                self._sent.pop(call_id, None)
                 self._remember_cancel(call_id)
 
     def send_shutdown(self, grace: float) -> None:
@@ -383,15 +384,20 @@ class HostConnection(FrameReader):
         if self.alive and self._envelopes is not None:
             self._write(self._envelopes.frame(ShutdownMsg(grace=grace)))
 
-    def _expire(self, call_id: int, call: Call) -> None:
+    def _expire(self, call_id: int, call: Call | None) -> None:
         """Its deadline passed: fail the call with 1204 and tell the plugin to stop."""
         future = self._pending.pop(call_id)
-        self._frame_ends.pop(call_id, None)
+        self._sent.pop(call_id, None)
         self._remember_cancel(call_id)
         if self.alive and self._envelopes is not None:
             self._write(self._envelopes.frame(CancelMsg(id=call_id)))
         if not future.done():
-            future.set_exception(attempt_timed_out(call))
+            error = (
+                attempt_timed_out(call)
+                if call is not None
+                else PluginTimeoutError("no answer by the call's deadline", plugin=self.name)
+            )
+            future.set_exception(error)
 
     def _remember_cancel(self, call_id: int) -> None:
         self._cancelled[call_id] = None
@@ -505,12 +511,13 @@ class HostConnection(FrameReader):
         self._corked = None
         flushed = self._written - unflushed
         pending = dict(self._pending)
-        self._pending.clear()  # the same dict: the deadlines read it
+        self._pending.clear()
         for call_id, future in pending.items():
             if future.done():
                 continue
             error: PluginError
-            if self._frame_ends.get(call_id, 0) <= flushed:
+            sent = self._sent.get(call_id)
+            if sent is None or sent[0] <= flushed:
                 error = OutcomeUnknownError(
                     f"the plugin failed after receiving the request: {reason.message}",
                     plugin=self.name,
@@ -520,7 +527,7 @@ class HostConnection(FrameReader):
             else:
                 error = self._not_sent(reason)
             future.set_exception(error)
-        self._frame_ends.clear()
+        self._sent.clear()
         waiter, self._writable = self._writable, None
         self.must_wait = False
         if waiter is not None and not waiter.done():
