@@ -15,7 +15,7 @@ def attempt(n: int) -> Call:
 
 def send(sent: dict[int, Sent], deadlines: Deadlines, call_id: int, deadline: float) -> None:
     """What the connection does for each call it sends."""
-    sent[call_id] = (0, deadline, attempt(call_id))
+    sent[call_id] = (asyncio.get_running_loop().create_future(), 0, deadline, attempt(call_id))
     if deadline < deadlines.armed_at:
         deadlines.arm(deadline)
 

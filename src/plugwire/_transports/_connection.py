@@ -91,9 +91,9 @@ class HostConnection(FrameReader):
         # decoded without a wrapper; what it refuses goes through `_bad_envelope`.
         self._decode_envelope: Callable[[memoryview], Any] | None = None
         self._peer_max_frame = DEFAULT_MAX_FRAME
-        self._pending: dict[int, asyncio.Future[bytes]] = {}
-        # Every sent call, in order: where its frame ends, its deadline, its `Call` (`Sent`).
-        self._sent: dict[int, Sent] = {}
+        # Every call sent and not answered, in the order sent: its answer's future, where its
+        # frame ends in what was written, its deadline and its `Call` (`Sent`).
+        self._pending: dict[int, Sent] = {}
         self._cancelled: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._next_id = 1
         self._control_calls = 0  # health checks sent, and those still waiting for their answer
@@ -108,7 +108,7 @@ class HostConnection(FrameReader):
         self._stall_timer: asyncio.TimerHandle | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._partial_since = 0.0
-        self._deadlines = Deadlines(loop, self._sent, self._expire)
+        self._deadlines = Deadlines(loop, self._pending, self._expire)
         self.stray_replies = 0
         #: Reads a call's answer right after its request went out (`attach_socket`).
         self.read_ahead: ReadAhead | None = None
@@ -177,19 +177,20 @@ class HostConnection(FrameReader):
         except (msgspec.DecodeError, msgspec.ValidationError):
             self._bad_envelope(envelope)
             return
-        future = self._pending.pop(message.id, None)
-        if future is None:
+        sent = self._pending.pop(message.id, None)
+        if sent is None:
             self._stray(message)
             return
-        self._sent.pop(message.id, None)
-        if future.done():
-            return
-        # Outside a task the caller is woken when the read is parsed (`_wakeups.py`).
+        future = sent[0]
+        # Outside a task the caller is woken when the read is parsed (`_wakeups.py`, which
+        # also leaves alone a future cancelled meanwhile).
         if type(message) is ResultMsg:
             if self._deferring:
                 self._wakeups.answers.append((future, bytes(message.payload)))  # copied out of the reused buffer
-            else:
+            elif not future.done():
                 future.set_result(bytes(message.payload))
+            return
+        if future.done():
             return
         error = error_from_code(message.code, message.message, retryable=message.retryable, plugin=self.name)
         if self._deferring:
@@ -325,8 +326,7 @@ class HostConnection(FrameReader):
             sent_now = self._write(codec.frame(message, self._peer_max_frame))
         self._next_id = call_id + 1
         future: asyncio.Future[bytes] = self._new_future()
-        self._pending[call_id] = future
-        self._sent[call_id] = (self._written, deadline, call)  # its deadline is watched from here
+        self._pending[call_id] = (future, self._written, deadline, call)  # its deadline is watched from here
         if deadline is not None and deadline < self._deadlines.armed_at:
             self._deadlines.arm(deadline)  # (in steady traffic the timer is set for an earlier call)
         if sent_now and self.read_ahead is not None:
@@ -342,7 +342,6 @@ class HostConnection(FrameReader):
     def abandon(self, call_id: int) -> None:
         """The caller of call `call_id` stopped waiting: tell the plugin to stop (`cancel`)."""
         if self._pending.pop(call_id, None) is not None:
-            self._sent.pop(call_id, None)
             self._remember_cancel(call_id)
             if self.alive and self._envelopes is not None:
                 self._write(self._envelopes.frame(CancelMsg(id=call_id)))
@@ -368,15 +367,14 @@ class HostConnection(FrameReader):
         self._control_calls += 1
         self._controls_pending += 1
         future: asyncio.Future[bytes] = self._new_future()
-        self._pending[call_id] = future
+        self._pending[call_id] = (future, self._written, None, None)
         try:
             self._write(self._envelopes.frame(kind(id=call_id)))
-            self._sent[call_id] = (self._written, None, None)
+            self._pending[call_id] = (future, self._written, None, None)  # where its frame ends
             return await future
         finally:
             self._controls_pending -= 1
             if self._pending.pop(call_id, None) is not None:
-                self._sent.pop(call_id, None)
                 self._remember_cancel(call_id)
 
     def send_shutdown(self, grace: float) -> None:
@@ -386,8 +384,7 @@ class HostConnection(FrameReader):
 
     def _expire(self, call_id: int, call: Call | None) -> None:
         """Its deadline passed: fail the call with 1204 and tell the plugin to stop."""
-        future = self._pending.pop(call_id)
-        self._sent.pop(call_id, None)
+        future = self._pending.pop(call_id)[0]
         self._remember_cancel(call_id)
         if self.alive and self._envelopes is not None:
             self._write(self._envelopes.frame(CancelMsg(id=call_id)))
@@ -512,12 +509,11 @@ class HostConnection(FrameReader):
         flushed = self._written - unflushed
         pending = dict(self._pending)
         self._pending.clear()
-        for call_id, future in pending.items():
+        for future, frame_end, _, _ in pending.values():
             if future.done():
                 continue
             error: PluginError
-            sent = self._sent.get(call_id)
-            if sent is None or sent[0] <= flushed:
+            if frame_end <= flushed:
                 error = OutcomeUnknownError(
                     f"the plugin failed after receiving the request: {reason.message}",
                     plugin=self.name,
@@ -527,7 +523,6 @@ class HostConnection(FrameReader):
             else:
                 error = self._not_sent(reason)
             future.set_exception(error)
-        self._sent.clear()
         waiter, self._writable = self._writable, None
         self.must_wait = False
         if waiter is not None and not waiter.done():

@@ -25,10 +25,11 @@ __all__ = ["Deadlines", "Sent"]
 
 _STALE_LIMIT: Final = 64
 
-Sent = tuple[int, float | None, Call | None]
-"""What a connection keeps per sent call: how many bytes it had written once the call's
-frame was written (outcome-unknown or not sent, when it breaks), the call's deadline on the
-loop's clock (None: none), and the `Call` (for the timeout error)."""
+Sent = tuple["asyncio.Future[bytes]", int, float | None, Call | None]
+"""What a connection keeps per pending call: the future its answer resolves, how many bytes
+it had written once the call's frame was written (outcome-unknown or not sent, when it
+breaks), the call's deadline on the loop's clock (None: none), and the `Call` (for the
+timeout error)."""
 
 
 class Deadlines:
@@ -58,7 +59,7 @@ class Deadlines:
 
     def __len__(self) -> int:
         """Deadlines held: in the heap (stale ones included), and of pending calls sent since."""
-        newer = sum(1 for call_id, entry in self._sent.items() if call_id > self._merged_upto and entry[1] is not None)
+        newer = sum(1 for call_id, entry in self._sent.items() if call_id > self._merged_upto and entry[2] is not None)
         return len(self._heap) + newer
 
     @property
@@ -91,7 +92,7 @@ class Deadlines:
         for call_id in reversed(sent):
             if call_id <= upto:
                 break
-            deadline = sent[call_id][1]
+            deadline = sent[call_id][2]
             if deadline is not None:
                 fresh.append((deadline, call_id))
         if sent:
@@ -118,7 +119,7 @@ class Deadlines:
                 break
             heapq.heappop(heap)
             if entry is not None:
-                self._expire(call_id, entry[2])
+                self._expire(call_id, entry[3])
         # Expiring a call may have sent new ones (they armed the timer if they came first).
         if heap and heap[0][0] < self.armed_at:
             self.arm(heap[0][0])
