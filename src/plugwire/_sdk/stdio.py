@@ -304,10 +304,16 @@ class StdioServer(FrameReader):
                     raise
                 except Exception as exc:
                     raise ExecutionError(f"{type(exc).__name__}: {exc}") from exc
-                # A later answer of a read goes straight into the write being gathered.
-                corked = self._corked if self._in_read else None
-                frame = bytearray(_HEADER) if corked is None else corked
-                start = 0 if corked is None else len(corked)
+                # The answer is encoded straight into the frame that goes out: during a read,
+                # the write that gathers the read's answers (`_take` sends it after the read).
+                gathered = self._in_read
+                if gathered:
+                    frame = self._corked
+                    if frame is None:
+                        frame = self._corked = bytearray()
+                else:
+                    frame = bytearray()
+                start = len(frame)
                 try:
                     self._encode_into(_Result(call_id, result), frame, start + _HEADER)
                 except Exception:  # worded by the adapter, from encoding once more
@@ -315,14 +321,15 @@ class StdioServer(FrameReader):
                     frame = None
                     reply = ResultMsg(id=call_id, payload=msgspec.Raw(self.adapter.encode_result(result, self._codec)))
                 else:
-                    if corked is not None:
-                        size = len(corked) - start - _HEADER
-                        frame = None
+                    if gathered:  # (else a frame of its own: `_send_result` packs or refuses it)
+                        size = len(frame) - start - _HEADER
                         if size <= self._peer_max_frame:
-                            pack_length(corked, start, size)
-                        else:  # refused below, the general way
-                            frame = corked[start:]
-                            del corked[start:]
+                            pack_length(frame, start, size)
+                            frame = None  # in the gathered write
+                        else:  # taken out again, and refused below, the general way
+                            whole = frame[start:]
+                            del frame[start:]
+                            frame = whole
         except asyncio.CancelledError:
             if call_id not in self._cancelled_by_host:  # else the host gave up and ignores any answer
                 reply = ErrorMsg(
@@ -340,21 +347,12 @@ class StdioServer(FrameReader):
             reply = ErrorMsg(id=call_id, code=ErrorCode.EXECUTION_FAILED, message=f"{type(exc).__name__}: {exc}")
         finally:
             if frame is not None:
-                size = len(frame) - _HEADER
-                if self._in_read and size <= self._peer_max_frame:
-                    # The common case of `_send_result`, inlined: sent right after this read.
-                    pack_length(frame, 0, size)
-                    corked = self._corked
-                    if corked is None:
-                        self._corked = frame
-                    else:
-                        corked += frame
-                else:
-                    self._send_result(call_id, frame)
+                self._send_result(call_id, frame)  # a frame of its own (packed, or too large)
             elif reply is not None:
                 self._send(reply)
             # A call answered in its first step was never tracked: nothing to clean up.
-            if self._tasks.pop(call_id, None) is not None:
+            tasks = self._tasks
+            if tasks and tasks.pop(call_id, None) is not None:
                 self._cancelled_by_host.discard(call_id)
                 self._update_reading()
 
