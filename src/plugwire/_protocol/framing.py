@@ -132,20 +132,27 @@ class FrameReader(asyncio.BufferedProtocol):
 
     def _parse_frames(self) -> None:
         buf = self._buf
+        view = self._view
         start = self._start
         end = self._end
-        while end - start >= HEADER_SIZE and not self._held:
-            size = _LENGTH.unpack_from(buf, start)[0]
-            if size > self.max_frame or size == 0:
+        # Bound once: this loop runs for every frame on both sides.
+        unpack = _LENGTH.unpack_from
+        header = HEADER_SIZE
+        max_frame = self.max_frame
+        received = self.frame_received
+        while end - start >= header and not self._held:
+            (size,) = unpack(buf, start)
+            if size > max_frame or not size:
                 self._start = start
                 self._broken = True
                 self.frame_error(self._length_error(size))
                 return
-            stop = start + HEADER_SIZE + size
+            body = start + header
+            stop = body + size
             if stop > end:
                 break
             self._start = stop
-            self.frame_received(self._view[start + HEADER_SIZE : stop])
+            received(view[body:stop])
             if self._broken or buf is not self._buf:
                 return
             start = stop
