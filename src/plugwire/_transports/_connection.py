@@ -121,7 +121,8 @@ class HostConnection(FrameReader):
     @property
     def inflight(self) -> int:
         """Calls sent and not yet answered (health checks not counted)."""
-        return max(len(self._pending) - self._controls_pending, 0)  # (a broken connection clears both)
+        # (A broken connection empties `_pending` before its health checks count themselves out.)
+        return max(len(self._pending) - self._controls_pending, 0)
 
     @property
     def calls_started(self) -> int:
@@ -367,10 +368,9 @@ class HostConnection(FrameReader):
         self._control_calls += 1
         self._controls_pending += 1
         future: asyncio.Future[bytes] = self._new_future()
-        self._pending[call_id] = (future, self._written, None, None)
         try:
             self._write(self._envelopes.frame(kind(id=call_id)))
-            self._pending[call_id] = (future, self._written, None, None)  # where its frame ends
+            self._pending[call_id] = (future, self._written, None, None)
             return await future
         finally:
             self._controls_pending -= 1
