@@ -99,3 +99,13 @@ async def test_frames_still_held_back_when_the_connection_breaks_were_not_sent()
         await second
     assert not isinstance(caught.value, plugwire.OutcomeUnknownError)
     assert "not sent" in str(caught.value)
+
+
+async def test_a_call_sent_with_a_deadline_but_no_call_still_times_out_and_is_cancelled() -> None:
+    conn, transport = await connected()
+    call_id, future = conn.send_call(b"\xc0", CallContext(), conn.loop_time() + 0.01, None)
+    with pytest.raises(plugwire.PluginTimeoutError, match="deadline"):
+        await asyncio.wait_for(future, 5)
+    cancel = msgspec.msgpack.decode(transport.writes[-1][4:])
+    assert cancel == {"type": "cancel", "id": call_id}
+    assert conn.inflight == 0
