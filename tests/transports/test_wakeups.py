@@ -189,6 +189,29 @@ async def test_a_waiter_that_is_not_a_task_and_fails_is_reported_like_a_failing_
     assert reported[0]["future"] is future
 
 
+async def test_pure_python_futures_are_woken_the_same_way() -> None:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = asyncio.futures._PyFuture(loop=loop)  # type: ignore[attr-defined]
+    events: list[str] = []
+
+    async def caller() -> Any:
+        answer = await future
+        events.append("resumed")
+        return answer
+
+    task = asyncio.create_task(caller())
+    await asyncio.sleep(0)
+    wakeups = Wakeups(loop)
+    wakeups.answers.append((future, b"py"))
+
+    def read() -> list[str]:
+        wakeups.wake()
+        return list(events)
+
+    assert await _in_a_loop_callback(read) == ["resumed"]
+    assert await task == b"py"
+
+
 def test_in_debug_mode_nothing_is_woken_early() -> None:
     loop = asyncio.new_event_loop()
     try:

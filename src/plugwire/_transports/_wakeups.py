@@ -63,9 +63,10 @@ class Wakeups:
                 left -= 1
                 try:  # C futures hold None without callbacks, Python futures an empty list
                     [(callback, context)] = future._callbacks
-                except (TypeError, ValueError):
-                    # No waiter yet, or several: the usual way. Or none left, since the caller
-                    # was cancelled meanwhile (by a caller woken before it): nothing to do.
+                except (TypeError, ValueError, AttributeError):
+                    # No waiter yet, or several (or a loop's own kind of future): the usual
+                    # way. Or none left, since the caller was cancelled meanwhile (by a caller
+                    # woken before it): nothing to do.
                     if not future.done():
                         _resolve(future, answer)
                     continue
