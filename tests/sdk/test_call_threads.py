@@ -243,6 +243,16 @@ async def test_a_probe_whose_worker_only_takes_turns_is_undone_and_the_next_wait
         assert pool.threads.size == 1
 
 
+async def test_a_probe_gaining_only_what_the_gil_allows_one_cpu_is_undone() -> None:
+    # The first worker got half a CPU (the event loop kept it waiting for the GIL); with the
+    # probe the two reach 0.9 together: a gain, but no more than GIL-bound threads can use.
+    async with blocked_pool([(0.55, 0.95), (0.9, 1.0)]) as pool:
+        pool.threads._look_at_workers()  # the worker as busy as the GIL lets it be: probe
+        assert (pool.threads.size, pool.threads.kept) == (2, 1)
+        pool.threads._look_at_workers()
+        assert (pool.threads.size, pool.threads.kept) == (1, 1)
+
+
 async def test_a_probe_whose_worker_runs_beside_the_others_is_kept_and_probing_goes_on() -> None:
     async with blocked_pool([(0.95, 1.0), (1.9, 1.9), (2.0, 2.0)]) as pool:
         pool.threads._look_at_workers()

@@ -16,10 +16,11 @@ the whole process:
   the GIL had room, so it starts as many workers as would keep it `FILL` busy (never more
   than `max_threads`, nor than the calls waiting);
 - every worker on a CPU the whole time: it starts one more on trial (a probe) and looks again
-  after `PROBE_LOOK`. If the workers' CPU use grew by `PROBE_GAIN` with it, their calls run
-  without the GIL (hashing, compression, numpy) and it keeps the worker and probes again;
-  if not, the calls only took turns on the GIL, the worker goes, and the next probe waits
-  (`FIRST_PROBE_PAUSE`, doubling up to `LONGEST_PROBE_PAUSE`);
+  after `PROBE_LOOK`. If the workers' CPU use grew by `PROBE_GAIN` with it, to more than one
+  CPU's worth (`BEYOND_ONE_CPU`: threads that hold the GIL cannot get there together), their
+  calls run without the GIL (hashing, compression, numpy) and it keeps the worker and probes
+  again; if not, the calls only took turns on the GIL, the worker goes, and the next probe
+  waits (`FIRST_PROBE_PAUSE`, doubling up to `LONGEST_PROBE_PAUSE`);
 - otherwise it looks less often (the delay doubles up to `LONGEST_LOOK`).
 
 So calls that compute in Python run one after another on one worker, calls that block get a
@@ -64,7 +65,11 @@ PARALLEL_SLACK = 0.5
 probe then tries one more."""
 PROBE_GAIN = 0.3
 """A probe's worker stays if the workers' CPU use grew by at least this much with it (it ran
-beside the others: their calls compute without holding the GIL)."""
+beside the others: their calls compute without holding the GIL)..."""
+BEYOND_ONE_CPU = 1.15
+"""...and reached at least this many CPUs' worth: threads that all hold the GIL cannot
+together use more than one CPU, so a gain below it may only be a worker that the event loop
+had kept waiting for the GIL before the probe."""
 PROBE_LOOK = 0.012
 """Seconds a probe's extra worker runs before the look that keeps or retires it (longer than
 the interpreter's 5 ms switch interval, so threads taking turns on the GIL show as such)."""
@@ -201,7 +206,7 @@ class CallThreads:
                 wanted = math.ceil(count * FILL / max(share, 0.01))
                 self._start(min(self._max - count, waiting, max(1, wanted - count)))
             self._look_after = delay = FIRST_LOOK
-        elif probing and share - self._share_before < PROBE_GAIN:  # it only took turns
+        elif probing and (share - self._share_before < PROBE_GAIN or share < BEYOND_ONE_CPU):  # it only took turns
             self._stop_one()
             self._next_probe = now + self._probe_pause
             self._probe_pause = min(self._probe_pause * 2, LONGEST_PROBE_PAUSE)
