@@ -14,6 +14,8 @@ import pytest
 from procguard import PLUGINS, eventually, manager_for, pid_alive, plugin_env, python_plugin
 
 import plugwire
+from plugwire._transports._pool import ProcessPool
+from plugwire._transports._process import PluginProcess
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
@@ -276,23 +278,31 @@ async def test_large_payloads_cross_in_both_directions_even_many_at_once() -> No
         assert transport.pool.workers[0].conn.capacity == 256 * 1024  # the big buffers were given back
 
 
-async def test_extra_processes_idle_for_idle_timeout_are_stopped_down_to_the_idle_minimum() -> None:
+async def grown_to_two(manager: plugwire.AsyncPluginManager[Req, Resp]) -> tuple[ProcessPool, list[PluginProcess]]:
+    """Register the echo plugin with up to two processes (one kept idle, `idle_timeout` 0.2 s),
+    grow it to two with a slow call beside another, and wait for the slow call; returns the
+    pool and its two processes (taken before the extra one can go idle)."""
     cfg = plugwire.PluginConfig(
         name="echo",
         connection=plugwire.ConnectionConfig(max_connections=2, max_idle_connections=1, idle_timeout=0.2),
     )
+    await manager.register(python_plugin("echo_plugin.py"), config=cfg)
+    transport = manager._entries["echo"].transport
+    assert isinstance(transport, SubprocessTransport)
+    pool = transport.pool
+    assert pool is not None
+    slow = asyncio.ensure_future(manager.execute("echo", Req(op="sleep", seconds=0.1)))
+    await asyncio.sleep(0)
+    await manager.execute("echo", Req(text="grow"))
+    await pool.wait_for(lambda: len(pool.workers) == 2)
+    processes = [w.process for w in pool.workers]
+    await slow
+    return pool, processes
+
+
+async def test_extra_processes_idle_for_idle_timeout_are_stopped_down_to_the_idle_minimum() -> None:
     async with manager_for(Req, Resp) as manager:
-        await manager.register(python_plugin("echo_plugin.py"), config=cfg)
-        transport = manager._entries["echo"].transport
-        assert isinstance(transport, SubprocessTransport)
-        pool = transport.pool
-        assert pool is not None
-        slow = asyncio.ensure_future(manager.execute("echo", Req(op="sleep", seconds=0.1)))
-        await asyncio.sleep(0)
-        await manager.execute("echo", Req(text="grow"))
-        await pool.wait_for(lambda: len(pool.workers) == 2)
-        processes = [w.process for w in pool.workers]
-        await slow
+        pool, processes = await grown_to_two(manager)
         await pool.wait_for(lambda: len(pool.workers) == 1)
         (stopped,) = [p for p in processes if p is not pool.workers[0].process]
         await asyncio.wait_for(asyncio.shield(stopped.exited), 10)
@@ -304,21 +314,8 @@ async def test_health_checks_do_not_keep_an_idle_extra_process_running() -> None
     # The reaper counts the calls each connection started; health checks are not calls. The
     # manager closes while the reaped process may still be stopping: that stop is waited
     # for, not cut short (which left the process running).
-    cfg = plugwire.PluginConfig(
-        name="echo",
-        connection=plugwire.ConnectionConfig(max_connections=2, max_idle_connections=1, idle_timeout=0.2),
-    )
     async with manager_for(Req, Resp) as manager:
-        await manager.register(python_plugin("echo_plugin.py"), config=cfg)
-        transport = manager._entries["echo"].transport
-        assert isinstance(transport, SubprocessTransport)
-        pool = transport.pool
-        assert pool is not None
-        slow = asyncio.ensure_future(manager.execute("echo", Req(op="sleep", seconds=0.1)))
-        await asyncio.sleep(0)
-        await manager.execute("echo", Req(text="grow"))
-        await pool.wait_for(lambda: len(pool.workers) == 2)
-        await slow
+        pool, _ = await grown_to_two(manager)
         checks = 0
 
         async def checking() -> None:

@@ -49,7 +49,7 @@ class EagerStarter:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._spare: _Carrier | None = None
-        self._runner = _new_runner()
+        self._runner = _new_runner() if not _NATIVE else None
 
     def start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[Any] | None:
         """Run `coro` up to its first suspension now.
@@ -71,6 +71,7 @@ class EagerStarter:
         context = _copy_context()  # each call its own, as a task would have
         carried = carrier.task
         runner = self._runner
+        assert runner is not None  # (made where tasks cannot start eagerly themselves)
         _enter_task(loop, carried)
         try:
             # Through the runner, a call that finishes raises no StopIteration here.
@@ -97,7 +98,8 @@ class EagerStarter:
         spare, self._spare = self._spare, None
         if spare is not None:
             spare.task.cancel()
-        self._runner.close()
+        if self._runner is not None:
+            self._runner.close()
 
 
 _FINISHED: Final = object()
