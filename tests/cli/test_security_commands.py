@@ -3,6 +3,7 @@ and as a real `python -m plugwire._cli` process."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -113,7 +114,7 @@ def test_audit_verify_exits_non_zero_at_the_first_broken_link(audit_db: Path) ->
     code, output = run("audit", "verify", str(audit_db))
     assert code == 0
     assert "3 rows" in output
-    with sqlite3.connect(audit_db) as db:
+    with contextlib.closing(sqlite3.connect(audit_db, isolation_level=None)) as db:
         db.execute("UPDATE audit_log SET plugin = 'gamma' WHERE seq = 2")
     code, output = run("audit", "verify", "--json", str(audit_db))
     assert code == 1
