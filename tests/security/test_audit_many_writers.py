@@ -147,6 +147,19 @@ def test_a_json_lines_file_cannot_show_a_cut_tail_and_its_report_says_so(tmp_pat
     assert (report.ok, report.rows, report.last_seq, report.tail_checked) == (True, 2, 2, False)
 
 
+def test_a_file_rewritten_with_fresh_hashes_verifies_alone_but_not_against_an_expected_head(log_path: Path) -> None:
+    fill(log_path, 5)
+    good = verify_log(log_path)
+    for leftover in log_path.parent.glob(log_path.name + "*"):
+        leftover.unlink()  # the whole file, WAL and all
+    fill(log_path, 7)
+    assert verify_log(log_path).ok
+    report = verify_log(log_path, expect=(good.last_seq, good.last_hash))
+    assert (report.ok, report.first_broken, report.reason) == (False, 5, "does not match the expected hash")
+    with AuditLog(log_path) as audit:
+        assert not audit.verify(expect=(9, good.last_hash)).ok  # row 9 was never written
+
+
 def old_row_hash(prev: str, seq: int, ts: float, event: str, plugin: str, fields: str) -> str:
     # the row hash as every released version computed it
     return hashlib.sha256(f"{prev}\n{seq}\n{ts!r}\n{event}\n{plugin}\n{fields}".encode()).hexdigest()

@@ -121,58 +121,72 @@ def chain_rows(last: tuple[int, str], prepared: Sequence[Prepared]) -> list[Stor
     return rows
 
 
-def verify_rows(rows: Iterable[StoredRow], head: tuple[int, str] | None = None) -> ChainReport:
-    """Walk stored rows in order; with `head` (the last row's (seq, hash) as recorded apart
-    from the rows), also check that the chain ends exactly there."""
-    expected_prev = GENESIS
-    expected_seq = 1
-    count = 0
+def verify_rows(
+    rows: Iterable[StoredRow], head: tuple[int, str] | None = None, expect: tuple[int, str] | None = None
+) -> ChainReport:
+    """Walk stored rows in order and report the first bad or missing one.
+
+    Args:
+        rows: `(seq, ts, event, plugin, fields_json, prev_hash, hash)` tuples, by `seq`.
+        head: The last row's (seq, hash) as the file records it apart from the rows: the
+            chain must end exactly there.
+        expect: A (seq, hash) taken from an earlier good report and kept elsewhere: that row
+            must still be there with that hash (the chain may have grown since).
+    """
+    tail_checked = head is not None
+    prev, last, count = GENESIS, 0, 0
     for seq, ts, event, plugin, fields_json, prev_hash, stored in rows:
         count += 1
         reason = ""
-        if seq > expected_seq:
-            reason = f"{_rows(expected_seq, seq - 1)} missing before row {seq}"
-        elif seq < expected_seq:
-            reason = f"expected row {expected_seq}, found {seq}"
-        elif prev_hash != expected_prev:
+        if seq > last + 1:
+            reason = f"{_rows(last + 1, seq - 1)} missing before row {seq}"
+        elif seq <= last:
+            reason = f"expected row {last + 1}, found {seq}"
+        elif prev_hash != prev:
             reason = "does not link to the previous row"
         elif row_hash(prev_hash, seq, ts, event, plugin, fields_json) != stored:
             reason = "content does not match its hash"
+        elif expect is not None and seq == expect[0] and stored != expect[1]:
+            reason = "does not match the expected hash"
         if reason:
-            return _broken(count, seq, reason, expected_seq - 1, expected_prev, head)
-        expected_prev = stored
-        expected_seq += 1
-    last_seq = expected_seq - 1
-    if head is None or head == (last_seq, expected_prev):
-        return ChainReport(
-            ok=True, rows=count, last_seq=last_seq, last_hash=expected_prev, tail_checked=head is not None
-        )
-    head_seq = head[0]
-    if head_seq > last_seq:
-        reason = f"{_rows(last_seq + 1, head_seq)} missing from the end (the file records row {head_seq} as its last)"
-        return _broken(count, last_seq + 1, reason, last_seq, expected_prev, head)
-    if head_seq < last_seq:
-        reason = f"rows after {head_seq} were added without updating the recorded head"
-        return _broken(count, head_seq + 1, reason, last_seq, expected_prev, head)
-    return _broken(count, last_seq, "does not match the hash recorded as the head", last_seq, expected_prev, head)
+            return ChainReport(
+                ok=False,
+                rows=count,
+                first_broken=seq,
+                reason=reason,
+                last_seq=last,
+                last_hash=prev,
+                tail_checked=tail_checked,
+            )
+        prev, last = stored, seq
+    first, reason = _tail_fault(last, prev, head, expect)
+    return ChainReport(
+        ok=not reason,
+        rows=count,
+        first_broken=first,
+        reason=reason,
+        last_seq=last,
+        last_hash=prev,
+        tail_checked=tail_checked,
+    )
+
+
+def _tail_fault(
+    last: int, prev: str, head: tuple[int, str] | None, expect: tuple[int, str] | None
+) -> tuple[int | None, str]:
+    if expect is not None and expect[0] > last:
+        return last + 1, f"{_rows(last + 1, expect[0])} missing from the end (row {expect[0]} was expected)"
+    if head is None or head == (last, prev):
+        return None, ""
+    if head[0] > last:
+        return last + 1, f"{_rows(last + 1, head[0])} missing from the end (the file records row {head[0]} as its last)"
+    if head[0] < last:
+        return head[0] + 1, f"rows after {head[0]} were added without updating the recorded head"
+    return last, "does not match the hash recorded as the head"
 
 
 def _rows(first: int, last: int) -> str:
     return f"row {first} is" if first == last else f"rows {first}-{last} are"
-
-
-def _broken(  # noqa: PLR0917 - one report, its parts in order
-    rows: int, first: int, reason: str, last_seq: int, last_hash: str, head: tuple[int, str] | None
-) -> ChainReport:
-    return ChainReport(
-        ok=False,
-        rows=rows,
-        first_broken=first,
-        reason=reason,
-        last_seq=last_seq,
-        last_hash=last_hash,
-        tail_checked=head is not None,
-    )
 
 
 def to_row(raw: StoredRow) -> AuditRow:

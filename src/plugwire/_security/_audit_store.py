@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,8 +73,8 @@ class AuditStore(Protocol):
         """
         ...
 
-    def verify(self) -> ChainReport:
-        """Check the whole chain as one consistent snapshot."""
+    def verify(self, expect: tuple[int, str] | None = None) -> ChainReport:
+        """Check the whole chain as one consistent snapshot (see `verify_rows`)."""
         ...
 
     def select(
@@ -101,7 +102,7 @@ class SqliteStore:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
         try:
             if create:
-                self._db.execute("PRAGMA journal_mode=WAL")
+                self._use_wal()
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._upgrade()
             self._has_head = (
@@ -111,6 +112,22 @@ class SqliteStore:
         except BaseException:
             self._db.close()
             raise
+
+    def _use_wal(self) -> None:
+        # Turning a new file to WAL needs it to itself, and SQLite answers "locked" at once
+        # instead of calling its busy handler: writers that start together wait here.
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        delay = 0.001
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            else:
+                return
 
     def _upgrade(self) -> None:
         # Under the write lock, so that writers starting together create and migrate once.
@@ -165,13 +182,13 @@ class SqliteStore:
             self._db.execute("INSERT OR REPLACE INTO audit_head VALUES (1, ?, ?)", head)
         return head
 
-    def verify(self) -> ChainReport:
+    def verify(self, expect: tuple[int, str] | None = None) -> ChainReport:
         self._db.execute("BEGIN")  # one snapshot: rows and head as one writer left them
         try:
             head = self._recorded_head()
             cursor = self._db.execute(f"{_SELECT} ORDER BY seq")
             try:
-                return verify_rows(cursor, head)
+                return verify_rows(cursor, head, expect)
             finally:
                 cursor.close()
         finally:
@@ -315,8 +332,8 @@ class JsonLinesStore:
                     record["hash"],
                 )
 
-    def verify(self) -> ChainReport:
-        return verify_rows(self.raw_rows())
+    def verify(self, expect: tuple[int, str] | None = None) -> ChainReport:
+        return verify_rows(self.raw_rows(), None, expect)
 
     def select(
         self, *, since: float | None, plugin: str | None, event: str | None, limit: int | None, newest: bool

@@ -300,9 +300,14 @@ class AuditLog:
         include what was just recorded)."""
         return query_log(self.path, since=since, plugin=plugin, event=event, limit=limit)
 
-    def verify(self) -> ChainReport:
-        """Check the hash chain of every committed row; reports the first broken link."""
-        return verify_log(self.path)
+    def verify(self, *, expect: tuple[int, str] | None = None) -> ChainReport:
+        """Check the hash chain of every committed row; reports the first broken or missing row.
+
+        Args:
+            expect: `(last_seq, last_hash)` of an earlier good report, kept elsewhere: that
+                row must still be there with that hash.
+        """
+        return verify_log(self.path, expect=expect)
 
 
 def query_log(
@@ -337,15 +342,23 @@ def query_log(
     return [to_row(raw) for raw in found]
 
 
-def verify_log(path: str | os.PathLike[str]) -> ChainReport:
+def verify_log(path: str | os.PathLike[str], *, expect: tuple[int, str] | None = None) -> ChainReport:
     """Verify the hash chain of an audit file; the report names the first broken or missing row.
+
+    A SQLite file records its head beside its rows, so rows deleted from its end are
+    reported too; a JSON-lines file cannot show that (`tail_checked` is False). Neither can
+    show a file rewritten whole with fresh hashes: for that, keep `last_seq` and `last_hash`
+    of a good report somewhere else and pass them back as `expect`.
+
+    Args:
+        expect: `(seq, hash)` of a row that must still be in the file with that hash.
 
     Raises:
         SecurityError: 1811, the file is missing or unreadable.
     """
     store = _open_for_reading(Path(path))
     try:
-        return store.verify()
+        return store.verify(expect)
     except Exception as exc:
         raise SecurityError(f"cannot read the audit log {path}: {exc}", code=ErrorCode.AUDIT_FAILED) from exc
     finally:
