@@ -175,6 +175,8 @@ class SqliteStore:
         return self._head()
 
     def append(self, prepared: Sequence[Prepared]) -> tuple[int, str]:
+        if not prepared:
+            return self._head()
         with self._write():
             rows = chain_rows(self._head(), prepared)
             self._db.executemany("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
@@ -287,6 +289,8 @@ class JsonLinesStore:
         return self._head
 
     def append(self, prepared: Sequence[Prepared]) -> tuple[int, str]:
+        if not prepared:
+            return self.last_link()
         with self._locked():
             self._catch_up()
             rows = chain_rows(self._head, prepared)
