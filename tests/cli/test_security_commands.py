@@ -3,6 +3,7 @@ and as a real `python -m plugwire._cli` process."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -113,11 +114,53 @@ def test_audit_verify_exits_non_zero_at_the_first_broken_link(audit_db: Path) ->
     code, output = run("audit", "verify", str(audit_db))
     assert code == 0
     assert "3 rows" in output
-    with sqlite3.connect(audit_db) as db:
+    with contextlib.closing(sqlite3.connect(audit_db, isolation_level=None)) as db:
         db.execute("UPDATE audit_log SET plugin = 'gamma' WHERE seq = 2")
     code, output = run("audit", "verify", "--json", str(audit_db))
     assert code == 1
     assert json.loads(output)["first_broken"] == 2
+
+
+def raw_edit(path: Path, sql: str) -> None:
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute(sql)
+
+
+def test_audit_verify_names_rows_missing_from_the_middle_and_from_the_end(audit_db: Path) -> None:
+    with AuditLog(audit_db) as audit:
+        for index in range(3):
+            audit.record(AuditEvent.AUTHORIZED, "alpha", index=index)
+    raw_edit(audit_db, "DELETE FROM audit_log WHERE seq = 5")
+    code, output = run("audit", "verify", str(audit_db))
+    assert code == 1
+    assert "broken at row 6: row 5 is missing before row 6" in output
+    raw_edit(audit_db, "DELETE FROM audit_log WHERE seq >= 5")
+    code, output = run("audit", "verify", str(audit_db))
+    assert code == 1
+    assert "broken at row 5: rows 5-6 are missing from the end" in output
+
+
+def test_audit_verify_prints_the_head_and_checks_it_again_with_expect(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"  # no head in the file itself: only --expect sees a cut tail
+    with AuditLog(path) as audit:
+        for index in range(4):
+            audit.record(AuditEvent.STARTED, "alpha", index=index)
+    code, output = run("audit", "verify", str(path))
+    assert code == 0
+    assert "rows cut off its end would not show" in output
+    (head,) = [line.split()[1] for line in output.splitlines() if line.startswith("head ")]
+    assert head.startswith("4:")
+    with AuditLog(path) as audit:
+        audit.record(AuditEvent.STOPPED, "alpha")
+    assert run("audit", "verify", "--expect", head, str(path))[0] == 0  # the chain grew past the head
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:3]))
+    assert run("audit", "verify", str(path))[0] == 0
+    code, output = run("audit", "verify", "--expect", head, str(path))
+    assert code == 1
+    assert "broken at row 4: row 4 is missing from the end (row 4 was expected)" in output
+    code, output = run("audit", "verify", "--expect", "4:nothex", str(path))
+    assert code == 2
+    assert "SEQ:HASH" in output
 
 
 def test_audit_commands_on_a_missing_file_fail_with_a_coded_message(tmp_path: Path) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -30,3 +33,13 @@ def write_whitelist(path: Path, entries: list[dict[str, object]]) -> Path:
 
 def entry_for(name: str, plugin: Path, **extra: object) -> dict[str, object]:
     return {"name": name, "path": str(plugin), "hash": f"sha256:{sha256_of(plugin)}", **extra}
+
+
+@contextlib.contextmanager
+def raw_sqlite(path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain autocommit connection, as someone editing the file by hand opens it; closed on exit."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield db
+    finally:
+        db.close()

@@ -16,7 +16,7 @@ import pytest
 from plugwire import ErrorCode, SecurityAuditConfig, SecurityConfig, SecurityError, SecurityPolicy
 from plugwire._security import AuditEvent, AuditLog, AuditRow, SecurityEngine, query_log, verify_log
 
-from ._helpers import write_whitelist
+from ._helpers import raw_sqlite, write_whitelist
 
 CHILD = Path(__file__).parent.parent / "plugins" / "audit_writer_child.py"
 
@@ -77,7 +77,7 @@ def test_editing_a_sqlite_row_is_reported_as_the_first_broken_link(tmp_path: Pat
     with AuditLog(path) as audit:
         for index in range(10):
             audit.record(AuditEvent.AUTHORIZED, "p", index=index)
-    with sqlite3.connect(path) as db:
+    with raw_sqlite(path) as db:
         db.execute("UPDATE audit_log SET fields = ? WHERE seq = 4", ('{"index":99}',))
     report = verify_log(path)
     assert not report.ok
@@ -90,7 +90,7 @@ def test_deleting_a_sqlite_row_breaks_the_chain_at_the_gap(tmp_path: Path) -> No
     with AuditLog(path) as audit:
         for index in range(10):
             audit.record(AuditEvent.AUTHORIZED, "p", index=index)
-    with sqlite3.connect(path) as db:
+    with raw_sqlite(path) as db:
         db.execute("DELETE FROM audit_log WHERE seq = 6")
     report = verify_log(path)
     assert (report.ok, report.first_broken) == (False, 7)
@@ -147,7 +147,7 @@ def test_a_failed_commit_is_reported_by_the_next_flush(tmp_path: Path) -> None:
     with AuditLog(path) as audit:
         audit.record(AuditEvent.STARTED, "p")
         audit.flush()
-        with sqlite3.connect(path) as db:
+        with raw_sqlite(path) as db:
             db.execute("DROP TABLE audit_log")
         audit.record(AuditEvent.STOPPED, "p")
         with pytest.raises(SecurityError) as caught:
@@ -247,7 +247,7 @@ def test_sigkill_mid_write_keeps_every_reported_commit_and_an_intact_verifiable_
         if child.stdout:
             child.stdout.close()
     assert child.returncode == -signal.SIGKILL
-    with sqlite3.connect(path) as db:
+    with raw_sqlite(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         total, highest = db.execute("SELECT count(*), max(seq) FROM audit_log").fetchone()
         present = db.execute("SELECT count(*) FROM audit_log WHERE seq <= ?", (reported,)).fetchone()[0]

@@ -208,13 +208,25 @@ def audit_query(
     _show_rows(rows, as_json, f"{db}: {len(rows)} rows")
 
 
+def _parse_expect(value: str | None) -> tuple[int, str] | None:
+    """`SEQ:HASH`, as printed by an earlier `audit verify`."""
+    if value is None:
+        return None
+    seq, _, digest = value.partition(":")
+    if not (seq.isdigit() and int(seq) > 0 and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        raise click.BadParameter(f"{value!r}: use SEQ:HASH, the row and sha256 an earlier verify printed")
+    return int(seq), digest
+
+
 @audit.command("verify")
 @click.argument("db", type=click.Path(path_type=Path))
+@click.option("--expect", metavar="SEQ:HASH", help="A head printed by an earlier verify: that row must still be there.")
 @_JSON
-def audit_verify(db: Path, as_json: bool) -> None:
-    """Check the hash chain of the audit log DB; exit 1 at the first broken link."""
+def audit_verify(db: Path, expect: str | None, as_json: bool) -> None:
+    """Check the hash chain of the audit log DB; exit 1 at the first broken or missing row."""
+    anchor = _parse_expect(expect)
     try:
-        report = verify_log(db)
+        report = verify_log(db, expect=anchor)
     except PluginError as exc:
         _fail(exc)
         return
@@ -222,6 +234,9 @@ def audit_verify(db: Path, as_json: bool) -> None:
         _print_json(msgspec.to_builtins(report))
     elif report.ok:
         _console().print(f"[green]ok[/]: {report.rows} rows, the chain is intact")
+        click.echo(f"head {report.last_seq}:{report.last_hash}")
+        if not report.tail_checked:
+            _console().print("this file does not record its head: rows cut off its end would not show")
     else:
         _console().print(f"[bold red]broken[/] at row {report.first_broken}: {report.reason} ({report.rows} rows read)")
     if not report.ok:

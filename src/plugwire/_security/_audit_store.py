@@ -1,150 +1,86 @@
-"""Where audit rows live: a hash-chained SQLite table, or a hash-chained JSON-lines file.
+"""Where audit rows live: an SQLite database (default) or a JSON-lines file, each safe to
+share between many writer processes.
 
-Each row stores the hash of the row before it; a row's own hash covers its sequence number,
-time, event, plugin, fields and that previous hash, so editing, deleting or reordering any
-row breaks the chain at that row.
+A writer hands the store rows without sequence numbers or hashes; the store takes the file's
+write lock (SQLite's `BEGIN IMMEDIATE`, or `flock` on the JSON-lines file), reads the chain's
+head under it, numbers and chains the rows after that head, and commits them before letting
+go. So every host process, and every worker of one app, extends the same single chain.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import msgspec
+from ._audit_chain import GENESIS, ChainReport, Prepared, StoredRow, canonical_fields, chain_rows, verify_rows
 
-__all__ = [
-    "GENESIS",
-    "AuditRow",
-    "AuditStore",
-    "ChainReport",
-    "JsonLinesStore",
-    "PendingRow",
-    "SqliteStore",
-    "canonical_fields",
-    "open_store",
-    "row_hash",
-    "verify_rows",
-]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: one writer per JSON-lines file
+    fcntl = None  # type: ignore[assignment]
 
-#: The "previous hash" of the first row.
-GENESIS = "0" * 64
+__all__ = ["AuditStore", "JsonLinesStore", "SqliteStore", "open_store"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    event TEXT NOT NULL,
-    plugin TEXT,
-    fields TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts);
-CREATE INDEX IF NOT EXISTS audit_log_plugin ON audit_log (plugin, seq);
-CREATE INDEX IF NOT EXISTS audit_log_event ON audit_log (event, seq);
-"""
+#: The schema this code writes: 1 had no `audit_head` (and was never marked), 2 adds it.
+SCHEMA_VERSION = 2
+#: How long a writer waits for another writer's transaction before its commit fails.
+BUSY_TIMEOUT = 30.0
 
-
-class AuditRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One committed audit row.
-
-    Attributes:
-        seq: Position in the log, from 1, without gaps.
-        time: Unix time the event was recorded.
-        event: The event name (see `AuditEvent`).
-        plugin: The plugin concerned, if any.
-        fields: The event's facts (secrets are never stored).
-        prev_hash: The previous row's hash (64 zeros for the first row).
-        hash: This row's hash.
-    """
-
-    seq: int
-    time: float
-    event: str
-    plugin: str | None
-    fields: dict[str, Any]
-    prev_hash: str
-    hash: str
-
-
-class ChainReport(msgspec.Struct, frozen=True, kw_only=True):
-    """The result of verifying a log's hash chain.
-
-    Attributes:
-        ok: True when every row links to the one before it and its hash is right.
-        rows: How many rows were checked.
-        first_broken: The sequence number of the first bad row, if any.
-        reason: What is wrong with it.
-    """
-
-    ok: bool
-    rows: int
-    first_broken: int | None = None
-    reason: str = ""
-
-
-class PendingRow(msgspec.Struct, frozen=True, array_like=True):
-    """A row waiting for the writer: the caller's part (no sequence, hash or JSON yet)."""
-
-    time: float
-    event: str
-    plugin: str | None
-    fields: dict[str, Any] | None
-
-
-def canonical_fields(fields: dict[str, Any]) -> str:
-    """The one JSON text of `fields` that the hash covers."""
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def row_hash(  # noqa: PLR0917 - the row's columns, in column order
-    prev_hash: str, seq: int, time: float, event: str, plugin: str | None, fields_json: str
-) -> str:
-    """The hash of a row given the previous row's hash."""
-    text = f"{prev_hash}\n{seq}\n{time!r}\n{event}\n{plugin or ''}\n{fields_json}"
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def verify_rows(rows: Iterator[tuple[int, float, str, str | None, str, str, str]]) -> ChainReport:
-    """Walk `(seq, ts, event, plugin, fields_json, prev_hash, hash)` tuples in order."""
-    expected_prev = GENESIS
-    expected_seq = 1
-    count = 0
-    for seq, ts, event, plugin, fields_json, prev_hash, stored in rows:
-        count += 1
-        if seq != expected_seq:
-            return ChainReport(
-                ok=False, rows=count, first_broken=seq, reason=f"expected row {expected_seq}, found {seq}"
-            )
-        if prev_hash != expected_prev:
-            return ChainReport(ok=False, rows=count, first_broken=seq, reason="does not link to the previous row")
-        if row_hash(prev_hash, seq, ts, event, plugin, fields_json) != stored:
-            return ChainReport(ok=False, rows=count, first_broken=seq, reason="content does not match its hash")
-        expected_prev = stored
-        expected_seq += 1
-    return ChainReport(ok=True, rows=count)
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS audit_log (
+        seq INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        event TEXT NOT NULL,
+        plugin TEXT,
+        fields TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts)",
+    "CREATE INDEX IF NOT EXISTS audit_log_plugin ON audit_log (plugin, seq)",
+    "CREATE INDEX IF NOT EXISTS audit_log_event ON audit_log (event, seq)",
+    # The last row's (seq, hash), written in the same transaction as the rows: a row cut off
+    # the end of audit_log then shows as missing, and the next writer chains after it.
+    """CREATE TABLE IF NOT EXISTS audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+)
+_SELECT = "SELECT seq, ts, event, plugin, fields, prev_hash, hash FROM audit_log"
 
 
 class AuditStore(Protocol):
-    """A place the writer thread appends chained rows to, and readers read from."""
+    """A place the writer thread appends rows to, and readers read from."""
 
     path: Path
 
     def last_link(self) -> tuple[int, str]:
-        """The last committed (sequence number, hash), or (0, GENESIS)."""
+        """The chain's head (sequence number, hash), or (0, GENESIS)."""
         ...
 
-    def append(self, rows: Sequence[tuple[int, float, str, str | None, str, str, str]]) -> None:
-        """Commit rows durably, all or none."""
+    def append(self, prepared: Sequence[Prepared]) -> tuple[int, str]:
+        """Chain `prepared` after the head and commit them durably, all or none.
+
+        Returns:
+            The new head (the last appended row's sequence number and hash).
+        """
         ...
 
-    def raw_rows(self) -> Iterator[tuple[int, float, str, str | None, str, str, str]]:
-        """Every row in order, as stored."""
+    def verify(self, expect: tuple[int, str] | None = None) -> ChainReport:
+        """Check the whole chain as one consistent snapshot (see `verify_rows`)."""
+        ...
+
+    def select(
+        self, *, since: float | None, plugin: str | None, event: str | None, limit: int | None, newest: bool
+    ) -> list[StoredRow]:
+        """Rows matching every given filter, oldest first (the newest `limit` when `newest`)."""
         ...
 
     def close(self) -> None:
@@ -163,35 +99,108 @@ class SqliteStore:
             # Rows name plugins and paths: readable by the host's user only (WAL files follow).
             os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         # The writer thread owns this connection; readers open their own.
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        if create:
-            self._db.executescript(_SCHEMA)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
+        try:
+            if create:
+                self._use_wal()
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._upgrade()
+            self._has_head = (
+                self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_head'").fetchone()
+                is not None
+            )
+        except BaseException:
+            self._db.close()
+            raise
 
-    def last_link(self) -> tuple[int, str]:
+    def _use_wal(self) -> None:
+        # Turning a new file to WAL needs it to itself, and SQLite answers "locked" at once
+        # instead of calling its busy handler: writers that start together wait here.
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        delay = 0.001
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            else:
+                return
+
+    def _upgrade(self) -> None:
+        # Under the write lock, so that writers starting together create and migrate once.
+        with self._write():
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"schema version {version} is newer than this plugwire ({SCHEMA_VERSION})")
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+            if self._db.execute("SELECT 1 FROM audit_head").fetchone() is None:
+                # a new file, or one written before the head was recorded
+                self._db.execute("INSERT INTO audit_head VALUES (1, ?, ?)", self._last_row())
+            if version < SCHEMA_VERSION:
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")  # waits up to BUSY_TIMEOUT for other writers
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _last_row(self) -> tuple[int, str]:
         found = self._db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
         return (int(found[0]), str(found[1])) if found else (0, GENESIS)
 
-    def append(self, rows: Sequence[tuple[int, float, str, str | None, str, str, str]]) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _recorded_head(self) -> tuple[int, str] | None:
+        if not self._has_head:
+            return None
+        found = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        return (int(found[0]), str(found[1])) if found else None
 
-    def raw_rows(self) -> Iterator[tuple[int, float, str, str | None, str, str, str]]:
-        yield from self._db.execute(
-            "SELECT seq, ts, event, plugin, fields, prev_hash, hash FROM audit_log ORDER BY seq"
-        )
+    def _head(self) -> tuple[int, str]:
+        last = self._last_row()
+        recorded = self._recorded_head()
+        # Rows cut off the end: chain after the recorded head, so the gap stays visible
+        # instead of being papered over by the next row.
+        return recorded if recorded is not None and recorded[0] > last[0] else last
+
+    def last_link(self) -> tuple[int, str]:
+        return self._head()
+
+    def append(self, prepared: Sequence[Prepared]) -> tuple[int, str]:
+        if not prepared:
+            return self._head()
+        with self._write():
+            rows = chain_rows(self._head(), prepared)
+            self._db.executemany("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            head = (rows[-1][0], rows[-1][6])
+            self._db.execute("INSERT OR REPLACE INTO audit_head VALUES (1, ?, ?)", head)
+        return head
+
+    def verify(self, expect: tuple[int, str] | None = None) -> ChainReport:
+        self._db.execute("BEGIN")  # one snapshot: rows and head as one writer left them
+        try:
+            head = self._recorded_head()
+            cursor = self._db.execute(f"{_SELECT} ORDER BY seq")
+            try:
+                return verify_rows(cursor, head, expect)
+            finally:
+                cursor.close()
+        finally:
+            self._db.execute("COMMIT")
 
     def select(
         self, *, since: float | None, plugin: str | None, event: str | None, limit: int | None, newest: bool
-    ) -> list[tuple[int, float, str, str | None, str, str, str]]:
+    ) -> list[StoredRow]:
         """Rows matching every given filter, oldest first (the newest `limit` when `newest`)."""
-        sql = "SELECT seq, ts, event, plugin, fields, prev_hash, hash FROM audit_log WHERE 1=1"
+        sql = f"{_SELECT} WHERE 1=1"
         args: list[Any] = []
         if since is not None:
             sql += " AND ts >= ?"
@@ -214,50 +223,108 @@ class SqliteStore:
 
 
 class JsonLinesStore:
-    """One JSON object per line, appended and fsynced per batch."""
+    """One JSON object per line, appended and fsynced per batch under an exclusive `flock`.
+
+    The file has no place for a head apart from its rows, so lines cut off its end go
+    unnoticed by `verify` (a torn last line from a crash is dropped: it was never committed).
+    """
 
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
         if not create and not path.exists():
             raise FileNotFoundError(2, "no such audit file", str(path))
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600) if create else -1
+        self._fd = -1
+        self._end = 0  # how far this store has read: always just after a newline
+        self._head: tuple[int, str] = (0, GENESIS)
         if create:
-            self._drop_partial_tail()
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                self.last_link()
+            except BaseException:
+                self.close()
+                raise
 
-    def _drop_partial_tail(self) -> None:
-        # A crash mid-write can leave a line without its newline; it was never reported
-        # committed, so it is cut off before appending after it.
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _catch_up(self) -> None:
+        # Called under the lock: find the last complete line written by anyone since we last
+        # looked; a partial line after it is a writer's crash remnant, never committed.
         size = os.fstat(self._fd).st_size
-        if not size:
-            return
-        data = os.pread(self._fd, min(size, 1 << 20), max(0, size - (1 << 20)))
-        if data.endswith(b"\n"):
-            return
-        cut = data.rfind(b"\n")
-        keep = size - len(data) + cut + 1 if cut >= 0 else 0
-        os.ftruncate(self._fd, keep)
+        if size < self._end:  # rewritten or cut by someone else: look again from the start
+            self._end, self._head = 0, (0, GENESIS)
+        line, complete = self._last_line(size)
+        if complete < size:
+            os.ftruncate(self._fd, complete)
+        if line is not None:
+            record = json.loads(line)
+            self._head = (int(record["seq"]), str(record["hash"]))
+        self._end = complete
+
+    def _last_line(self, size: int) -> tuple[bytes | None, int]:
+        data = b""
+        start = size
+        while start > self._end:
+            step = min(1 << 16, start - self._end)
+            start -= step
+            data = os.pread(self._fd, step, start) + data
+            last = data.rfind(b"\n")
+            if last < 0:
+                continue
+            before = data.rfind(b"\n", 0, last)
+            if before >= 0 or start == self._end:
+                return data[before + 1 : last + 1], start + last + 1
+        return None, self._end
 
     def last_link(self) -> tuple[int, str]:
-        last: tuple[int, str] = (0, GENESIS)
-        for row in self.raw_rows():
-            last = (row[0], row[6])
-        return last
+        with self._locked():
+            self._catch_up()
+        return self._head
 
-    def append(self, rows: Sequence[tuple[int, float, str, str | None, str, str, str]]) -> None:
-        lines = []
-        for seq, ts, event, plugin, fields_json, prev_hash, digest in rows:
-            record = {"seq": seq, "ts": ts, "event": event, "plugin": plugin, "prev_hash": prev_hash, "hash": digest}
-            text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
-            # fields go in as the exact canonical text the hash covers
-            lines.append(f'{text[:-1]},"fields":{fields_json}}}\n')
-        os.write(self._fd, "".join(lines).encode("utf-8"))
-        os.fsync(self._fd)
+    def append(self, prepared: Sequence[Prepared]) -> tuple[int, str]:
+        if not prepared:
+            return self.last_link()
+        with self._locked():
+            self._catch_up()
+            rows = chain_rows(self._head, prepared)
+            lines = []
+            for seq, ts, event, plugin, fields_json, prev_hash, digest in rows:
+                record = {
+                    "seq": seq,
+                    "ts": ts,
+                    "event": event,
+                    "plugin": plugin,
+                    "prev_hash": prev_hash,
+                    "hash": digest,
+                }
+                text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+                # fields go in as the exact canonical text the hash covers
+                lines.append(f'{text[:-1]},"fields":{fields_json}}}\n')
+            data = memoryview("".join(lines).encode("utf-8"))
+            try:
+                while data:
+                    data = data[os.write(self._fd, data) :]
+                os.fsync(self._fd)
+            except BaseException:
+                os.ftruncate(self._fd, self._end)  # all or none
+                raise
+            self._end = os.fstat(self._fd).st_size
+            self._head = (rows[-1][0], rows[-1][6])
+        return self._head
 
-    def raw_rows(self) -> Iterator[tuple[int, float, str, str | None, str, str, str]]:
+    def raw_rows(self) -> Iterator[StoredRow]:
+        """Every complete row in order, as stored."""
         with self.path.open("rb") as handle:
             for line in handle:
                 if not line.endswith(b"\n"):
-                    break  # a torn last line from a crash: never committed
+                    break  # a torn last line from a crash, or a batch being written
                 record = json.loads(line)
                 yield (
                     record["seq"],
@@ -269,9 +336,12 @@ class JsonLinesStore:
                     record["hash"],
                 )
 
+    def verify(self, expect: tuple[int, str] | None = None) -> ChainReport:
+        return verify_rows(self.raw_rows(), None, expect)
+
     def select(
         self, *, since: float | None, plugin: str | None, event: str | None, limit: int | None, newest: bool
-    ) -> list[tuple[int, float, str, str | None, str, str, str]]:
+    ) -> list[StoredRow]:
         """Rows matching every given filter (a full scan: JSON lines have no index)."""
         found = [
             row
@@ -295,17 +365,3 @@ def open_store(path: Path, *, create: bool = True) -> SqliteStore | JsonLinesSto
     if path.suffix.lower() == ".jsonl":
         return JsonLinesStore(path, create=create)
     return SqliteStore(path, create=create)
-
-
-def to_row(raw: tuple[int, float, str, str | None, str, str, str]) -> AuditRow:
-    """A typed row from a stored tuple."""
-    seq, ts, event, plugin, fields_json, prev_hash, digest = raw
-    return AuditRow(
-        seq=seq,
-        time=ts,
-        event=event,
-        plugin=plugin,
-        fields=json.loads(fields_json),
-        prev_hash=prev_hash,
-        hash=digest,
-    )

@@ -1,8 +1,9 @@
 """The audit log: non-blocking `record()`, one writer thread, batched durable commits.
 
-A caller only puts a small tuple on a queue. One thread takes everything queued, chains it
-(each row stores the previous row's hash), and commits it as one transaction; `flush()`
-waits until everything queued before it is committed.
+A caller only puts a small tuple on a queue. One thread takes everything queued and hands
+it to the store, which chains it after the file's head (each row stores the previous row's
+hash) and commits it as one transaction under the file's write lock, so many processes can
+share one file; `flush()` waits until everything queued before it is committed.
 """
 
 from __future__ import annotations
@@ -21,16 +22,8 @@ from typing import Any
 
 from .._config import SecurityAuditConfig
 from .._errors import ErrorCode, SecurityError
-from ._audit_store import (
-    AuditRow,
-    ChainReport,
-    PendingRow,
-    canonical_fields,
-    open_store,
-    row_hash,
-    to_row,
-    verify_rows,
-)
+from ._audit_chain import AuditRow, ChainReport, PendingRow, Prepared, canonical_fields, to_row
+from ._audit_store import JsonLinesStore, SqliteStore, open_store
 
 __all__ = [
     "AuditEvent",
@@ -116,7 +109,7 @@ def _fields_json(fields: dict[str, Any] | None, secrets: tuple[str, ...]) -> str
         return "{}"
     try:
         return canonical_fields(_redact(fields, secrets))
-    except (TypeError, ValueError) as exc:  # e.g. keys of mixed types: keep the row, say why
+    except (TypeError, ValueError, RecursionError) as exc:  # e.g. keys of mixed types: keep the row, say why
         return canonical_fields({"unrecordable_fields": f"{type(exc).__name__}: {exc}"})
 
 
@@ -128,8 +121,11 @@ class AuditLog:
         config: Which events to keep (`log_unauthorized`, `log_authorized`,
             `log_config_changes`); `include_metadata` is applied by the policy engine.
             Without it every event is kept.
-        on_commit: Called from the writer thread with the highest committed sequence
-            number after each batch (for monitoring; it must be quick).
+        on_commit: Called from the writer thread with the sequence number of the batch's
+            last row after each commit (for monitoring; it must be quick).
+
+    Many processes (several hosts, the workers of one app) may write one file: each commit
+    extends the file's single chain under its write lock.
 
     `record()` never blocks on disk. Close with `close()` (which flushes first).
     """
@@ -156,10 +152,8 @@ class AuditLog:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._store = open_store(self.path)
-            self._seq, self._prev = self._store.last_link()
         except Exception as exc:
             raise SecurityError(f"cannot open the audit log {self.path}: {exc}", code=ErrorCode.AUDIT_FAILED) from exc
-        self._committed = self._seq
         self._thread = threading.Thread(target=self._write_loop, name="plugwire-audit", daemon=True)
         self._thread.start()
 
@@ -196,47 +190,46 @@ class AuditLog:
 
     def _write_loop(self) -> None:
         stop = False
-        while not stop:
-            batch: list[PendingRow] = []
-            waiters: list[threading.Event] = []
-            item = self._queue.get()
-            while True:
-                if item is None:
-                    stop = True
-                elif isinstance(item, threading.Event):
-                    waiters.append(item)
-                else:
-                    batch.append(item)
-                if len(batch) >= _BATCH:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._commit(batch)
-            for waiter in waiters:
-                waiter.set()
-        self._store.close()
+        try:
+            while not stop:
+                batch: list[PendingRow] = []
+                waiters: list[threading.Event] = []
+                item = self._queue.get()
+                while True:
+                    if item is None:
+                        stop = True
+                    elif isinstance(item, threading.Event):
+                        waiters.append(item)
+                    else:
+                        batch.append(item)
+                    if len(batch) >= _BATCH:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    self._commit(batch)
+                for waiter in waiters:
+                    waiter.set()
+        finally:
+            self._store.close()
 
     def _commit(self, batch: list[PendingRow]) -> None:
-        rows = []
-        seq, prev = self._seq, self._prev
         secrets = self._secrets
-        for pending in batch:
-            seq += 1
-            fields_json = _fields_json(pending.fields, secrets)
-            digest = row_hash(prev, seq, pending.time, pending.event, pending.plugin, fields_json)
-            rows.append((seq, pending.time, pending.event, pending.plugin, fields_json, prev, digest))
-            prev = digest
         try:
-            self._store.append(rows)
-        except Exception as exc:  # disk full, database locked: keep the chain where it was
-            message = f"audit log {self.path}: could not commit {len(rows)} rows: {exc}"
+            prepared: list[Prepared] = [
+                (pending.time, pending.event, pending.plugin, _fields_json(pending.fields, secrets))
+                for pending in batch
+            ]
+            # The store numbers and chains the rows under the file's write lock: other
+            # processes may have extended the chain since this one last wrote.
+            seq, _ = self._store.append(prepared)
+        except Exception as exc:  # disk full, locked past the busy timeout: nothing was committed
+            message = f"audit log {self.path}: could not commit {len(batch)} rows: {exc}"
             self._failures.append(message)
             _LOG.error(message)
             return
-        self._seq, self._prev = seq, prev
         self._committed = seq
         if self._on_commit is not None:
             try:
@@ -246,14 +239,15 @@ class AuditLog:
 
     @property
     def committed(self) -> int:
-        """The highest sequence number committed to disk."""
+        """The sequence number of this log's last committed row (0 before its first commit;
+        other processes sharing the file number their rows in the same sequence)."""
         return self._committed
 
     def flush(self, timeout: float | None = None) -> int:
         """Block until everything recorded before this call is committed.
 
         Returns:
-            The highest committed sequence number.
+            The sequence number of this log's last committed row (see `committed`).
 
         Raises:
             SecurityError: 1811 when the writer failed to commit rows since the last flush,
@@ -306,9 +300,14 @@ class AuditLog:
         include what was just recorded)."""
         return query_log(self.path, since=since, plugin=plugin, event=event, limit=limit)
 
-    def verify(self) -> ChainReport:
-        """Check the hash chain of every committed row; reports the first broken link."""
-        return verify_log(self.path)
+    def verify(self, *, expect: tuple[int, str] | None = None) -> ChainReport:
+        """Check the hash chain of every committed row; reports the first broken or missing row.
+
+        Args:
+            expect: `(last_seq, last_hash)` of an earlier good report, kept elsewhere: that
+                row must still be there with that hash.
+        """
+        return verify_log(self.path, expect=expect)
 
 
 def query_log(
@@ -343,22 +342,30 @@ def query_log(
     return [to_row(raw) for raw in found]
 
 
-def verify_log(path: str | os.PathLike[str]) -> ChainReport:
-    """Verify the hash chain of an audit file; the report names the first broken row.
+def verify_log(path: str | os.PathLike[str], *, expect: tuple[int, str] | None = None) -> ChainReport:
+    """Verify the hash chain of an audit file; the report names the first broken or missing row.
+
+    A SQLite file records its head beside its rows, so rows deleted from its end are
+    reported too; a JSON-lines file cannot show that (`tail_checked` is False). Neither can
+    show a file rewritten whole with fresh hashes: for that, keep `last_seq` and `last_hash`
+    of a good report somewhere else and pass them back as `expect`.
+
+    Args:
+        expect: `(seq, hash)` of a row that must still be in the file with that hash.
 
     Raises:
         SecurityError: 1811, the file is missing or unreadable.
     """
     store = _open_for_reading(Path(path))
     try:
-        return verify_rows(store.raw_rows())
+        return store.verify(expect)
     except Exception as exc:
         raise SecurityError(f"cannot read the audit log {path}: {exc}", code=ErrorCode.AUDIT_FAILED) from exc
     finally:
         store.close()
 
 
-def _open_for_reading(path: Path) -> Any:
+def _open_for_reading(path: Path) -> SqliteStore | JsonLinesStore:
     try:
         return open_store(path, create=False)
     except Exception as exc:
