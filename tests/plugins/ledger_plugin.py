@@ -1,7 +1,10 @@
 """A test plugin with a side effect: every `execute` appends its request id to a ledger file
 (`LEDGER`) before it works, so a test can count how often a call really ran.
 
-`op="slow"` then takes `seconds` to answer; `op="crash"` exits the process. With
+`op="slow"` then takes `seconds` to answer; `op="crash"` exits the process; `op="refuse-once"`
+and `op="fail-once"` answer a retryable error the first time they see a request id (the
+plugin stopping, a failure it says is worth repeating); `op="own-timeout"` answers the
+plugin's own timeout (1204: it gave up mid-work). With
 `SLOW_RESTART` set, every start after the first (a file next to the ledger says there was one)
 waits that many seconds before serving.
 """
@@ -33,6 +36,7 @@ LEDGER = Path(os.environ["LEDGER"])
 class LedgerPlugin(plugwire.Plugin[Req, Resp]):
     def __init__(self) -> None:
         self.ran = 0
+        self.seen: set[str] = set()
 
     def info(self) -> plugwire.PluginInfo:
         return plugwire.PluginInfo(name="ledger", version="1.0.0")
@@ -46,6 +50,14 @@ class LedgerPlugin(plugwire.Plugin[Req, Resp]):
             os._exit(3)
         if request.op == "slow":
             await asyncio.sleep(request.seconds)
+        first = ctx.request_id not in self.seen
+        self.seen.add(ctx.request_id)
+        if request.op == "refuse-once" and first:
+            raise plugwire.TransportError("stopping", code=plugwire.ErrorCode.PLUGIN_STOPPING, retryable=True)
+        if request.op == "fail-once" and first:
+            raise plugwire.ExecutionError("the ledger was busy", retryable=True)
+        if request.op == "own-timeout":
+            raise plugwire.PluginTimeoutError("the bank did not answer in time")
         return Resp(ran=self.ran)
 
 

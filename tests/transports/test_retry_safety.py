@@ -91,3 +91,27 @@ async def test_a_crash_mid_call_is_not_retried_and_a_call_not_yet_sent_is(tmp_pa
     assert answer.ran == 1  # the restarted process ran this call, once
     assert executions(ledger, "crash") == 1
     assert executions(ledger, "echo") == 1
+
+
+@pytest.mark.parametrize("op", ["refuse-once", "fail-once"])
+async def test_a_retryable_error_the_plugin_answers_is_retried(tmp_path: Path, op: str) -> None:
+    """The plugin answered: its `retryable` is its word that repeating the call is right."""
+    ledger = tmp_path / "ledger.txt"
+    async with ledger_manager(ledger) as manager:
+        answer = await manager.execute("ledger", Req(op=op))
+    assert answer.ran == 2
+    assert executions(ledger, op) == 2
+
+
+async def test_the_plugins_own_timeout_leaves_the_outcome_unknown_and_is_not_retried(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.txt"
+    async with ledger_manager(ledger) as manager:
+        with pytest.raises(PluginTimeoutError) as caught:
+            await manager.execute("ledger", Req(op="own-timeout"))
+        assert caught.value.request_sent is RequestSent.MAYBE
+        assert caught.value.code == 1204
+        assert executions(ledger, "own-timeout") == 1
+        with pytest.raises(PluginTimeoutError) as again:
+            await manager.execute("ledger", Req(op="own-timeout"), ExecutionContext(max_retries=1, idempotent=True))
+    assert again.value.details["attempts"] == 2
+    assert executions(ledger, "own-timeout") == 3
