@@ -131,8 +131,6 @@ class RetryPolicy(BindablePolicy):
 
     def _name_attempts(self, failure: PluginError, attempts: int, started: tuple[float, bool]) -> None:
         """Say in the last error how many attempts the call made and how long they took."""
-        if "attempts" in failure.details:
-            return  # already named (by a retry policy further in)
         at, exact = started
         elapsed = self.clock.monotonic() - at
         failure.details["attempts"] = attempts
