@@ -236,7 +236,9 @@ class GrpcTransport(BaseTransport):
             raise
         except Exception as exc:  # a user's provider; its message may hold a secret, so only the type
             raise AuthenticationError(
-                f"the credential provider failed ({type(exc).__name__})", plugin=self.plugin
+                f"the credential provider failed ({type(exc).__name__})",
+                plugin=self.plugin,
+                request_sent=RequestSent.NO,
             ) from None
         for key, value in pairs:
             # grpc refuses these deep inside its core; say which key is wrong (never the value).
@@ -246,6 +248,7 @@ class GrpcTransport(BaseTransport):
                     "(lower-case letters, digits, '-', '_', '.')",
                     code=ErrorCode.AUTH_MALFORMED_CREDENTIALS,
                     plugin=self.plugin,
+                    request_sent=RequestSent.NO,
                 )
             if not isinstance(value, str) or not _METADATA_VALUE.fullmatch(value):
                 raise AuthenticationError(
@@ -253,6 +256,7 @@ class GrpcTransport(BaseTransport):
                     "(printable ASCII only)",
                     code=ErrorCode.AUTH_MALFORMED_CREDENTIALS,
                     plugin=self.plugin,
+                    request_sent=RequestSent.NO,
                 )
         return pairs
 
