@@ -6,14 +6,17 @@ counts how often a call really ran. `simple()` keeps its default retries through
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import msgspec
 import pytest
-from procguard import python_plugin
+from procguard import eventually, python_plugin
 
 import plugwire
 from plugwire import ExecutionContext, PluginTimeoutError, RequestSent
+from plugwire._transports._pool import RestartPolicy
+from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -115,3 +118,29 @@ async def test_the_plugins_own_timeout_leaves_the_outcome_unknown_and_is_not_ret
             await manager.execute("ledger", Req(op="own-timeout"), ExecutionContext(max_retries=1, idempotent=True))
     assert again.value.details["attempts"] == 2
     assert executions(ledger, "own-timeout") == 3
+
+
+async def test_a_call_still_waiting_for_the_plugin_to_read_earlier_writes_was_not_sent(tmp_path: Path) -> None:
+    """A plugin that reads nothing: once the host's buffer is full, a call waits to write its
+    request; its timeout there says `NO` and the plugin cannot have seen it."""
+    options = SubprocessOptions(
+        grace=0.5, kill_after=0.5, write_timeout=5.0, restart=RestartPolicy(initial_backoff=0.01)
+    )
+    config = plugwire.PluginConfig(name="raw", retry=plugwire.RetryConfig(max_retries=0))
+    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+        await manager.register(python_plugin("raw_plugin.py", "no-read", options=options), config=config)
+        transport = manager._entries["raw"].transport
+        assert isinstance(transport, SubprocessTransport)
+        assert transport.pool is not None
+        conn = transport.pool.workers[0].conn
+        big = Req(op="x" * (900 * 1024))
+        stuck = [asyncio.ensure_future(manager.execute("raw", big)) for _ in range(8)]
+        await eventually(lambda: conn.must_wait)
+
+        with pytest.raises(PluginTimeoutError) as caught:
+            await manager.execute("raw", Req(), ExecutionContext(timeout=0.2))
+        assert caught.value.request_sent is RequestSent.NO
+        assert str(caught.value) == "[1204] the request could not be sent within 0.2s (plugin 'raw')"
+        for call in stuck:
+            call.cancel()
+        await asyncio.gather(*stuck, return_exceptions=True)
