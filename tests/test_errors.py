@@ -9,7 +9,7 @@ import pytest
 
 import plugwire
 from plugwire import ErrorCode, PluginError
-from plugwire._errors import _FAMILIES, error_class_for_code, error_from_code
+from plugwire._errors import _FAMILIES, _rebuild, answered, error_class_for_code, error_from_code
 
 DOCS = Path(__file__).parent.parent / "docs" / "errors.md"
 
@@ -105,3 +105,31 @@ def test_retryable_defaults_follow_the_family() -> None:
     assert plugwire.TransportError("x").retryable is True
     assert plugwire.ExecutionError("x").retryable is False
     assert plugwire.ExecutionError("x", retryable=True).retryable is True
+
+
+def test_every_error_says_whether_the_request_was_sent_and_keeps_it_through_pickling() -> None:
+    assert plugwire.ConfigError("x").request_sent is plugwire.RequestSent.NOT_APPLICABLE
+    assert plugwire.CircuitOpenError("x").request_sent is plugwire.RequestSent.NO
+    assert plugwire.RateLimitedError("x").request_sent is plugwire.RequestSent.NO
+    assert plugwire.OutcomeUnknownError("x").request_sent is plugwire.RequestSent.MAYBE
+    assert plugwire.PluginTimeoutError("x").request_sent is plugwire.RequestSent.MAYBE
+    assert plugwire.ExecutionError("x").request_sent is plugwire.RequestSent.YES
+    err = plugwire.PluginTimeoutError("queued too long", plugin="p", request_sent=plugwire.RequestSent.NO)
+    copy = pickle.loads(pickle.dumps(err))
+    assert copy.request_sent is plugwire.RequestSent.NO
+    assert copy.message == "queued too long"
+
+
+def test_an_error_pickled_before_request_sent_existed_gets_its_class_default() -> None:
+
+    rebuilt = _rebuild(plugwire.PluginTimeoutError, ("slow", 1204, True, "p", {}))
+    assert rebuilt.request_sent is plugwire.RequestSent.MAYBE
+
+
+def test_error_from_code_takes_whether_the_request_was_sent() -> None:
+    assert error_from_code(1304, "stopping", retryable=True, request_sent=answered(1304)).request_sent is (
+        plugwire.RequestSent.YES
+    )
+    assert answered(1204) is answered(1207) is plugwire.RequestSent.MAYBE
+    unknown_code = error_from_code(42, "plugin specific", request_sent=plugwire.RequestSent.YES)
+    assert unknown_code.request_sent is plugwire.RequestSent.YES

@@ -35,6 +35,7 @@ from ._errors import ProcessError as ProcessError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import RateLimitedError as RateLimitedError
 from ._errors import RateLimitError as RateLimitError
+from ._errors import RequestSent as RequestSent
 from ._errors import RequestValidationError as RequestValidationError
 from ._errors import ResponseValidationError as ResponseValidationError
 from ._errors import SecurityError as SecurityError
@@ -212,6 +213,7 @@ __all__ = [
     "RateLimitConfig",
     "RateLimitError",
     "RateLimitedError",
+    "RequestSent",
     "RequestValidationError",
     "ResponseValidationError",
     "RestartPolicy",

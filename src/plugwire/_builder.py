@@ -169,17 +169,21 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         self._sections["health_check"] = _section("with_health_check", HealthCheckConfig, base, settings)
         return self
 
-    def _plugin_config(self, source: PluginSource, name: str, given: PluginConfig | None) -> PluginConfig:
+    def plugin_config(self, name: str) -> PluginConfig:
+        """The settings a plugin added without a config of its own gets: the profile's
+        timeouts and health interval, and the `with_*` sections (README: "Presets")."""
         sections: dict[str, Any] = {"health_check": HealthCheckConfig(interval=self._health_interval)}
         sections.update(self._sections)
-        base = given or PluginConfig(
+        return PluginConfig(
             name=name,
             connection=ConnectionConfig(
                 request_timeout=self._request_timeout, connection_timeout=self._connection_timeout
             ),
             **sections,
         )
-        return source.configure(name, base)
+
+    def _plugin_config(self, source: PluginSource, name: str, given: PluginConfig | None) -> PluginConfig:
+        return source.configure(name, given or self.plugin_config(name))
 
     def _logger_for_profile(self) -> LoggerLike:
         if self._logger is not None:

@@ -1,7 +1,7 @@
 """The error tree: every failure plugwire reports, each with a stable numeric code.
 
 ```
-PluginError                              .code .retryable .plugin .details
+PluginError                              .code .retryable .plugin .details .request_sent
 ├── ConfigError (1000-1099)              also ValueError
 │   ├── InvalidPluginError (1002)        also TypeError
 │   ├── PluginAlreadyRegisteredError (1010)
@@ -31,6 +31,10 @@ PluginError                              .code .retryable .plugin .details
 
 Every code is a member of `ErrorCode`; `docs/errors.md` documents each one and a test keeps
 the two in step. A raise site may pass a more precise code from its family's range.
+
+Every error also says whether the request of the call it ends may have reached the plugin
+(`RequestSent`): the retry policy repeats a call whose outcome is unknown only when the call is
+idempotent. The transport sets it where it knows; each class has a default for the rest.
 """
 
 from __future__ import annotations
@@ -63,10 +67,12 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "RateLimitedError",
+    "RequestSent",
     "RequestValidationError",
     "ResponseValidationError",
     "SecurityError",
     "TransportError",
+    "answered",
     "error_class_for_code",
     "error_from_code",
 ]
@@ -170,6 +176,27 @@ class ErrorCode(enum.IntEnum):
     UNKNOWN_METHOD = 2007
 
 
+class RequestSent(enum.Enum):
+    """Whether the request of a failed call may have reached the plugin (`PluginError.request_sent`).
+
+    The retry policy repeats a `MAYBE` failure only for an idempotent call: the plugin may
+    have done the work. See docs/resilience.md for which error has which.
+    """
+
+    #: The request never left the host (refused by a policy, no connection, a timeout while
+    #: waiting to send): the plugin cannot have acted on it.
+    NO = "no"
+    #: The request was handed to the connection and no answer says what came of it (a
+    #: timeout after sending, a crash or a cut connection mid-call, or the plugin's own
+    #: 1204/1207 saying it stopped mid-call): it may have been done, partly or wholly.
+    MAYBE = "maybe"
+    #: The plugin received the request and answered with this error; its `retryable` is the
+    #: plugin's word on whether to repeat the call.
+    YES = "yes"
+    #: The error does not end a call (configuration, start-up, health checks, ...).
+    NOT_APPLICABLE = "n/a"
+
+
 class PluginError(Exception):
     """The root of every error plugwire raises.
 
@@ -178,11 +205,13 @@ class PluginError(Exception):
         retryable: Whether repeating the same call may succeed.
         plugin: The plugin the error concerns, when there is one.
         details: Extra structured facts (never secrets).
+        request_sent: Whether the failed call's request may have reached the plugin.
     """
 
     default_code: ClassVar[int] = ErrorCode.CONFIG_INVALID
     code_range: ClassVar[tuple[int, int]] = (1000, 2099)
     default_retryable: ClassVar[bool] = False
+    default_request_sent: ClassVar[RequestSent] = RequestSent.NOT_APPLICABLE
 
     def __init__(
         self,
@@ -192,6 +221,7 @@ class PluginError(Exception):
         retryable: bool | None = None,
         plugin: str | None = None,
         details: Mapping[str, Any] | None = None,
+        request_sent: RequestSent | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -203,6 +233,7 @@ class PluginError(Exception):
         self.retryable = self.default_retryable if retryable is None else retryable
         self.plugin = plugin
         self.details: dict[str, Any] = dict(details or {})
+        self.request_sent = self.default_request_sent if request_sent is None else request_sent
 
     def __str__(self) -> str:
         where = f" (plugin {self.plugin!r})" if self.plugin else ""
@@ -216,13 +247,14 @@ class PluginError(Exception):
         return f"{type(self).__name__}(code={self.code}, message={self.message!r}, plugin={self.plugin!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        state = (self.message, self.code, self.retryable, self.plugin, self.details)
+        state = (self.message, self.code, self.retryable, self.plugin, self.details, self.request_sent.value)
         return (_rebuild, (type(self), state))
 
 
-def _rebuild(cls: type[PluginError], state: tuple[str, int, bool, str | None, dict[str, Any]]) -> PluginError:
-    message, code, retryable, plugin, details = state
-    return cls(message, code=code, retryable=retryable, plugin=plugin, details=details)
+def _rebuild(cls: type[PluginError], state: tuple[Any, ...]) -> PluginError:
+    message, code, retryable, plugin, details, *rest = state  # (pickled before `request_sent`: five)
+    sent = RequestSent(rest[0]) if rest else None
+    return cls(message, code=code, retryable=retryable, plugin=plugin, details=details, request_sent=sent)
 
 
 class ConfigError(PluginError, ValueError):
@@ -268,24 +300,28 @@ class PluginNotFoundError(CallError, LookupError):
     """No plugin is registered under that name."""
 
     default_code = ErrorCode.PLUGIN_NOT_FOUND
+    default_request_sent = RequestSent.NO
 
 
 class PluginDisabledError(CallError):
     """The plugin is registered but disabled."""
 
     default_code = ErrorCode.PLUGIN_DISABLED
+    default_request_sent = RequestSent.NO
 
 
 class ExecutionError(CallError):
     """The plugin raised while executing the request."""
 
     default_code = ErrorCode.EXECUTION_FAILED
+    default_request_sent = RequestSent.YES
 
 
 class PluginTimeoutError(CallError, TimeoutError):
     """The call did not finish within its timeout."""
 
     default_code = ErrorCode.TIMEOUT
+    default_request_sent = RequestSent.MAYBE
     default_retryable = True
 
 
@@ -293,12 +329,14 @@ class RequestValidationError(CallError, ValueError):
     """The request does not match the plugin's request type."""
 
     default_code = ErrorCode.REQUEST_INVALID
+    default_request_sent = RequestSent.NO
 
 
 class ResponseValidationError(CallError):
     """The plugin answered with a value that does not match the response type."""
 
     default_code = ErrorCode.RESPONSE_INVALID
+    default_request_sent = RequestSent.YES
 
 
 class OutcomeUnknownError(CallError):
@@ -308,6 +346,7 @@ class OutcomeUnknownError(CallError):
     """
 
     default_code = ErrorCode.OUTCOME_UNKNOWN
+    default_request_sent = RequestSent.MAYBE
     default_retryable = True
 
 
@@ -315,12 +354,14 @@ class ManagerClosedError(CallError, RuntimeError):
     """The manager is shut down (or shutting down) and takes no more calls."""
 
     default_code = ErrorCode.MANAGER_CLOSED
+    default_request_sent = RequestSent.NO
 
 
 class TransportError(PluginError):
     """The transport to the plugin failed."""
 
     default_code = ErrorCode.TRANSPORT_FAILED
+    default_request_sent = RequestSent.MAYBE
     code_range = (1300, 1399)
     default_retryable = True
 
@@ -336,6 +377,7 @@ class CircuitOpenError(CircuitBreakerError):
     """The plugin's circuit is open: the call was refused without reaching the plugin."""
 
     default_code = ErrorCode.CIRCUIT_OPEN
+    default_request_sent = RequestSent.NO
 
 
 class RateLimitError(PluginError):
@@ -349,6 +391,7 @@ class RateLimitedError(RateLimitError):
     """The plugin's rate limit is exhausted."""
 
     default_code = ErrorCode.RATE_LIMITED
+    default_request_sent = RequestSent.NO
 
 
 class HealthError(PluginError):
@@ -362,6 +405,7 @@ class PluginUnavailableError(HealthError):
     """The plugin is offline; calls fail fast until it is reloaded or re-registered."""
 
     default_code = ErrorCode.PLUGIN_OFFLINE
+    default_request_sent = RequestSent.NO
 
 
 class ConfigFileError(PluginError):
@@ -444,16 +488,28 @@ def error_from_code(
     retryable: bool | None = None,
     plugin: str | None = None,
     details: Mapping[str, Any] | None = None,
+    request_sent: RequestSent | None = None,
 ) -> PluginError:
     """Build the error a peer reported by code, message and retryability.
 
     A code outside every family becomes an `ExecutionError` that keeps the peer's code in
-    ``details["remote_code"]``, so nothing the peer said is lost.
+    ``details["remote_code"]``, so nothing the peer said is lost. `request_sent` defaults to
+    the class's (a transport passes `answered(code)` for a plugin's answer).
     """
     cls = error_class_for_code(code)
     low, high = cls.code_range
     if low <= code <= high:
-        return cls(message, code=code, retryable=retryable, plugin=plugin, details=details)
+        return cls(message, code=code, retryable=retryable, plugin=plugin, details=details, request_sent=request_sent)
     extra = dict(details or {})
     extra["remote_code"] = code
-    return ExecutionError(message, retryable=retryable, plugin=plugin, details=extra)
+    return ExecutionError(message, retryable=retryable, plugin=plugin, details=extra, request_sent=request_sent)
+
+
+def answered(code: int) -> RequestSent:
+    """`request_sent` of the error a plugin answered a call with: `YES`, unless the plugin
+    says it stopped mid-call (1204 its deadline passed, 1207 it was cancelled), which leaves
+    the outcome unknown (`MAYBE`)."""
+    return RequestSent.MAYBE if code in _MID_CALL else RequestSent.YES
+
+
+_MID_CALL = frozenset({ErrorCode.TIMEOUT, ErrorCode.OUTCOME_UNKNOWN})

@@ -34,6 +34,7 @@ from ._errors import (
     PluginError,
     PluginNotFoundError,
     PluginUnavailableError,
+    RequestSent,
 )
 from ._guard import SecurityGuard
 from ._handle import PluginHandle
@@ -378,8 +379,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             raise
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
-        except Exception as exc:
-            raise ExecutionError(f"{type(exc).__name__}: {exc}", plugin=name) from exc
+        except Exception as exc:  # from a user's policy or transport, at an unknown point of the call
+            raise ExecutionError(f"{type(exc).__name__}: {exc}", plugin=name, request_sent=RequestSent.MAYBE) from exc
         finally:
             entry.inflight -= 1
             if not entry.inflight and entry.idle_waiters:

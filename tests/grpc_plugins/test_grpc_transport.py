@@ -108,7 +108,7 @@ async def test_the_transport_enforces_the_attempt_timeout_with_the_timeout_polic
     assert GrpcTransport.enforces_timeout  # the gRPC deadline bounds the attempt: no timer per call
 
     with pytest.raises(plugwire.PluginTimeoutError) as caught:
-        await manager.execute("slow", Ask(mode="hang"), ExecutionContext(timeout=0.3))
+        await manager.execute("slow", Ask(mode="hang"), ExecutionContext(timeout=0.3, idempotent=True))
 
     assert caught.value.details["timeout"] == 0.3
     assert caught.value.details["attempt"] == caught.value.details["attempts"]  # each attempt timed out

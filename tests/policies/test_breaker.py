@@ -18,6 +18,7 @@ from plugwire import (
     ErrorCode,
     ExecutionContext,
     ExecutionError,
+    RequestSent,
     RequestValidationError,
     RetryConfig,
     TransportError,
@@ -326,7 +327,7 @@ async def test_a_trial_makes_one_attempt_even_when_retries_are_configured() -> N
     retry = RetryPolicy(RetryConfig(max_retries=3, initial_interval=0, random_jitter=False), clock)
     handler = compose([CircuitBreakerPolicy(breaker), retry], plugin)
     plugin.failing = True
-    plugin.error = TransportError("down")
+    plugin.error = TransportError("down", request_sent=RequestSent.NO)
     with pytest.raises(TransportError):
         await handler(make_call())
     assert plugin.calls == 4  # closed: the retries ran, and the whole call counted once

@@ -15,6 +15,7 @@ from plugwire import (
     PluginConfig,
     RateLimitConfig,
     RateLimitedError,
+    RequestSent,
     RetryConfig,
     TransportError,
 )
@@ -93,7 +94,7 @@ async def test_a_given_breaker_is_the_one_the_pipeline_uses() -> None:
     breaker = CircuitBreaker(config.circuit_breaker, plugin="p", clock=clock)
 
     async def down(call: Call) -> Any:
-        raise TransportError("down")
+        raise TransportError("down", request_sent=RequestSent.NO)  # connection refused
 
     handler = build_pipeline(config, down, clock=clock, breaker=breaker)
     with pytest.raises(TransportError):
@@ -116,7 +117,7 @@ async def test_a_retried_call_counts_once_in_the_breaker_and_rate_limit_refusals
     async def down(call: Call) -> Any:
         nonlocal attempts
         attempts += 1
-        raise TransportError("down")
+        raise TransportError("down", request_sent=RequestSent.NO)  # connection refused
 
     breaker = CircuitBreaker(config.circuit_breaker, plugin="p", clock=clock)
     handler = build_pipeline(config, down, clock=clock, breaker=breaker)
@@ -159,7 +160,7 @@ async def test_a_call_that_succeeds_on_a_retry_is_one_success_for_the_breaker() 
     async def flaky(call: Call) -> Any:
         seen.append(call.attempt)
         if call.attempt < 3:
-            raise TransportError("down")
+            raise TransportError("down", request_sent=RequestSent.NO)  # connection refused
         return b"ok"
 
     handler = build_pipeline(config, flaky, clock=clock, breaker=breaker)
@@ -180,12 +181,13 @@ async def test_under_the_breaker_a_call_with_an_overall_deadline_stops_retrying_
     async def down(call: Call) -> Any:
         nonlocal attempts
         attempts += 1
-        raise TransportError("down")
+        raise TransportError("down", request_sent=RequestSent.NO)  # connection refused
 
     handler = build_pipeline(config, down, clock=clock, breaker=breaker)
     call = Call(plugin="p", payload=b"x", context=ExecutionContext(request_id="r", total_timeout=2.5))
     with pytest.raises(TransportError) as caught:
         await drive(clock, asyncio.ensure_future(handler(call)))
     assert attempts == 3  # at 0 s, 1 s and 2 s; a fourth at 3 s would pass the deadline
-    assert caught.value.details == {"attempts": 3, "retry_stopped": "deadline"}
+    assert caught.value.details == {"attempts": 3, "elapsed": 2.0, "retry_stopped": "deadline"}
+    assert "(3 attempts in 2s)" in str(caught.value)
     assert breaker._failures == 1

@@ -7,12 +7,14 @@ import random
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from plugwire import (
     ExecutionContext,
     ExecutionError,
     OutcomeUnknownError,
     PluginTimeoutError,
+    RequestSent,
     RetryConfig,
     TransportError,
 )
@@ -30,7 +32,7 @@ class Flaky:
     def __init__(self, clock: FakeClock, failures: int, error: Exception | None = None) -> None:
         self.clock = clock
         self.failures = failures
-        self.error = error or TransportError("connection refused")
+        self.error = error or TransportError("connection refused", request_sent=RequestSent.NO)
         self.calls: list[Call] = []
         self.times: list[float] = []
 
@@ -96,13 +98,23 @@ async def test_outcome_unknown_is_never_retried_unless_the_call_is_idempotent() 
     assert len(plugin.calls) == 2
 
 
-def test_is_retryable_follows_the_error_flag_and_idempotency() -> None:
-    plain = ExecutionContext()
-    assert is_retryable(TransportError("x"), plain)
-    assert not is_retryable(TransportError("x", retryable=False), plain)
-    assert not is_retryable(RuntimeError("not ours"), plain)
-    assert not is_retryable(OutcomeUnknownError("x"), plain)
-    assert is_retryable(OutcomeUnknownError("x"), ExecutionContext(idempotent=True))
+def test_is_retryable_follows_the_error_flag_whether_the_request_was_sent_and_idempotency() -> None:
+    plain, idempotent = ExecutionContext(), ExecutionContext(idempotent=True)
+    refused = TransportError("connection refused", request_sent=RequestSent.NO)
+    assert is_retryable(refused, plain)
+    assert not is_retryable(TransportError("x", retryable=False, request_sent=RequestSent.NO), idempotent)
+    assert not is_retryable(RuntimeError("not ours"), idempotent)
+    # Sent, and nothing says what came of it: only an idempotent call is repeated.
+    for unknown in (OutcomeUnknownError("x"), PluginTimeoutError("x"), TransportError("cut mid-call")):
+        assert unknown.request_sent is RequestSent.MAYBE
+        assert not is_retryable(unknown, plain)
+        assert is_retryable(unknown, idempotent)
+        assert is_retryable(unknown, plain, idempotent=True)  # the plugin's `retry.idempotent`
+    # Not sent: a timeout while waiting to send is repeated like any refusal.
+    assert is_retryable(PluginTimeoutError("not sent in time", request_sent=RequestSent.NO), plain)
+    # The plugin's own answer: its retryable flag decides.
+    assert is_retryable(ExecutionError("try again", retryable=True), plain)
+    assert ExecutionError("x").request_sent is RequestSent.YES
 
 
 @pytest.mark.parametrize(("configured", "per_call", "attempts"), [(3, 0, 1), (0, 2, 3), (1, 4, 5)])
@@ -163,7 +175,7 @@ async def test_a_retry_whose_wait_would_reach_the_deadline_is_not_made() -> None
     assert caught.value.details["attempts"] == 2
 
 
-async def test_each_attempt_gets_its_own_timeout_cut_to_the_deadline() -> None:
+async def test_each_idempotent_attempt_gets_its_own_timeout_cut_to_the_deadline() -> None:
     clock = FakeClock()
     seen: list[Call] = []
 
@@ -175,7 +187,7 @@ async def test_each_attempt_gets_its_own_timeout_cut_to_the_deadline() -> None:
 
     config = RetryConfig(max_retries=2, initial_interval=0.5, random_jitter=False)
     handler = compose([RetryPolicy(config, clock), TimeoutPolicy(2.0, clock)], hangs_first)
-    task = asyncio.create_task(handler(make_call(total_timeout=3.0)))
+    task = asyncio.create_task(handler(make_call(total_timeout=3.0, idempotent=True)))
     assert await drive(clock, task) == b"ok"
     assert [call.attempt for call in seen] == [1, 2]
     assert seen[0].timeout == pytest.approx(2.0)
@@ -183,18 +195,55 @@ async def test_each_attempt_gets_its_own_timeout_cut_to_the_deadline() -> None:
     assert seen[0].deadline == seen[1].deadline == pytest.approx(3.0)
 
 
-async def test_timeouts_are_retried_like_other_retryable_errors() -> None:
-    clock = FakeClock()
-    attempts = 0
+class Hangs:
+    """A plugin that never answers, counting its attempts."""
 
-    async def always_hangs(call: Call) -> Any:
-        nonlocal attempts
-        attempts += 1
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def __call__(self, call: Call) -> Any:
+        self.attempts += 1
         await asyncio.Event().wait()
 
+
+async def test_a_timed_out_attempt_may_have_run_so_only_an_idempotent_call_is_retried() -> None:
+    clock = FakeClock()
     config = RetryConfig(max_retries=1, initial_interval=0.1, random_jitter=False)
-    handler = compose([RetryPolicy(config, clock), TimeoutPolicy(1.0, clock)], always_hangs)
-    with pytest.raises(PluginTimeoutError):
+    plugin = Hangs()
+    handler = compose([RetryPolicy(config, clock), TimeoutPolicy(1.0, clock)], plugin)
+    with pytest.raises(PluginTimeoutError) as caught:
         await drive(clock, asyncio.create_task(handler(make_call())))
-    assert attempts == 2
-    assert clock.monotonic() == pytest.approx(2.1)
+    assert plugin.attempts == 1
+    assert caught.value.request_sent is RequestSent.MAYBE
+
+    # idempotent per call, or for the plugin (`retry.idempotent`)
+    for retry_config, call in ((config, make_call(idempotent=True)), (replace(config, idempotent=True), make_call())):
+        plugin = Hangs()
+        handler = compose([RetryPolicy(retry_config, clock), TimeoutPolicy(1.0, clock)], plugin)
+        start = clock.monotonic()
+        with pytest.raises(PluginTimeoutError):
+            await drive(clock, asyncio.create_task(handler(call)))
+        assert plugin.attempts == 2
+        assert clock.monotonic() - start == pytest.approx(2.1)
+
+
+async def test_the_last_timeout_names_the_attempts_and_the_time_they_took() -> None:
+    clock = FakeClock()
+    config = RetryConfig(max_retries=3, initial_interval=0.1, multiplier=1, random_jitter=False)
+    handler = compose([RetryPolicy(config, clock), TimeoutPolicy(1.0, clock)], Hangs())
+    with pytest.raises(PluginTimeoutError) as caught:
+        await drive(clock, asyncio.create_task(handler(make_call(idempotent=True))))
+    # four attempts of 1 s and three waits of 0.1 s
+    assert str(caught.value) == "[1204] no answer within 1s (4 attempts in 4.3s) (plugin 'p')"
+    assert caught.value.details["attempts"] == 4
+    assert caught.value.details["elapsed"] == pytest.approx(4.3)
+
+
+async def test_an_error_that_took_unknown_time_names_the_time_from_the_first_failure() -> None:
+    clock = FakeClock()
+    plugin = Flaky(clock, failures=100)
+    config = RetryConfig(max_retries=2, initial_interval=0.5, multiplier=1, random_jitter=False)
+    handler = compose([RetryPolicy(config, clock)], plugin)
+    with pytest.raises(TransportError) as caught:
+        await drive(clock, asyncio.create_task(handler(make_call())))
+    assert "(3 attempts, 1s from the first failure to the last)" in str(caught.value)

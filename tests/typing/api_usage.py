@@ -45,6 +45,9 @@ async def async_usage() -> None:
         await manager.execute("counter", Req("x"))
     except plugwire.PluginError as exc:
         assert_type(exc.code, int)
+        assert_type(exc.request_sent, plugwire.RequestSent)
+        if exc.request_sent is plugwire.RequestSent.MAYBE:  # the work may be done: reconcile first
+            raise
 
 
 def blocking_usage() -> int:

@@ -28,7 +28,7 @@ async def main() -> None:
     changes: list[BreakerStateChange] = []
     manager: plugwire.AsyncPluginManager[str, str] = (
         plugwire.production(str, str, clock=clock)
-        .with_retry(RetryConfig(max_retries=5))
+        .with_retry(RetryConfig(max_retries=5, idempotent=True))
         .with_circuit_breaker(failure_threshold=3)
         .with_rate_limit(requests_per_second=100.0, burst_size=10, wait=True)
         .with_health_check(interval=5.0)

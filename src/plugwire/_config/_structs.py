@@ -46,6 +46,10 @@ class RetryConfig(_Config, frozen=True):
     max_interval: Seconds = 5.0
     multiplier: Annotated[float, msgspec.Meta(ge=1.0)] = 2.0
     random_jitter: bool = True
+    #: Every call of the plugin may safely run twice: retry even when the request may have
+    #: reached the plugin (a timeout after sending, a crash mid-call), as
+    #: `ExecutionContext(idempotent=True)` does for one call.
+    idempotent: bool = False
 
 
 class CircuitBreakerConfig(_Config, frozen=True):

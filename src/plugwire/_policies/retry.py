@@ -10,7 +10,7 @@ from msgspec.structs import replace
 
 from .._clock import Clock, system_clock
 from .._config import RetryConfig
-from .._errors import ErrorCode, PluginError
+from .._errors import PluginError, PluginTimeoutError, RequestSent
 from .._models import ExecutionContext
 from .._transports.base import Call
 from ._calls import stamp_deadline
@@ -19,15 +19,18 @@ from .chain import BindablePolicy, Handler
 __all__ = ["RetryPolicy", "is_retryable"]
 
 
-def is_retryable(error: BaseException, context: ExecutionContext) -> bool:
+def is_retryable(error: BaseException, context: ExecutionContext, *, idempotent: bool = False) -> bool:
     """Whether a failed attempt may be repeated.
 
-    Only `PluginError`s marked `.retryable` are; an outcome-unknown failure (1207: the plugin
-    got the request and died before answering) only when the call is `idempotent`.
+    Only `PluginError`s marked `.retryable` are, and of those a failure whose request may
+    have reached the plugin with no answer saying what came of it (`request_sent` is
+    `RequestSent.MAYBE`: a timeout after sending, a crash or a cut connection mid-call) only
+    when the call is idempotent (`context.idempotent`, or `idempotent`: the plugin's
+    `retry.idempotent`): the plugin may have done the work already.
     """
     if not isinstance(error, PluginError) or not error.retryable:
         return False
-    return error.code != ErrorCode.OUTCOME_UNKNOWN or context.idempotent
+    return error.request_sent is not RequestSent.MAYBE or context.idempotent or idempotent
 
 
 class RetryPolicy(BindablePolicy):
@@ -37,8 +40,10 @@ class RetryPolicy(BindablePolicy):
     seconds, or with `random_jitter` a uniformly random part of that ("full jitter"). A
     retry whose wait would reach the call's deadline (`ExecutionContext.total_timeout`) is
     not made: the last error is raised at once, with ``details["retry_stopped"] ==
-    "deadline"``. `ExecutionContext.max_retries` overrides the config's per call. The error
-    that ends the retries carries ``details["attempts"]``.
+    "deadline"``. `ExecutionContext.max_retries` overrides the config's per call. Which
+    failures are retried: `is_retryable`. The error that ends a retried call names its
+    attempts and their time in its message, and carries ``details["attempts"]`` and
+    ``details["elapsed"]`` (seconds).
 
     Args:
         config: The plugin's retry settings.
@@ -98,20 +103,23 @@ class RetryPolicy(BindablePolicy):
         """Go on from a failed attempt `call`: retry while allowed, else raise the last error.
 
         The first attempt's frame calls this only when that attempt failed, so a call that
-        succeeds at once pays for no retry loop.
+        succeeds at once pays for no retry loop (nor a clock reading: when the first attempt
+        began is worked out here, see `_first_started`).
         """
         context = call.context
+        idempotent = self.config.idempotent
         first = call.attempt
+        started = _first_started(call, failure, self.clock.monotonic())
         while True:
             retries = call.attempt - first
-            if retries >= max_retries or not is_retryable(failure, context):
+            if retries >= max_retries or not is_retryable(failure, context, idempotent=idempotent):
                 if retries:
-                    failure.details.setdefault("attempts", retries + 1)
+                    self._name_attempts(failure, retries + 1, started)
                 raise failure
             delay = self.backoff(retries + 1)
             if call.deadline is not None and self.clock.monotonic() + delay >= call.deadline:
-                failure.details.setdefault("attempts", retries + 1)
                 failure.details.setdefault("retry_stopped", "deadline")
+                self._name_attempts(failure, retries + 1, started)
                 raise failure
             if delay > 0:
                 await self.clock.sleep(delay)
@@ -120,3 +128,28 @@ class RetryPolicy(BindablePolicy):
                 return await call_next(call)
             except PluginError as exc:
                 failure = exc
+
+    def _name_attempts(self, failure: PluginError, attempts: int, started: tuple[float, bool]) -> None:
+        """Say in the last error how many attempts the call made and how long they took."""
+        at, exact = started
+        elapsed = self.clock.monotonic() - at
+        failure.details["attempts"] = attempts
+        failure.details["elapsed"] = round(elapsed, 3)
+        took = f" in {elapsed:.3g}s" if exact else f", {elapsed:.3g}s from the first failure to the last"
+        failure.message = f"{failure.message} ({attempts} attempt{'' if attempts == 1 else 's'}{took})"
+        failure.args = (failure.message, *failure.args[1:])
+
+
+def _first_started(call: Call, failure: PluginError, now: float) -> tuple[float, bool]:
+    """When the call's first attempt began, and whether that is exact, from its failure at `now`.
+
+    Exact when the call has an overall deadline (stamped when it began) or the attempt timed
+    out (it began its limit ago); else the attempt's own time is unknown and `now` is used.
+    """
+    total = call.context.total_timeout
+    if call.deadline is not None and total is not None:
+        return call.deadline - total, True
+    limit = failure.details.get("timeout") if isinstance(failure, PluginTimeoutError) else None
+    if isinstance(limit, int | float) and limit > 0:
+        return now - limit, True
+    return now, False

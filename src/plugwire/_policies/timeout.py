@@ -9,7 +9,7 @@ from typing import Any
 from msgspec.structs import replace
 
 from .._clock import Clock, SystemClock, system_clock
-from .._errors import PluginTimeoutError
+from .._errors import PluginTimeoutError, RequestSent
 from .._transports.base import Call, attempt_timed_out
 from ._calls import stamp_deadline
 from .chain import BindablePolicy, Handler
@@ -19,7 +19,8 @@ __all__ = ["TimeoutPolicy"]
 
 class TimeoutPolicy(BindablePolicy):
     """Bounds each attempt; on expiry the transport's call is cancelled (which tells the
-    plugin to stop) and the caller gets `PluginTimeoutError` (1204).
+    plugin to stop) and the caller gets `PluginTimeoutError` (1204), whose `request_sent`
+    says whether the request had left (only then is the outcome unknown).
 
     The limit of an attempt is the smaller of its own timeout and what is left of the call's
     overall deadline (`ExecutionContext.total_timeout`); an attempt that starts with no time
@@ -84,6 +85,7 @@ class TimeoutPolicy(BindablePolicy):
         except TimeoutError:
             if not scope.expired():
                 raise  # a timeout reported by the plugin or transport, already coded
+            # Whether the transport below had sent the request is not known here: say it may have.
             raise attempt_timed_out(call) from None
 
     def _within_deadline(self, call: Call, timeout: float | None) -> float | None:
@@ -95,5 +97,6 @@ class TimeoutPolicy(BindablePolicy):
                 "the call's overall deadline passed before this attempt",
                 plugin=call.plugin,
                 details={"total_timeout": call.context.total_timeout, "attempt": call.attempt},
+                request_sent=RequestSent.NO,
             )
         return left if timeout is None or left < timeout else timeout

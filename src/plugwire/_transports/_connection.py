@@ -24,7 +24,9 @@ from .._errors import (
     PluginError,
     PluginTimeoutError,
     ProtocolError,
+    RequestSent,
     TransportError,
+    answered,
     error_from_code,
 )
 from .._models import HealthStatus
@@ -193,7 +195,13 @@ class HostConnection(FrameReader):
             return
         if future.done():
             return
-        error = error_from_code(message.code, message.message, retryable=message.retryable, plugin=self.name)
+        error = error_from_code(
+            message.code,
+            message.message,
+            retryable=message.retryable,
+            plugin=self.name,
+            request_sent=answered(message.code),
+        )
         if self._deferring:
             self._wakeups.answers.append((future, error))
         else:
@@ -465,8 +473,8 @@ class HostConnection(FrameReader):
             async with scope:
                 await asyncio.shield(waiter)
         except TimeoutError:
-            if scope.expired():
-                raise attempt_timed_out(call) from None
+            if scope.expired():  # still waiting to write it: the plugin never saw the request
+                raise attempt_timed_out(call, RequestSent.NO) from None
             raise
 
     def _write_stalled(self) -> None:
@@ -483,7 +491,9 @@ class HostConnection(FrameReader):
     # ------------------------------------------------------------------ break
     def _not_sent(self, reason: PluginError) -> TransportError:
         code = reason.code if reason.code == ErrorCode.WRITE_TIMEOUT else ErrorCode.CONNECTION_LOST
-        error = TransportError(f"the request was not sent: {reason.message}", code=code, plugin=self.name)
+        error = TransportError(
+            f"the request was not sent: {reason.message}", code=code, plugin=self.name, request_sent=RequestSent.NO
+        )
         error.__cause__ = reason
         return error
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._clock import Clock
-from .._errors import ErrorCode, PluginError, PluginUnavailableError, ProcessError, TransportError
+from .._errors import ErrorCode, PluginError, PluginUnavailableError, ProcessError, RequestSent, TransportError
 from .._models import PluginInfo
 from ._connection import HostConnection
 from ._process import PluginProcess, describe_status
@@ -220,7 +220,10 @@ class ProcessPool:
                 raise self._unavailable()
             if self.state is PoolState.CLOSED:
                 raise TransportError(
-                    "the subprocess transport is closed", code=ErrorCode.CONNECTION_LOST, plugin=self.name
+                    "the subprocess transport is closed",
+                    code=ErrorCode.CONNECTION_LOST,
+                    plugin=self.name,
+                    request_sent=RequestSent.NO,
                 )
             worker = self.pick()
             if worker is not None:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from .._codec import CodecName
-from .._errors import PluginTimeoutError
+from .._errors import PluginTimeoutError, RequestSent
 from .._models import ExecutionContext, HealthStatus, PluginInfo, Transport
 
 __all__ = ["BaseTransport", "Call", "attempt_timed_out"]
@@ -43,12 +43,22 @@ class Call(msgspec.Struct, frozen=True):
     deadline: float | None = None
 
 
-def attempt_timed_out(call: Call) -> PluginTimeoutError:
-    """The error of an attempt that got no answer within `call.timeout` seconds (1204)."""
+def attempt_timed_out(call: Call, request_sent: RequestSent = RequestSent.MAYBE) -> PluginTimeoutError:
+    """The error of an attempt that got no answer within `call.timeout` seconds (1204).
+
+    Args:
+        call: The attempt.
+        request_sent: `MAYBE` once the request was handed to the connection (the plugin may
+            be working on it); `NO` when time ran out before it was (waiting for a process
+            or for the plugin to read earlier writes), which a retry may repeat safely.
+    """
     return PluginTimeoutError(
-        f"no answer within {call.timeout:g}s",
+        f"no answer within {call.timeout:g}s"
+        if request_sent is RequestSent.MAYBE
+        else f"the request could not be sent within {call.timeout:g}s",
         plugin=call.plugin,
         details={"timeout": call.timeout, "attempt": call.attempt},
+        request_sent=request_sent,
     )
 
 
@@ -67,8 +77,9 @@ class BaseTransport(abc.ABC):
     restartable: ClassVar[bool] = True
     #: True when `call` itself bounds each attempt by `Call.timeout` on the event loop's clock:
     #: past it, the call fails with `attempt_timed_out(call)` (1204) and the plugin is told to
-    #: stop. The timeout policy then sets no timer of its own (a timer per call is a
-    #: measurable share of a fast transport's round trip).
+    #: stop (it says whether the request had been sent: `request_sent`). The timeout policy
+    #: then sets no timer of its own (a timer per call is a measurable share of a fast
+    #: transport's round trip).
     enforces_timeout: ClassVar[bool] = False
 
     @abc.abstractmethod
@@ -77,7 +88,13 @@ class BaseTransport(abc.ABC):
 
     @abc.abstractmethod
     async def call(self, call: Call) -> Any:
-        """Deliver one call and return the plugin's encoded response."""
+        """Deliver one call and return the plugin's encoded response.
+
+        Every `PluginError` it raises says whether the request may have reached the plugin
+        (`request_sent`: `NO` before it was handed to the connection, `MAYBE` after, `YES`
+        for the plugin's own error answer); the retry policy repeats a `MAYBE` failure only
+        for an idempotent call.
+        """
 
     @abc.abstractmethod
     async def health(self) -> HealthStatus:

@@ -16,7 +16,15 @@ from typing import Any, TypeGuard
 
 from .._auth import CredentialProvider
 from .._config import ConnectionConfig, HealthCheckConfig
-from .._errors import AuthenticationError, ErrorCode, PluginError, ProtocolError, RequestValidationError, TransportError
+from .._errors import (
+    AuthenticationError,
+    ErrorCode,
+    PluginError,
+    ProtocolError,
+    RequestSent,
+    RequestValidationError,
+    TransportError,
+)
 from .._models import HealthStatus, PluginInfo, Status, Transport
 from .._proto import CONTENT_TYPES, load
 from .._tls import TLSConfig
@@ -178,7 +186,11 @@ class GrpcTransport(BaseTransport):
         cancels the RPC on the plugin."""
         if self._stub is None:
             raise TransportError(
-                "the gRPC transport is closed", code=ErrorCode.CONNECTION_LOST, plugin=self.plugin, retryable=False
+                "the gRPC transport is closed",
+                code=ErrorCode.CONNECTION_LOST,
+                plugin=self.plugin,
+                retryable=False,
+                request_sent=RequestSent.NO,
             )
         ctx = call.context
         merged = {**ctx.metadata, **ctx.headers} if ctx.metadata else ctx.headers
@@ -224,7 +236,9 @@ class GrpcTransport(BaseTransport):
             raise
         except Exception as exc:  # a user's provider; its message may hold a secret, so only the type
             raise AuthenticationError(
-                f"the credential provider failed ({type(exc).__name__})", plugin=self.plugin
+                f"the credential provider failed ({type(exc).__name__})",
+                plugin=self.plugin,
+                request_sent=RequestSent.NO,
             ) from None
         for key, value in pairs:
             # grpc refuses these deep inside its core; say which key is wrong (never the value).
@@ -234,6 +248,7 @@ class GrpcTransport(BaseTransport):
                     "(lower-case letters, digits, '-', '_', '.')",
                     code=ErrorCode.AUTH_MALFORMED_CREDENTIALS,
                     plugin=self.plugin,
+                    request_sent=RequestSent.NO,
                 )
             if not isinstance(value, str) or not _METADATA_VALUE.fullmatch(value):
                 raise AuthenticationError(
@@ -241,6 +256,7 @@ class GrpcTransport(BaseTransport):
                     "(printable ASCII only)",
                     code=ErrorCode.AUTH_MALFORMED_CREDENTIALS,
                     plugin=self.plugin,
+                    request_sent=RequestSent.NO,
                 )
         return pairs
 
@@ -253,9 +269,12 @@ class GrpcTransport(BaseTransport):
             if _own_deadline(attempt, exc):
                 raise attempt_timed_out(attempt) from None  # the error the timeout policy would raise
             raise self._translate(exc) from None
-        except aio.UsageError as exc:  # the channel was closed under the call
+        except aio.UsageError as exc:  # the channel was closed before the call could start
             raise TransportError(
-                f"the gRPC channel was closed: {exc}", code=ErrorCode.CONNECTION_LOST, plugin=self.plugin
+                f"the gRPC channel was closed: {exc}",
+                code=ErrorCode.CONNECTION_LOST,
+                plugin=self.plugin,
+                request_sent=RequestSent.NO,
             ) from None
         except PluginError:
             raise
@@ -272,6 +291,7 @@ class GrpcTransport(BaseTransport):
                 "the server's reply is not a valid plugwire.v1 message (is it a plugwire plugin?)",
                 plugin=self.plugin,
                 details={"grpc_status": "INTERNAL"},
+                request_sent=RequestSent.MAYBE,  # it answered: whatever the request asked may be done
             )
         return reply
 

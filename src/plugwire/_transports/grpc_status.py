@@ -22,24 +22,33 @@ from .._errors import (
     PluginTimeoutError,
     ProtocolError,
     RateLimitedError,
+    RequestSent,
     RequestValidationError,
     TransportError,
+    answered,
     error_from_code,
 )
 from .._proto import CODE_TRAILER, DETAILS_TRAILER, RETRYABLE_TRAILER
 
 __all__ = ["error_from_rpc"]
 
-# grpc's own words for a connection that broke while a call was in flight.
 # grpc's words for a call that failed because no connection could be made.
 _CONNECTING = ("failed to connect", "connections to all backends failing", "connection refused")
+# grpc's own words for a connection that broke while a call was in flight.
 _BROKEN_MID_CALL = ("socket closed", "connection reset", "goaway", "broken pipe", "stream removed", "rst_stream")
+# Statuses only a server that read the request answers with: it was sent, and refused or failed.
+_ANSWERED = frozenset(
+    {"INVALID_ARGUMENT", "UNAUTHENTICATED", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "UNIMPLEMENTED"}
+)
 
 
 def error_from_rpc(
     status: str, details: str, trailers: Iterable[tuple[str, Any]], *, plugin: str, tls: bool, mutual: bool
 ) -> PluginError:
-    """The plugwire error for a gRPC failure.
+    """The plugwire error for a gRPC failure, with whether the request may have reached the
+    plugin (`request_sent`): grpc says little about that, so only a failure to connect is
+    `NO`, a status only a server answers with (or a plugwire plugin's own error) is `YES`,
+    and anything else (a deadline, a stream cut by a server going away) is `MAYBE`.
 
     Args:
         status: The gRPC status code's name (`"UNAVAILABLE"`).
@@ -53,7 +62,9 @@ def error_from_rpc(
     facts: dict[str, Any] = {"grpc_status": status}
     if peer_code is not None:
         facts = {**peer_details, **facts}
-        return error_from_code(peer_code, details, retryable=peer_retryable, plugin=plugin, details=facts)
+        return error_from_code(
+            peer_code, details, retryable=peer_retryable, plugin=plugin, details=facts, request_sent=answered(peer_code)
+        )
     text = details or status
     lowered = text.lower()
     if status == "UNAVAILABLE":
@@ -65,6 +76,8 @@ def error_from_rpc(
             retryable=False,
             plugin=plugin,
             details=facts,
+            # grpc refuses to send a request above the limit; an answer above it means the work was done.
+            request_sent=RequestSent.NO if "sent message larger" in lowered else RequestSent.MAYBE,
         )
     simple: dict[str, PluginError] = {
         "INVALID_ARGUMENT": RequestValidationError(f"the plugin refused the request: {text}", plugin=plugin),
@@ -83,6 +96,10 @@ def error_from_rpc(
     error = simple.get(status)
     if error is None:  # UNKNOWN, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, OUT_OF_RANGE
         error = ExecutionError(f"the plugin failed ({status}): {text}", plugin=plugin)
+    elif status in _ANSWERED:
+        error.request_sent = RequestSent.YES
+    elif status == "INTERNAL":  # grpc's own failure, possibly reading an answer to a call that ran
+        error.request_sent = RequestSent.MAYBE
     error.details.update(facts)
     return error
 
@@ -122,14 +139,22 @@ def _unavailable(text: str, lowered: str, *, plugin: str, tls: bool, mutual: boo
             return OutcomeUnknownError(
                 f"the connection to the plugin broke during the call: {text}", plugin=plugin, details=facts
             )
-        return TransportError(f"the plugin is unavailable: {text}", plugin=plugin, details=facts)
+        # Not a failure to connect: the call may have started (a server stopping cancels its
+        # calls with "Cancelling all calls"), so the outcome is unknown.
+        return TransportError(
+            f"the plugin is unavailable: {text}", plugin=plugin, details=facts, request_sent=RequestSent.MAYBE
+        )
     tls_error = _tls_error(text, lowered, tls=tls, mutual=mutual)
     if tls_error is not None:
         code, message = tls_error
         family = AuthenticationError if 1100 <= code < 1200 else TransportError
-        return family(message, code=code, retryable=False, plugin=plugin, details=facts)
+        return family(message, code=code, retryable=False, plugin=plugin, details=facts, request_sent=RequestSent.NO)
     return TransportError(
-        f"cannot connect to the plugin: {text}", code=ErrorCode.CONNECT_FAILED, plugin=plugin, details=facts
+        f"cannot connect to the plugin: {text}",
+        code=ErrorCode.CONNECT_FAILED,
+        plugin=plugin,
+        details=facts,
+        request_sent=RequestSent.NO,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._errors import ExecutionError, PluginError
+from .._errors import ExecutionError, PluginError, answered
 from .._models import HealthStatus, PluginInfo, Transport
 from .._sdk.adapter import PluginAdapter
 from .base import BaseTransport, Call
@@ -40,9 +40,13 @@ class InProcessTransport(BaseTransport):
         return self._info
 
     async def call(self, call: Call) -> Any:
-        if self.use_codec:
-            return await self.adapter.execute(call.context, call.payload, call.codec)
-        return await self.adapter.execute_object(call.context, call.payload)
+        try:
+            if self.use_codec:
+                return await self.adapter.execute(call.context, call.payload, call.codec)
+            return await self.adapter.execute_object(call.context, call.payload)
+        except PluginError as exc:  # the plugin's answer, as over a wire (`request_sent`)
+            exc.request_sent = answered(exc.code)
+            raise
 
     async def health(self) -> HealthStatus:
         return await self.adapter.health()

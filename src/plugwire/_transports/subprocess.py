@@ -19,7 +19,7 @@ import msgspec
 from .._clock import Clock, system_clock
 from .._codec import CODECS, CodecName
 from .._config import PluginConfig
-from .._errors import ErrorCode, PluginError, ProcessError
+from .._errors import ErrorCode, PluginError, ProcessError, RequestSent
 from .._models import HealthStatus, PluginInfo, Status, Transport
 from .._protocol import DEFAULT_MAX_FRAME, CallContext
 from ._connection import HostConnection
@@ -161,7 +161,7 @@ class SubprocessTransport(BaseTransport):
     async def call(self, call: Call) -> Any:
         pool = self._pool
         if pool is None:
-            raise ProcessError(f"plugin {self.name!r} is not started", code=ErrorCode.PROCESS, plugin=self.name)
+            raise ProcessError(f"plugin {self.name!r} is not started", plugin=self.name, request_sent=RequestSent.NO)
         timeout = call.timeout
         deadline = None
         worker = pool.pick() if pool.state is PoolState.RUNNING else None
@@ -366,8 +366,8 @@ async def _acquire(pool: ProcessPool, deadline: float | None, call: Call) -> Wor
         async with scope:
             return await pool.acquire()
     except TimeoutError:
-        if scope.expired():
-            raise attempt_timed_out(call) from None
+        if scope.expired():  # no process to send it to yet: the plugin never saw the request
+            raise attempt_timed_out(call, RequestSent.NO) from None
         raise
 
 
