@@ -327,7 +327,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             config_from_data(config.to_dict())  # built in Python: check it as a file would be
             loaded = config
         else:
-            loaded = load_config_file(config)
+            loaded = await asyncio.to_thread(load_config_file, config)  # a large file never stalls the loop
         refuse_unbuilt_features(loaded)
         source = "" if isinstance(config, ManagerConfig) else os.fspath(config)
         self._guard.record(AuditEvent.CONFIG_CHANGED, None, file=source, plugins=[p.name for p in loaded.plugins])
