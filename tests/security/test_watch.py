@@ -226,3 +226,27 @@ def test_the_watcher_counts_only_events_on_the_file_or_its_symlink(tmp_path: Pat
     assert not watcher.concerns(mount / "audit.db")
     assert not watcher.concerns(mount / "audit.db-journal")
     assert not watcher.concerns(mount / ".plugins.yaml.swp")
+
+
+async def test_the_poller_waits_for_a_half_written_whitelist_to_be_complete(
+    tmp_path: Path, cleanup: list[SecurityEngine]
+) -> None:
+    path = tmp_path / "plugins.yaml"
+    path.write_text(whitelist_text("a"))
+    engine, changes = await watching(path, tmp_path, use_watchfiles=False)
+    cleanup.append(engine)
+    watcher = engine._watcher
+    assert watcher is not None
+    assert engine.audit is not None
+    await watcher.wait_checks(1)  # past the catch-up read made when the watch began
+    complete = whitelist_text("a", "b")
+    with path.open("w") as handle:
+        handle.write(complete[: len(complete) // 2])  # an editor or a copy caught mid-write
+        handle.flush()
+        await watcher.wait_checks(watcher.checks + 1)  # a poll sees the half-written file
+        handle.write(complete[len(complete) // 2 :])
+    async with asyncio.timeout(5):
+        fresh = await changes.get()
+    assert [entry.name for entry in fresh] == ["a", "b"]
+    engine.audit.flush()
+    assert engine.audit.query(event=AuditEvent.WHITELIST_REJECTED) == []

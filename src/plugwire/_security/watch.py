@@ -42,7 +42,8 @@ class WhitelistWatcher:
             coalesced into one more call).
         use_watchfiles: True to require `watchfiles`, False to poll, None to use it if
             installed.
-        poll_interval: Seconds between polls in the polling fallback.
+        poll_interval: Seconds between polls in the polling fallback (a change is reported
+            once the file has held still for one poll).
     """
 
     def __init__(
@@ -73,7 +74,8 @@ class WhitelistWatcher:
         self._checked = asyncio.Condition()
 
     async def start(self) -> None:
-        """Start watching; returns once the watch is in place (changes after it are seen)."""
+        """Start watching; returns once the watch is in place (changes after it are seen) and
+        the file has been re-read once (a change made before it is seen too)."""
         if self._task is None:
             runner = self._watch_events if self.backend == "watchfiles" else self._poll
             self._task = asyncio.create_task(runner(), name=f"plugwire-watch:{self.path.name}")
@@ -133,10 +135,10 @@ class WhitelistWatcher:
             if not self._ready.is_set():
                 # The first yield means the OS watch is in place; re-read once to catch a
                 # change made between loading the whitelist and this point.
-                self._ready.set()
                 await self._notify()
+                self._ready.set()
             elif changes:
-                if any(self.concerns(path) for _, path in changes):
+                if [path for _, path in changes if self.concerns(path)]:
                     await self._notify()
                 await self._counted()
 
@@ -149,16 +151,20 @@ class WhitelistWatcher:
         return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
     async def _poll(self) -> None:
-        last = self._signature()
-        self._ready.set()
+        # Debounced: a change is reported once the file's stat has held still for a poll, so
+        # a file caught half-written is not reloaded (and rejected) before it is complete.
+        last, settled = self._signature(), True
         await self._notify()
+        self._ready.set()
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll_interval):
                     await self._stop.wait()
             current = self._signature()
             if current != last:
-                last = current
+                last, settled = current, False  # still being written, perhaps: wait a poll
+            elif not settled:
+                settled = True
                 await self._notify()
             await self._counted()
 
