@@ -143,3 +143,15 @@ def test_a_whole_config_error_names_the_plugin_by_index_and_name(tmp_path: Path)
     with pytest.raises(ConfigError) as caught:
         ManagerConfig.load(path)
     assert caught.value.message == f"{path}: plugins[1] ('billing').retry.max_retries: expected int, got str"
+
+
+async def test_a_manager_config_built_in_code_may_name_the_hosts_python() -> None:
+    plugin = PluginConfig(
+        name="echo",
+        executable="sys.executable",
+        args=(str(PLUGINS / "echo_plugin.py"),),
+        env={"PYTHONPATH": str(SRC)},
+    )
+    async with plugwire.AsyncPluginManager(Req, Resp, ManagerConfig(plugins=(plugin,))) as manager:
+        answer = await manager.execute("echo", Req(text="built in code"))
+    assert answer.text == "built in code"

@@ -21,6 +21,7 @@ from ._config import (
     load_config_file,
     refuse_unbuilt_features,
     validate_plugin_config,
+    with_host_python,
 )
 from ._entry import PluginEntry, check_context
 from ._errors import (
@@ -223,6 +224,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
 
     async def _register_config(self, config: PluginConfig, source: PluginSource | None) -> None:
         self._check_open()
+        config = with_host_python(config)  # a config's `executable: sys.executable`
         await self._guard.ensure()
         name = config.name
         async with self._lock:  # only the name is reserved under the lock; the start runs outside it

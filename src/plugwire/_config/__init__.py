@@ -18,7 +18,7 @@ from ._load import (
     refuse_unbuilt_features,
     validate_plugin_config,
 )
-from ._paths import HOST_PYTHON
+from ._paths import HOST_PYTHON, with_host_python
 from ._structs import (
     AuthConfig,
     CircuitBreakerConfig,
@@ -63,6 +63,7 @@ __all__ = [
     "read_data_file",
     "refuse_unbuilt_features",
     "validate_plugin_config",
+    "with_host_python",
 ]
 
 

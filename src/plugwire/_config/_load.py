@@ -18,8 +18,8 @@ import msgspec
 from .._errors import ConfigError, ConfigFileError, ErrorCode
 from .._models import Transport
 from ._duration import parse_duration
-from ._paths import HOST_PYTHON, resolve_paths
-from ._structs import ManagerConfig
+from ._paths import resolve_paths, with_host_python
+from ._structs import ManagerConfig, PluginConfig
 
 __all__ = [
     "config_from_data",
@@ -99,9 +99,7 @@ def validate_plugin_config(config: Any, where: str) -> Any:
         error = _translate(str(exc))
         raise ConfigError(f"{where}: {error.message}", code=error.code) from None
     check_plugin_config(checked, where)
-    if getattr(checked, "executable", None) == HOST_PYTHON:
-        checked = msgspec.structs.replace(checked, executable=sys.executable)
-    return checked
+    return with_host_python(checked) if isinstance(checked, PluginConfig) else checked
 
 
 def load_data_file(path: str | os.PathLike[str], *, default_suffix: str | None = None) -> Any:

@@ -17,7 +17,7 @@ import msgspec
 
 from ._structs import AuthConfig, ManagerConfig, PluginConfig
 
-__all__ = ["AUTH_PATH_FIELDS", "HOST_PYTHON", "resolve_paths"]
+__all__ = ["AUTH_PATH_FIELDS", "HOST_PYTHON", "resolve_paths", "with_host_python"]
 
 #: The `executable` that means the interpreter running the host (`sys.executable`): no
 #: program has this name, so it cannot be mistaken for one found on PATH.
@@ -48,11 +48,17 @@ def resolve_paths(config: ManagerConfig, base_dir: str | os.PathLike[str] | None
     return msgspec.structs.replace(config, plugins=plugins, security=security)
 
 
+def with_host_python(plugin: PluginConfig) -> PluginConfig:
+    """`plugin` with `executable: sys.executable` replaced by the host's interpreter."""
+    if plugin.executable != HOST_PYTHON:
+        return plugin
+    return msgspec.structs.replace(plugin, executable=sys.executable)
+
+
 def _plugin(plugin: PluginConfig, base: str | None) -> PluginConfig:
+    plugin = with_host_python(plugin)
     executable = plugin.executable
-    if executable == HOST_PYTHON:
-        executable = sys.executable
-    elif base is not None and _is_relative(executable) and ("/" in executable or os.sep in executable):
+    if base is not None and _is_relative(executable) and ("/" in executable or os.sep in executable):
         executable = str(Path(base, executable))
     if base is None:
         return plugin if executable == plugin.executable else msgspec.structs.replace(plugin, executable=executable)
