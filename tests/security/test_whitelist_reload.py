@@ -13,7 +13,14 @@ import msgspec
 import pytest
 import yaml
 
-from plugwire import AsyncPluginManager, ManagerConfig, SecurityAuditConfig, SecurityConfig, SecurityPolicy
+from plugwire import (
+    AsyncPluginManager,
+    ManagerConfig,
+    SecurityAuditConfig,
+    SecurityConfig,
+    SecurityError,
+    SecurityPolicy,
+)
 from plugwire._config import MAX_FILE_BYTES
 from plugwire._security import AuditEvent, SecurityEngine, load_whitelist
 
@@ -168,3 +175,15 @@ def test_a_whitelist_of_ten_thousand_entries_fits_the_bounds(tmp_path: Path) -> 
     )
     assert len(as_yaml.encode()) < MAX_FILE_BYTES * 0.8
     assert len(load_whitelist(path)) == 10_000
+
+
+def test_an_unknown_whitelist_key_suggests_the_closest_valid_one(tmp_path: Path) -> None:
+    path = tmp_path / "plugins.yaml"
+    path.write_text(f"plugins:\n  - {{name: auth, path: plugins/auth, hsh: 'sha256:{HEX}'}}\n")
+    with pytest.raises(SecurityError) as caught:
+        load_whitelist(path)
+    assert caught.value.code == 1804
+    assert caught.value.message.endswith("plugins[0] ('auth'): unknown key 'hsh'; did you mean 'hash'?")
+    path.write_text("versoin: '1.0'\n")
+    with pytest.raises(SecurityError, match="unknown key 'versoin'; did you mean 'version'"):
+        load_whitelist(path)
