@@ -67,23 +67,43 @@ def test_from_dict_parses_durations_and_env_lists() -> None:
 @pytest.mark.parametrize(
     ("data", "code", "message"),
     [
-        ({"plugins": [plugin(), plugin(name="b", retry={"max_retries": "x"})]}, 1002, "plugins[1].retry.max_retries: "),
-        ({"plugins": [plugin(retry={"max_retries": -1})]}, 1003, "plugins[0].retry.max_retries: expected int >= 0"),
-        ({"plugins": [plugin(retry={"initial_interval": "-5s"})]}, 1003, "plugins[0].retry.initial_interval: "),
-        ({"plugins": [plugin(bogus=1)]}, 1001, "plugins[0].bogus: unknown key"),
+        (
+            {"plugins": [plugin(), plugin(name="b", retry={"max_retries": "x"})]},
+            1002,
+            "plugins[1] ('b').retry.max_retries: ",
+        ),
+        (
+            {"plugins": [plugin(retry={"max_retries": -1})]},
+            1003,
+            "plugins[0] ('auth').retry.max_retries: expected int >= 0",
+        ),
+        (
+            {"plugins": [plugin(retry={"initial_interval": "-5s"})]},
+            1003,
+            "plugins[0] ('auth').retry.initial_interval: ",
+        ),
+        ({"plugins": [plugin(bogus=1)]}, 1001, "plugins[0] ('auth').bogus: unknown key"),
         ({"nonsense": True}, 1001, "nonsense: unknown key"),
         ({"plugins": [{"executable": "x"}]}, 1004, "plugins[0].name: required key is missing"),
-        ({"plugins": [{"name": "a"}]}, 1005, "plugins[0].executable: an executable plugin needs 'executable'"),
-        ({"plugins": [{"name": "a", "transport": "grpc"}]}, 1006, "plugins[0].endpoint: a grpc plugin needs"),
-        ({"plugins": [plugin(transport="carrier-pigeon")]}, 1007, "plugins[0].transport: 'carrier-pigeon' is not"),
-        ({"plugins": [plugin(auth={"method": "magic"})]}, 1008, "plugins[0].auth.method: 'magic' is not an auth"),
-        ({"plugins": [plugin(), plugin()]}, 1009, "plugins[1].name: duplicate plugin name 'auth'"),
-        ({"plugins": [plugin(name="../etc")]}, 1012, "plugins[0].name: a plugin name is 1-128"),
-        ({"plugins": [plugin(env=["NOVALUE"])]}, 1003, "plugins[0].env[0]: expected 'NAME=value'"),
+        ({"plugins": [{"name": "a"}]}, 1005, "plugins[0] ('a').executable: an executable plugin needs 'executable'"),
+        ({"plugins": [{"name": "a", "transport": "grpc"}]}, 1006, "plugins[0] ('a').endpoint: a grpc plugin needs"),
+        (
+            {"plugins": [plugin(transport="carrier-pigeon")]},
+            1007,
+            "plugins[0] ('auth').transport: 'carrier-pigeon' is not",
+        ),
+        (
+            {"plugins": [plugin(auth={"method": "magic"})]},
+            1008,
+            "plugins[0] ('auth').auth.method: 'magic' is not an auth",
+        ),
+        ({"plugins": [plugin(), plugin()]}, 1009, "plugins[1] ('auth').name: duplicate plugin name 'auth'"),
+        ({"plugins": [plugin(name="../etc")]}, 1012, "plugins[0] ('../etc').name: a plugin name is 1-128"),
+        ({"plugins": [plugin(env=["NOVALUE"])]}, 1003, "plugins[0] ('auth').env[0]: expected 'NAME=value'"),
         (
             {"plugins": [plugin(retry={"initial_interval": 10, "max_interval": 1})]},
             1003,
-            "plugins[0].retry.max_interval: must be",
+            "plugins[0] ('auth').retry.max_interval: must be",
         ),
         ({"plugins": "all of them"}, 1002, "plugins: expected array, got str"),
         ({"log_level": "chatty"}, 1003, "log_level: expected one of"),
@@ -149,7 +169,7 @@ def test_load_reads_yaml_toml_and_json_alike(tmp_path: Path) -> None:
 def test_load_names_the_file_in_validation_errors(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("plugins:\n  - name: a\n    executable: x\n    retry: {max_retries: lots}\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: plugins\[0\]\.retry\.max_retries: expected int"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: plugins\[0\] \('a'\)\.retry\.max_retries: expected int"):
         ManagerConfig.load(path)
 
 

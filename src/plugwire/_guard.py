@@ -61,7 +61,7 @@ class SecurityGuard:
                 old.set_policy(SecurityPolicy.DISABLED)  # leaves a policy.changed row
                 await old.aclose()
             return
-        engine = SecurityEngine.from_config(config, logger=self.logger, exec_dir=exec_dir)
+        engine = await SecurityEngine.afrom_config(config, logger=self.logger, exec_dir=exec_dir)
         old, self.engine = self.engine, engine
         if old is not None:
             await old.aclose()

@@ -21,6 +21,7 @@ from ._config import (
     load_config_file,
     refuse_unbuilt_features,
     validate_plugin_config,
+    with_host_python,
 )
 from ._entry import PluginEntry, check_context
 from ._errors import (
@@ -224,6 +225,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
 
     async def _register_config(self, config: PluginConfig, source: PluginSource | None) -> None:
         self._check_open()
+        config = with_host_python(config)  # a config's `executable: sys.executable`
         await self._guard.ensure()
         name = config.name
         async with self._lock:  # only the name is reserved under the lock; the start runs outside it
@@ -328,7 +330,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             config_from_data(config.to_dict())  # built in Python: check it as a file would be
             loaded = config
         else:
-            loaded = load_config_file(config)
+            loaded = await asyncio.to_thread(load_config_file, config)  # a large file never stalls the loop
         refuse_unbuilt_features(loaded)
         source = "" if isinstance(config, ManagerConfig) else os.fspath(config)
         self._guard.record(AuditEvent.CONFIG_CHANGED, None, file=source, plugins=[p.name for p in loaded.plugins])

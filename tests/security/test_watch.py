@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -141,3 +142,111 @@ async def test_requiring_watchfiles_when_it_is_missing_names_the_extra(
         WhitelistWatcher(tmp_path / "w.yaml", nothing, use_watchfiles=True)
     assert "plugwire[watch]" in str(caught.value)
     assert WhitelistWatcher(tmp_path / "w.yaml", nothing).backend == "poll"
+
+
+class Refusals(logging.Handler):
+    """Collects the engine's "reload refused" log lines as they are emitted."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "reload refused" in record.getMessage():
+            self.queue.put_nowait(record.getMessage())
+
+
+@pytest.mark.parametrize("use_watchfiles", BACKENDS)
+async def test_writes_beside_a_broken_whitelist_do_not_reload_it_again(
+    tmp_path: Path, use_watchfiles: bool, cleanup: list[SecurityEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "plugins.yaml"
+    path.write_text(whitelist_text("a"))
+    refusals = Refusals()
+    logger = logging.getLogger(f"plugwire.tests.watch.{use_watchfiles}")
+    logger.addHandler(refusals)
+    config = SecurityConfig(
+        enabled=True,
+        policy=SecurityPolicy.STRICT,
+        whitelist_file=str(path),
+        audit_config=SecurityAuditConfig(enabled=True, audit_file=str(tmp_path / "audit.db")),  # beside it
+    )
+    engine = SecurityEngine.from_config(config, logger=logger)
+    cleanup.append(engine)
+    await engine.start_watching(use_watchfiles=use_watchfiles, poll_interval=0.05)
+    watcher = engine._watcher
+    assert watcher is not None
+    assert engine.audit is not None
+    events: set[str] = set()
+    concerns = watcher.concerns
+
+    def recording(changed: str | os.PathLike[str]) -> bool:
+        events.add(os.fspath(changed))
+        return concerns(changed)
+
+    monkeypatch.setattr(watcher, "concerns", recording)
+
+    async def neighbours_written(version: int) -> None:
+        """Write the audit log and other files beside the whitelist; return once the watcher
+        has handled their events (the poller: two whole polls after the last write)."""
+        for index in range(3):
+            engine.audit.flush()  # type: ignore[union-attr]
+            neighbour = tmp_path / f"neighbour-{version}-{index}.log"
+            neighbour.write_text("written beside the whitelist")
+            async with asyncio.timeout(5):
+                if watcher.backend == "poll":
+                    await watcher.wait_checks(watcher.checks + 2)
+                while watcher.backend != "poll" and str(neighbour) not in events:
+                    await watcher.wait_checks(watcher.checks + 1)
+
+    for version, broken in enumerate(["plugins: [{name: a, hash: 'sha256:short'}]", "plugins: 7"]):
+        replace_by_rename(path, broken)
+        async with asyncio.timeout(5):
+            await refusals.queue.get()
+        await neighbours_written(version)
+        assert refusals.queue.empty(), "a write beside the whitelist reloaded it again"
+        engine.audit.flush()
+        assert len(engine.audit.query(event=AuditEvent.WHITELIST_REJECTED)) == version + 1
+
+
+def test_the_watcher_counts_only_events_on_the_file_or_its_symlink(tmp_path: Path) -> None:
+    from plugwire._security import WhitelistWatcher
+
+    async def nothing() -> None:
+        return None
+
+    mount = tmp_path / "config"
+    (mount / "..2026_01").mkdir(parents=True)
+    (mount / "..2026_01" / "plugins.yaml").write_text("plugins: []")
+    (mount / "..data").symlink_to("..2026_01")
+    (mount / "plugins.yaml").symlink_to("..data/plugins.yaml")
+    watcher = WhitelistWatcher(mount / "plugins.yaml", nothing, use_watchfiles=False)
+    assert watcher.concerns(mount / "plugins.yaml")
+    assert watcher.concerns(mount / "..data")
+    assert not watcher.concerns(mount / "audit.db")
+    assert not watcher.concerns(mount / "audit.db-journal")
+    assert not watcher.concerns(mount / ".plugins.yaml.swp")
+
+
+async def test_the_poller_waits_for_a_half_written_whitelist_to_be_complete(
+    tmp_path: Path, cleanup: list[SecurityEngine]
+) -> None:
+    path = tmp_path / "plugins.yaml"
+    path.write_text(whitelist_text("a"))
+    engine, changes = await watching(path, tmp_path, use_watchfiles=False)
+    cleanup.append(engine)
+    watcher = engine._watcher
+    assert watcher is not None
+    assert engine.audit is not None
+    await watcher.wait_checks(1)  # past the catch-up read made when the watch began
+    complete = whitelist_text("a", "b")
+    with path.open("w") as handle:
+        handle.write(complete[: len(complete) // 2])  # an editor or a copy caught mid-write
+        handle.flush()
+        await watcher.wait_checks(watcher.checks + 1)  # a poll sees the half-written file
+        handle.write(complete[len(complete) // 2 :])
+    async with asyncio.timeout(5):
+        fresh = await changes.get()
+    assert [entry.name for entry in fresh] == ["a", "b"]
+    engine.audit.flush()
+    assert engine.audit.query(event=AuditEvent.WHITELIST_REJECTED) == []

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from ._duration import parse_duration
 from ._load import (
+    MAX_DOCUMENT_NODES,
+    MAX_FILE_BYTES,
+    MAX_NESTING,
     check_plugin_config,
     config_from_data,
+    data_format,
+    did_you_mean,
     load_config_file,
     load_data_file,
+    parse_data,
+    read_data_file,
     refuse_unbuilt_features,
     validate_plugin_config,
 )
+from ._paths import HOST_PYTHON, with_host_python
 from ._structs import (
     AuthConfig,
     CircuitBreakerConfig,
@@ -27,6 +35,10 @@ from ._structs import (
 )
 
 __all__ = [
+    "HOST_PYTHON",
+    "MAX_DOCUMENT_NODES",
+    "MAX_FILE_BYTES",
+    "MAX_NESTING",
     "AuthConfig",
     "CircuitBreakerConfig",
     "ConnectionConfig",
@@ -41,12 +53,17 @@ __all__ = [
     "TracingConfig",
     "check_plugin_config",
     "config_from_data",
+    "data_format",
     "default_manager_config",
+    "did_you_mean",
     "load_config_file",
     "load_data_file",
+    "parse_data",
     "parse_duration",
+    "read_data_file",
     "refuse_unbuilt_features",
     "validate_plugin_config",
+    "with_host_python",
 ]
 
 

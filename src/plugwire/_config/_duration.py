@@ -24,7 +24,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration (seconds or a string like '30s'), got {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past float's range
+            raise ValueError(f"duration must be finite, got an integer of {len(str(abs(value)))} digits") from None
     elif isinstance(value, str):
         seconds = _parse_text(value.strip())
     else:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
 import sys
 import tomllib
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,35 +18,70 @@ import msgspec
 from .._errors import ConfigError, ConfigFileError, ErrorCode
 from .._models import Transport
 from ._duration import parse_duration
-from ._structs import ManagerConfig
+from ._paths import resolve_paths, with_host_python
+from ._structs import ManagerConfig, PluginConfig
 
 __all__ = [
     "config_from_data",
+    "data_format",
+    "did_you_mean",
     "load_config_file",
     "load_data_file",
+    "parse_data",
+    "read_data_file",
     "refuse_unbuilt_features",
     "validate_plugin_config",
 ]
 
-#: Upper bound on the nodes a YAML document may expand to (aliases counted each time used).
-MAX_DOCUMENT_NODES = 100_000
-#: Upper bound on the size of a config file we read.
-MAX_FILE_BYTES = 16 * 1024 * 1024
+#: Upper bound on the nodes a document may expand to (YAML aliases counted each time used):
+#: a whitelist of 10,000 entries with a few metadata keys each has about 200,000.
+MAX_DOCUMENT_NODES = 250_000
+#: Upper bound on how deeply mappings and lists may nest (configs nest about 5 deep).
+MAX_NESTING = 64
+#: Upper bound on the size of a config or whitelist file we read: a whitelist of 10,000
+#: entries (name, path, hash, a few metadata keys) is about 3 MiB.
+MAX_FILE_BYTES = 4 * 1024 * 1024
 
 _MSGSPEC_ERROR = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
-def config_from_data(data: object) -> ManagerConfig:
-    """Validate plain data into a `ManagerConfig` (see `ManagerConfig.from_dict`)."""
+def config_from_data(data: object, *, base_dir: str | os.PathLike[str] | None = None) -> ManagerConfig:
+    """Validate plain data into a `ManagerConfig` (see `ManagerConfig.from_dict`).
+
+    Args:
+        data: The parsed document.
+        base_dir: The folder relative paths resolve against (a config file's folder); None
+            leaves them as written, to resolve against the working directory when used.
+
+    Raises:
+        ConfigError: Naming the path of the first bad value; a plugin is named by index and
+            name (``plugins[2] ('auth').retry.max_retires: unknown key; did you mean ...``).
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"<root>: expected a mapping, got {type(data).__name__}", code=ErrorCode.CONFIG_WRONG_TYPE)
-    normalized = _normalize(data, ManagerConfig, "")
     try:
-        config = msgspec.convert(normalized, ManagerConfig)
-    except msgspec.ValidationError as exc:
-        raise _translate(str(exc)) from None
-    _check_semantics(config)
-    return config
+        normalized = _normalize(data, ManagerConfig, "")
+        try:
+            config = msgspec.convert(normalized, ManagerConfig)
+        except msgspec.ValidationError as exc:
+            raise _translate(str(exc)) from None
+        _check_semantics(config)
+    except ConfigError as exc:
+        raise ConfigError(_name_plugin(exc.message, data), code=exc.code) from None
+    return resolve_paths(config, base_dir)
+
+
+def _name_plugin(message: str, data: dict[Any, Any]) -> str:
+    """Add the plugin's name to a message about `plugins[i]`: ``plugins[2] ('auth')``."""
+    match = re.match(r"plugins\[(\d+)\]", message)
+    plugins = data.get("plugins")
+    if match is None or not isinstance(plugins, list) or int(match.group(1)) >= len(plugins):
+        return message
+    item = plugins[int(match.group(1))]
+    name = item.get("name") if isinstance(item, dict) else None
+    if not isinstance(name, str) or not name:
+        return message
+    return f"{match.group(0)} ({name[:128]!r}){message[match.end() :]}"
 
 
 def validate_plugin_config(config: Any, where: str) -> Any:
@@ -62,7 +99,7 @@ def validate_plugin_config(config: Any, where: str) -> Any:
         error = _translate(str(exc))
         raise ConfigError(f"{where}: {error.message}", code=error.code) from None
     check_plugin_config(checked, where)
-    return checked
+    return with_host_python(checked) if isinstance(checked, PluginConfig) else checked
 
 
 def load_data_file(path: str | os.PathLike[str], *, default_suffix: str | None = None) -> Any:
@@ -78,17 +115,37 @@ def load_data_file(path: str | os.PathLike[str], *, default_suffix: str | None =
 
     Raises:
         ConfigFileError: Missing (1701), unreadable or malformed (1702), an unknown suffix
-            (1703), or too many nodes once aliases are expanded (1704).
+            (1703), or too large, too deeply nested or too many nodes once aliases are
+            expanded (1704).
     """
     file = Path(path)
+    suffix = data_format(file, default_suffix)
+    return parse_data(read_data_file(file), suffix, file)
+
+
+def data_format(file: Path, default_suffix: str | None = None) -> str:
+    """The format `file` is read as ('.yaml', '.yml', '.toml' or '.json').
+
+    Raises:
+        ConfigFileError: 1703 for any other suffix (when `default_suffix` is None).
+    """
     suffix = file.suffix.lower()
-    if suffix not in {".yaml", ".yml", ".toml", ".json"} and default_suffix is not None:
+    if suffix not in _SUFFIXES and default_suffix is not None:
         suffix = default_suffix
-    if suffix not in {".yaml", ".yml", ".toml", ".json"}:
+    if suffix not in _SUFFIXES:
         raise ConfigFileError(
             f"{file}: unsupported config format {suffix or '(none)'!r}; use .yaml, .yml, .toml or .json",
             code=ErrorCode.CONFIG_FILE_FORMAT,
         )
+    return suffix
+
+
+def read_data_file(file: Path) -> bytes:
+    """The bytes of `file`, read once (parse and fingerprint these, never a second read).
+
+    Raises:
+        ConfigFileError: Missing (1701), unreadable (1702) or over `MAX_FILE_BYTES` (1704).
+    """
     try:
         with file.open("rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)
@@ -96,21 +153,48 @@ def load_data_file(path: str | os.PathLike[str], *, default_suffix: str | None =
         raise ConfigFileError(f"{file}: no such file", code=ErrorCode.CONFIG_FILE_NOT_FOUND) from None
     except OSError as exc:
         raise ConfigFileError(f"{file}: cannot read: {exc.strerror}", code=ErrorCode.CONFIG_FILE_UNREADABLE) from exc
+    except ValueError as exc:  # a path with a NUL byte
+        raise ConfigFileError(f"{file!r}: cannot read: {exc}", code=ErrorCode.CONFIG_FILE_UNREADABLE) from None
     if len(raw) > MAX_FILE_BYTES:
-        raise ConfigFileError(f"{file}: larger than {MAX_FILE_BYTES} bytes", code=ErrorCode.CONFIG_FILE_TOO_COMPLEX)
+        raise ConfigFileError(
+            f"{file}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB", code=ErrorCode.CONFIG_FILE_TOO_COMPLEX
+        )
+    return raw
+
+
+def parse_data(raw: bytes, suffix: str, file: Path) -> Any:
+    """Parse the bytes of a YAML, TOML or JSON document, bounded in nodes and nesting.
+
+    Any failure of the parser is a coded error: the parsers also raise `ValueError` (a date
+    like 2001-13-45, `!!int x`), `KeyError` (`!!bool maybe`), `AttributeError`
+    (`!!timestamp x`) or `RecursionError` (brackets nested a thousand deep) on bad input.
+
+    Raises:
+        ConfigFileError: 1702 malformed, 1704 too deeply nested or too many nodes.
+    """
     try:
         if suffix == ".toml":
-            return tomllib.loads(raw.decode("utf-8"))
-        if suffix == ".json":
-            return json.loads(raw)
-        return _load_yaml(raw, file)
-    except Exception as exc:
-        if not isinstance(exc, _PARSE_ERRORS) and not _is_yaml_error(exc):
-            raise
+            data = tomllib.loads(raw.decode("utf-8"))
+        elif suffix == ".json":
+            data = json.loads(raw)
+        else:
+            import yaml  # only config loading needs it; plugin processes never pay for the import
+
+            data = yaml.load(raw, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ConfigFileError(
+            f"{file}: nested more than {MAX_NESTING} levels deep; refusing it", code=ErrorCode.CONFIG_FILE_TOO_COMPLEX
+        ) from None
+    except Exception as exc:  # a parser's failure on untrusted bytes, whatever its type
         reason = " ".join(str(exc).split())
+        if not isinstance(exc, _PARSE_ERRORS) and not _is_yaml_error(exc):
+            reason = f"{reason} ({type(exc).__name__})" if reason else type(exc).__name__
         raise ConfigFileError(f"{file}: malformed: {reason}", code=ErrorCode.CONFIG_FILE_UNREADABLE) from None
+    _check_size(data, file)
+    return data
 
 
+_SUFFIXES = frozenset({".yaml", ".yml", ".toml", ".json"})
 _PARSE_ERRORS = (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError)
 
 
@@ -125,36 +209,31 @@ def load_config_file(path: str | os.PathLike[str]) -> ManagerConfig:
     if data is None:
         data = {}
     try:
-        return config_from_data(data)
+        return config_from_data(data, base_dir=Path(os.path.abspath(path)).parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc.message}", code=exc.code) from None
 
 
-def _load_yaml(raw: bytes, file: Path) -> Any:
-    import yaml  # only config loading needs it; plugin processes never pay for the import
-
-    data = yaml.load(raw, Loader=yaml.SafeLoader)
-    _count_nodes(data, file)
-    return data
-
-
-def _count_nodes(data: Any, file: Path) -> None:
-    """Walk the document as it would be walked once expanded, giving up past the bound."""
+def _check_size(data: Any, file: Path) -> None:
+    """Walk the document as it would be walked once expanded, giving up past the bounds."""
     budget = MAX_DOCUMENT_NODES
-    stack = [data]
+    stack = [(data, 0)]
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         budget -= 1
         if budget < 0:
             raise ConfigFileError(
                 f"{file}: the document expands to more than {MAX_DOCUMENT_NODES} nodes (aliases included); refusing it",
                 code=ErrorCode.CONFIG_FILE_TOO_COMPLEX,
             )
-        if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+        if isinstance(node, dict | list):
+            if depth >= MAX_NESTING:
+                raise ConfigFileError(
+                    f"{file}: nested more than {MAX_NESTING} levels deep; refusing it",
+                    code=ErrorCode.CONFIG_FILE_TOO_COMPLEX,
+                )
+            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
 
 
 def _is_duration(annotation: Any) -> bool:
@@ -230,8 +309,9 @@ def _translate(text: str) -> ConfigError:
     path = path.removeprefix(".")
     field = re.search(r"field `([^`]+)`", message)
     if message.startswith("Object contains unknown field") and field:
+        hint = did_you_mean(field.group(1), _fields_at(path))
         path = f"{path}.{field.group(1)}" if path else field.group(1)
-        return ConfigError(f"{path}: unknown key", code=ErrorCode.CONFIG_UNKNOWN_KEY)
+        return ConfigError(f"{path}: unknown key{hint}", code=ErrorCode.CONFIG_UNKNOWN_KEY)
     if message.startswith("Object missing required field") and field:
         path = f"{path}.{field.group(1)}" if path else field.group(1)
         return ConfigError(f"{path}: required key is missing", code=ErrorCode.CONFIG_MISSING_FIELD)
@@ -261,6 +341,22 @@ def _translate(text: str) -> ConfigError:
     if message.startswith("Expected"):
         return ConfigError(f"{where}: {message[0].lower()}{message[1:]}", code=ErrorCode.CONFIG_WRONG_TYPE)
     return ConfigError(f"{where}: {message}", code=ErrorCode.CONFIG_INVALID)
+
+
+def did_you_mean(key: str, valid: Iterable[str]) -> str:
+    """``"; did you mean 'max_retries'?"`` for the closest of `valid`, or "" when none is close."""
+    close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _fields_at(path: str) -> tuple[str, ...]:
+    """The keys valid at a msgspec path such as ``plugins[2].retry`` (none if unknown)."""
+    struct: Any = ManagerConfig
+    for part in filter(None, re.sub(r"\[\d+\]", "", path).split(".")):
+        struct = _struct_type(typing.get_type_hints(struct, include_extras=True).get(part))
+        if struct is None:
+            return ()
+    return tuple(struct.__struct_fields__)
 
 
 def _check_semantics(config: ManagerConfig) -> None:

@@ -217,6 +217,8 @@ class ManagerConfig(_Config, frozen=True):
     def load(cls, path: str | Any) -> ManagerConfig:
         """Load and validate a config file: `.yaml`/`.yml`, `.toml` or `.json`.
 
+        Relative paths in it resolve against the file's folder (see docs/configuration.md).
+
         Raises:
             ConfigFileError: The file is missing, unreadable, malformed or too complex.
             ConfigError: Its content is invalid (the message names the path).

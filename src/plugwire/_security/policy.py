@@ -20,7 +20,7 @@ from .decisions import Decision, decide_endpoint, decide_executable
 from .hashing import check_algorithm
 from .launch import ExecCache
 from .watch import WhitelistWatcher
-from .whitelist import Whitelist, load_whitelist
+from .whitelist import Whitelist, load_whitelist, parse_whitelist, read_whitelist, whitelist_fingerprint
 
 __all__ = ["LaunchHook", "SecurityEngine", "WhitelistListener"]
 
@@ -63,6 +63,9 @@ class SecurityEngine:
         self._listeners: list[WhitelistListener] = []
         self._watcher: WhitelistWatcher | None = None
         self._policy = config.policy
+        # The fingerprint of the whitelist bytes last read (valid or not): a reload of the
+        # same bytes does nothing, so a rejected file is rejected (and audited) once.
+        self._seen = whitelist.fingerprint
         self._sync_audit_filters()
 
     @classmethod
@@ -83,11 +86,36 @@ class SecurityEngine:
             SecurityError: The whitelist is malformed (1804-1808), or the audit log cannot
                 be opened (1811) or would sit in a plugin folder (1812).
         """
-        check_algorithm(config.hash_algorithm, where="security.hash_algorithm")
-        if config.whitelist_file:
-            whitelist = load_whitelist(config.whitelist_file, default_algorithm=config.hash_algorithm)
-        else:
-            whitelist = Whitelist(version="1.0", entries=())
+        whitelist = _configured_whitelist(config)
+        return cls._with_whitelist(config, whitelist, logger=logger, exec_dir=exec_dir, allowed_dirs=allowed_dirs)
+
+    @classmethod
+    async def afrom_config(
+        cls,
+        config: SecurityConfig,
+        *,
+        logger: LoggerLike | None = None,
+        exec_dir: str | os.PathLike[str] | None = None,
+        allowed_dirs: Sequence[str | os.PathLike[str]] = (),
+    ) -> SecurityEngine:
+        """`from_config`, reading and parsing the whitelist in a worker thread.
+
+        Raises:
+            SecurityError: As `from_config`.
+        """
+        whitelist = await asyncio.to_thread(_configured_whitelist, config)
+        return cls._with_whitelist(config, whitelist, logger=logger, exec_dir=exec_dir, allowed_dirs=allowed_dirs)
+
+    @classmethod
+    def _with_whitelist(
+        cls,
+        config: SecurityConfig,
+        whitelist: Whitelist,
+        *,
+        logger: LoggerLike | None,
+        exec_dir: str | os.PathLike[str] | None,
+        allowed_dirs: Sequence[str | os.PathLike[str]],
+    ) -> SecurityEngine:
         audit: AuditLog | None = None
         settings = config.audit_config
         if settings.enabled or config.policy is SecurityPolicy.AUDIT:
@@ -237,17 +265,53 @@ class SecurityEngine:
     def reload(self) -> bool:
         """Re-read the whitelist file; a broken file keeps the old whitelist.
 
+        The same bytes as last read are not parsed again (and a broken file is recorded as
+        `whitelist.rejected` once, not once per event). This reads and parses on the calling
+        thread: from async code use `areload()`.
+
         Returns:
             True when a different, valid whitelist is now in force.
         """
-        source = self.config.whitelist_file
-        if not source:
+        if not self.config.whitelist_file:
             return False
+        return self._apply_reload(self._read_fresh())
+
+    async def areload(self) -> bool:
+        """`reload()` with reading and parsing in a worker thread: the event loop never waits
+        on a large file."""
+        if not self.config.whitelist_file:
+            return False
+        return self._apply_reload(await asyncio.to_thread(self._read_fresh))
+
+    def _read_fresh(self) -> Whitelist | SecurityError | None:
+        """The whitelist file's new content, its error, or None when it is what was last read."""
+        file = Path(os.path.abspath(self.config.whitelist_file))
         try:
-            fresh = load_whitelist(source, default_algorithm=self.config.hash_algorithm)
+            raw = read_whitelist(file)
         except SecurityError as exc:
-            self._record(AuditEvent.WHITELIST_REJECTED, None, {"file": source, "code": exc.code, "error": exc.message})
-            self._log("error", f"whitelist reload refused, keeping the previous one: {exc.message}")
+            seen = f"error:{exc.code}:{exc.message}"
+            if seen == self._seen:
+                return None
+            self._seen = seen
+            return exc
+        fingerprint = whitelist_fingerprint(raw)
+        if fingerprint == self._seen:
+            return None
+        self._seen = fingerprint
+        try:
+            return parse_whitelist(raw, file, default_algorithm=self.config.hash_algorithm)
+        except SecurityError as exc:
+            return exc
+
+    def _apply_reload(self, fresh: Whitelist | SecurityError | None) -> bool:
+        source = self.config.whitelist_file
+        if fresh is None:
+            return False
+        if isinstance(fresh, SecurityError):
+            self._record(
+                AuditEvent.WHITELIST_REJECTED, None, {"file": source, "code": fresh.code, "error": fresh.message}
+            )
+            self._log("error", f"whitelist reload refused, keeping the previous one: {fresh.message}")
             return False
         old = self._whitelist
         if fresh.fingerprint == old.fingerprint:
@@ -270,7 +334,7 @@ class SecurityEngine:
         return True
 
     async def _on_file_event(self) -> None:
-        if self.reload():
+        if await self.areload():
             for listener in list(self._listeners):
                 try:
                     result = listener(self._whitelist)
@@ -310,6 +374,13 @@ class SecurityEngine:
             getattr(self.logger, level)(message)
         except Exception:  # a broken logger must never break the host
             logging.getLogger("plugwire.security").exception("the configured logger failed")
+
+
+def _configured_whitelist(config: SecurityConfig) -> Whitelist:
+    check_algorithm(config.hash_algorithm, where="security.hash_algorithm")
+    if config.whitelist_file:
+        return load_whitelist(config.whitelist_file, default_algorithm=config.hash_algorithm)
+    return Whitelist(version="1.0", entries=())
 
 
 def _refuse_audit_in_plugin_folder(path: Path, whitelist: Whitelist, extra: Sequence[str | os.PathLike[str]]) -> None:

@@ -1,9 +1,13 @@
 """Watch a whitelist file for changes: `watchfiles` when installed, polling otherwise.
 
-The watcher watches the file's folder, not the file: editors save by writing a new file and
-renaming it over the old one, and Kubernetes swaps a ConfigMap by re-pointing a symlink, and
-both replace the inode a file watch would be attached to. Any event in the folder triggers a
-re-read; the caller compares content, so spurious events cost one small read.
+Editors save by writing a new file and renaming it over the old one, and Kubernetes swaps a
+ConfigMap by re-pointing a symlink; both replace the inode a watch on the file itself would
+be attached to. So `watchfiles` watches the file's folder, but only events on the file's
+own name (or on the first step of the symlink it is read through, `..data` in a ConfigMap)
+count: writes to other files there (an audit log beside the whitelist) are ignored, or each
+rejected reload's audit row would trigger the next reload. The poller compares the file's own
+`stat` (through symlinks). Events are debounced, and the caller compares content, so an
+event that changed nothing costs one read and no reload.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ def watchfiles_available() -> bool:
 
 
 class WhitelistWatcher:
-    """Calls `on_change()` soon (well within 1 s) after anything changes in `path`'s folder.
+    """Calls `on_change()` soon (well within 1 s) after `path` changes.
 
     Args:
         path: The whitelist file.
@@ -38,7 +42,8 @@ class WhitelistWatcher:
             coalesced into one more call).
         use_watchfiles: True to require `watchfiles`, False to poll, None to use it if
             installed.
-        poll_interval: Seconds between polls in the polling fallback.
+        poll_interval: Seconds between polls in the polling fallback (a change is reported
+            once the file has held still for one poll).
     """
 
     def __init__(
@@ -64,9 +69,13 @@ class WhitelistWatcher:
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: Batches of events (or polls) handled so far; tests wait on it, not on time.
+        self.checks = 0
+        self._checked = asyncio.Condition()
 
     async def start(self) -> None:
-        """Start watching; returns once the watch is in place (changes after it are seen)."""
+        """Start watching; returns once the watch is in place (changes after it are seen) and
+        the file has been re-read once (a change made before it is seen too)."""
         if self._task is None:
             runner = self._watch_events if self.backend == "watchfiles" else self._poll
             self._task = asyncio.create_task(runner(), name=f"plugwire-watch:{self.path.name}")
@@ -75,6 +84,29 @@ class WhitelistWatcher:
             ready.cancel()
             if self._task.done():
                 self._task.result()
+
+    def concerns(self, changed: str | os.PathLike[str]) -> bool:
+        """Whether an event on `changed` (a path in the watched folder) may change the file:
+        the file's own name, or the first step of the relative symlink it is read through."""
+        name = Path(changed).name
+        if name == self.path.name:
+            return True
+        try:
+            target = os.readlink(self.path)
+        except (OSError, ValueError):
+            return False
+        parts = Path(target).parts
+        return not os.path.isabs(target) and bool(parts) and name == parts[0]
+
+    async def wait_checks(self, count: int) -> None:
+        """Wait until `count` batches of events (or polls) have been handled in all."""
+        async with self._checked:
+            await self._checked.wait_for(lambda: self.checks >= count)
+
+    async def _counted(self) -> None:
+        async with self._checked:
+            self.checks += 1
+            self._checked.notify_all()
 
     async def _notify(self) -> None:
         try:
@@ -103,31 +135,38 @@ class WhitelistWatcher:
             if not self._ready.is_set():
                 # The first yield means the OS watch is in place; re-read once to catch a
                 # change made between loading the whitelist and this point.
+                await self._notify()
                 self._ready.set()
-                await self._notify()
             elif changes:
-                await self._notify()
+                if [path for _, path in changes if self.concerns(path)]:
+                    await self._notify()
+                await self._counted()
 
     def _signature(self) -> tuple[int, ...] | None:
         try:
             info = os.stat(self.path)  # follows symlinks: a swapped target has a new inode
-            folder = os.stat(self.path.parent)
         except OSError:
             return None
-        return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, folder.st_mtime_ns)
+        # The file's own facts only: the folder changes with every write of its neighbours.
+        return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
     async def _poll(self) -> None:
-        last = self._signature()
-        self._ready.set()
+        # Debounced: a change is reported once the file's stat has held still for a poll, so
+        # a file caught half-written is not reloaded (and rejected) before it is complete.
+        last, settled = self._signature(), True
         await self._notify()
+        self._ready.set()
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll_interval):
                     await self._stop.wait()
             current = self._signature()
             if current != last:
-                last = current
+                last, settled = current, False  # still being written, perhaps: wait a poll
+            elif not settled:
+                settled = True
                 await self._notify()
+            await self._counted()
 
     async def aclose(self) -> None:
         """Stop watching and wait for the watch task to end."""

@@ -25,11 +25,20 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .._config import load_data_file
+from .._config import data_format, did_you_mean, parse_data, read_data_file
 from .._errors import ConfigFileError, ErrorCode, SecurityError
 from .hashing import check_algorithm, check_hex_digest
 
-__all__ = ["Whitelist", "WhitelistEntry", "has_parent_segment", "load_whitelist", "whitelist_from_data"]
+__all__ = [
+    "Whitelist",
+    "WhitelistEntry",
+    "has_parent_segment",
+    "load_whitelist",
+    "parse_whitelist",
+    "read_whitelist",
+    "whitelist_fingerprint",
+    "whitelist_from_data",
+]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ENTRY_KEYS = frozenset({"name", "path", "hash", "algorithm", "enabled", "metadata", "endpoint"})
@@ -124,29 +133,54 @@ def has_parent_segment(path: str) -> bool:
 def load_whitelist(path: str | os.PathLike[str], *, default_algorithm: str = "sha256") -> Whitelist:
     """Load and validate a whitelist file (YAML, JSON or TOML; other suffixes read as YAML).
 
-    YAML is read with the safe loader (no `!!python/object`), with alias expansion bounded.
+    YAML is read with the safe loader (no `!!python/object`), with alias expansion, nesting
+    and size bounded (at most 4 MiB: about 13,000 entries). The file is read once: the
+    entries and the fingerprint come from the same bytes, even if the file changes meanwhile.
+    This blocks on I/O and parsing; from async code call it in a worker thread.
 
     Raises:
         SecurityError: 1804 for a missing, malformed or unsafe file, else the code of the
             first bad entry (1805-1808), the message naming the entry.
     """
     file = Path(os.path.abspath(path))
+    return parse_whitelist(read_whitelist(file), file, default_algorithm=default_algorithm)
+
+
+def read_whitelist(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a whitelist file (bounded as `load_whitelist` says).
+
+    Raises:
+        SecurityError: 1804, the file is missing, unreadable or too large.
+    """
     try:
-        data = load_data_file(file, default_suffix=".yaml")
-        raw = file.read_bytes()
+        return read_data_file(Path(path))
     except ConfigFileError as exc:
         raise SecurityError(f"whitelist {exc.message}", code=ErrorCode.WHITELIST_MALFORMED) from exc
-    except OSError as exc:
-        raise SecurityError(
-            f"whitelist {file}: cannot read: {exc.strerror}", code=ErrorCode.WHITELIST_MALFORMED
-        ) from exc
+
+
+def parse_whitelist(raw: bytes, file: Path, *, default_algorithm: str = "sha256") -> Whitelist:
+    """Validate the bytes of whitelist `file` (an absolute path: relative entries resolve
+    against its folder); the fingerprint is their sha256.
+
+    Raises:
+        SecurityError: As `load_whitelist`.
+    """
+    try:
+        data = parse_data(raw, data_format(file, ".yaml"), file)
+    except ConfigFileError as exc:
+        raise SecurityError(f"whitelist {exc.message}", code=ErrorCode.WHITELIST_MALFORMED) from exc
     return whitelist_from_data(
         data,
         base_dir=file.parent,
         source=file,
         default_algorithm=default_algorithm,
-        fingerprint=hashlib.sha256(raw).hexdigest(),
+        fingerprint=whitelist_fingerprint(raw),
     )
+
+
+def whitelist_fingerprint(raw: bytes) -> str:
+    """The fingerprint of a whitelist's bytes (sha256, hex)."""
+    return hashlib.sha256(raw).hexdigest()
 
 
 def whitelist_from_data(
@@ -170,7 +204,8 @@ def whitelist_from_data(
         raise _malformed(f"{where}: expected a mapping at the top, got {type(data).__name__}")
     unknown = sorted(str(key) for key in data if key not in _TOP_KEYS)
     if unknown:
-        raise _malformed(f"{where}: unknown key {unknown[0]!r} (expected version, plugins)")
+        hint = did_you_mean(unknown[0], _TOP_KEYS) or "; expected version, plugins"
+        raise _malformed(f"{where}: unknown key {unknown[0]!r}{hint}")
     version = data.get("version", "1.0")
     if not isinstance(version, str | int | float) or isinstance(version, bool):
         raise _malformed(f"{where}: version: expected a string, got {type(version).__name__}")
@@ -211,7 +246,7 @@ def _entry(item: Any, index: int, where: str, base: Path, default_algorithm: str
     label = f"{label} ({name!r})"
     unknown = sorted(str(key) for key in item if key not in _ENTRY_KEYS)
     if unknown:
-        raise _malformed(f"{label}: unknown key {unknown[0]!r}")
+        raise _malformed(f"{label}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], _ENTRY_KEYS)}")
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
         raise _malformed(f"{label}: enabled: expected true or false, got {enabled!r}")
