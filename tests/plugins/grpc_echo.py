@@ -5,7 +5,8 @@ one entry point of every transport; by default through `plugwire.serve_grpc`.
 
 It names itself after its process id, announces each call on stderr ("call started"), and
 on close writes the file named by PLUGWIRE_TEST_CLOSE_MARKER, so tests can watch a
-graceful stop from outside.
+graceful stop from outside. PLUGWIRE_TEST_GRACE, when set, is the stop grace in seconds
+(otherwise the documented default).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class ProcessEcho(plugwire.Plugin[Ask, Answer]):
 
 
 if __name__ == "__main__":
+    options = {"grace": float(os.environ["PLUGWIRE_TEST_GRACE"])} if "PLUGWIRE_TEST_GRACE" in os.environ else {}
     if sys.argv[2:] == ["serve"]:
-        plugwire.serve(ProcessEcho(), transport="grpc", address=sys.argv[1], grace=5.0)
-    plugwire.serve_grpc(ProcessEcho(), address=sys.argv[1], grace=5.0)
+        plugwire.serve(ProcessEcho(), transport="grpc", address=sys.argv[1], **options)
+    plugwire.serve_grpc(ProcessEcho(), address=sys.argv[1], **options)
