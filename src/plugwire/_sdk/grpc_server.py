@@ -368,14 +368,29 @@ def serve_grpc(
 
 async def _serve_until_signal(server: GrpcPluginServer) -> None:
     stop = asyncio.Event()
+    received: list[signal.Signals] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        received.append(signum)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal, signum)
     try:
         bound = await server.start()
         name = server.adapter.info().name
         print(f"plugwire: serving {name!r} over gRPC on {bound}", file=sys.stderr, flush=True)
         await stop.wait()
+        # Printed before stop() runs, but in the same turn of the loop as its first step (the
+        # health service turning NOT_SERVING): no probe can be answered in between.
+        calls = len(server.running)
+        print(
+            f"plugwire: stopping {name!r} ({received[0].name}): health NOT_SERVING, "
+            f"{calls} call{'' if calls == 1 else 's'} in flight, grace {server.grace:g}s",
+            file=sys.stderr,
+            flush=True,
+        )
     finally:
         await server.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
