@@ -40,6 +40,7 @@ class GatedPlugin(EchoPlugin):
         self.gate = asyncio.Event()
         self.health_status: HealthStatus | Exception = HealthStatus(status=Status.HEALTHY, message="ok")
         self.health_gate: asyncio.Event | None = None
+        self.health_asked = asyncio.Event()
 
     async def execute(self, ctx: ExecutionContext, request: Ask) -> Any:
         if request.mode == "gated":
@@ -49,6 +50,7 @@ class GatedPlugin(EchoPlugin):
 
     async def health(self) -> HealthStatus:
         if self.health_gate is not None:
+            self.health_asked.set()
             await self.health_gate.wait()
         if isinstance(self.health_status, Exception):
             raise self.health_status
@@ -115,7 +117,7 @@ async def test_a_stopping_server_says_not_serving_and_refuses_new_calls_while_in
 
 
 async def test_a_call_still_running_when_the_grace_ends_is_cancelled_and_answered_1207(
-    gated: tuple[GatedPlugin, GrpcPluginServer],
+    gated: tuple[GatedPlugin, GrpcPluginServer], capfd: pytest.CaptureFixture[str]
 ) -> None:
     plugin, server = gated
     async with grpc.aio.insecure_channel(server.address) as channel:
@@ -128,6 +130,7 @@ async def test_a_call_still_running_when_the_grace_ends_is_cancelled_and_answere
     assert plugin.cancelled.is_set()
     assert trailer_code(caught.value) == str(plugwire.ErrorCode.OUTCOME_UNKNOWN)
     assert plugin.closed
+    assert "Traceback" not in capfd.readouterr().err  # grpc prints one for a handler it cancels
 
 
 async def test_a_plugwire_host_sees_the_cut_off_call_as_outcome_unknown(
@@ -209,6 +212,21 @@ async def test_a_health_check_slower_than_the_probes_deadline_is_not_serving(
         assert answer.status == NOT_SERVING
     finally:
         plugin.health_gate.set()
+
+
+async def test_a_probe_waiting_for_a_stuck_health_check_is_answered_when_the_server_stops(
+    gated: tuple[GatedPlugin, GrpcPluginServer], capfd: pytest.CaptureFixture[str]
+) -> None:
+    plugin, server = gated
+    plugin.health_gate = asyncio.Event()
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        check = asyncio.ensure_future(
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
+        )
+        await plugin.health_asked.wait()
+        await server.stop(5)  # nothing in flight: the stop does not wait for the stuck health()
+        assert (await check).status == NOT_SERVING
+    assert "Traceback" not in capfd.readouterr().err  # grpc prints one for a handler it cancels
 
 
 async def test_an_unknown_service_name_is_not_found(gated: tuple[GatedPlugin, GrpcPluginServer]) -> None:

@@ -45,15 +45,21 @@ class PluginHealthService:
         self._adapter = adapter
         self._stopping = asyncio.Event()
         self._closed = asyncio.Event()
+        self._asking: set[asyncio.Task[Any]] = set()  # handlers awaiting the plugin's health()
+        self._cut_off: set[asyncio.Task[Any]] = set()  # ...and those the close cancelled
 
     def begin_stop(self) -> None:
         """Answer NOT_SERVING from now on, and tell every `Watch` stream at once."""
         self._stopping.set()
 
     def close(self) -> None:
-        """End every `Watch` stream (before the server closes, so none is cut off)."""
+        """End every `Watch` stream, and answer NOT_SERVING to every probe still waiting for
+        the plugin's `health()` (before the server closes, so no call is cut off)."""
         self._stopping.set()
         self._closed.set()
+        for task in self._asking:
+            self._cut_off.add(task)
+            task.cancel()
 
     async def serving_status(self, budget: float | None = None) -> int:
         """The plugin's health as a `HealthCheckResponse.ServingStatus`."""
@@ -62,11 +68,22 @@ class PluginHealthService:
             return int(response.NOT_SERVING)
         # Answer before the probe gives up (a late answer is a failed probe without a reason).
         budget = CHECK_TIMEOUT if budget is None else min(budget * 0.75, CHECK_TIMEOUT)
+        task = asyncio.current_task()
+        assert task is not None  # grpc runs every handler in a task
+        self._asking.add(task)
         try:
             async with asyncio.timeout(budget):
                 report = await self._adapter.health()
+        except asyncio.CancelledError:
+            if task not in self._cut_off:
+                raise
+            self._cut_off.discard(task)
+            task.uncancel()
+            return int(response.NOT_SERVING)
         except Exception:  # raised or too slow: a probe must not see it as serving
             return int(response.NOT_SERVING)
+        finally:
+            self._asking.discard(task)
         return int(response.SERVING if report.status in _SERVING_STATUSES else response.NOT_SERVING)
 
     async def Check(self, request: Any, context: Any) -> Any:
