@@ -83,6 +83,7 @@ class Storm:
     ledger: Path
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     killed: list[int] = field(default_factory=list)
+    killed_elsewhere: list[int] = field(default_factory=list)
 
 
 def ledger_counts(path: Path) -> tuple[collections.Counter[str], dict[str, set[int]]]:
@@ -94,6 +95,11 @@ def ledger_counts(path: Path) -> tuple[collections.Counter[str], dict[str, set[i
         counts[job_id] += 1
         pids[job_id].add(int(pid))
     return counts, pids
+
+
+def our_children() -> set[int]:
+    """The live processes this one started (the plugin's pool)."""
+    return {int(entry) for entry in os.listdir("/proc") if entry.isdigit() and is_our_child(int(entry))}
 
 
 def is_our_child(pid: int) -> bool:
@@ -149,6 +155,15 @@ async def killer(storm: Storm, signals: asyncio.StreamReader, rng: random.Random
         os.kill(pid, signal.SIGKILL)
         dead.add(pid)
         storm.killed.append(pid)
+        if rng.random() < 0.2:
+            # Now and then one more: any plugin process, perhaps one still starting (its
+            # handshake cut short) or idle. These do not count as cycles.
+            others = sorted(our_children() - dead)
+            if others:
+                victim = rng.choice(others)
+                os.kill(victim, signal.SIGKILL)
+                dead.add(victim)
+                storm.killed_elsewhere.append(victim)
 
 
 async def driver(
@@ -254,7 +269,8 @@ async def test_a_crash_storm_loses_no_call_runs_none_twice_and_codes_every_error
         if o.error is not None
     )
     summary = (
-        f"seed {SEED}: {len(storm.killed)} kills, {len(storm.outcomes)} calls, "
+        f"seed {SEED}: {len(storm.killed)} kills mid-call and {len(storm.killed_elsewhere)} of any plugin process, "
+        f"{len(storm.outcomes)} calls, "
         f"{sum(o.answer is not None for o in storm.outcomes.values())} answered, errors {dict(errors)}"
     )
     print(summary)
