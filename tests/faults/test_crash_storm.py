@@ -10,7 +10,8 @@ again. Afterwards every call is checked against the ledger:
 - no call ran twice unless it was idempotent (and then at most once per attempt);
 - an answer is that call's own, from a process that ran it, and that ran it once;
 - every error is a coded `PluginError` with a code the storm can explain; a call refused
-  before it was sent (breaker open, plugin offline) never ran.
+  before it was sent (breaker open, plugin offline) never ran;
+- a call its caller cancelled (one in ten, at a random moment) ran at most once too.
 
 The cycle count is `PLUGWIRE_CHAOS_CYCLES` (default 200, what `make test` runs; `make chaos`
 runs many more). See docs/faults.md.
@@ -74,6 +75,7 @@ class Outcome:
     answer: Done | None = None
     error: BaseException | None = None
     hung: bool = False
+    cancelled: bool = False  # by its caller, on purpose
 
 
 @dataclass
@@ -181,11 +183,21 @@ async def driver(
         outcome = Outcome(job=job, idempotent=rng.random() < 0.3)
         storm.outcomes[job.id] = outcome
         context = ExecutionContext(idempotent=outcome.idempotent)
+        call = asyncio.ensure_future(manager.execute("storm", job, context))
+        if rng.random() < 0.1:  # the caller gives up on this one: cancelled at a random moment
+            outcome.cancelled = True
+            asyncio.get_running_loop().call_later(rng.choice((0.0, 0.001, 0.01)), call.cancel)
         try:
             async with asyncio.timeout(CALL_BOUND):
-                outcome.answer = await manager.execute("storm", job, context)
+                outcome.answer = await call
         except TimeoutError:
             outcome.hung = True
+        except asyncio.CancelledError as exc:
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
+                raise  # the driver itself is cancelled
+            if not outcome.cancelled:
+                outcome.error = exc  # cancelled by no one: reported as a problem
         except Exception as exc:
             outcome.error = exc
             if isinstance(exc, PluginError) and exc.code == ErrorCode.CIRCUIT_OPEN:
@@ -243,6 +255,8 @@ def problems(storm: Storm) -> Iterator[str]:
             yield f"{job_id}: no outcome within {CALL_BOUND:g}s (ran {ran}x)"
         elif ran > limit:
             yield f"{job_id}: {kind} call ran {ran} times"
+        elif outcome.cancelled and outcome.answer is None and outcome.error is None:
+            continue  # its caller cancelled it; it ran at most as often as allowed (above)
         elif outcome.answer is not None:
             if outcome.answer.id != job_id:
                 yield f"{job_id}: answered with job {outcome.answer.id}'s answer"
@@ -271,7 +285,8 @@ async def test_a_crash_storm_loses_no_call_runs_none_twice_and_codes_every_error
     summary = (
         f"seed {SEED}: {len(storm.killed)} kills mid-call and {len(storm.killed_elsewhere)} of any plugin process, "
         f"{len(storm.outcomes)} calls, "
-        f"{sum(o.answer is not None for o in storm.outcomes.values())} answered, errors {dict(errors)}"
+        f"{sum(o.answer is not None for o in storm.outcomes.values())} answered, "
+        f"{sum(o.cancelled for o in storm.outcomes.values())} cancelled by their caller, errors {dict(errors)}"
     )
     print(summary)
     assert not found, f"{summary}\n" + "\n".join(found[:40])
