@@ -11,7 +11,7 @@ again. Afterwards every call is checked against the ledger:
 - an answer is that call's own, from a process that ran it, and that ran it once;
 - every error is a coded `PluginError` with a code the storm can explain; a call refused
   before it was sent (breaker open, plugin offline) never ran;
-- a call its caller cancelled (one in ten, at a random moment) ran at most once too.
+- a call its caller cancelled (one in ten, at a random moment) ran no more often than any other.
 
 The cycle count is `PLUGWIRE_CHAOS_CYCLES` (default 200, what `make test` runs; `make chaos`
 runs many more). See docs/faults.md.
