@@ -21,7 +21,8 @@ from grpc_support import Answer, Ask, EchoPlugin, ServeFactory, short_socket_pat
 import plugwire
 from plugwire import ExecutionContext, GrpcPluginServer, HealthStatus, Status
 from plugwire._proto import SERVICE_NAME, load
-from plugwire._sdk import grpc_health, grpc_server, serve
+from plugwire._sdk import grpc_health, grpc_server
+from plugwire._sdk import serve as serve_module
 
 MODS = load()
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -160,7 +161,7 @@ def test_the_grace_of_a_grpc_plugin_is_the_documented_one(monkeypatch: pytest.Mo
     given: dict[str, Any] = {}
     monkeypatch.setattr(grpc_server, "serve_grpc", lambda plugin, **options: given.update(options))
     with pytest.raises(SystemExit) as exited:
-        serve.serve(EchoPlugin(), transport="grpc", address="127.0.0.1:0")
+        serve_module.serve(EchoPlugin(), transport="grpc", address="127.0.0.1:0")
     assert exited.value.code == 0
     assert given["grace"] == grpc_server.DEFAULT_GRACE
 
