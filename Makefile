@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXTRAS := dev,grpc,cli,watch,uvloop,bench
 
-.PHONY: demo test venv install lint typecheck pytest check-proto clean bench bench-quick bench-install
+.PHONY: demo test venv install lint typecheck pytest check-proto clean bench bench-quick bench-install chaos
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ check-proto: install
 	$(PY) scripts/check_proto.py
 
 test: check-proto lint typecheck bench-quick pytest  # pytest last: its summary closes the output
+
+# The fault-injection suite (docs/faults.md), run longer than `make test` runs it.
+CHAOS_CYCLES ?= 5000
+chaos: install
+	PLUGWIRE_CHAOS_CYCLES=$(CHAOS_CYCLES) $(PY) -m pytest -m faults -p no:randomly -v -s tests/faults  # -s: each storm prints its summary
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

@@ -9,14 +9,18 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_support import Answer, Ask, short_socket_path
 
 import plugwire
 from plugwire import AsyncPluginManager, ExecutionContext
+from plugwire._proto import load
 
 SCRIPT = Path(__file__).parent.parent / "plugins" / "grpc_echo.py"
 Manager = AsyncPluginManager[Ask, Answer]
+MODS = load()
 
 
 class PluginProcess:
@@ -154,3 +158,61 @@ async def test_sigterm_finishes_in_flight_calls_then_closes_the_plugin(launch: L
         assert await plugin.proc.wait() == 0
     assert answer.text == "finish me"
     assert marker.read_text() == "closed"
+
+
+async def test_a_call_cut_off_at_the_end_of_the_grace_ends_with_1207_and_no_traceback(
+    launch: Launcher, tmp_path: Path
+) -> None:
+    address = f"unix:{short_socket_path(tmp_path)}"
+    plugin = await launch(address, "serve", PLUGWIRE_TEST_GRACE="0")
+    request = MODS.pb2.ExecuteRequest(payload=plugwire.TypedCodec(Ask).encode(Ask(mode="hang")))
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = asyncio.ensure_future(MODS.pb2_grpc.PluginStub(channel).Execute(request, timeout=30))
+        await plugin.expect("call started")
+        plugin.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+    assert await asyncio.wait_for(plugin.proc.wait(), 20) == 0
+    assert plugin.proc.stderr is not None
+    rest = (await plugin.proc.stderr.read()).decode()
+    assert "Traceback" not in rest
+    assert "CancelledError" not in rest
+    # The host learns the exact code: the work may have happened (outcome unknown).
+    assert ("plugwire-code", str(plugwire.ErrorCode.OUTCOME_UNKNOWN)) in tuple(caught.value.trailing_metadata() or ())
+
+
+async def test_sigterm_turns_health_not_serving_while_a_call_in_flight_finishes(
+    launch: Launcher, tmp_path: Path
+) -> None:
+    """What a Kubernetes gRPC probe sees of `serve(transport="grpc")` stopping with a call in flight."""
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    gate = os.open(fifo, os.O_RDWR)  # our end stays open: the plugin's read waits for a byte, not a writer
+    address = f"unix:{short_socket_path(tmp_path)}"
+    plugin = await launch(address, "serve")
+    try:
+        async with AsyncPluginManager(Ask, Answer) as manager:
+            await manager.register(plugwire.grpc(address), name="p")
+            call = asyncio.ensure_future(manager.execute("p", Ask(text=str(fifo), mode="gated")))
+            await plugin.expect("call started")
+            assert await probe(address) == health_pb2.HealthCheckResponse.SERVING
+            plugin.proc.send_signal(signal.SIGTERM)
+            line = await plugin.expect("plugwire: stopping")
+            assert "1 call in flight, grace 5s" in line  # the documented grace
+            assert await probe(address) == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert not call.done()
+            os.write(gate, b"x")  # the call's work ends within the grace
+            answer = await call
+    finally:
+        os.close(gate)
+    assert answer.text == str(fifo)
+    assert await asyncio.wait_for(plugin.proc.wait(), 20) == 0
+    assert plugin.proc.stderr is not None
+    assert "Traceback" not in (await plugin.proc.stderr.read()).decode()
+
+
+async def probe(address: str) -> int:
+    """One `grpc.health.v1.Health/Check` on a fresh connection, as a Kubernetes probe makes it."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    return int(answer.status)

@@ -2,8 +2,10 @@
 
 `GrpcPluginServer` runs inside any event loop (tests start it in theirs); `serve_grpc()`
 is the blocking entry point of a plugin process, stopping gracefully on SIGTERM or SIGINT:
-stop accepting calls, let in-flight calls finish within the grace period, then `close()`
-the plugin. Requests go through the same `PluginAdapter` as every other transport.
+the health service turns NOT_SERVING and new calls are refused (1304) while the listener stays
+open, in-flight calls get the grace period (`DEFAULT_GRACE`) to finish, calls still running
+then end with 1207, and only then does the listener close and the plugin's `close()` run.
+Requests go through the same `PluginAdapter` as every other transport.
 Imports only layers 0-2 (plus grpc), so a plugin process loads no host code.
 """
 
@@ -25,6 +27,7 @@ from .._errors import (
     ConfigError,
     ErrorCode,
     HealthError,
+    OutcomeUnknownError,
     PluginError,
     PluginNotFoundError,
     PluginTimeoutError,
@@ -34,13 +37,18 @@ from .._errors import (
     TransportError,
 )
 from .._models import AuthMethod, ExecutionContext, new_request_id
-from .._proto import CODE_TRAILER, CODEC_BY_CONTENT_TYPE, DETAILS_TRAILER, RETRYABLE_TRAILER, SERVICE_NAME, load
+from .._proto import CODE_TRAILER, CODEC_BY_CONTENT_TYPE, DETAILS_TRAILER, RETRYABLE_TRAILER, load
 from .._tls import ServerTLSConfig
 from .adapter import PluginAdapter
+from .grpc_health import PluginHealthService
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "GrpcPluginServer", "serve_grpc"]
+__all__ = ["DEFAULT_GRACE", "DEFAULT_MAX_MESSAGE_SIZE", "GrpcPluginServer", "serve_grpc"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+DEFAULT_GRACE = 5.0
+"""Seconds in-flight calls get to finish when a gRPC plugin stops (docs/grpc.md)."""
+_CLOSE_WAIT = 1.0
+"""Seconds calls cancelled at the end of the grace get to send their error, and the server to close."""
 
 
 class GrpcPluginServer:
@@ -70,7 +78,7 @@ class GrpcPluginServer:
         auth: AuthConfig | CredentialVerifier | None = None,
         request_type: Any = None,
         response_type: Any = None,
-        grace: float = 5.0,
+        grace: float = DEFAULT_GRACE,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self._mods = load()
@@ -87,7 +95,10 @@ class GrpcPluginServer:
         self.grace = grace
         self._max_message_size = max_message_size
         self._server: Any = None
-        self._health: Any = None
+        self._health: PluginHealthService | None = None
+        self._stopping = False
+        self._running: set[asyncio.Task[Any]] = set()  # handlers inside the plugin's execute
+        self._cut_off: set[asyncio.Task[Any]] = set()  # ...and those the end of the grace cancelled
         self.address = address
 
     @property
@@ -120,7 +131,7 @@ class GrpcPluginServer:
             )
         server = aio.server(options=options)
         self._mods.pb2_grpc.add_PluginServicer_to_server(_Servicer(self), server)
-        self._health = self._mods.health.aio.HealthServicer()
+        self._health = PluginHealthService(self._mods, self.adapter)
         self._mods.health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         try:
             if creds is None:
@@ -135,21 +146,48 @@ class GrpcPluginServer:
         if not self._requested.startswith("unix:"):
             self.address = f"{self._requested.rsplit(':', 1)[0]}:{port}"
         await server.start()
-        for service in ("", SERVICE_NAME):
-            await self._health.set(service, self._mods.health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         return self.address
 
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop()` has begun: new calls are refused (1304), health is NOT_SERVING."""
+        return self._stopping
+
     async def stop(self, grace: float | None = None) -> None:
-        """Stop accepting calls, let in-flight ones finish within `grace`, then close the plugin."""
+        """Stop gracefully, then close the plugin.
+
+        The health service turns NOT_SERVING and new calls are refused with 1304 (not run,
+        retryable) while the listener stays open; calls in flight get `grace` seconds
+        (default: the server's `grace`) to finish; those still running are cancelled and end
+        with 1207 (outcome unknown); then the listener closes and the plugin's `close()` runs.
+        """
         server, self._server = self._server, None
         if server is None:
             return
+        grace = self.grace if grace is None else grace
+        health = self._health
+        self._stopping = True
         try:
-            await self._health.enter_graceful_shutdown()
-            await server.stop(self.grace if grace is None else grace)
+            if health is not None:
+                health.begin_stop()
+            await self._drain(grace)
+            if health is not None:
+                health.close()
+            await server.stop(_CLOSE_WAIT)
         finally:
             await self.adapter.close()
+
+    async def _drain(self, grace: float) -> None:
+        """Wait up to `grace` for the calls in flight; cancel the rest (they answer 1207)."""
+        if self._running:
+            await asyncio.wait(list(self._running), timeout=grace)
+        late = list(self._running)
+        if late:
+            self._cut_off.update(late)
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late, timeout=_CLOSE_WAIT)
 
     async def __aenter__(self) -> GrpcPluginServer:
         await self.start()
@@ -159,6 +197,19 @@ class GrpcPluginServer:
         await self.stop()
 
     # ------------------------------------------------------------------ handlers
+    @property
+    def running(self) -> set[asyncio.Task[Any]]:
+        """The handler tasks now inside the plugin's `execute` (what a stop waits for)."""
+        return self._running
+
+    def cut_off(self, task: asyncio.Task[Any]) -> bool:
+        """Whether the end of the grace cancelled `task`; if so, let it answer instead."""
+        if task not in self._cut_off:
+            return False
+        self._cut_off.discard(task)
+        task.uncancel()
+        return True
+
     @property
     def verifies(self) -> bool:
         """Whether calls must carry credentials."""
@@ -199,6 +250,8 @@ class _Servicer:
         owner = self._owner
         if owner.verifies:
             await owner.authenticate(context)
+        if owner.stopping:
+            await owner.abort(context, _stopping_error())
         codec = CODEC_BY_CONTENT_TYPE.get(request.content_type)
         if codec is None:
             await owner.abort(
@@ -211,10 +264,22 @@ class _Servicer:
         ctx = ExecutionContext(
             request_id=request.request_id or new_request_id(), timeout=remaining, headers=metadata, metadata=metadata
         )
+        task = asyncio.current_task()
+        assert task is not None  # grpc runs every handler in a task
+        running = owner.running
+        running.add(task)
         try:
             payload = await owner.adapter.execute(ctx, request.payload, codec)
         except PluginError as exc:
             await owner.abort(context, exc)
+        except asyncio.CancelledError:
+            if not owner.cut_off(task):
+                raise  # the client cancelled, or grpc is tearing the call down: not ours to keep
+            await owner.abort(
+                context, OutcomeUnknownError("the plugin stopped before the call finished (its grace period ran out)")
+            )
+        finally:
+            running.discard(task)
         return self._response(payload=payload, content_type=request.content_type)
 
     async def Health(self, request: Any, context: Any) -> Any:
@@ -241,6 +306,12 @@ class _Servicer:
             capabilities=list(info.capabilities),
             metadata=info.metadata,
         )
+
+
+def _stopping_error() -> TransportError:
+    return TransportError(
+        "the plugin is stopping; the call was not run", code=ErrorCode.PLUGIN_STOPPING, retryable=True
+    )
 
 
 def _status_for(grpc: Any, error: PluginError) -> Any:
@@ -273,7 +344,7 @@ def serve_grpc(
     auth: AuthConfig | CredentialVerifier | None = None,
     request_type: Any = None,
     response_type: Any = None,
-    grace: float = 5.0,
+    grace: float = DEFAULT_GRACE,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
 ) -> None:
     """Serve `plugin` over gRPC until SIGTERM or SIGINT, then stop gracefully.
@@ -297,14 +368,29 @@ def serve_grpc(
 
 async def _serve_until_signal(server: GrpcPluginServer) -> None:
     stop = asyncio.Event()
+    received: list[signal.Signals] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        received.append(signum)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal, signum)
     try:
         bound = await server.start()
         name = server.adapter.info().name
         print(f"plugwire: serving {name!r} over gRPC on {bound}", file=sys.stderr, flush=True)
         await stop.wait()
+        # Printed before stop() runs, but in the same turn of the loop as its first step (the
+        # health service turning NOT_SERVING): no probe can be answered in between.
+        calls = len(server.running)
+        print(
+            f"plugwire: stopping {name!r} ({received[0].name}): health NOT_SERVING, "
+            f"{calls} call{'' if calls == 1 else 's'} in flight, grace {server.grace:g}s",
+            file=sys.stderr,
+            flush=True,
+        )
     finally:
         await server.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -32,6 +32,9 @@ TRANSPORTS = ("stdio", "grpc")
 # Event loops a stdio plugin can run on; the environment variable lets the host choose.
 LOOPS = ("asyncio", "auto", "uvloop")
 LOOP_ENV = "PLUGWIRE_LOOP"
+STDIO_GRACE = 10.0
+"""Seconds a stdio plugin's in-flight calls get on SIGTERM or end of input (a gRPC plugin's:
+`grpc_server.DEFAULT_GRACE`)."""
 WORKERS_EXIT_WAIT = 0.5
 """Seconds the exit waits for idle worker threads to end before it treats the rest as stuck."""
 
@@ -44,7 +47,7 @@ def serve(
     response_type: Any = None,
     max_concurrency: int = 64,
     max_threads: int = 8,
-    grace: float = 10.0,
+    grace: float | None = None,
     auth: AuthVerifier | Any = None,
     address: str = "",
     tls: Any = None,
@@ -69,7 +72,8 @@ def serve(
         max_threads: The most worker threads for plain `def` methods. The pool starts with
             one and adds threads while calls wait for one and the workers' calls block rather
             than compute (docs/subprocess.md, "Plain `def` plugins").
-        grace: Seconds in-flight calls get to finish on shutdown, SIGTERM or end of input.
+        grace: Seconds in-flight calls get to finish on shutdown, SIGTERM or end of input
+            (default 10 for "stdio", 5 for "grpc": docs/grpc.md).
         auth: Checks the host's credentials and raises `AuthenticationError` to refuse it
             (the host then gets that error): a callable taking the credential map (`hello.auth`
             on stdio, metadata on gRPC), or an `AuthConfig` (api-key, bearer, basic; compared
@@ -96,7 +100,7 @@ def serve(
             f"serve: unknown transport {transport!r}; available: {', '.join(TRANSPORTS)}",
             code=ErrorCode.CONFIG_UNKNOWN_TRANSPORT,
         )
-    if max_concurrency < 1 or max_threads < 1 or grace < 0 or max_frame < 64:
+    if max_concurrency < 1 or max_threads < 1 or (grace is not None and grace < 0) or max_frame < 64:
         raise ConfigError(
             "serve: max_concurrency and max_threads must be >= 1, grace >= 0 and max_frame >= 64",
             code=ErrorCode.CONFIG_INVALID_VALUE,
@@ -109,6 +113,7 @@ def serve(
     if transport == "grpc":
         types = {"request_type": request_type, "response_type": response_type}
         _exit(_serve_grpc(plugin, address, tls=tls, auth=auth, grace=grace, types=types))
+    grace = STDIO_GRACE if grace is None else grace
     adapter = PluginAdapter(plugin, request_type=request_type, response_type=response_type, max_threads=max_threads)
     settings = ServeSettings(
         max_concurrency=max_concurrency,
@@ -180,18 +185,18 @@ def _serve_stdio(adapter: PluginAdapter, settings: ServeSettings) -> int:
         return runner.run(_run(adapter, in_fd, out_fd, server_kwargs))
 
 
-def _serve_grpc(plugin: Any, address: str, *, tls: Any, auth: Any, grace: float, types: dict[str, Any]) -> int:
+def _serve_grpc(plugin: Any, address: str, *, tls: Any, auth: Any, grace: float | None, types: dict[str, Any]) -> int:
     """Serve over gRPC until SIGTERM or SIGINT; returns the exit status."""
     if not address:
         raise ConfigError("serve: a grpc plugin needs an address", code=ErrorCode.CONFIG_MISSING_ENDPOINT)
-    from .grpc_server import serve_grpc  # the grpc extra is only needed here
+    from .grpc_server import DEFAULT_GRACE, serve_grpc  # the grpc extra is only needed here
 
     serve_grpc(
         plugin,
         address=address,
         tls=tls,
         auth=auth,
-        grace=grace,
+        grace=DEFAULT_GRACE if grace is None else grace,
         **types,
     )
     return 0
