@@ -42,6 +42,19 @@ def test_coded_errors_cross_the_thread_boundary_unchanged() -> None:
         assert manager.list_plugins() == {}
 
 
+def test_the_blocking_twin_never_started_says_so_with_1209() -> None:
+    plugin = plugwire.PluginConfig(name="auth", transport=plugwire.Transport.IN_PROCESS)
+    config = plugwire.ManagerConfig(plugins=(plugin,))
+    manager: PluginManager[AuthRequest, AuthResponse] = PluginManager(AuthRequest, AuthResponse, config)
+    try:
+        with pytest.raises(plugwire.ManagerNotStartedError) as caught:
+            manager.execute("auth", AuthRequest("u", "good"))
+        assert caught.value.code == 1209
+        assert "never started" in str(caught.value)
+    finally:
+        manager.close()
+
+
 def test_many_threads_can_call_at_once() -> None:
     with PluginManager(AuthRequest, AuthResponse) as manager:
         manager.register(AuthPlugin())

@@ -23,6 +23,7 @@ from ._errors import ExecutionError as ExecutionError
 from ._errors import HealthError as HealthError
 from ._errors import InvalidPluginError as InvalidPluginError
 from ._errors import ManagerClosedError as ManagerClosedError
+from ._errors import ManagerNotStartedError as ManagerNotStartedError
 from ._errors import MissingDependencyError as MissingDependencyError
 from ._errors import OutcomeUnknownError as OutcomeUnknownError
 from ._errors import PluginAlreadyRegisteredError as PluginAlreadyRegisteredError
@@ -192,6 +193,7 @@ __all__ = [
     "ManagerBuilder",
     "ManagerClosedError",
     "ManagerConfig",
+    "ManagerNotStartedError",
     "MissingDependencyError",
     "OutcomeUnknownError",
     "Plugin",
