@@ -88,6 +88,7 @@ if TYPE_CHECKING:
     from ._handle import PluginHandle as PluginHandle
     from ._manager import AsyncPluginManager as AsyncPluginManager
     from ._policies import Policy as Policy
+    from ._run import run as run
     from ._security import AuditEvent as AuditEvent
     from ._security import AuditLog as AuditLog
     from ._security import AuditRow as AuditRow
@@ -153,6 +154,7 @@ _LAZY: dict[str, str] = {
     "in_process": "._sources",
     "BlockingPluginHandle": "._sync",
     "PluginManager": "._sync",
+    "run": "._run",
 }
 
 
@@ -241,6 +243,7 @@ __all__ = [
     "in_process",
     "load_whitelist",
     "production",
+    "run",
     "serve",
     "serve_grpc",
     "simple",
