@@ -85,21 +85,24 @@ class PluginManager(Generic[ReqT, RespT]):
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("PluginManager cannot be called from its own loop thread; use AsyncPluginManager")
-        with self._guard:
-            if self._closed and not closing:
-                coro.close()
-                raise ManagerClosedError("the manager is closed")
-            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-            self._pending.add(future)
+        future: concurrent.futures.Future[T] | None = None
         try:
+            with self._guard:
+                if self._closed and not closing:
+                    coro.close()
+                    raise ManagerClosedError("the manager is closed")
+                future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+                self._pending.add(future)
             return future.result()
         except BaseException:
-            if not future.done():  # interrupted while waiting (Ctrl-C, a signal handler's exception)
+            # Interrupted while the call runs (Ctrl-C, an exception from a signal handler).
+            if future is not None and not future.done():
                 self._cancel(future, coro)
             raise
         finally:
-            with self._guard:
-                self._pending.discard(future)
+            if future is not None:
+                with self._guard:
+                    self._pending.discard(future)
 
     def _cancel(self, future: concurrent.futures.Future[Any], coro: Coroutine[Any, Any, Any]) -> None:
         """Cancel a call whose caller stopped waiting, and give the cancellation a moment to
