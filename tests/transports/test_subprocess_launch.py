@@ -77,6 +77,16 @@ def windows_line_endings(tmp: Path) -> tuple[list[str], dict[str, str], str]:
     return [str(path)], {}, "Windows line endings"
 
 
+def broken_symlink(tmp: Path) -> tuple[list[str], dict[str, str], str]:
+    (tmp / "auth-plugin").symlink_to(tmp / "gone")
+    return [str(tmp / "auth-plugin")], {}, f"is a broken symlink (to {tmp / 'gone'})"
+
+
+def below_a_file(tmp: Path) -> tuple[list[str], dict[str, str], str]:
+    (tmp / "plugins").write_text("")
+    return [str(tmp / "plugins" / "auth")], {}, "does not exist (a part of its path is not a folder)"
+
+
 def bad_work_dir(tmp: Path) -> tuple[list[str], dict[str, str], str]:
     return [sys.executable, str(PLUGINS / "echo_plugin.py")], {}, f"its work_dir {tmp / 'gone'} is not a folder"
 
@@ -90,6 +100,8 @@ CASES: list[Callable[[Path], tuple[list[str], dict[str, str], str]]] = [
     bad_interpreter,
     env_program_missing,
     windows_line_endings,
+    broken_symlink,
+    below_a_file,
     bad_work_dir,
 ]
 

@@ -145,8 +145,8 @@ def _interpreter_problem(path: str, env: Mapping[str, str], base: str) -> str | 
     parts = line.replace("\t", " ").split(" ", 1)
     interpreter = parts[0]
     argument = parts[1].strip(" ") if len(parts) > 1 else ""
-    if not interpreter:
-        return "has an empty #! line"
+    if not interpreter:  # the kernel refuses it, and execvp then runs the file with /bin/sh
+        return None
     problem = _unusable(os.path.join(base, interpreter))
     if problem is not None:
         return f"names the interpreter {interpreter!r} in its #! line, which {problem}{crlf}"
