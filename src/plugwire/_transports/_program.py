@@ -2,9 +2,10 @@
 
 The launcher that arms the parent-death signal (`setpriv`) execs the plugin itself, so a
 failed exec would surface as the launcher's exit status and stderr line, naming a program the
-user never asked for. The checks here run before the spawn; the one failure they cannot
-foresee (the file changes in between, say) is recognised from the launcher's first stderr
-line and reported the same way (`launch_failed`). Every message names the plugin's own file.
+user never asked for. The checks here run before the spawn; the failures they cannot
+foresee (an interpreter that is itself a script whose interpreter is missing, a file changed
+in between) are recognised from the launcher's first stderr line and reported the same way
+(`launch_failed`). Every message names the plugin's own file.
 """
 
 from __future__ import annotations
