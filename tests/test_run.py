@@ -24,6 +24,12 @@ def test_main_runs_to_its_end_and_the_previous_signal_handlers_come_back() -> No
     assert plugwire.run(main) == "done"
     assert plugwire.run(main()) == "done"
     assert plugwire.run(lambda: 42) == 42
+
+    class Host:
+        async def __call__(self) -> str:
+            return "called"
+
+    assert plugwire.run(Host()) == "called"
     assert {sig: signal.getsignal(sig) for sig in before} == before
 
 

@@ -90,7 +90,7 @@ def run(
     """
     if inspect.iscoroutine(main):
         return _run_async(main, debug, loop_factory)
-    if inspect.iscoroutinefunction(main):
+    if inspect.iscoroutinefunction(main) or inspect.iscoroutinefunction(getattr(main, "__call__", None)):  # noqa: B004
         return _run_async(main(), debug, loop_factory)
     return _run_blocking(main)
 
