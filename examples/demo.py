@@ -185,4 +185,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    plugwire.run(main)  # SIGTERM or Ctrl-C stops it gracefully: every plugin's close() runs

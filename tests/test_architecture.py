@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "__init__": 7,
     "__main__": 7,
     "_sync": 7,
+    "_run": 7,
     "_builder": 7,
     "_cli": 7,
     "testing": 7,

@@ -66,6 +66,33 @@ async def test_an_unknown_plugin_is_1201(manager: AsyncPluginManager[AuthRequest
         await manager.unregister("nope")
 
 
+async def test_calling_a_manager_that_was_never_started_is_1209_not_1201(auth_plugin: AuthPlugin) -> None:
+    manager = plugwire.simple(AuthRequest, AuthResponse).with_plugin("auth", plugwire.in_process(auth_plugin)).build()
+    with pytest.raises(plugwire.ManagerNotStartedError) as caught:
+        await manager.execute("auth", AuthRequest("u", "good"))
+    assert (caught.value.code, caught.value.plugin) == (1209, "auth")
+    assert "plugin 'auth' is configured but not registered: the manager was never started" in str(caught.value)
+    assert isinstance(caught.value, RuntimeError)
+    with pytest.raises(plugwire.ManagerNotStartedError):
+        manager.get_plugin("auth")
+    async with manager:
+        assert (await manager.execute("auth", AuthRequest("u", "good"))).valid is True
+        with pytest.raises(plugwire.PluginNotFoundError):  # started: an unknown name is 1201 again
+            await manager.execute("nope", AuthRequest("u", "good"))
+
+
+async def test_a_manager_with_nothing_to_start_calls_an_unknown_name_1201(auth_plugin: AuthPlugin) -> None:
+    manager: AsyncPluginManager[AuthRequest, AuthResponse] = AsyncPluginManager(AuthRequest, AuthResponse)
+    await manager.register(auth_plugin)  # registered by hand, never started: start() has nothing to add
+    try:
+        assert (await manager.execute("auth", AuthRequest("u", "good"))).valid is True
+        with pytest.raises(plugwire.PluginNotFoundError) as caught:
+            await manager.execute("nope", AuthRequest("u", "good"))
+        assert caught.value.code == 1201
+    finally:
+        await manager.shutdown()
+
+
 async def test_a_disabled_plugin_is_1202_and_never_started(
     manager: AsyncPluginManager[AuthRequest, AuthResponse],
 ) -> None:

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import logging
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import msgspec
 import pytest
+from procguard import python_plugin
 
 import plugwire
 from plugwire import ExecutionContext, PluginManager, Status
@@ -40,6 +44,19 @@ def test_coded_errors_cross_the_thread_boundary_unchanged() -> None:
         assert caught.value.code == 1201
         manager.unregister("auth")
         assert manager.list_plugins() == {}
+
+
+def test_the_blocking_twin_never_started_says_so_with_1209() -> None:
+    plugin = plugwire.PluginConfig(name="auth", transport=plugwire.Transport.IN_PROCESS)
+    config = plugwire.ManagerConfig(plugins=(plugin,))
+    manager: PluginManager[AuthRequest, AuthResponse] = PluginManager(AuthRequest, AuthResponse, config)
+    try:
+        with pytest.raises(plugwire.ManagerNotStartedError) as caught:
+            manager.execute("auth", AuthRequest("u", "good"))
+        assert caught.value.code == 1209
+        assert "never started" in str(caught.value)
+    finally:
+        manager.close()
 
 
 def test_many_threads_can_call_at_once() -> None:
@@ -130,3 +147,48 @@ def test_closing_while_other_threads_call_never_leaves_a_caller_hanging() -> Non
     assert not any(thread.is_alive() for thread in threads)
     assert set(outcomes) <= {"ok", "closed"}
     assert outcomes.count("closed") <= len(threads)  # each caller stops at its first refusal
+
+
+class InterruptWhenHeld(logging.Handler):
+    """Sends SIGINT to the main thread (as Ctrl-C would) once the plugin logs that it holds
+    a call; runs on the manager's loop thread, where the plugin's log records arrive."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.sent and record.getMessage().startswith("holding "):
+            self.sent = True
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+
+class HoldReq(msgspec.Struct):
+    op: str = "echo"
+    text: str = ""
+
+
+class HoldResp(msgspec.Struct):
+    text: str = ""
+    pid: int = 0
+
+
+def test_ctrl_c_while_a_blocking_call_waits_cancels_that_call_so_leaving_the_with_is_quick() -> None:
+    # Leaving the `with` would wait up to an hour for a call still in flight: the test's
+    # timeout is the proof that none is.
+    config = plugwire.ManagerConfig(shutdown_timeout=3600)
+    plugin = plugwire.PluginConfig(
+        name="hold", connection=plugwire.ConnectionConfig(max_connections=1, request_timeout=3600)
+    )
+    handler = InterruptWhenHeld()
+    logger = logging.getLogger("plugwire.plugin.hold")
+    logger.addHandler(handler)
+    try:
+        with PluginManager(HoldReq, HoldResp, config) as manager:
+            manager.register(python_plugin("lifecycle_plugin.py"), config=plugin)
+            with pytest.raises(KeyboardInterrupt):
+                manager.execute("hold", HoldReq(op="hold"))
+            assert handler.sent
+            assert manager.execute("hold", HoldReq(op="cancelled")).text == "1"  # the plugin saw the cancel
+    finally:
+        logger.removeHandler(handler)

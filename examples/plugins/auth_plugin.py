@@ -85,6 +85,7 @@ class AuthPlugin(plugwire.Plugin[AuthRequest, AuthResponse]):
 
     async def close(self) -> None:
         self.db.close()
+        self.log.info("database closed")
 
 
 if __name__ == "__main__":

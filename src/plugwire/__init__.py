@@ -23,6 +23,7 @@ from ._errors import ExecutionError as ExecutionError
 from ._errors import HealthError as HealthError
 from ._errors import InvalidPluginError as InvalidPluginError
 from ._errors import ManagerClosedError as ManagerClosedError
+from ._errors import ManagerNotStartedError as ManagerNotStartedError
 from ._errors import MissingDependencyError as MissingDependencyError
 from ._errors import OutcomeUnknownError as OutcomeUnknownError
 from ._errors import PluginAlreadyRegisteredError as PluginAlreadyRegisteredError
@@ -88,6 +89,7 @@ if TYPE_CHECKING:
     from ._handle import PluginHandle as PluginHandle
     from ._manager import AsyncPluginManager as AsyncPluginManager
     from ._policies import Policy as Policy
+    from ._run import run as run
     from ._security import AuditEvent as AuditEvent
     from ._security import AuditLog as AuditLog
     from ._security import AuditRow as AuditRow
@@ -153,6 +155,7 @@ _LAZY: dict[str, str] = {
     "in_process": "._sources",
     "BlockingPluginHandle": "._sync",
     "PluginManager": "._sync",
+    "run": "._run",
 }
 
 
@@ -193,6 +196,7 @@ __all__ = [
     "ManagerBuilder",
     "ManagerClosedError",
     "ManagerConfig",
+    "ManagerNotStartedError",
     "MissingDependencyError",
     "OutcomeUnknownError",
     "Plugin",
@@ -241,6 +245,7 @@ __all__ = [
     "in_process",
     "load_whitelist",
     "production",
+    "run",
     "serve",
     "serve_grpc",
     "simple",

@@ -15,7 +15,8 @@ PluginError                              .code .retryable .plugin .details .requ
 │   ├── RequestValidationError (1205)    also ValueError
 │   ├── ResponseValidationError (1206)
 │   ├── OutcomeUnknownError (1207)
-│   └── ManagerClosedError (1208)
+│   ├── ManagerClosedError (1208)       also RuntimeError
+│   └── ManagerNotStartedError (1209)   also RuntimeError
 ├── TransportError (1300-1399)
 ├── CircuitBreakerError (1400-1499)
 │   └── CircuitOpenError (1401)
@@ -55,6 +56,7 @@ __all__ = [
     "HealthError",
     "InvalidPluginError",
     "ManagerClosedError",
+    "ManagerNotStartedError",
     "MissingDependencyError",
     "OutcomeUnknownError",
     "PluginAlreadyRegisteredError",
@@ -114,6 +116,7 @@ class ErrorCode(enum.IntEnum):
     RESPONSE_INVALID = 1206
     OUTCOME_UNKNOWN = 1207
     MANAGER_CLOSED = 1208
+    MANAGER_NOT_STARTED = 1209
     # 1300 transport
     TRANSPORT_FAILED = 1300
     CONNECT_FAILED = 1301
@@ -355,6 +358,12 @@ class ManagerClosedError(CallError, RuntimeError):
 
     default_code = ErrorCode.MANAGER_CLOSED
     default_request_sent = RequestSent.NO
+
+
+class ManagerNotStartedError(CallError, RuntimeError):
+    """The manager was never started, so the plugins of its config are not registered yet."""
+
+    default_code = ErrorCode.MANAGER_NOT_STARTED
 
 
 class TransportError(PluginError):

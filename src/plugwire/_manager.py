@@ -30,6 +30,7 @@ from ._errors import (
     ErrorCode,
     ExecutionError,
     ManagerClosedError,
+    ManagerNotStartedError,
     PluginAlreadyRegisteredError,
     PluginDisabledError,
     PluginError,
@@ -345,7 +346,9 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         """Send one typed request to a plugin and return its validated response.
 
         Raises:
-            PluginNotFoundError: 1201. PluginDisabledError: 1202.
+            PluginNotFoundError: 1201. PluginDisabledError: 1202. ManagerNotStartedError:
+                1209, no such plugin, and the manager was never started to register the
+                plugins of its config.
             RequestValidationError: 1205, the request cannot be encoded or the plugin
                 refused its shape. ResponseValidationError: 1206, the plugin's answer has
                 the wrong shape. ExecutionError: 1203, the plugin raised.
@@ -437,6 +440,15 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             return entry
         if name in self._disabled:
             raise PluginDisabledError(f"plugin {name!r} is disabled", plugin=name)
+        if not self._started and self._pending:  # plugins wait in its config for start()
+            configured = any(config.name == name for _, config in self._pending)
+            what = f"plugin {name!r} is configured but" if configured else f"no plugin named {name!r} is"
+            raise ManagerNotStartedError(
+                f"{what} not registered: the manager was never started (use it as a context manager,"
+                " `async with manager:` or `with manager:`, or call start(), which registers the configured"
+                " plugins)",
+                plugin=name,
+            )
         raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
 
     def circuit_breaker(self, name: str) -> CircuitBreaker | None:

@@ -26,13 +26,18 @@ __all__ = ["BlockingPluginHandle", "PluginManager"]
 
 T = TypeVar("T")
 
+_CANCEL_SETTLE = 2.0  # seconds an interrupted caller waits for its call's cancellation to land
+
 
 class PluginManager(Generic[ReqT, RespT]):
     """The same API as `AsyncPluginManager`, without `await`, for scripts and threads.
 
     Every asyncio object lives on one private event loop in a daemon thread; calls from any
-    thread are handed to it and block until done. Use it as a context manager, or call
-    `close()`, which shuts the plugins down and ends the thread.
+    thread are handed to it and block until done. A caller interrupted while it waits
+    (Ctrl-C's `KeyboardInterrupt`, or any exception a signal handler raises) cancels its
+    call, as `await` would in the async manager, so a shutdown right after does not wait for
+    it. Use it as a context manager, or call `close()`, which shuts the plugins down and ends
+    the thread.
     """
 
     def __init__(
@@ -80,17 +85,44 @@ class PluginManager(Generic[ReqT, RespT]):
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("PluginManager cannot be called from its own loop thread; use AsyncPluginManager")
-        with self._guard:
-            if self._closed and not closing:
-                coro.close()
-                raise ManagerClosedError("the manager is closed")
-            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-            self._pending.add(future)
+        future: concurrent.futures.Future[T] | None = None
         try:
-            return future.result()
-        finally:
             with self._guard:
-                self._pending.discard(future)
+                if self._closed and not closing:
+                    coro.close()
+                    raise ManagerClosedError("the manager is closed")
+                future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+                self._pending.add(future)
+            return future.result()
+        except BaseException:
+            # Interrupted while the call runs (Ctrl-C, an exception from a signal handler).
+            if future is not None and not future.done():
+                self._cancel(future, coro)
+            raise
+        finally:
+            if future is not None:
+                with self._guard:
+                    self._pending.discard(future)
+
+    def _cancel(self, future: concurrent.futures.Future[Any], coro: Coroutine[Any, Any, Any]) -> None:
+        """Cancel a call whose caller stopped waiting, and give the cancellation a moment to
+        land on the loop (the plugin told, the call no longer in flight), so that a shutdown
+        right after does not wait for it."""
+        future.cancel()  # cancels the call's task on the loop
+        landed = threading.Event()
+
+        def watch() -> None:
+            task = next((t for t in asyncio.all_tasks(self._loop) if t.get_coro() is coro), None)
+            if task is None:
+                landed.set()
+            else:
+                task.add_done_callback(lambda _: landed.set())
+
+        try:
+            self._loop.call_soon_threadsafe(watch)
+        except RuntimeError:  # the loop is closed: nothing is left to cancel
+            return
+        landed.wait(_CANCEL_SETTLE)
 
     @property
     def async_manager(self) -> AsyncPluginManager[ReqT, RespT]:

@@ -57,6 +57,22 @@ def blocking_usage() -> int:
         return result.words
 
 
+async def host() -> int:
+    async with plugwire.simple(Req, Resp).with_plugin("counter", plugwire.in_process(Counter())).build() as m:
+        try:
+            return (await m.execute("counter", Req("one two"))).words
+        except plugwire.ManagerNotStartedError as exc:
+            assert_type(exc.code, int)
+            raise
+
+
+def run_usage() -> None:
+    assert_type(plugwire.run(host), int)
+    assert_type(plugwire.run(host()), int)
+    assert_type(plugwire.run(blocking_usage), int)
+    assert_type(plugwire.run(lambda: "done"), str)
+
+
 def config_usage() -> plugwire.ManagerConfig:
     config = plugwire.default_manager_config()
     plugin = plugwire.PluginConfig(
@@ -72,4 +88,5 @@ def config_usage() -> plugwire.ManagerConfig:
 if __name__ == "__main__":
     asyncio.run(async_usage())
     blocking_usage()
+    run_usage()
     config_usage()

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from .._errors import ErrorCode, ProcessError
 from .._protocol import handshake_env
+from ._program import EXEC_FAILED_STATUSES, find_program, launch_failed
 from ._stderr import StderrForwarder
 
 __all__ = ["ENV_ALLOWLIST", "PluginProcess", "describe_status", "scrubbed_env"]
@@ -66,6 +67,8 @@ _prctl = _load_prctl()
 # runs between fork and exec: Popen can then use vfork, which is faster and does not run
 # other libraries' fork handlers in the child (grpc's abort there, now and then).
 _SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+# How the launcher's own messages start (the only stderr line it writes: its exec failed).
+_LAUNCHER_PREFIX = f"{os.path.basename(_SETPRIV)}: " if _SETPRIV is not None else None
 
 
 def _launch_argv(argv: Sequence[str]) -> tuple[list[str], Callable[[], None] | None]:
@@ -94,9 +97,10 @@ class PluginProcess:
     Use `spawn()`; `exited` resolves to the return code once the process is reaped.
     """
 
-    def __init__(self, popen: subprocess.Popen[bytes], stderr: StderrForwarder) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], stderr: StderrForwarder, program: str = "") -> None:
         self.popen = popen
         self.pid = popen.pid
+        self.program = program  # the plugin's file, as found on PATH / in cwd
         self.stderr = stderr
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -119,8 +123,10 @@ class PluginProcess:
         """Start `argv` with `channel` as its stdin and stdout.
 
         Raises:
-            ProcessError: The executable could not be started (1901).
+            ProcessError: The executable could not be started (1901): missing, not
+                executable, not on PATH, or a script whose interpreter is missing.
         """
+        program = find_program(argv[0] if argv else "", name=name, env=env, cwd=cwd)
         command, child_setup = _launch_argv(argv)
         try:
             # S603: argv comes from the plugin config. ASYNC220: Popen returns once exec is done
@@ -143,8 +149,10 @@ class PluginProcess:
                 plugin=name,
                 retryable=False,
             ) from exc
-        forwarder = StderrForwarder(name, max_line=stderr_line_limit, tail_lines=stderr_tail)
-        process = cls(popen, forwarder)
+        forwarder = StderrForwarder(
+            name, max_line=stderr_line_limit, tail_lines=stderr_tail, launcher_prefix=_LAUNCHER_PREFIX
+        )
+        process = cls(popen, forwarder, program)
         assert popen.stderr is not None
         process._watch()  # before any await: a cancelled spawn must still see the exit it causes
         try:
@@ -228,3 +236,12 @@ class PluginProcess:
     def stderr_tail(self) -> str:
         """The last stderr lines, for error messages."""
         return "\n".join(self.stderr.tail)
+
+    def launch_error(self) -> ProcessError | None:
+        """For a process that exited: the 1901 error when the launcher failed, so the
+        plugin's file never ran (an exec failure `find_program` could not foresee, e.g. a
+        script's interpreter that is itself a script with a missing interpreter), else None."""
+        reason = self.stderr.launcher_message
+        if reason is None:
+            return None
+        return launch_failed(self.stderr.name, self.program, reason, self.popen.returncode in EXEC_FAILED_STATUSES)

@@ -32,6 +32,9 @@ class StderrForwarder(asyncio.Protocol):
         tail_lines: How many recent lines to keep for crash reports.
         burst: Lines forwarded at once before rate limiting starts.
         rate: Lines per second forwarded once the burst is spent.
+        launcher_prefix: How the launcher's messages start (`"setpriv: "`): a first line
+            that starts so is the launcher's, not the plugin's. It is kept, without the
+            prefix, in `launcher_message`, and neither logged nor put in the tail.
     """
 
     def __init__(
@@ -42,8 +45,12 @@ class StderrForwarder(asyncio.Protocol):
         tail_lines: int = 20,
         burst: int = 1000,
         rate: float = 200.0,
+        launcher_prefix: str | None = None,
     ) -> None:
+        self.name = name
         self.logger = logging.getLogger(f"plugwire.plugin.{name}")
+        self._launcher_prefix = launcher_prefix
+        self.launcher_message: str | None = None
         self.max_line = max_line
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self._partial = bytearray()
@@ -120,6 +127,11 @@ class StderrForwarder(asyncio.Protocol):
             text += TRUNCATED_MARKER.format(self._dropping)
         self._partial = bytearray()
         self._dropping = 0
+        if self._launcher_prefix is not None:  # the first line only
+            prefix, self._launcher_prefix = self._launcher_prefix, None
+            if text.startswith(prefix):
+                self.launcher_message = text[len(prefix) :]
+                return
         self.tail.append(text)
         if self._allow():
             self._emit(text)

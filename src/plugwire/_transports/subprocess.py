@@ -341,6 +341,9 @@ class SubprocessTransport(BaseTransport):
             async with asyncio.timeout(_EXIT_SETTLE):
                 await asyncio.shield(process.exited)
         returncode = process.exited.result() if process.exited.done() else None
+        launch_error = process.launch_error() if returncode is not None else None
+        if launch_error is not None:
+            raise launch_error
         status = describe_status(returncode) if returncode is not None else "closed its connection"
         tail = process.stderr_tail()
         raise ProcessError(
