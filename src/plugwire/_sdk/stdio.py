@@ -198,7 +198,7 @@ class StdioServer(FrameReader):
             return
         try:
             message = decode(envelope)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # (nested too deep)
             self._bad_envelope(envelope)
             return
         if type(message) is CallMsg:  # `_start_call` inlined: a frame fewer on every call
@@ -296,7 +296,7 @@ class StdioServer(FrameReader):
                 # no adapter frame, and the answer is encoded into its envelope in one pass.
                 try:
                     request = self._decode_request(payload)
-                except (msgspec.ValidationError, msgspec.DecodeError):
+                except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
                     request = self.adapter.request_codec(self._codec).decode(payload)  # raises, worded
                 try:
                     result = await execute(ctx, request)

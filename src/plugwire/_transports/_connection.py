@@ -175,7 +175,7 @@ class HostConnection(FrameReader):
             return
         try:
             message = decode(envelope)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # (nested too deep)
             self._bad_envelope(envelope)
             return
         sent = self._pending.pop(message.id, None)
@@ -220,16 +220,20 @@ class HostConnection(FrameReader):
 
     def buffer_updated(self, nbytes: int) -> None:
         self._sent_since_read = False
-        # `FrameReader.buffer_updated` inlined: a frame fewer on every answer.
-        self._end += nbytes
-        if not self._broken:
-            self._parse()
+        try:
+            # `FrameReader.buffer_updated` inlined: a frame fewer on every answer.
+            self._end += nbytes
+            if not self._broken:
+                self._parse()
+        finally:
+            # Answers read before anything went wrong are delivered whatever happened after
+            # them: they already left `_pending`, so no deadline would ever fail them.
+            if self._wakeups.answers:
+                self._wakeups.wake()
         if self._end != self._start:  # rare: a frame split across reads; watch that the rest comes
             self._partial_since = self._loop.time()
             if self._read_timer is None:
                 self._read_timer = self._loop.call_later(self.write_timeout, self._check_read_stall)
-        if self._wakeups.answers:
-            self._wakeups.wake()
 
     def _check_read_stall(self) -> None:
         self._read_timer = None
