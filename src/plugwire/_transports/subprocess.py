@@ -288,7 +288,12 @@ class SubprocessTransport(BaseTransport):
             child.close()
         loop = asyncio.get_running_loop()
         write_timeout = self.options.write_timeout or self.config.connection.connection_timeout or 10.0
-        conn = HostConnection(self.name, max_frame=self.options.max_frame, write_timeout=write_timeout)
+        conn = HostConnection(
+            self.name,
+            max_frame=self.options.max_frame,
+            write_timeout=write_timeout,
+            stall_timeout=self.config.connection.stall_timeout,
+        )
         try:
             await loop.connect_accepted_socket(lambda: conn, parent)
             conn.attach_socket(parent)
