@@ -5,7 +5,8 @@ Modes: ok, junk, silent, half-eof, half-stall, oversize, bad-envelope, stray-ids
 version2, refuse-version, no-read, ignore-term, fork-holder, stderr-flood, exit0-once,
 crash-after-first, deep-answer (op "hold" is answered only with the next op "deep", in one
 write with a result nested 3,000 levels deep), mute (answers only its first call, then reads
-every frame and answers none).
+every frame and answers none), terse-errors (refuses an unknown method with an `error`
+that has no `message`).
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ def serve() -> None:
         call_id = message["id"]
         payload = message["payload"]
         op = payload.get("op", "echo") if isinstance(payload, dict) else "echo"
+        if MODE == "terse-errors" and message.get("method", "execute") != "execute":
+            write_frame({"type": "error", "id": call_id, "code": 2007})  # no "message"
+            continue
         if MODE == "mute" and answered:
             continue
         answered += 1
