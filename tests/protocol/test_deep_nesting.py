@@ -172,3 +172,14 @@ def test_an_sdk_plugin_answers_a_too_deep_host_frame_with_2003_and_carries_on(co
         assert "Traceback" not in driver.stderr()
     finally:
         driver.close()
+
+
+async def test_a_frame_refused_at_the_recursion_limit_stays_refused_if_decoding_it_again_succeeds() -> None:
+    # How deep msgspec goes depends on the stack it runs on (in a caller's task when reading
+    # ahead): the frame the fast path refused is never dropped without a word.
+    conn = await connected(wakeups=True)
+    future = conn.send_call(b"\xc0", CallContext(), None, None)[1]
+    conn._bad_envelope(memoryview(msgspec.msgpack.encode({"type": "result", "id": 1, "payload": 1})))
+    assert (await conn.lost).code == plugwire.ErrorCode.ENVELOPE_INVALID
+    with pytest.raises(plugwire.PluginError):
+        await future

@@ -32,6 +32,7 @@ from .._protocol import (
     ShutdownMsg,
     handshake_frame,
     pack_length,
+    too_deep,
 )
 from ._eager import EagerStarter
 from ._hello import AuthVerifier, answer_hello
@@ -228,10 +229,13 @@ class StdioServer(FrameReader):
         try:  # decoded again, rarely, for the error the envelope codec words
             self._envelopes.decode(envelope)
         except ProtocolError as exc:
-            _log.error("ignoring a frame from the host: %s", exc.message)
-            # Answered for its id when that much can be read (a call with a bad field fails
-            # at once instead of waiting for its timeout), else for id 0.
-            self._send(ErrorMsg(id=readable_id(envelope, self._codec), code=exc.code, message=exc.message))
+            error = exc
+        else:  # (only nesting refused by the recursion limit depends on where the decoder ran)
+            error = too_deep(f"{self._codec} envelope", envelope)
+        _log.error("ignoring a frame from the host: %s", error.message)
+        # Answered for its id when that much can be read (a call with a bad field fails
+        # at once instead of waiting for its timeout), else for id 0.
+        self._send(ErrorMsg(id=readable_id(envelope, self._codec), code=error.code, message=error.message))
 
     def frame_error(self, error: ProtocolError) -> None:
         _log.error("the host broke the framing rules: %s", error.message)

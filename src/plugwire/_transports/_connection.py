@@ -45,6 +45,7 @@ from .._protocol import (
     ResultMsg,
     ShutdownMsg,
     handshake_frame,
+    too_deep,
 )
 from ._deadlines import Deadlines, Sent
 from ._hello import check_reply
@@ -227,6 +228,12 @@ class HostConnection(FrameReader):
         except ProtocolError as exc:
             exc.plugin = self.name
             self._break(exc)
+            return
+        # It decoded this time: only nesting refused by the recursion limit depends on where
+        # the decoder ran (say, in a caller's task, reading ahead). Still one refused frame.
+        error = too_deep(f"{self.codec} envelope", envelope)
+        error.plugin = self.name
+        self._break(error)
 
     def _stray(self, message: ResultMsg | ErrorMsg) -> None:
         if type(message) is ErrorMsg and message.id == 0:
