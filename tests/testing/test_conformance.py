@@ -57,3 +57,11 @@ def test_a_frame_the_host_refuses_fails_its_check_with_the_code_the_host_raises(
     assert "error 2003" in unknown.detail
     assert "message" in unknown.detail  # the host's own words name the missing field
     assert "1207" in unknown.detail
+
+
+def test_a_plugin_answering_a_frame_nested_too_deep_fails_the_call_check_without_crashing_the_checker() -> None:
+    command = [sys.executable, str(PLUGINS / "raw_plugin.py"), "deep-answer"]
+    report = check_plugin(command, request={"op": "deep"}, timeout=1.0)
+    call = next(f for f in report.findings if f.check == "call")
+    assert not call.passed
+    assert "2003" in call.detail

@@ -135,8 +135,8 @@ class _Session:
         body = self.last_body = self._exact(size)
         try:
             value = msgspec.json.decode(body) if json or self.codec == "json" else msgspec.msgpack.decode(body)
-        except msgspec.DecodeError as exc:
-            raise _Broken(f"undecodable envelope {body[:64]!r}: {exc}") from exc
+        except (msgspec.DecodeError, RecursionError) as exc:  # (RecursionError: nested too deep)
+            raise _Broken(f"undecodable envelope {body[:64]!r}: {exc}; the host raises 2003") from exc
         if not isinstance(value, dict) or "type" not in value:
             raise _Broken(f"an envelope without a 'type': {value!r:.100}")
         if self._host is not None and not json:
