@@ -16,7 +16,7 @@ import msgspec
 
 from ._errors import ConfigError, ErrorCode, PluginError, RequestValidationError, ResponseValidationError
 
-__all__ = ["CODECS", "CodecName", "TypedCodec", "encode", "field_path", "is_pydantic_model"]
+__all__ = ["CODECS", "CodecName", "Encoded", "TypedCodec", "encode", "field_path", "is_pydantic_model"]
 
 T = TypeVar("T")
 CodecName = Literal["msgpack", "json"]
@@ -69,6 +69,24 @@ def field_path(message: str) -> str:
     return message[start + len(marker) :].rstrip("`").removeprefix(".")
 
 
+class Encoded:
+    """Bytes in another codec than the reader's: what a transport hands back when it cannot
+    convert an answer between codecs without knowing its type (JSON has no bytes and only
+    string keys, so only a typed decoder reads it back right). `TypedCodec.decode` decodes
+    it in its own codec.
+
+    Args:
+        data: The encoded value.
+        codec: Its codec.
+    """
+
+    __slots__ = ("codec", "data")
+
+    def __init__(self, data: bytes, codec: CodecName) -> None:
+        self.data = data
+        self.codec: CodecName = codec
+
+
 class TypedCodec(Generic[T]):
     """Encode values of one type and decode bytes back into that type, validating.
 
@@ -79,7 +97,7 @@ class TypedCodec(Generic[T]):
             (`RequestValidationError` 1205 or `ResponseValidationError` 1206).
     """
 
-    __slots__ = ("_decode", "_encode", "_error", "_pydantic", "codec", "role", "type")
+    __slots__ = ("_decode", "_encode", "_error", "_others", "_pydantic", "codec", "role", "type")
 
     def __init__(
         self,
@@ -96,6 +114,7 @@ class TypedCodec(Generic[T]):
         self._pydantic = is_pydantic_model(tp)
         self._decode = _decoder(tp, codec, self._pydantic)
         self._encode = _ENCODERS[codec]
+        self._others: dict[CodecName, TypedCodec[T]] = {}  # the same type in the other codecs
 
     def encode(self, value: T) -> bytes:
         """Encode `value`.
@@ -111,14 +130,21 @@ class TypedCodec(Generic[T]):
                 details={"type": _type_name(self.type)},
             ) from None
 
-    def decode(self, data: bytes | bytearray | memoryview) -> T:
+    def decode(self, data: bytes | bytearray | memoryview | Encoded) -> T:
         """Decode and validate `data` as this codec's type.
+
+        Args:
+            data: The encoded value; an `Encoded` is decoded in its own codec.
 
         Raises:
             RequestValidationError / ResponseValidationError: naming the offending field.
         """
         try:
             value = self._decode(data)
+        except TypeError:  # not bytes: in another codec (rare: the exception costs nothing until then)
+            if isinstance(data, Encoded):
+                return self.in_codec(data.codec).decode(data.data)
+            raise
         except msgspec.ValidationError as exc:
             path = field_path(str(exc))
             reason = str(exc).split(" - at `", 1)[0].replace("`", "")
@@ -132,9 +158,23 @@ class TypedCodec(Generic[T]):
             raise self._error(
                 f"{self.role} is not valid {self.codec}: {exc}", details={"type": _type_name(self.type)}
             ) from None
+        except RecursionError:  # msgspec stops at the interpreter's recursion limit
+            raise self._error(
+                f"{self.role} is nested deeper than the {self.codec} decoder goes (its recursion limit)",
+                details={"type": _type_name(self.type)},
+            ) from None
         if self._pydantic:
             return cast(T, self._validate_pydantic(value))
         return value  # type: ignore[no-any-return]  # (not `cast`: a call on every answer)
+
+    def in_codec(self, codec: CodecName) -> TypedCodec[T]:
+        """This codec's type and role in `codec` (itself when `codec` is its own)."""
+        if codec == self.codec:
+            return self
+        other = self._others.get(codec)
+        if other is None:
+            other = self._others[codec] = TypedCodec(self.type, codec, self.role)
+        return other
 
     def _validate_pydantic(self, value: Any) -> Any:
         pydantic = sys.modules["pydantic"]

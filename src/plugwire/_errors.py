@@ -129,6 +129,7 @@ class ErrorCode(enum.IntEnum):
     TLS_CERT_EXPIRED = 1308
     TLS_HOSTNAME_MISMATCH = 1309
     TLS_MISMATCH = 1310
+    PLUGIN_STALLED = 1311
     # 1400 circuit breaker
     CIRCUIT_BREAKER = 1400
     CIRCUIT_OPEN = 1401

@@ -95,7 +95,7 @@ class Subprocess:
             # `connection.max_message_size` bounds the frames of executable plugins too,
             # unless SubprocessOptions(max_frame=...) says otherwise.
             options = dataclasses.replace(options, max_frame=config.connection.max_message_size)
-        return SubprocessTransport(config, options)
+        return SubprocessTransport(config, options, request_type=request_type)
 
 
 def subprocess(

@@ -3,7 +3,10 @@ misbehaviour per mode (argv[1]) for the fault tests.
 
 Modes: ok, junk, silent, half-eof, half-stall, oversize, bad-envelope, stray-ids,
 version2, refuse-version, no-read, ignore-term, fork-holder, stderr-flood, exit0-once,
-crash-after-first.
+crash-after-first, deep-answer (op "hold" is answered only with the next op "deep", in one
+write with a result nested 3,000 levels deep), mute (answers only its first call, then reads
+every frame and answers none), terse-errors (refuses an unknown method with an `error`
+that has no `message`).
 """
 
 from __future__ import annotations
@@ -100,7 +103,17 @@ def main() -> None:
     serve()
 
 
+DEEP = 3000
+
+
+def frame_bytes(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message).encode()
+    return struct.pack(">I", len(body)) + body
+
+
 def serve() -> None:
+    held: list[int] = []
+    answered = 0
     while True:
         message = read_frame()
         kind = message["type"]
@@ -116,6 +129,25 @@ def serve() -> None:
         call_id = message["id"]
         payload = message["payload"]
         op = payload.get("op", "echo") if isinstance(payload, dict) else "echo"
+        if MODE == "terse-errors" and message.get("method", "execute") != "execute":
+            write_frame({"type": "error", "id": call_id, "code": 2007})  # no "message"
+            continue
+        if MODE == "mute" and answered:
+            continue
+        answered += 1
+        if MODE == "deep-answer" and op == "hold":
+            held.append(call_id)
+            continue
+        if MODE == "deep-answer" and op == "deep":
+            # A correct answer, then one nested too deep for any decoder, in the same write.
+            good = b"".join(frame_bytes({"type": "result", "id": i, "payload": {"text": "held"}}) for i in held)
+            body = (
+                b'{"type":"result","id":%d,"payload":{"text":"x","pid":' % call_id + b"[" * DEEP + b"]" * DEEP + b"}}"
+            )
+            OUT.write(good + struct.pack(">I", len(body)) + body)
+            OUT.flush()
+            held.clear()
+            continue
         if MODE in ("half-eof", "half-stall"):
             OUT.write(struct.pack(">I", 100) + b'{"type":')
             OUT.flush()

@@ -46,3 +46,22 @@ def test_a_plugin_that_writes_junk_fails_the_handshake_with_the_bytes_quoted() -
     handshake = next(f for f in report.findings if f.check == "handshake")
     assert not handshake.passed
     assert "Starting raw plugin" in handshake.detail
+
+
+def test_a_frame_the_host_refuses_fails_its_check_with_the_code_the_host_raises() -> None:
+    # An `error` without `message`: the host breaks the connection on it (2003, calls 1207).
+    report = check_plugin([sys.executable, str(PLUGINS / "raw_plugin.py"), "terse-errors"], timeout=1.0)
+    unknown = next(f for f in report.findings if f.check == "unknown-method")
+    assert not unknown.passed
+    assert unknown.severity == "must"
+    assert "error 2003" in unknown.detail
+    assert "message" in unknown.detail  # the host's own words name the missing field
+    assert "1207" in unknown.detail
+
+
+def test_a_plugin_answering_a_frame_nested_too_deep_fails_the_call_check_without_crashing_the_checker() -> None:
+    command = [sys.executable, str(PLUGINS / "raw_plugin.py"), "deep-answer"]
+    report = check_plugin(command, request={"op": "deep"}, timeout=1.0)
+    call = next(f for f in report.findings if f.check == "call")
+    assert not call.passed
+    assert "2003" in call.detail

@@ -320,3 +320,42 @@ async def test_a_request_above_the_plugins_frame_limit_is_refused_without_sendin
         assert caught.value.details["max_frame"] == 1024 * 1024
         assert (await manager.execute("raw", Req(text="small"))).text == "small"
         assert transport_of(manager).pool.restarts == 0  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------- a stuck plugin
+@pytest.mark.parametrize("mode", ["mute", "no-read"])
+async def test_a_plugin_that_stops_answering_is_found_stuck_by_its_timeouts_and_restarted(mode: str) -> None:
+    # "mute" reads every frame and answers none after its first call; "no-read" never reads.
+    base = config(request_timeout=0.2)
+    stall = msgspec.structs.replace(base.connection, stall_timeout=0.5)
+    async with manager_for(Req, Resp) as manager:
+        await manager.register(raw(mode), config=msgspec.structs.replace(base, connection=stall))
+        transport = transport_of(manager)
+        conn = transport.pool.workers[0].conn  # type: ignore[union-attr]
+        old_pid = transport.pool.workers[0].process.pid  # type: ignore[union-attr]
+        if mode == "mute":
+            assert (await manager.execute("raw", Req(text="first"))).text == "first"
+        timeouts = 0
+        while conn.alive and timeouts < 50:  # no health check runs here: only the timeouts tell
+            with pytest.raises(plugwire.PluginTimeoutError):
+                await manager.execute("raw", Req(text="lost"))
+            timeouts += 1
+        reason = conn.lost.result()
+        assert reason.code == plugwire.ErrorCode.PLUGIN_STALLED
+        assert timeouts >= 2
+        await wait_for_restart(transport, old_pid)
+        assert not pid_alive(old_pid)
+
+
+async def test_a_slow_plugin_whose_late_answers_keep_coming_is_not_stuck() -> None:
+    base = config(request_timeout=0.2)
+    stall = msgspec.structs.replace(base.connection, stall_timeout=1.0)
+    async with manager_for(Req, Resp) as manager:
+        await manager.register(raw("ok"), config=msgspec.structs.replace(base, connection=stall))
+        conn = transport_of(manager).pool.workers[0].conn  # type: ignore[union-attr]
+        # Each answer comes 0.1 s after its call timed out: late, but alive. (8 timeouts span
+        # more than the stall_timeout: counting only answers in time would call it stuck.)
+        for _ in range(8):
+            with pytest.raises(plugwire.PluginTimeoutError):
+                await manager.execute("raw", Req(op="sleep", seconds=0.3))
+        assert conn.alive

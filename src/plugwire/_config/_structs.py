@@ -85,6 +85,9 @@ class ConnectionConfig(_Config, frozen=True):
     keep_alive: bool = True
     #: Largest request or response in bytes (gRPC: the channel's send and receive limits).
     max_message_size: PositiveInt = 16 * 1024 * 1024
+    #: Executable plugins: a process that answers nothing for this long while its calls keep
+    #: timing out (two at least) is stuck; it is restarted (1311). 0 turns the check off.
+    stall_timeout: Seconds = 10.0
 
 
 class RateLimitConfig(_Config, frozen=True):

@@ -22,6 +22,7 @@ from .handshake import (
 from .messages import (
     DEFAULT_MAX_FRAME,
     HEADER_SIZE,
+    NESTING_GUARANTEED,
     CallContext,
     CallMsg,
     CancelMsg,
@@ -37,6 +38,7 @@ from .messages import (
     decode_handshake,
     handshake_frame,
     pack_length,
+    too_deep,
 )
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "HEADER_SIZE",
     "MAGIC_COOKIE",
     "NAME_ENV",
+    "NESTING_GUARANTEED",
     "NOT_A_PLUGIN_HOST_MESSAGE",
     "PROTOCOL_VERSION",
     "SUPPORTED_VERSIONS",
@@ -69,4 +72,5 @@ __all__ = [
     "handshake_frame",
     "pack_length",
     "parse_versions",
+    "too_deep",
 ]

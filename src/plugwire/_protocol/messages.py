@@ -21,6 +21,7 @@ from .._models import PluginInfo
 __all__ = [
     "DEFAULT_MAX_FRAME",
     "HEADER_SIZE",
+    "NESTING_GUARANTEED",
     "CallContext",
     "CallMsg",
     "CancelMsg",
@@ -36,12 +37,17 @@ __all__ = [
     "decode_handshake",
     "handshake_frame",
     "pack_length",
+    "too_deep",
 ]
 
 HEADER_SIZE: Final = 4
 pack_length: Final = struct.Struct(">I").pack_into
 """`pack_length(buf, offset, size)`: write a frame's length prefix into `buf` at `offset`."""
 DEFAULT_MAX_FRAME: Final = 16 * 1024 * 1024
+NESTING_GUARANTEED: Final = 256
+"""Levels of nested arrays and maps every receiver decodes. Deeper frames may be refused
+with 2003: the decoder stops at the interpreter's recursion limit, which a frame is
+never allowed to reach (docs/protocol.md, "Limits")."""
 
 
 class _Msg(msgspec.Struct, tag_field="type"):
@@ -208,6 +214,8 @@ class EnvelopeCodec:
                 f"undecodable {self.codec} envelope: {exc}; first bytes {bytes(envelope[:16])!r}",
                 code=ErrorCode.ENVELOPE_INVALID,
             ) from None
+        except RecursionError:
+            raise too_deep(f"{self.codec} envelope", envelope) from None
 
 
 _JSON_HANDSHAKE_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {}
@@ -237,3 +245,17 @@ def decode_handshake(envelope: bytes | memoryview, side: Literal["host", "plugin
         raise ProtocolError(
             f"invalid handshake message: {exc}; bytes {bytes(envelope[:64])!r}", code=ErrorCode.HANDSHAKE_FAILED
         ) from None
+    except RecursionError:
+        raise too_deep("handshake message", envelope, ErrorCode.HANDSHAKE_FAILED) from None
+
+
+def too_deep(what: str, envelope: bytes | memoryview, code: ErrorCode = ErrorCode.ENVELOPE_INVALID) -> ProtocolError:
+    """The error for a frame nested deeper than the decoder goes (msgspec stops at the
+    interpreter's recursion limit: a bound on the nesting, not a crash)."""
+    return ProtocolError(
+        f"a {what} of {len(envelope)} bytes is nested deeper than the receiver decodes "
+        f"(more than {NESTING_GUARANTEED} levels of arrays and maps may be refused); "
+        f"first bytes {bytes(envelope[:16])!r}",
+        code=code,
+        details={"size": len(envelope)},
+    )

@@ -42,6 +42,6 @@ def readable_id(envelope: memoryview, codec: CodecName) -> int:
     decoder = msgspec.json.Decoder(_AnyId) if codec == "json" else msgspec.msgpack.Decoder(_AnyId)
     try:
         call_id = decoder.decode(envelope).id
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return 0
     return max(call_id, 0)

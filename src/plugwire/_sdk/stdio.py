@@ -32,6 +32,7 @@ from .._protocol import (
     ShutdownMsg,
     handshake_frame,
     pack_length,
+    too_deep,
 )
 from ._eager import EagerStarter
 from ._hello import AuthVerifier, answer_hello
@@ -198,7 +199,7 @@ class StdioServer(FrameReader):
             return
         try:
             message = decode(envelope)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # (nested too deep)
             self._bad_envelope(envelope)
             return
         if type(message) is CallMsg:  # `_start_call` inlined: a frame fewer on every call
@@ -228,10 +229,13 @@ class StdioServer(FrameReader):
         try:  # decoded again, rarely, for the error the envelope codec words
             self._envelopes.decode(envelope)
         except ProtocolError as exc:
-            _log.error("ignoring a frame from the host: %s", exc.message)
-            # Answered for its id when that much can be read (a call with a bad field fails
-            # at once instead of waiting for its timeout), else for id 0.
-            self._send(ErrorMsg(id=readable_id(envelope, self._codec), code=exc.code, message=exc.message))
+            error = exc
+        else:  # (only nesting refused by the recursion limit depends on where the decoder ran)
+            error = too_deep(f"{self._codec} envelope", envelope)
+        _log.error("ignoring a frame from the host: %s", error.message)
+        # Answered for its id when that much can be read (a call with a bad field fails
+        # at once instead of waiting for its timeout), else for id 0.
+        self._send(ErrorMsg(id=readable_id(envelope, self._codec), code=error.code, message=error.message))
 
     def frame_error(self, error: ProtocolError) -> None:
         _log.error("the host broke the framing rules: %s", error.message)
@@ -296,7 +300,7 @@ class StdioServer(FrameReader):
                 # no adapter frame, and the answer is encoded into its envelope in one pass.
                 try:
                     request = self._decode_request(payload)
-                except (msgspec.ValidationError, msgspec.DecodeError):
+                except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
                     request = self.adapter.request_codec(self._codec).decode(payload)  # raises, worded
                 try:
                     result = await execute(ctx, request)

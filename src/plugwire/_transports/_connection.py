@@ -47,6 +47,7 @@ from .._protocol import (
     ResultMsg,
     ShutdownMsg,
     handshake_frame,
+    too_deep,
 )
 from ._deadlines import Deadlines, Sent
 from ._hello import check_reply
@@ -61,6 +62,8 @@ _Raw = msgspec.Raw
 
 _log = logging.getLogger("plugwire.transport.subprocess")
 _REMEMBERED_CANCELS: Final = 1024
+STALL_TIMEOUTS: Final = 2
+"""Calls that must time out, with no answer from the plugin in between, before it can be stuck."""
 
 
 class HostConnection(FrameReader):
@@ -71,9 +74,18 @@ class HostConnection(FrameReader):
         max_frame: The largest frame accepted from the plugin.
         write_timeout: Seconds the plugin may leave our writes unread before the
             connection is declared stuck.
+        stall_timeout: Seconds the plugin may answer nothing while calls time out (at least
+            `STALL_TIMEOUTS` of them) before the connection is declared stuck (1311); 0: never.
     """
 
-    def __init__(self, name: str, *, max_frame: int = DEFAULT_MAX_FRAME, write_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        write_timeout: float = 10.0,
+        stall_timeout: float = 10.0,
+    ) -> None:
         super().__init__(max_frame)
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -82,6 +94,16 @@ class HostConnection(FrameReader):
         self._new_future = future_factory(loop)
         self.name = name
         self.write_timeout = write_timeout
+        self.stall_timeout = stall_timeout
+        # Stall detection, looked at only when a call times out (nothing per call): how many
+        # calls left `_pending` unanswered (timed out, abandoned) and how many late answers
+        # came, so the answers received so far are a subtraction; and since when, and over
+        # how many timeouts, that number has not moved.
+        self._unanswered = 0
+        self._late_answers = 0
+        self._answers_seen = 0
+        self._quiet_since = loop.time()
+        self._quiet_timeouts = 0
         self.handshake: asyncio.Future[PluginHello] = loop.create_future()
         self.lost: asyncio.Future[PluginError] = loop.create_future()
         #: False once the connection broke (`lost` holds why); a plain attribute, read on every call.
@@ -177,7 +199,7 @@ class HostConnection(FrameReader):
             return
         try:
             message = decode(envelope)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # (nested too deep)
             self._bad_envelope(envelope)
             return
         sent = self._pending.pop(message.id, None)
@@ -214,6 +236,12 @@ class HostConnection(FrameReader):
         except ProtocolError as exc:
             exc.plugin = self.name
             self._break(exc)
+            return
+        # It decoded this time: only nesting refused by the recursion limit depends on where
+        # the decoder ran (say, in a caller's task, reading ahead). Still one refused frame.
+        error = too_deep(f"{self.codec} envelope", envelope)
+        error.plugin = self.name
+        self._break(error)
 
     def _stray(self, message: ResultMsg | ErrorMsg) -> None:
         if type(message) is ErrorMsg and message.id == 0:
@@ -221,6 +249,7 @@ class HostConnection(FrameReader):
             return
         if message.id in self._cancelled:
             del self._cancelled[message.id]  # the late answer to a cancelled call: expected, dropped
+            self._late_answers += 1  # (slow, but alive)
             return
         self.stray_replies += 1
         kind = "unknown" if message.id >= self._next_id or message.id <= 0 else "duplicate"
@@ -228,16 +257,20 @@ class HostConnection(FrameReader):
 
     def buffer_updated(self, nbytes: int) -> None:
         self._sent_since_read = False
-        # `FrameReader.buffer_updated` inlined: a frame fewer on every answer.
-        self._end += nbytes
-        if not self._broken:
-            self._parse()
+        try:
+            # `FrameReader.buffer_updated` inlined: a frame fewer on every answer.
+            self._end += nbytes
+            if not self._broken:
+                self._parse()
+        finally:
+            # Answers read before anything went wrong are delivered whatever happened after
+            # them: they already left `_pending`, so no deadline would ever fail them.
+            if self._wakeups.answers:
+                self._wakeups.wake()
         if self._end != self._start:  # rare: a frame split across reads; watch that the rest comes
             self._partial_since = self._loop.time()
             if self._read_timer is None:
                 self._read_timer = self._loop.call_later(self.write_timeout, self._check_read_stall)
-        if self._wakeups.answers:
-            self._wakeups.wake()
 
     def _check_read_stall(self) -> None:
         self._read_timer = None
@@ -404,10 +437,40 @@ class HostConnection(FrameReader):
             )
             future.set_exception(error)
 
+    def _check_stalled(self) -> None:
+        """A call timed out (or its caller gave up): break the connection (1311) if the plugin
+        has answered nothing for `stall_timeout` seconds, over `STALL_TIMEOUTS` such calls.
+
+        Looked at only then: an answer seen at one of these moments arrived before it, so the
+        silence measured from that moment is never longer than the real one."""
+        answers = self._next_id - 1 - len(self._pending) - self._unanswered + self._late_answers
+        now = self._loop.time()
+        if answers != self._answers_seen:  # it answered since the last look: not stuck
+            self._answers_seen = answers
+            self._quiet_since = now
+            self._quiet_timeouts = 0
+            return
+        self._quiet_timeouts += 1
+        quiet = now - self._quiet_since
+        if not self.stall_timeout or self._quiet_timeouts < STALL_TIMEOUTS or quiet < self.stall_timeout:
+            return
+        self._break(
+            TransportError(
+                f"the plugin answered nothing for {quiet:.1f}s while {self._quiet_timeouts} calls timed out "
+                f"(stall_timeout {self.stall_timeout:g}s): it is stuck",
+                code=ErrorCode.PLUGIN_STALLED,
+                plugin=self.name,
+                details={"quiet": quiet, "timeouts": self._quiet_timeouts},
+            )
+        )
+
     def _remember_cancel(self, call_id: int) -> None:
+        """Call `call_id` left `_pending` unanswered (timed out, or its caller gave up)."""
         self._cancelled[call_id] = None
         if len(self._cancelled) > _REMEMBERED_CANCELS:
             self._cancelled.popitem(last=False)
+        self._unanswered += 1
+        self._check_stalled()
 
     # ---------------------------------------------------------- flow control
     def _write(self, data: bytes | bytearray) -> bool:

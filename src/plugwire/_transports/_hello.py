@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from .._errors import ErrorCode, PluginError, ProtocolError, error_from_code
-from .._protocol import SUPPORTED_VERSIONS, ErrorMsg, PluginHello, decode_handshake
+from .._protocol import SUPPORTED_VERSIONS, ErrorMsg, PluginHello, decode_handshake, too_deep
 
 __all__ = ["check_reply"]
 
@@ -26,6 +26,10 @@ def check_reply(
         msgspec.json.decode(envelope)
     except msgspec.DecodeError:
         return junk()
+    except RecursionError:
+        error = too_deep("handshake message", envelope, ErrorCode.HANDSHAKE_FAILED)
+        error.plugin = plugin
+        return error
     try:
         reply: PluginHello | ErrorMsg = decode_handshake(envelope, "host")
     except ProtocolError as exc:

@@ -17,7 +17,7 @@ from typing import Any, Final
 import msgspec
 
 from .._clock import Clock, system_clock
-from .._codec import CODECS, CodecName
+from .._codec import CODECS, CodecName, Encoded, TypedCodec
 from .._config import PluginConfig
 from .._errors import ErrorCode, PluginError, ProcessError, RequestSent
 from .._models import HealthStatus, PluginInfo, Status, Transport
@@ -82,15 +82,23 @@ class SubprocessTransport(BaseTransport):
     Args:
         config: The plugin's config (`executable`, `args`, `env`, `work_dir`, `connection`).
         options: Transport settings beyond the config.
+        request_type: The type of the requests (None: unknown; requests are then re-encoded
+            untyped for a plugin that chose another codec than the caller's).
     """
 
     kind = Transport.EXECUTABLE
     # One deadline timer per connection instead of the timeout policy's timer per call.
     enforces_timeout = True
 
-    def __init__(self, config: PluginConfig, options: SubprocessOptions | None = None) -> None:
+    def __init__(
+        self, config: PluginConfig, options: SubprocessOptions | None = None, *, request_type: Any = None
+    ) -> None:
         self.config = config
         self.options = options or SubprocessOptions()
+        #: The request type, for re-encoding requests typed when the plugin negotiated another
+        #: codec than the caller's (answers go back as `Encoded`, decoded by the caller's type).
+        self.request_type = request_type
+        self._request_codecs: dict[CodecName, TypedCodec[Any]] = {}
         self.name = config.name
         self._pool: ProcessPool | None = None
         self._start_lock = asyncio.Lock()
@@ -182,9 +190,9 @@ class SubprocessTransport(BaseTransport):
             headers.get("traceparent", "") if headers else "",
         )
         payload = call.payload
-        if call.codec != conn.codec:
-            payload = _transcode(payload, call.codec, conn.codec)
-            return _transcode(await conn.call(payload, wire_ctx, deadline, call), conn.codec, call.codec)
+        if call.codec != conn.codec:  # the plugin negotiated the other codec
+            payload = self._transcode_request(payload, call.codec, conn.codec)
+            return Encoded(await conn.call(payload, wire_ctx, deadline, call), conn.codec)
         # `conn.call` inlined: the answer's future is awaited here, one frame fewer per call.
         if conn.must_wait:
             await conn.wait_writable(deadline, call)
@@ -194,6 +202,18 @@ class SubprocessTransport(BaseTransport):
         except asyncio.CancelledError:
             conn.abandon(call_id)
             raise
+
+    def _transcode_request(self, data: bytes, source: CodecName, target: CodecName) -> bytes:
+        """Re-encode a request for a plugin that negotiated another codec than the caller's:
+        through the request type when known, so bytes and non-string keys come out as
+        `target` writes them (JSON to msgpack is lossy untyped: base64 text stays text)."""
+        if self.request_type is not None:
+            codec = self._request_codecs.get(source)
+            if codec is None:
+                codec = self._request_codecs[source] = TypedCodec(self.request_type, source, role="request")
+            return codec.in_codec(target).encode(codec.decode(data))
+        value = msgspec.json.decode(data) if source == "json" else msgspec.msgpack.decode(data)
+        return msgspec.json.encode(value) if target == "json" else msgspec.msgpack.encode(value)
 
     async def health(self) -> HealthStatus:
         pool = self._pool
@@ -268,7 +288,12 @@ class SubprocessTransport(BaseTransport):
             child.close()
         loop = asyncio.get_running_loop()
         write_timeout = self.options.write_timeout or self.config.connection.connection_timeout or 10.0
-        conn = HostConnection(self.name, max_frame=self.options.max_frame, write_timeout=write_timeout)
+        conn = HostConnection(
+            self.name,
+            max_frame=self.options.max_frame,
+            write_timeout=write_timeout,
+            stall_timeout=self.config.connection.stall_timeout,
+        )
         try:
             await loop.connect_accepted_socket(lambda: conn, parent)
             conn.attach_socket(parent)
@@ -372,9 +397,3 @@ async def _acquire(pool: ProcessPool, deadline: float | None, call: Call) -> Wor
         if scope.expired():  # no process to send it to yet: the plugin never saw the request
             raise attempt_timed_out(call, RequestSent.NO) from None
         raise
-
-
-def _transcode(data: bytes, source: CodecName, target: CodecName) -> bytes:
-    """Re-encode a payload between codecs (only when the plugin negotiated another codec)."""
-    value = msgspec.json.decode(data) if source == "json" else msgspec.msgpack.decode(data)
-    return msgspec.json.encode(value) if target == "json" else msgspec.msgpack.encode(value)

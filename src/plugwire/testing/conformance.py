@@ -1,5 +1,11 @@
 """`check_plugin(command)`: run a plugin executable through protocol v1 and report what it
-gets wrong, for plugin authors in any language (docs/protocol.md is the reference)."""
+gets wrong, for plugin authors in any language (docs/protocol.md is the reference).
+
+Every frame the plugin writes is judged by the host's own definitions: its `hello` by the
+check the host makes of it (`_transports/_hello.py`), every later frame by the host's
+envelope decoder (`_protocol/messages.py`, `PluginMessage`). A frame the host would refuse
+fails the check that received it, naming the error code the host would raise.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from .._protocol import handshake_env
+from .._errors import ErrorCode, ProtocolError
+from .._models import HealthStatus
+from .._protocol import EnvelopeCodec, PluginHello, PluginMessage, handshake_env
+from .._transports._hello import check_reply
 
 __all__ = ["ConformanceReport", "Finding", "check_plugin"]
 
@@ -72,6 +81,10 @@ class _Broken(Exception):
     """The plugin did something that ends the current check."""
 
 
+def _no_junk() -> ProtocolError:  # (a reply that is not JSON at all failed to decode before)
+    return ProtocolError("the hello reply is not JSON", code=ErrorCode.HANDSHAKE_JUNK)
+
+
 class _Session:
     """One plugin process on a socket pair, driven with blocking, deadline-bounded I/O."""
 
@@ -100,6 +113,8 @@ class _Session:
             child.close()
         self.codec = "json"
         self.max_frame = 16 * 1024 * 1024
+        self._host: EnvelopeCodec | None = None  # the host's decoder of the plugin's frames
+        self.last_body = b""
 
     # ----------------------------------------------------------------- frames
     def send(self, message: Mapping[str, Any], *, json: bool = False) -> None:
@@ -117,13 +132,22 @@ class _Session:
         size = int.from_bytes(header, "big")
         if size == 0 or size > 64 * 1024 * 1024:
             raise _Broken(f"bytes that are not a frame on stdout: {header + self._available()!r}")
-        body = self._exact(size)
+        body = self.last_body = self._exact(size)
         try:
             value = msgspec.json.decode(body) if json or self.codec == "json" else msgspec.msgpack.decode(body)
-        except msgspec.DecodeError as exc:
-            raise _Broken(f"undecodable envelope {body[:64]!r}: {exc}") from exc
+        except (msgspec.DecodeError, RecursionError) as exc:  # (RecursionError: nested too deep)
+            raise _Broken(f"undecodable envelope {body[:64]!r}: {exc}; the host raises 2003") from exc
         if not isinstance(value, dict) or "type" not in value:
             raise _Broken(f"an envelope without a 'type': {value!r:.100}")
+        if self._host is not None and not json:
+            try:
+                self._host.decode(body)
+            except ProtocolError as exc:
+                raise _Broken(
+                    f"the host refuses this frame with error {exc.code} ({exc.message}): it breaks the "
+                    f"connection, the calls in flight fail with {ErrorCode.OUTCOME_UNKNOWN} and the plugin is "
+                    f"restarted; frame {value!r:.160}"
+                ) from None
         return value
 
     def _available(self) -> bytes:
@@ -156,10 +180,12 @@ class _Session:
         reply = self.recv(json=True)
         if reply.get("type") != "hello":
             raise _Broken(f"expected a hello reply, got {reply!r:.200}")
-        if reply.get("codec") not in ("msgpack", "json"):
-            raise _Broken(f"hello chose codec {reply.get('codec')!r}, which was not offered")
-        self.codec = reply["codec"]
-        self.max_frame = int(reply.get("max_frame", self.max_frame))
+        verdict = check_reply(memoryview(self.last_body), ["msgpack", "json"], "conformance", _no_junk)
+        if not isinstance(verdict, PluginHello):
+            raise _Broken(f"the host refuses this hello with error {verdict.code}: {verdict.message}")
+        self.codec = verdict.codec
+        self.max_frame = verdict.max_frame
+        self._host = EnvelopeCodec(verdict.codec, PluginMessage)  # type: ignore[arg-type]  # (checked)
         return reply
 
     def answers(self, count: int) -> list[dict[str, Any]]:
@@ -343,11 +369,19 @@ def _check_cancel(session: _Session, payload: Any) -> Finding:
 def _check_health(session: _Session, payload: Any) -> Finding:
     session.send({"type": "health", "id": 40})
     reply = session.recv()
-    body = reply.get("payload")
-    status = body.get("status") if isinstance(body, dict) else None
+    if reply.get("type") == "error" and reply.get("id") == 40:  # allowed: the host counts it as unhealthy
+        detail = f"answered health with error {reply.get('code')}: the host counts the plugin unhealthy"
+        return Finding("health", False, "should", detail)
+    try:  # as the host reads it (`HostConnection.health`)
+        status = msgspec.convert(reply.get("payload"), HealthStatus).status.value
+    except msgspec.ValidationError as exc:
+        status = f"invalid: {exc}"
     ok = reply.get("type") == "result" and reply.get("id") == 40 and status in _STATUSES
     detail = (
-        f"reports {status!r}" if ok else f"expected a result with a status in {sorted(_STATUSES)}, got {reply!r:.160}"
+        f"reports {status!r}"
+        if ok
+        else f"expected a result with a status in {sorted(_STATUSES)} (else the host raises "
+        f"{ErrorCode.ENVELOPE_INVALID}), got {reply!r:.160}"
     )
     return Finding("health", ok, "must", detail)
 
