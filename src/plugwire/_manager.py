@@ -22,7 +22,7 @@ from ._config import (
     refuse_unbuilt_features,
     validate_plugin_config,
 )
-from ._entry import PluginEntry, check_context
+from ._entry import PluginEntry, check_context, connects_later
 from ._errors import (
     AuthenticationError,
     ConfigError,
@@ -33,11 +33,10 @@ from ._errors import (
     PluginDisabledError,
     PluginError,
     PluginNotFoundError,
-    PluginUnavailableError,
 )
 from ._guard import SecurityGuard
 from ._handle import PluginHandle
-from ._models import ExecutionContext, HealthStatus, Plugin, Status, _request_ids
+from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status, _request_ids
 from ._policies import BreakerListener, CircuitBreaker, Policy
 from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
@@ -255,12 +254,18 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         await self._guard.admit(config)  # under strict, refuses before any transport exists
         transport = (source or source_for_config(config)).create_transport(config, self.request_type)
         self._guard.watch(transport, config)
+        unreachable: PluginError | None = None
         try:
             info = await transport.start()
+        except PluginError as exc:
+            if not connects_later(config, exc):
+                await transport.aclose()
+                raise
+            unreachable, info = exc, PluginInfo(name=config.name)
         except BaseException:
             await transport.aclose()
             raise
-        return PluginEntry.assemble(
+        entry = PluginEntry.assemble(
             config,
             transport,
             info,
@@ -269,6 +274,10 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             policies=self._policies,
             breaker_listeners=self._breaker_listeners,
         )
+        if unreachable is not None:
+            entry.monitor.begin_connecting(unreachable)
+            self._log("warning", f"plugin {config.name!r} cannot be reached yet; connecting in the background")
+        return entry
 
     async def unregister(self, name: str) -> None:
         """Remove a plugin at once and close it (in-flight calls may fail).
@@ -348,6 +357,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 the wrong shape. ExecutionError: 1203, the plugin raised.
             PluginTimeoutError: 1204. ManagerClosedError: 1208. CircuitOpenError: 1401.
             RateLimitedError: 1501. PluginUnavailableError: 1602, the plugin is offline.
+            PluginConnectingError: 1603, the plugin has not been reached yet.
             Plus transport errors.
         """
         entry = self._entries.get(name)
@@ -355,7 +365,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             self._check_open()
             entry = self._entry(name)  # raises: disabled (1202) or not found (1201)
         if entry.monitor.offline:
-            raise PluginUnavailableError(f"plugin {name!r} is offline: {entry.monitor.last.message}", plugin=name)
+            raise entry.monitor.unavailable()
         if context is not None and (context.headers or context.metadata):
             check_context(context, name)
         ctx = context or _EMPTY_CONTEXT

@@ -81,6 +81,10 @@ class ConnectionConfig(_Config, frozen=True):
     keep_alive: bool = True
     #: Largest request or response in bytes (gRPC: the channel's send and receive limits).
     max_message_size: PositiveInt = 16 * 1024 * 1024
+    #: A plugin that cannot be reached at registration is registered anyway, as connecting
+    #: (calls fail with `PluginConnectingError` 1603), and its health monitor keeps trying to
+    #: start it. None: on for gRPC plugins, off for the others.
+    connect_in_background: bool | None = None
 
 
 class RateLimitConfig(_Config, frozen=True):
