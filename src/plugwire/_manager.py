@@ -244,6 +244,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 raise ManagerClosedError("the manager is shut down")
         finally:
             self._starting.discard(name)
+        if entry.monitor.connecting:  # logged by `_start_entry`; started once it connects
+            return
         self._guard.record(AuditEvent.STARTED, name, transport=config.transport.value, version=entry.info.version)
         self._log(
             "info", f"registered plugin {name!r} ({config.transport.value}, {entry.info.name} {entry.info.version})"
