@@ -196,6 +196,9 @@ async def test_one_incident_that_kills_six_processes_of_a_grown_pool_counts_once
         assert (await manager.execute("echo", Req(text="served"))).text == "served"
         assert pool.state is PoolState.RUNNING
         assert pool.incidents == 1  # not 6: under the old count, past max_restarts (5) and offline
+        breaker = manager.circuit_breaker("echo")
+        assert breaker is not None
+        assert breaker.trips == 0  # the calls of all six processes were one failure
         for call in calls:
             call.cancel()
         await failed_with_codes(calls)
@@ -217,6 +220,9 @@ async def test_whole_pool_kills_round_after_round_bring_the_plugin_back_with_eve
             await events.wait("ready", round_)
             assert (await manager.execute("echo", Req(text=f"round {round_}"))).text == f"round {round_}"
             assert pool.state is PoolState.RUNNING
+        breaker = manager.circuit_breaker("echo")
+        assert breaker is not None
+        assert breaker.trips == 0
         # Four incidents (not 24 crashes) in the window: within the default limit of 5.
         assert transport.pool is not None
         assert transport.pool.incidents == 4
