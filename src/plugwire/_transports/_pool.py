@@ -138,12 +138,9 @@ class ProcessPool:
         worker = await self._launch()
         self._adopt(worker)
         self.state = PoolState.RUNNING
-        self._start_reaper()
-        return worker.info
-
-    def _start_reaper(self) -> None:
         if self.idle_timeout > 0 and self.max_processes > self.keep_idle:
             self._spawn_task(self._reap_idle())
+        return worker.info
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Wait until `predicate()` holds, re-checking whenever a process is added or lost
@@ -285,7 +282,7 @@ class ProcessPool:
         (so after at least `idle_timeout` without calls, and at most about twice that). Calls
         are counted by their connection, not timed one by one on the way.
         """
-        while self._running():
+        while self._open():  # offline too: the pool may come back
             await self.clock.sleep(self.idle_timeout / 2)
             now = self.clock.monotonic()
             for worker in reversed(list(self.workers)):  # newest first: the oldest stays
@@ -358,6 +355,9 @@ class ProcessPool:
     def _running(self) -> bool:
         # A method, not an inline comparison: the state changes across awaits.
         return self.state is PoolState.RUNNING
+
+    def _open(self) -> bool:
+        return self.state is not PoolState.CLOSED
 
     def _offline(self) -> bool:
         return self.state is PoolState.OFFLINE
@@ -434,7 +434,6 @@ class ProcessPool:
             self.state = PoolState.RUNNING
             self.restarts += 1
             self._adopt(worker)
-            self._start_reaper()
             _log.warning("plugin %r is back online (process %d)", self.name, worker.process.pid)
             self._emit("restarted", pid=worker.process.pid, restarts=self.restarts)
             self._emit("ready", pid=worker.process.pid, status=status)
