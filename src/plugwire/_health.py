@@ -67,7 +67,8 @@ class HealthMonitor:
         restart_timeout: Seconds a restart may take before it counts as failed (None: no limit).
         max_restarts: Restarts in a row (without a successful check between) before the
             plugin is declared offline.
-        on_restart: Called with what the plugin said about itself after each restart.
+        on_restart: Called with what the plugin said about itself after each restart (and
+            after a connecting plugin connected).
 
     Attributes:
         last: The status after the latest check (what `list_plugins()` reports).
@@ -111,6 +112,8 @@ class HealthMonitor:
         self.connecting = False
         self._connect_delay = _FIRST_CONNECT_RETRY
         self._connect_tries = 0
+        #: Called once with the plugin's info when a connecting plugin has connected.
+        self.on_connect: Callable[[PluginInfo], None] | None = None
 
     @property
     def status(self) -> Status:
@@ -267,11 +270,12 @@ class HealthMonitor:
             return self._set(Status.OFFLINE, self._connecting_message(why), elapsed, self._connect_meta())
         self.connecting = False
         self.failures = 0
-        if self.on_restart is not None:
-            try:
-                self.on_restart(info)
-            except Exception:  # a hook must never stop monitoring
-                logging.getLogger("plugwire.health").exception("on_restart hook of %r raised", self.name)
+        for hook in (self.on_restart, self.on_connect):
+            if hook is not None:
+                try:
+                    hook(info)
+                except Exception:  # a hook must never stop monitoring
+                    logging.getLogger("plugwire.health").exception("a connect hook of %r raised", self.name)
         return self._set(Status.HEALTHY, "connected", self.clock.monotonic() - started)
 
     def _connecting_message(self, error: PluginError | str) -> str:

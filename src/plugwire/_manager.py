@@ -244,12 +244,14 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 raise ManagerClosedError("the manager is shut down")
         finally:
             self._starting.discard(name)
-        if entry.monitor.connecting:  # logged by `_start_entry`; started once it connects
-            return
-        self._guard.record(AuditEvent.STARTED, name, transport=config.transport.value, version=entry.info.version)
-        self._log(
-            "info", f"registered plugin {name!r} ({config.transport.value}, {entry.info.name} {entry.info.version})"
-        )
+        if not entry.monitor.connecting:  # else announced once it connects (`_start_entry`)
+            self._announce(config, entry.info)
+
+    def _announce(self, config: PluginConfig, info: PluginInfo) -> None:
+        """Audit and log a plugin that started (or, registered while down, connected)."""
+        name = config.name
+        self._guard.record(AuditEvent.STARTED, name, transport=config.transport.value, version=info.version)
+        self._log("info", f"registered plugin {name!r} ({config.transport.value}, {info.name} {info.version})")
 
     async def _start_entry(self, config: PluginConfig, source: PluginSource | None) -> PluginEntry:
         """Check, start and wrap one plugin: its transport, health monitor, breaker and pipeline."""
@@ -278,6 +280,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         )
         if unreachable is not None:
             entry.monitor.begin_connecting(unreachable)
+            entry.monitor.on_connect = lambda connected: self._announce(config, connected)
             self._log("warning", f"plugin {config.name!r} cannot be reached yet; connecting in the background")
         return entry
 

@@ -4,6 +4,7 @@ growing wait, and once the server is up it serves. Meanwhile the other plugins w
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -57,15 +58,20 @@ async def test_a_grpc_plugin_down_at_start_connects_in_the_background_while_the_
         assert (await manager.execute("local", Ask(text="still"))).text == "still"
 
 
-async def test_manager_health_tries_to_connect_a_connecting_plugin_now(
-    serve: ServeFactory, unused_tcp_port: int
+async def test_manager_health_tries_to_connect_a_connecting_plugin_now_and_it_is_announced_once_connected(
+    serve: ServeFactory, unused_tcp_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="plugwire.manager")
     address = f"127.0.0.1:{unused_tcp_port}"
+    registered = "registered plugin 'remote' (grpc, echo 1.2.3)"
     async with plugwire.AsyncPluginManager(Ask, Answer) as manager:
         await manager.register(plugwire.grpc(address), name="remote")
+        assert any("'remote' cannot be reached yet" in r.getMessage() for r in caplog.records)
         assert (await manager.health())["remote"].status is Status.OFFLINE
+        assert not any(registered in r.getMessage() for r in caplog.records)
         await serve(address=address)
         assert (await manager.health())["remote"].status is Status.HEALTHY
+        assert sum(registered in r.getMessage() for r in caplog.records) == 1
         assert (await manager.execute("remote", Ask(text="hi"))).text == "hi"
 
 
