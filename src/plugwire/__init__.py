@@ -27,6 +27,7 @@ from ._errors import ManagerNotStartedError as ManagerNotStartedError
 from ._errors import MissingDependencyError as MissingDependencyError
 from ._errors import OutcomeUnknownError as OutcomeUnknownError
 from ._errors import PluginAlreadyRegisteredError as PluginAlreadyRegisteredError
+from ._errors import PluginConnectingError as PluginConnectingError
 from ._errors import PluginDisabledError as PluginDisabledError
 from ._errors import PluginError as PluginError
 from ._errors import PluginNotFoundError as PluginNotFoundError
@@ -78,7 +79,7 @@ if TYPE_CHECKING:
     from ._sources import subprocess as subprocess
     from ._tls import ServerTLSConfig as ServerTLSConfig
     from ._tls import TLSConfig as TLSConfig
-    from ._transports._pool import RestartPolicy as RestartPolicy
+    from ._transports._restarts import RestartPolicy as RestartPolicy
     from ._transports.subprocess import SubprocessOptions as SubprocessOptions
 
     __version__: str
@@ -127,7 +128,7 @@ _LAZY: dict[str, str] = {
     "CircuitBreakerConfig": "._config",
     "AuthConfig": "._config",
     "SubprocessOptions": "._transports.subprocess",
-    "RestartPolicy": "._transports._pool",
+    "RestartPolicy": "._transports._restarts",
     "subprocess": "._sources",
     "default_error_classifier": "._policies",
     "ErrorClassifier": "._policies",
@@ -202,6 +203,7 @@ __all__ = [
     "Plugin",
     "PluginAlreadyRegisteredError",
     "PluginConfig",
+    "PluginConnectingError",
     "PluginDisabledError",
     "PluginError",
     "PluginHandle",

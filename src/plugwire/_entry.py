@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._clock import Clock
 from ._config import PluginConfig
-from ._errors import RequestValidationError
+from ._errors import ErrorCode, PluginError, ProcessError, RequestValidationError, TransportError
 from ._health import HealthMonitor
-from ._models import ExecutionContext, PluginInfo
+from ._models import ExecutionContext, HealthStatus, PluginInfo, Transport
 from ._policies import BreakerListener, CircuitBreaker, Policy, build_pipeline, make_breaker
 from ._transports.base import BaseTransport
+from ._transports.subprocess import SubprocessTransport
 from ._types import LoggerLike
 
-__all__ = ["PluginEntry", "check_context"]
+__all__ = ["PluginEntry", "check_context", "connects_later"]
+
+# Start failures that say the plugin is not there yet (rather than misconfigured).
+_NOT_THERE_YET = frozenset({ErrorCode.PROCESS_EXITED_DURING_START, ErrorCode.PROCESS_START_TIMEOUT})
 
 
 class PluginEntry:
@@ -71,6 +75,17 @@ class PluginEntry:
     def _restarted(self, info: PluginInfo) -> None:
         self.info = info
 
+    def _lifecycle(self, event: str, fields: Mapping[str, Any]) -> None:
+        """The supervisor's events: a replacement that passed its handshake and a health
+        check ends an open breaker's wait and an offline status at once."""
+        if event != "ready":
+            return
+        if self.breaker is not None:
+            self.breaker.recovered(f"process {fields.get('pid')} replaced a crashed one and passed its health check")
+        status = fields.get("status")
+        if isinstance(status, HealthStatus):
+            self.monitor.supervisor_ready(status)
+
     @classmethod
     def assemble(
         cls,
@@ -95,6 +110,8 @@ class PluginEntry:
         )
         entry = cls(config, transport, info, monitor)
         monitor.on_restart = entry._restarted
+        if isinstance(transport, SubprocessTransport):
+            transport.listeners.append(entry._lifecycle)
         entry.breaker = make_breaker(config, clock=clock, listeners=breaker_listeners, logger=logger)
         entry.handler = build_pipeline(
             config,
@@ -105,6 +122,22 @@ class PluginEntry:
             transport_timeouts=transport.enforces_timeout,
         )
         return entry
+
+
+def connects_later(config: PluginConfig, error: PluginError) -> bool:
+    """Whether a plugin whose first start failed with `error` is registered anyway, as
+    connecting (`connection.connect_in_background`; by default for gRPC plugins only).
+
+    Only failures that say the plugin is not reachable yet qualify: a retryable transport or
+    process error, a plugin that exited or stayed silent during its start. A refusal
+    (credentials, TLS files, a missing executable, security) fails the registration.
+    """
+    wanted = config.connection.connect_in_background
+    if wanted is None:
+        wanted = config.transport in (Transport.GRPC, Transport.GRPC_TLS)
+    if not wanted or not isinstance(error, (TransportError, ProcessError)):
+        return False
+    return error.retryable or error.code in _NOT_THERE_YET
 
 
 def check_context(context: ExecutionContext, plugin: str) -> None:

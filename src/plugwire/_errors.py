@@ -24,6 +24,7 @@ PluginError                              .code .retryable .plugin .details .requ
 │   └── RateLimitedError (1501)
 ├── HealthError (1600-1699)
 │   └── PluginUnavailableError (1602)
+│       └── PluginConnectingError (1603)
 ├── ConfigFileError (1700-1799)
 ├── SecurityError (1800-1899)
 ├── ProcessError (1900-1999)
@@ -60,6 +61,7 @@ __all__ = [
     "MissingDependencyError",
     "OutcomeUnknownError",
     "PluginAlreadyRegisteredError",
+    "PluginConnectingError",
     "PluginDisabledError",
     "PluginError",
     "PluginNotFoundError",
@@ -140,6 +142,7 @@ class ErrorCode(enum.IntEnum):
     HEALTH_FAILED = 1600
     HEALTH_CHECK_FAILED = 1601
     PLUGIN_OFFLINE = 1602
+    PLUGIN_CONNECTING = 1603
     # 1700 configuration files and reload
     CONFIG_FILE = 1700
     CONFIG_FILE_NOT_FOUND = 1701
@@ -416,6 +419,14 @@ class PluginUnavailableError(HealthError):
 
     default_code = ErrorCode.PLUGIN_OFFLINE
     default_request_sent = RequestSent.NO
+
+
+class PluginConnectingError(PluginUnavailableError):
+    """The plugin has not been reached yet (registered while down); the request was not
+    sent, and the health monitor keeps connecting in the background."""
+
+    default_code = ErrorCode.PLUGIN_CONNECTING
+    default_retryable = True
 
 
 class ConfigFileError(PluginError):

@@ -18,6 +18,14 @@ these rules, evaluated after every check (a table is in docs/resilience.md):
   - at `failure_limit` after `max_restarts` restarts in a row, or when the transport is not
     `restartable` (an in-process plugin): offline, no restart.
 - Calls to an offline plugin fail fast with `PluginUnavailableError` (1602).
+- The transport's supervisor announces a replacement process that passed its handshake and
+  a health check (`supervisor_ready`): that health is the status, counts reset.
+
+A plugin registered while it cannot be reached is *connecting* (`begin_connecting`): offline,
+calls fail fast with `PluginConnectingError` (1603), and instead of checks the monitor tries
+`transport.start()` after 0.5 s, then after waits doubling up to `health_check.interval`
+(health checks disabled: up to 30 s), until it succeeds; then the plugin is healthy and the
+checks begin.
 
 "In a row" means without a successful check in between. With `health_check.enabled` false
 there is no schedule and no action: a check asked for by `manager.health()` reports the
@@ -36,12 +44,15 @@ import msgspec
 
 from ._clock import Clock, system_clock
 from ._config import HealthCheckConfig
-from ._errors import PluginUnavailableError
+from ._errors import PluginConnectingError, PluginError, PluginUnavailableError
 from ._models import HealthStatus, PluginInfo, Status
 from ._transports.base import BaseTransport
 from ._types import LoggerLike
 
 __all__ = ["HealthMonitor"]
+
+_FIRST_CONNECT_RETRY = 0.5
+_MAX_CONNECT_RETRY = 30.0  # when health checks are off (no interval to cap the wait at)
 
 
 class HealthMonitor:
@@ -56,7 +67,8 @@ class HealthMonitor:
         restart_timeout: Seconds a restart may take before it counts as failed (None: no limit).
         max_restarts: Restarts in a row (without a successful check between) before the
             plugin is declared offline.
-        on_restart: Called with what the plugin said about itself after each restart.
+        on_restart: Called with what the plugin said about itself after each restart (and
+            after a connecting plugin connected).
 
     Attributes:
         last: The status after the latest check (what `list_plugins()` reports).
@@ -96,6 +108,12 @@ class HealthMonitor:
         self._restart_failed = False
         self._current: asyncio.Task[HealthStatus] | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        #: True while the plugin has never been reached (see `begin_connecting`).
+        self.connecting = False
+        self._connect_delay = _FIRST_CONNECT_RETRY
+        self._connect_tries = 0
+        #: Called once with the plugin's info when a connecting plugin has connected.
+        self.on_connect: Callable[[PluginInfo], None] | None = None
 
     @property
     def status(self) -> Status:
@@ -104,9 +122,41 @@ class HealthMonitor:
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        """Start the periodic checks (if enabled, with a positive interval); idempotent."""
-        if self._loop_task is None and self.config.enabled and self.config.interval > 0:
+        """Start the periodic checks (if enabled, with a positive interval, or while
+        connecting); idempotent."""
+        if self._loop_task is None and (self.connecting or self._scheduled()):
             self._loop_task = asyncio.create_task(self._run(), name=f"plugwire-health-{self.name}")
+
+    def _scheduled(self) -> bool:
+        return self.config.enabled and self.config.interval > 0
+
+    def begin_connecting(self, error: PluginError) -> None:
+        """The plugin's first start failed with `error`: keep trying it in the background
+        (call before `start()`)."""
+        self.connecting = True
+        self._connect_delay = _FIRST_CONNECT_RETRY
+        self._connect_tries = 1
+        self._set(Status.OFFLINE, self._connecting_message(error), 0.0, self._connect_meta())
+
+    def unavailable(self) -> PluginUnavailableError:
+        """The error of a call to this plugin while it is offline or still connecting."""
+        if self.connecting:
+            return PluginConnectingError(
+                f"plugin {self.name!r} is not connected yet: {self.last.message}",
+                plugin=self.name,
+                details={"next_attempt_in": self._connect_delay, "attempts": self._connect_tries},
+            )
+        return PluginUnavailableError(f"plugin {self.name!r} is offline: {self.last.message}", plugin=self.name)
+
+    def supervisor_ready(self, reported: HealthStatus) -> None:
+        """The transport's supervisor replaced the plugin's process and the new one passed
+        its handshake and a health check: take that as a successful check."""
+        if self.connecting:
+            return
+        self.failures = 0
+        self._restarts_in_row = 0
+        self._restart_failed = False
+        self._set(reported.status, f"restarted by its supervisor: {reported.message}", 0.0, reported.metadata)
 
     async def aclose(self) -> None:
         """Stop the periodic checks and any check in flight, and wait until they ended."""
@@ -118,7 +168,12 @@ class HealthMonitor:
 
     async def _run(self) -> None:
         while True:
-            await self.clock.sleep(self.config.interval)
+            if self.connecting:
+                await self.clock.sleep(self._connect_delay)
+            elif self._scheduled():
+                await self.clock.sleep(self.config.interval)
+            else:  # connected, and checks are off
+                return
             try:
                 await self.check()
             except Exception:  # a bug in a check must not end the monitoring
@@ -168,6 +223,8 @@ class HealthMonitor:
         return reported, "", self.clock.monotonic() - started
 
     async def _check_and_act(self) -> HealthStatus:
+        if self.connecting:
+            return await self._connect()
         reported, why, elapsed = await self._probe()
         self.checks += 1
         if reported is not None and reported.status in (Status.HEALTHY, Status.DEGRADED):
@@ -178,7 +235,7 @@ class HealthMonitor:
             why = f"plugin reports {reported.status.value}: {reported.message}"
         self.failures += 1
         if reported is not None and reported.status is Status.OFFLINE and self.config.enabled:
-            return self._set(Status.OFFLINE, why, elapsed)
+            return self._set(Status.OFFLINE, why, elapsed, reported.metadata)
         if not self.config.enabled:
             return self._set(Status.UNHEALTHY, why, elapsed)
         if self.offline:
@@ -193,6 +250,44 @@ class HealthMonitor:
             return self._set(Status.OFFLINE, f"{why}; gave up after {self.max_restarts} restarts in a row", elapsed)
         self._set(Status.UNHEALTHY, f"{why} ({self.failures} failed checks); restarting", elapsed)
         return await self._restart(elapsed)
+
+    async def _connect(self) -> HealthStatus:
+        """One try to reach a plugin that was never reached; backs off on failure."""
+        started = self.clock.monotonic()
+        self._connect_tries += 1
+        scope = self.clock.timeout(self.restart_timeout)
+        try:
+            async with scope:
+                info = await self.transport.start()
+        except Exception as exc:
+            elapsed = self.clock.monotonic() - started
+            cap = self.config.interval if self._scheduled() else _MAX_CONNECT_RETRY
+            self._connect_delay = min(max(cap, _FIRST_CONNECT_RETRY), self._connect_delay * 2)
+            if isinstance(exc, TimeoutError) and scope.expired():
+                why = f"no connection within {self.restart_timeout:g}s"
+            else:
+                why = exc.message if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+            return self._set(Status.OFFLINE, self._connecting_message(why), elapsed, self._connect_meta())
+        self.connecting = False
+        self.failures = 0
+        for hook in (self.on_restart, self.on_connect):
+            if hook is not None:
+                try:
+                    hook(info)
+                except Exception:  # a hook must never stop monitoring
+                    logging.getLogger("plugwire.health").exception("a connect hook of %r raised", self.name)
+        return self._set(Status.HEALTHY, "connected", self.clock.monotonic() - started)
+
+    def _connecting_message(self, error: PluginError | str) -> str:
+        why = error.message if isinstance(error, PluginError) else error
+        return f"connecting (try {self._connect_tries + 1} in {self._connect_delay:.3g}s; last error: {why})"
+
+    def _connect_meta(self) -> dict[str, str]:
+        return {
+            "connecting": "true",
+            "next_attempt_in": f"{self._connect_delay:.3f}",
+            "connect_attempts": str(self._connect_tries),
+        }
 
     async def _restart(self, elapsed: float) -> HealthStatus:
         self._restarts_in_row += 1

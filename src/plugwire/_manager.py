@@ -23,7 +23,7 @@ from ._config import (
     validate_plugin_config,
     with_host_python,
 )
-from ._entry import PluginEntry, check_context
+from ._entry import PluginEntry, check_context, connects_later
 from ._errors import (
     AuthenticationError,
     ConfigError,
@@ -35,12 +35,11 @@ from ._errors import (
     PluginDisabledError,
     PluginError,
     PluginNotFoundError,
-    PluginUnavailableError,
     RequestSent,
 )
 from ._guard import SecurityGuard
 from ._handle import PluginHandle
-from ._models import ExecutionContext, HealthStatus, Plugin, Status, _request_ids
+from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status, _request_ids
 from ._policies import BreakerListener, CircuitBreaker, Policy
 from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
@@ -249,22 +248,32 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 raise ManagerClosedError("the manager is shut down")
         finally:
             self._starting.discard(name)
-        self._guard.record(AuditEvent.STARTED, name, transport=config.transport.value, version=entry.info.version)
-        self._log(
-            "info", f"registered plugin {name!r} ({config.transport.value}, {entry.info.name} {entry.info.version})"
-        )
+        if not entry.monitor.connecting:  # else announced once it connects (`_start_entry`)
+            self._announce(config, entry.info)
+
+    def _announce(self, config: PluginConfig, info: PluginInfo) -> None:
+        """Audit and log a plugin that started (or, registered while down, connected)."""
+        name = config.name
+        self._guard.record(AuditEvent.STARTED, name, transport=config.transport.value, version=info.version)
+        self._log("info", f"registered plugin {name!r} ({config.transport.value}, {info.name} {info.version})")
 
     async def _start_entry(self, config: PluginConfig, source: PluginSource | None) -> PluginEntry:
         """Check, start and wrap one plugin: its transport, health monitor, breaker and pipeline."""
         await self._guard.admit(config)  # under strict, refuses before any transport exists
         transport = (source or source_for_config(config)).create_transport(config, self.request_type)
         self._guard.watch(transport, config)
+        unreachable: PluginError | None = None
         try:
             info = await transport.start()
+        except PluginError as exc:
+            if not connects_later(config, exc):
+                await transport.aclose()
+                raise
+            unreachable, info = exc, PluginInfo(name=config.name)
         except BaseException:
             await transport.aclose()
             raise
-        return PluginEntry.assemble(
+        entry = PluginEntry.assemble(
             config,
             transport,
             info,
@@ -273,6 +282,11 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             policies=self._policies,
             breaker_listeners=self._breaker_listeners,
         )
+        if unreachable is not None:
+            entry.monitor.begin_connecting(unreachable)
+            entry.monitor.on_connect = lambda connected: self._announce(config, connected)
+            self._log("warning", f"plugin {config.name!r} cannot be reached yet; connecting in the background")
+        return entry
 
     async def unregister(self, name: str) -> None:
         """Remove a plugin at once and close it (in-flight calls may fail).
@@ -354,6 +368,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 the wrong shape. ExecutionError: 1203, the plugin raised.
             PluginTimeoutError: 1204. ManagerClosedError: 1208. CircuitOpenError: 1401.
             RateLimitedError: 1501. PluginUnavailableError: 1602, the plugin is offline.
+            PluginConnectingError: 1603, the plugin has not been reached yet.
             Plus transport errors.
         """
         entry = self._entries.get(name)
@@ -361,7 +376,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             self._check_open()
             entry = self._entry(name)  # raises: disabled (1202) or not found (1201)
         if entry.monitor.offline:
-            raise PluginUnavailableError(f"plugin {name!r} is offline: {entry.monitor.last.message}", plugin=name)
+            raise entry.monitor.unavailable()
         if context is not None and (context.headers or context.metadata):
             check_context(context, name)
         ctx = context or _EMPTY_CONTEXT

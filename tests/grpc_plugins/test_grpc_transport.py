@@ -79,7 +79,12 @@ async def test_a_server_not_running_at_start_fails_with_a_retryable_connect_erro
     manager: Manager = AsyncPluginManager(Ask, Answer)
     async with manager:
         with pytest.raises(plugwire.TransportError) as caught:
-            await manager.register(plugwire.grpc(f"127.0.0.1:{unused_tcp_port}"), name="down")
+            await manager.register(
+                plugwire.grpc(f"127.0.0.1:{unused_tcp_port}"),
+                config=plugwire.PluginConfig(
+                    name="down", connection=plugwire.ConnectionConfig(connect_in_background=False)
+                ),
+            )
     assert caught.value.code == ErrorCode.CONNECT_FAILED
     assert caught.value.retryable
     assert "down" not in manager

@@ -354,3 +354,58 @@ async def test_a_classifier_that_raises_counts_a_failure_and_the_callers_error_s
         await fail(handler, 1)
     assert breaker.state is OPEN
     assert "classifier" in caplog.text
+
+
+# ------------------------------------------------------------ one event, one failure
+def lost_call(event: BaseException, *, via: BaseException | None = None) -> ExecutionError:
+    """The error of a call lost to `event` (optionally through an intermediate error)."""
+    error = ExecutionError("the plugin failed after receiving the request")
+    middle = via if via is not None else event
+    if via is not None:
+        via.__cause__ = event
+    error.__cause__ = middle
+    return error
+
+
+def test_failures_with_one_root_cause_count_as_one_failure() -> None:
+    breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold=2, min_request_threshold=0), clock=FakeClock())
+    crash = TransportError("the plugin closed its end of the connection")
+    for _ in range(16):  # 16 calls lost to one process exit
+        breaker.record(breaker.admit(), lost_call(crash))
+    assert breaker.state is CLOSED
+    # Another process of the same incident: its own reason, caused by the incident's first.
+    for _ in range(8):
+        breaker.record(breaker.admit(), lost_call(crash, via=TransportError("connection lost")))
+    assert breaker.state is CLOSED
+    breaker.record(breaker.admit(), lost_call(TransportError("a second crash")))
+    assert breaker.state is OPEN
+
+
+def test_failures_without_a_cause_still_count_one_by_one() -> None:
+    breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold=3, min_request_threshold=0), clock=FakeClock())
+    for _ in range(3):
+        breaker.record(breaker.admit(), ExecutionError("boom"))
+    assert breaker.state is OPEN
+
+
+def test_recovered_turns_an_open_breaker_half_open_at_once_and_leaves_the_others_alone() -> None:
+    clock = FakeClock()
+    changes: list[BreakerStateChange] = []
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig(failure_threshold=1, min_request_threshold=0, recovery_timeout=300),
+        clock=clock,
+        listeners=[changes.append],
+    )
+    breaker.recovered()
+    assert breaker.state is CLOSED
+    breaker.record(breaker.admit(), ExecutionError("boom"))
+    assert breaker.state is OPEN
+    breaker.recovered("process 7 replaced a crashed one")
+    assert breaker.state is HALF_OPEN  # no time passed on the clock
+    assert changes[-1].reason == "process 7 replaced a crashed one"
+    ticket = breaker.admit()
+    breaker.recovered()  # half-open: trials in flight keep their slots
+    assert breaker.state is HALF_OPEN
+    breaker.record(ticket, None)
+    breaker.record(breaker.admit(), None)
+    assert breaker.state is CLOSED

@@ -50,5 +50,20 @@ async def plugin() -> None:
         assert port >= 0
 
 
+async def down_at_start() -> str | None:
+    config = plugwire.PluginConfig(
+        name="later", connection=plugwire.ConnectionConfig(connect_in_background=True, connection_timeout=2.0)
+    )
+    manager: plugwire.AsyncPluginManager[str, str] = plugwire.AsyncPluginManager(str, str)
+    async with manager:
+        await manager.register(plugwire.grpc("127.0.0.1:9090"), config=config)
+        try:
+            return await manager.execute("later", "hi")
+        except plugwire.PluginConnectingError as exc:
+            retry: bool = exc.retryable
+            assert retry
+            return None
+
+
 def blocking() -> None:
     plugwire.serve_grpc(Request(), address="127.0.0.1:9090", grace=2.0)

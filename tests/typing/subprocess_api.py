@@ -44,7 +44,7 @@ async def prepare(argv: list[str]) -> list[str]:
 async def host() -> Answer:
     options = plugwire.SubprocessOptions(
         grace=1.0,
-        restart=plugwire.RestartPolicy(max_restarts=3, window=30.0),
+        restart=plugwire.RestartPolicy(max_restarts=3, window=30.0, incident_window=0.5, max_offline_backoff=300.0),
         credentials=lambda: {"authorization": "Bearer t"},
         prepare_launch=prepare,
     )

@@ -88,6 +88,10 @@ class ConnectionConfig(_Config, frozen=True):
     #: Executable plugins: a process that answers nothing for this long while its calls keep
     #: timing out (two at least) is stuck; it is restarted (1311). 0 turns the check off.
     stall_timeout: Seconds = 10.0
+    #: A plugin that cannot be reached at registration is registered anyway, as connecting
+    #: (calls fail with `PluginConnectingError` 1603), and its health monitor keeps trying to
+    #: start it. None: on for gRPC plugins, off for the others.
+    connect_in_background: bool | None = None
 
 
 class RateLimitConfig(_Config, frozen=True):

@@ -12,6 +12,13 @@
 
 Every transition starts a new generation; a result is counted only if it arrives in the
 generation its call was admitted in, so a late result never causes a second transition.
+
+One event is one failure: calls that fail because of the same underlying error (the ends
+of their `__cause__` chains are one object, as for every call lost when a plugin process
+exits, or when one incident takes several processes of a pool) count once.
+When the plugin's supervisor reports a fresh process that passed its handshake and a health
+check (`recovered()`), an open breaker moves to half-open at once instead of waiting out
+`recovery_timeout`, so trial calls find the new process.
 """
 
 from __future__ import annotations
@@ -120,6 +127,16 @@ def default_error_classifier(error: Exception) -> bool:
     return not isinstance(error, _CALLER_ERRORS)
 
 
+def _root_cause(error: BaseException) -> BaseException:
+    """The end of `error`'s `__cause__` chain (bounded: a chain can be made circular)."""
+    for _ in range(16):
+        cause = error.__cause__
+        if cause is None:
+            break
+        error = cause
+    return error
+
+
 class CircuitBreaker:
     """The state machine of one plugin's circuit breaker (see the module docstring).
 
@@ -161,6 +178,7 @@ class CircuitBreaker:
         self._trials: dict[int, float] = {}  # in-flight trial id -> its deadline
         self._trials_admitted = 0
         self._trial_successes = 0
+        self._last_event: BaseException | None = None  # the cause of the last counted failure
 
     # ------------------------------------------------------------------ reading
     @property
@@ -231,6 +249,11 @@ class CircuitBreaker:
             outcome: bool | None = True
         elif isinstance(error, Exception):
             outcome = False if self._classify(error) else None
+            if outcome is False and error.__cause__ is not None:
+                event = _root_cause(error)
+                if event is self._last_event:  # another call lost to a failure already counted
+                    outcome = None
+                self._last_event = event
         else:  # cancellation and interpreter exits are never the plugin's failure
             outcome = None
         if trial is None:
@@ -272,6 +295,14 @@ class CircuitBreaker:
             self._trial_successes += 1
             if self._trial_successes >= self.config.success_threshold:
                 self._transition(BreakerState.CLOSED, f"{self._trial_successes} trial calls succeeded")
+
+    def recovered(self, reason: str = "the plugin was restarted and passed its health check") -> None:
+        """The plugin's supervisor has a fresh process (or connection) that passed its
+        handshake and a health check: an open breaker becomes half-open at once, so that the
+        next calls are trials of the new process. Closed and half-open breakers are left alone.
+        """
+        if self._state is BreakerState.OPEN:
+            self._transition(BreakerState.HALF_OPEN, reason)
 
     # -------------------------------------------------------------- transitions
     def _tick(self, now: float) -> None:

@@ -4,14 +4,18 @@ The pool starts with one process and grows on demand, one process at a time, whi
 process has a call in flight, up to `max_processes`. A process that dies fails its calls
 at once (through its connection), is logged with its exit status and last stderr lines,
 and is replaced: at once if others remain (on demand), else after an exponential backoff.
-More than `max_restarts` crashes within `restart_window` seconds mark the plugin offline:
-calls then fail fast with `PluginUnavailableError` (1602) until `restart()`.
+More than `max_restarts` crash incidents (`_restarts.py`: one event that kills many
+processes is one) within `window` seconds mark the plugin offline: calls fail fast with
+`PluginUnavailableError` (1602). After `window` seconds the supervisor tries one start
+again, then again after a wait growing by `multiplier` up to `max_offline_backoff`
+(`next_restart_at`); a start that passes its handshake and a health check brings the plugin
+back. A replacement that passes both is announced to the listeners as `ready` (the plugin's
+circuit breaker listens).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import enum
 import logging
@@ -21,9 +25,10 @@ from typing import Any
 
 from .._clock import Clock
 from .._errors import ErrorCode, PluginError, PluginUnavailableError, ProcessError, RequestSent, TransportError
-from .._models import PluginInfo
+from .._models import HealthStatus, PluginInfo, Status
 from ._connection import HostConnection
 from ._process import PluginProcess, describe_status
+from ._restarts import CrashIncidents, RestartPolicy
 
 __all__ = ["PoolListener", "PoolState", "ProcessPool", "RestartPolicy", "Worker"]
 
@@ -39,28 +44,6 @@ class PoolState(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
-class RestartPolicy:
-    """How a crashed plugin is restarted.
-
-    Attributes:
-        initial_backoff: Seconds before the first restart of an empty pool.
-        max_backoff: The longest wait between restarts.
-        multiplier: Growth of the wait per crash within the window.
-        max_restarts: Crashes tolerated within `window`; one more marks the plugin offline.
-        window: Seconds over which crashes are counted.
-    """
-
-    initial_backoff: float = 0.1
-    max_backoff: float = 5.0
-    multiplier: float = 2.0
-    max_restarts: int = 5
-    window: float = 60.0
-
-    def backoff(self, recent: int) -> float:
-        return min(self.max_backoff, self.initial_backoff * self.multiplier ** max(recent - 1, 0))
-
-
 @dataclass(eq=False, slots=True)
 class Worker:
     """One started plugin process and its connection."""
@@ -73,12 +56,15 @@ class Worker:
     #: when it has found the process idle (None: busy at the last look).
     seen_calls: int = field(default=0)
     idle_since: float | None = field(default=None)
+    #: The pool's count of adopted processes when this one was adopted (incidents use it).
+    seq: int = field(default=0)
 
 
 Launcher = Callable[[], Awaitable[Worker]]
 PoolListener = Callable[[str, Mapping[str, Any]], None]
 """Told of lifecycle events: ("crashed", {pid, status, reason}), ("restarted", {pid,
-restarts}), ("offline", {crashes, reason})."""
+restarts}), ("ready", {pid, status}: a replacement passed its handshake and a health check),
+("offline", {crashes, reason, retry_in})."""
 
 
 class ProcessPool:
@@ -94,6 +80,7 @@ class ProcessPool:
         policy: Restart backoff and intensity.
         clock: Time source for backoff and the crash window.
         stop: Stops one worker gracefully (shutdown frame, grace, SIGTERM, SIGKILL).
+        health_timeout: Seconds a replacement process has to answer its first health check.
     """
 
     def __init__(
@@ -107,6 +94,7 @@ class ProcessPool:
         policy: RestartPolicy,
         clock: Clock,
         stop: Callable[[Worker], Awaitable[None]],
+        health_timeout: float = 5.0,
     ) -> None:
         self.name = name
         self._launch = launch
@@ -116,10 +104,15 @@ class ProcessPool:
         self.keep_idle = max(keep_idle, 1)
         self.policy = policy
         self.clock = clock
+        self.health_timeout = health_timeout
         self.state = PoolState.NEW
         self.workers: list[Worker] = []
         self.info: PluginInfo | None = None
-        self._crashes: collections.deque[float] = collections.deque()
+        self._crashes = CrashIncidents(policy, clock)
+        self._adopted = 0
+        #: When (on `clock`) the supervisor next tries to bring an offline plugin back.
+        self.next_restart_at: float | None = None
+        self.offline_tries = 0
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stops: set[asyncio.Task[None]] = set()  # workers being stopped: awaited on close, never cancelled
@@ -161,6 +154,8 @@ class ProcessPool:
 
     def _adopt(self, worker: Worker) -> None:
         worker.idle_since = self.clock.monotonic()
+        self._adopted += 1
+        worker.seq = self._adopted
         self.workers.append(worker)
         self.info = worker.info
         self._ready.set()
@@ -232,13 +227,27 @@ class ProcessPool:
             await self._ready.wait()
 
     def _unavailable(self) -> PluginUnavailableError:
+        retry_in = self.retry_in()
+        when = f"next restart attempt in {retry_in:.3g}s" if retry_in is not None else "restarting"
         error = PluginUnavailableError(
-            f"plugin {self.name!r} is offline after {len(self._crashes)} crashes within {self.policy.window:g}s; "
-            "reload or re-register it",
+            f"plugin {self.name!r} is offline after {len(self._crashes)} crash incidents within "
+            f"{self.policy.window:g}s; {when} (or reload or re-register it)",
             plugin=self.name,
+            details={"next_restart_in": retry_in, "offline_tries": self.offline_tries},
         )
         error.__cause__ = self._offline_reason
         return error
+
+    @property
+    def incidents(self) -> int:
+        """Crash incidents counted within the restart window (as of the latest one)."""
+        return len(self._crashes)
+
+    def retry_in(self) -> float | None:
+        """Seconds until the supervisor next tries to bring an offline plugin back (None: not waiting)."""
+        if self.next_restart_at is None:
+            return None
+        return max(0.0, self.next_restart_at - self.clock.monotonic())
 
     # ---------------------------------------------------------- supervision
     def _spawn_task(self, work: Awaitable[None]) -> None:
@@ -276,7 +285,7 @@ class ProcessPool:
         (so after at least `idle_timeout` without calls, and at most about twice that). Calls
         are counted by their connection, not timed one by one on the way.
         """
-        while self._running():
+        while self._open():  # offline too: the pool may come back
             await self.clock.sleep(self.idle_timeout / 2)
             now = self.clock.monotonic()
             for worker in reversed(list(self.workers)):  # newest first: the oldest stays
@@ -314,6 +323,8 @@ class ProcessPool:
                 plugin=self.name,
             )
         )
+        # Before the lost calls' callers resume: they then share the incident's root cause.
+        new_incident = self._crashes.join(worker.seq, self._adopted, reason)
         # Fail the in-flight calls now; do not wait for the exit to be reaped.
         worker.conn.close(reason)
         worker.process.kill()
@@ -323,9 +334,9 @@ class ProcessPool:
             process.exited.add_done_callback(lambda _: self._dying.discard(process))
         if self.state is PoolState.CLOSED:
             return
-        self._spawn_task(self._after_crash(worker, reason))
+        self._spawn_task(self._after_crash(worker, reason, new_incident))
 
-    async def _after_crash(self, worker: Worker, reason: PluginError) -> None:
+    async def _after_crash(self, worker: Worker, reason: PluginError, new_incident: bool) -> None:
         returncode = await asyncio.shield(worker.process.exited)
         tail = worker.process.stderr_tail()
         _log.error(
@@ -337,25 +348,30 @@ class ProcessPool:
             f"\nlast stderr lines:\n{tail}" if tail else "",
         )
         self._emit("crashed", pid=worker.process.pid, status=describe_status(returncode), reason=reason.message)
-        if self._record_crash(reason):
+        if new_incident and self._record_crash(reason):
             return
         if not self.workers:
-            await self._restart_loop()
+            replacement = await self._restart_loop()
+            if replacement is not None:
+                await self._announce_ready(replacement)
 
     def _running(self) -> bool:
         # A method, not an inline comparison: the state changes across awaits.
         return self.state is PoolState.RUNNING
 
-    def _record_crash(self, reason: PluginError) -> bool:
-        """Count a crash; returns True when it made the plugin offline."""
-        now = self.clock.monotonic()
-        self._crashes.append(now)
-        while self._crashes and now - self._crashes[0] > self.policy.window:
-            self._crashes.popleft()
-        if len(self._crashes) <= self.policy.max_restarts:
-            return False
-        self._go_offline(reason)
-        return True
+    def _open(self) -> bool:
+        return self.state is not PoolState.CLOSED
+
+    def _offline(self) -> bool:
+        return self.state is PoolState.OFFLINE
+
+    def _record_crash(self, reason: PluginError, *, failed_restart: bool = False) -> bool:
+        """Count an incident (a new one, or a failed restart); returns True when it made the
+        plugin offline."""
+        over = self._crashes.record_failed_restart() if failed_restart else self._crashes.record()
+        if over:
+            self._go_offline(reason)
+        return over
 
     def _go_offline(self, reason: PluginError) -> None:
         if self.state is not PoolState.RUNNING:
@@ -364,46 +380,128 @@ class ProcessPool:
         self._offline_reason = reason
         self._notify()
         _log.error(
-            "plugin %r is offline: %d crashes within %gs (last: %s)",
+            "plugin %r is offline: %d crash incidents within %gs (last: %s); next try in %.3gs",
             self.name,
             len(self._crashes),
             self.policy.window,
             reason.message,
+            self.policy.offline_backoff(0),
         )
         self._ready.set()
-        self._emit("offline", crashes=len(self._crashes), reason=reason.message)
         for worker in list(self.workers):
             worker.retired = True
             self._spawn_stop(worker)
         self.workers.clear()
+        self.offline_tries = 0
+        self.next_restart_at = self.clock.monotonic() + self.policy.offline_backoff(0)
+        self._emit("offline", crashes=len(self._crashes), reason=reason.message, retry_in=self.retry_in())
+        self._spawn_task(self._recover())
 
-    async def _restart_loop(self) -> None:
-        if self._restarting:
+    async def _recover(self) -> None:
+        """Bring an offline pool back: one start after `window`, then with a growing wait."""
+        while self._offline() and self.next_restart_at is not None:
+            await self.clock.sleep(max(0.0, self.next_restart_at - self.clock.monotonic()))
+            if not self._offline():
+                return
+            self.offline_tries += 1
+            worker = None
+            try:
+                worker = await self._launch()
+                status = await self._first_health(worker)
+            except BaseException as exc:
+                if worker is not None:
+                    worker.retired = True
+                    self._spawn_stop(worker)
+                if not isinstance(exc, Exception):
+                    raise
+                if not isinstance(exc, PluginError):
+                    exc = ProcessError(f"restart failed: {type(exc).__name__}: {exc}", plugin=self.name)
+                self._offline_reason = exc
+                self.next_restart_at = self.clock.monotonic() + self.policy.offline_backoff(self.offline_tries)
+                _log.error(
+                    "plugin %r is still offline: try %d failed (%s); next try in %.3gs",
+                    self.name,
+                    self.offline_tries,
+                    exc.message,
+                    self.next_restart_at - self.clock.monotonic(),
+                )
+                self._notify()
+                continue
+            if not self._offline():
+                worker.retired = True
+                self._spawn_stop(worker)
+                return
+            self._crashes.clear()
+            self._offline_reason = None
+            self.next_restart_at = None
+            self.state = PoolState.RUNNING
+            self.restarts += 1
+            self._adopt(worker)
+            _log.warning("plugin %r is back online (process %d)", self.name, worker.process.pid)
+            self._emit("restarted", pid=worker.process.pid, restarts=self.restarts)
+            self._emit("ready", pid=worker.process.pid, status=status)
+
+    async def _first_health(self, worker: Worker) -> HealthStatus:
+        """The health of a fresh process, which must be healthy or degraded.
+
+        Raises:
+            PluginError: It failed, timed out, or reported itself unhealthy or offline.
+        """
+        limit = self.health_timeout or None
+        try:
+            async with asyncio.timeout(limit):
+                status = await worker.conn.health()
+        except TimeoutError:
+            raise ProcessError(
+                f"the new process did not answer its first health check within {limit:g}s", plugin=self.name
+            ) from None
+        if status.status not in (Status.HEALTHY, Status.DEGRADED):
+            raise ProcessError(
+                f"the new process reports itself {status.status.value}: {status.message}", plugin=self.name
+            )
+        return status
+
+    async def _announce_ready(self, worker: Worker) -> None:
+        """Tell the listeners (the breaker) once a replacement has passed a health check."""
+        try:
+            status = await self._first_health(worker)
+        except PluginError as exc:
+            _log.warning("plugin %r: restarted process %d is not ready: %s", self.name, worker.process.pid, exc.message)
             return
+        if not worker.retired:
+            self._emit("ready", pid=worker.process.pid, status=status)
+
+    async def _restart_loop(self) -> Worker | None:
+        """Start a process for an empty pool, with backoff; the process adopted, or None."""
+        if self._restarting:
+            return None
         self._restarting = True
+        adopted = None
         try:
             while self.state is PoolState.RUNNING and not self.workers:
                 delay = self.policy.backoff(len(self._crashes))
                 _log.info("plugin %r: restarting in %.3gs", self.name, delay)
                 await self.clock.sleep(delay)
                 if not self._running():
-                    return
+                    return None
                 try:
                     worker = await self._launch()
                 except Exception as exc:  # any failure counts as a crash; the loop must go on
                     if not isinstance(exc, PluginError):
                         exc = ProcessError(f"restart failed: {type(exc).__name__}: {exc}", plugin=self.name)
                     _log.error("plugin %r: restart failed: %s", self.name, exc)
-                    if self._record_crash(exc):
-                        return
+                    if self._record_crash(exc, failed_restart=True):
+                        return None
                     continue
                 if not self._running():
                     worker.retired = True
                     await self._stop_worker(worker)
-                    return
+                    return None
                 self.restarts += 1
                 self._adopt(worker)
+                adopted = worker
                 _log.info("plugin %r restarted (process %d)", self.name, worker.process.pid)
                 self._emit("restarted", pid=worker.process.pid, restarts=self.restarts)
         finally:
             self._restarting = False
+        return adopted

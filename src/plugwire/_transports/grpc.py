@@ -114,15 +114,25 @@ class GrpcTransport(BaseTransport):
     async def start(self) -> PluginInfo:
         """Open the channel and ask the plugin for its info, within `connection_timeout`.
 
+        A start that fails closes the channel it opened, so the next `start()` (the health
+        monitor's, for a plugin registered while unreachable) connects afresh.
+
         Raises:
             TransportError: The plugin cannot be reached (1301) or the TLS setup failed (1306-1310).
             AuthenticationError: The plugin refused the credentials (1100-1199).
         """
-        if self._channel is None:
-            self._channel, self._stub = self._connect()
-            self._execute_request = self._mods.pb2.ExecuteRequest
-            self._closed = False
-        return await self._info(self._stub)
+        if self._channel is not None:
+            return await self._info(self._stub)
+        self._channel, self._stub = self._connect()
+        self._execute_request = self._mods.pb2.ExecuteRequest
+        self._closed = False
+        try:
+            return await self._info(self._stub)
+        except BaseException:
+            channel, self._channel, self._stub = self._channel, None, None
+            if channel is not None:
+                await channel.close()
+            raise
 
     async def _info(self, stub: Any) -> PluginInfo:
         reply = await self._unary(stub.Info, self._mods.pb2.InfoRequest(), self.connection.connection_timeout or None)

@@ -120,6 +120,7 @@ class SubprocessTransport(BaseTransport):
             policy=self.options.restart,
             clock=self.options.clock,
             stop=self._stop_worker,
+            health_timeout=self.config.health_check.timeout,
         )
         pool.listeners = self.listeners
         return pool
@@ -220,7 +221,11 @@ class SubprocessTransport(BaseTransport):
         if pool is None or pool.state is PoolState.CLOSED:
             return HealthStatus(status=Status.OFFLINE, message="not started")
         if pool.state is PoolState.OFFLINE:
-            return HealthStatus(status=Status.OFFLINE, message=str(pool._unavailable()))
+            retry_in = pool.retry_in()
+            meta = {"offline_tries": str(pool.offline_tries)}
+            if retry_in is not None:
+                meta["next_restart_in"] = f"{retry_in:.3f}"
+            return HealthStatus(status=Status.OFFLINE, message=str(pool._unavailable()), metadata=meta)
         workers = [w for w in pool.workers if w.conn.alive]
         if not workers:
             return HealthStatus(status=Status.UNHEALTHY, message="restarting after a crash")
