@@ -5,8 +5,8 @@ one ledger line per execution that begins. Drivers issue calls with unique ids, 
 idempotent, some with a per-call timeout shorter than their work; a killer waits for
 executions to begin (the plugin reports each one through a FIFO as it writes its ledger line)
 and kills the process running one with SIGKILL, again and again. The manager is `simple()` as
-it comes, but for the restart intensity limit (see RESTARTS). Afterwards every call is checked
-against the ledger:
+it comes, but for the restart policy and the breaker's recovery timeout (see RESTARTS).
+Afterwards every call is checked against the ledger:
 
 - no call is lost or hangs: each one ended, within its bound, with an answer or an error;
 - an answer is that call's own, from a process that ran it; a non-idempotent call ran once;
@@ -14,8 +14,8 @@ against the ledger:
   about its request (`request_sent`) is true: NO, and a non-idempotent call never ran; MAYBE,
   at most once; YES, exactly once (an idempotent call: at most once per attempt sent);
 - a call its caller cancelled (one in ten, at a random moment) ran no more often than any other;
-- one crash is one breaker failure: the breaker never opened, though it counts every kill
-  (see `test_a_crash_storm_...`'s last assertions).
+- one crash is one breaker failure: the breaker opened at most once per `failure_threshold`
+  failure events the storm caused (one per killed process, one per call that timed out).
 
 The cycle count is `PLUGWIRE_CHAOS_CYCLES` (default 200, what `make test` runs; `make chaos`
 runs many more). See docs/faults.md.
