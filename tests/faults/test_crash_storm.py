@@ -30,6 +30,7 @@ import os
 import random
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,8 @@ MAX_RETRIES = 3  # simple()'s default
 #   no restart follows to end the wait: only the recovery timeout does, 30 s by default.
 RESTARTS = plugwire.RestartPolicy(initial_backoff=0.01, max_backoff=0.05, max_restarts=1_000_000)
 RECOVERY_TIMEOUT = 0.5
+FAILURE_THRESHOLD = 5  # simple()'s
+SLACK = 0.1
 SHORT_TIMEOUTS = (0.002, 0.01)
 """Per-call timeouts given to one call in ten: shorter than some of the work, so 1204s happen,
 both after the request was sent and (while the pool restarts) before it was."""
@@ -96,6 +99,9 @@ class Storm:
     killed: list[int] = field(default_factory=list)
     killed_elsewhere: list[int] = field(default_factory=list)
     breaker: list[BreakerStateChange] = field(default_factory=list)
+    #: When (`time.monotonic()`, the breaker's clock) each event the breaker may count as a
+    #: failure happened: a process killed, a call that ended timed out.
+    failures: list[float] = field(default_factory=list)
 
 
 def ledger_counts(path: Path) -> tuple[collections.Counter[str], dict[str, set[int]]]:
@@ -165,6 +171,7 @@ async def killer(storm: Storm, signals: asyncio.StreamReader, rng: random.Random
         if pid in dead or not is_our_child(pid):
             continue  # a line from a process killed a moment ago
         os.kill(pid, signal.SIGKILL)
+        storm.failures.append(time.monotonic())
         dead.add(pid)
         storm.killed.append(pid)
         if rng.random() < 0.2:
@@ -174,6 +181,7 @@ async def killer(storm: Storm, signals: asyncio.StreamReader, rng: random.Random
             if others:
                 victim = rng.choice(others)
                 os.kill(victim, signal.SIGKILL)
+                storm.failures.append(time.monotonic())
                 dead.add(victim)
                 storm.killed_elsewhere.append(victim)
 
@@ -203,6 +211,8 @@ async def driver(
                 outcome.answer = await call
         except PluginError as exc:  # first: a PluginTimeoutError (1204) is a TimeoutError too
             outcome.error = exc
+            if exc.code == ErrorCode.TIMEOUT:
+                storm.failures.append(time.monotonic())
             if exc.code == ErrorCode.CIRCUIT_OPEN:
                 await asyncio.sleep(0.01)  # what a user does while the breaker is open: back off a little
         except TimeoutError:
@@ -235,6 +245,7 @@ async def run_storm(tmp_path: Path) -> Storm:
     async with execution_signals(fifo) as signals, build_manager(storm.ledger, fifo) as manager:
         breaker = manager.circuit_breaker("storm")
         assert breaker is not None
+        assert breaker.config.failure_threshold == FAILURE_THRESHOLD
         breaker.listeners.append(storm.breaker.append)
         stop = asyncio.Event()
         drivers = [
@@ -262,6 +273,24 @@ def sent_attempts(error: PluginError) -> tuple[int, int]:
     if error.request_sent is RequestSent.YES:
         return 1, attempts
     return 0, attempts
+
+
+def breaker_problems(storm: Storm) -> Iterator[str]:
+    """Every opening of the breaker that more than one failure per crash would explain.
+
+    The breaker counts from zero again at each of its transitions, and ignores results of calls
+    admitted before it, so each time it opened from closed, `failure_threshold` failures came
+    between its previous transition and that one. One crash being one failure, each was a
+    different event: a process killed, or a call timed out. (A call may be admitted a moment
+    before its process's death is seen: kills up to `SLACK` s before count too.)
+    """
+    previous = -float("inf")
+    for change in storm.breaker:
+        if change.old is BreakerState.CLOSED and change.new is BreakerState.OPEN:
+            events = sum(previous - SLACK < at <= change.at for at in storm.failures)
+            if events < FAILURE_THRESHOLD:
+                yield f"breaker opened at {change.at:.3f} ({change.reason}) after only {events} failure events"
+        previous = change.at
 
 
 def problems(storm: Storm) -> Iterator[str]:
@@ -328,11 +357,6 @@ async def test_a_crash_storm_loses_no_call_runs_none_twice_and_codes_every_error
     assert len(storm.killed) >= CYCLES
     assert errors[ErrorCode.OUTCOME_UNKNOWN] > 0, summary
     assert errors[ErrorCode.TIMEOUT] > 0, summary
-    # One crash is one breaker failure. The breaker opens from closed only after
-    # `failure_threshold` (5) consecutive failures, and the storm causes at most one failure
-    # event per process it kills (every call lost with that process counts once) and one per
-    # call that ended timed out: so it cannot have opened more often than that allows. (Were
-    # each lost call a failure, one kill of a process with five calls in flight would open it.)
-    opened = sum(c.old is BreakerState.CLOSED and c.new is BreakerState.OPEN for c in storm.breaker)
-    events = len(storm.killed) + len(storm.killed_elsewhere) + errors[ErrorCode.TIMEOUT]
-    assert opened * 5 <= events, summary
+    # One crash is one breaker failure: each opening had that many kills and timeouts before it.
+    wrong = list(breaker_problems(storm))
+    assert not wrong, f"{summary}\n" + "\n".join(wrong)
