@@ -48,7 +48,7 @@ test: check-proto lint typecheck bench-quick pytest  # pytest last: its summary 
 # The fault-injection suite (docs/faults.md), run longer than `make test` runs it.
 CHAOS_CYCLES ?= 5000
 chaos: install
-	PLUGWIRE_CHAOS_CYCLES=$(CHAOS_CYCLES) $(PY) -m pytest -m faults -p no:randomly -v -s tests/faults  # -s: each storm prints its summary
+	PLUGWIRE_CHAOS_CYCLES=$(CHAOS_CYCLES) $(PY) -m pytest -m faults -p no:randomly -v -s tests  # -s: each storm prints its summary
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from plugwire import ConfigError, ConfigFileError, ManagerConfig, PluginError, SecurityError
 from plugwire._security import load_whitelist
 
+pytestmark = pytest.mark.faults
+
 FUZZ = settings(
     max_examples=120,
     deadline=None,

@@ -84,6 +84,7 @@ def trailer_code(error: grpc.aio.AioRpcError) -> str:
 
 
 # ---------------------------------------------------------------- the graceful stop
+@pytest.mark.faults
 async def test_a_stopping_server_says_not_serving_and_refuses_new_calls_while_in_flight_calls_finish(
     gated: tuple[GatedPlugin, GrpcPluginServer],
 ) -> None:
@@ -117,6 +118,7 @@ async def test_a_stopping_server_says_not_serving_and_refuses_new_calls_while_in
     assert plugin.closed
 
 
+@pytest.mark.faults
 async def test_a_call_still_running_when_the_grace_ends_is_cancelled_and_answered_1207(
     gated: tuple[GatedPlugin, GrpcPluginServer], capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -134,6 +136,7 @@ async def test_a_call_still_running_when_the_grace_ends_is_cancelled_and_answere
     assert "Traceback" not in capfd.readouterr().err  # grpc prints one for a handler it cancels
 
 
+@pytest.mark.faults
 async def test_a_plugwire_host_sees_the_cut_off_call_as_outcome_unknown(
     gated: tuple[GatedPlugin, GrpcPluginServer],
 ) -> None:
@@ -215,6 +218,7 @@ async def test_a_health_check_slower_than_the_probes_deadline_is_not_serving(
         plugin.health_gate.set()
 
 
+@pytest.mark.faults
 async def test_a_probe_waiting_for_a_stuck_health_check_is_answered_when_the_server_stops(
     gated: tuple[GatedPlugin, GrpcPluginServer], capfd: pytest.CaptureFixture[str]
 ) -> None:

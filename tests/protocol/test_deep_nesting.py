@@ -15,6 +15,8 @@ from plugwire._codec import TypedCodec
 from plugwire._protocol import CallContext, PluginHello, handshake_frame
 from plugwire._transports._connection import HostConnection
 
+pytestmark = pytest.mark.faults
+
 DEEP = 5000  # deeper than any recursion limit a decoder runs under
 
 

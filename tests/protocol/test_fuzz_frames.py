@@ -27,7 +27,7 @@ import plugwire
 from plugwire._protocol import CallContext, PluginHello, handshake_frame
 from plugwire._transports._connection import HostConnection
 
-pytestmark = pytest.mark.usefixtures("no_leaks")
+pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("no_leaks")]
 
 CODES = {int(code) for code in plugwire.ErrorCode}
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), database=None)

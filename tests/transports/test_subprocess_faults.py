@@ -18,7 +18,7 @@ import plugwire
 from plugwire._transports._pool import PoolState, RestartPolicy
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
 
-pytestmark = pytest.mark.usefixtures("no_leaks")
+pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("no_leaks")]
 
 
 class Req(msgspec.Struct):
