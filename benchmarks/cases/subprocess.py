@@ -219,11 +219,20 @@ async def subprocess_64k(env: Env) -> AsyncIterator[Op]:
 
 
 @asynccontextmanager
-async def _busy_pool(env: Env, processes: int, calls_each: int = POOL_CALLS_EACH) -> AsyncIterator[Op]:
+async def _busy_pool(
+    env: Env,
+    processes: int,
+    calls_each: int = POOL_CALLS_EACH,
+    max_threads: int | None = None,
+    steps: int | None = None,
+) -> AsyncIterator[Op]:
     """`POOL_IN_FLIGHT` callers of the CPU-bound plugin, each making `calls_each` calls in a row
-    (0: the calls gathered at once, one each), pool of at most `processes`."""
-    request = busy_request()
-    async with running_manager(env, plugin_config("busy", processes), mode="busy") as manager:
+    (0: the calls gathered at once, one each), pool of at most `processes`; the plugin's plain
+    `def` runs on at most `max_threads` threads (default: `serve()`'s), `steps` loop steps per
+    call (default `BUSY_STEPS`)."""
+    request = busy_request() if steps is None else Echo(text="busy", count=steps)
+    extra_env = {} if max_threads is None else {"PLUGWIRE_BENCH_MAX_THREADS": str(max_threads)}
+    async with running_manager(env, plugin_config("busy", processes), mode="busy", extra_env=extra_env) as manager:
         gathered = partial(_gathered, manager, "busy", request, POOL_IN_FLIGHT)
         # Calls that find every process busy make the pool start one more (in the background):
         # keep it busy until it has all its processes, so none starts while measured.
@@ -240,7 +249,7 @@ async def _busy_pool(env: Env, processes: int, calls_each: int = POOL_CALLS_EACH
     label="pool of 2 processes, CPU-bound plugin",
     baseline=Side(
         "pool of 1 process, CPU-bound plugin",
-        partial(_busy_pool, processes=1),
+        partial(_busy_pool, processes=1, max_threads=1),
         per_call=POOL_IN_FLIGHT * POOL_CALLS_EACH,
     ),
     target=at_least(1.6),
@@ -249,13 +258,14 @@ async def _busy_pool(env: Env, processes: int, calls_each: int = POOL_CALLS_EACH
     pin="none",
     also_unpinned=False,
     note=f"issue 3: {POOL_IN_FLIGHT} callers, each making {POOL_CALLS_EACH} calls in a row to a plugin whose "
-    "plain `def execute` does about 1.5 ms of pure-Python work; `max_connections=2` against 1, unpinned. "
+    "plain `def execute` does about 1.5 ms of pure-Python work on one thread (`serve(max_threads=1)`, as "
+    "docs/subprocess.md advises for such calls); `max_connections=2` against 1, unpinned. "
     "Scaling needs both CPUs free: other load on the machine (see the load average above) pulls the "
     "ratio toward 1.",
 )
 @asynccontextmanager
 async def subprocess_pool2(env: Env) -> AsyncIterator[Op]:
-    async with _busy_pool(env, processes=2) as op:
+    async with _busy_pool(env, processes=2, max_threads=1) as op:
         yield op
 
 
@@ -264,7 +274,7 @@ async def subprocess_pool2(env: Env) -> AsyncIterator[Op]:
     label="pool of 2 processes, CPU-bound plugin, calls gathered",
     baseline=Side(
         "pool of 1 process, CPU-bound plugin, calls gathered",
-        partial(_busy_pool, processes=1, calls_each=0),
+        partial(_busy_pool, processes=1, calls_each=0, max_threads=1),
         per_call=POOL_IN_FLIGHT,
     ),
     target=None,
@@ -277,7 +287,7 @@ async def subprocess_pool2(env: Env) -> AsyncIterator[Op]:
 )
 @asynccontextmanager
 async def subprocess_pool2_gather(env: Env) -> AsyncIterator[Op]:
-    async with _busy_pool(env, processes=2, calls_each=0) as op:
+    async with _busy_pool(env, processes=2, calls_each=0, max_threads=1) as op:
         yield op
 
 
@@ -365,3 +375,52 @@ async def _host_memory(env: Env) -> AsyncIterator[Op]:
 async def host_memory(env: Env) -> AsyncIterator[Op]:
     async with _host_memory(env) as op:
         yield op
+
+
+def _threads_case(name: str, label: str, processes: int, steps: int | None, what: str) -> None:
+    """An info case: the busy plugin on `serve()`'s default thread bound against `max_threads=1`."""
+    per_call = POOL_IN_FLIGHT * POOL_CALLS_EACH
+
+    @case(
+        name,
+        label=f"{label}, default max_threads",
+        baseline=Side(
+            f"{label}, max_threads=1",
+            partial(_busy_pool, processes=processes, max_threads=1, steps=steps),
+            per_call=per_call,
+        ),
+        target=None,
+        kind=Kind.THROUGHPUT,
+        per_call=per_call,
+        pin="none",
+        also_unpinned=False,
+        note=f"info: `serve()`'s default thread bound (min(32, CPUs + 4)) against `max_threads=1`: "
+        f"{POOL_IN_FLIGHT} callers, {POOL_CALLS_EACH} calls each in a row, {what}, unpinned.",
+    )
+    @asynccontextmanager
+    async def default_bound(env: Env) -> AsyncIterator[Op]:
+        async with _busy_pool(env, processes, steps=steps) as op:
+            yield op
+
+
+_threads_case(
+    "subprocess.threads.busy",
+    "1 process, CPU-bound plain def",
+    1,
+    None,
+    "a plain `def execute` doing about 1.5 ms of pure-Python work",
+)
+_threads_case(
+    "subprocess.threads.busy.pool2",
+    "pool of 2 processes, CPU-bound plain def",
+    2,
+    None,
+    "a plain `def execute` doing about 1.5 ms of pure-Python work, `max_connections=2`",
+)
+_threads_case(
+    "subprocess.threads.instant",
+    "1 process, plain def returning at once",
+    1,
+    0,
+    "a plain `def execute` that returns at once",
+)

@@ -2,7 +2,8 @@
 
 `echo` (the default) answers every request with the request itself, from an `async def`
 execute; `busy` burns `request.count` steps of pure-Python work in a plain `def` execute
-(run in the plugin's thread pool), the CPU-bound plugin of the pool-scaling case.
+(run in the plugin's thread pool), the CPU-bound plugin of the pool-scaling case; its
+`serve(max_threads=...)` is `PLUGWIRE_BENCH_MAX_THREADS` (the default bound when unset).
 
 Self-contained on purpose (it imports only plugwire and msgspec): the security cases run a
 verified private copy of this file from another folder. Exits when its host stops it or its
@@ -11,6 +12,7 @@ input ends, as every plugwire plugin does.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import msgspec
@@ -51,4 +53,7 @@ class BusyPlugin(plugwire.Plugin[Echo, Echo]):
 
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "echo"
-    plugwire.serve(BusyPlugin() if mode == "busy" else EchoPlugin())
+    if mode == "busy":
+        max_threads = os.environ.get("PLUGWIRE_BENCH_MAX_THREADS")
+        plugwire.serve(BusyPlugin(), max_threads=int(max_threads) if max_threads else None)
+    plugwire.serve(EchoPlugin())

@@ -18,9 +18,12 @@ import msgspec
 from .._codec import CodecName, TypedCodec, encode, is_pydantic_model
 from .._errors import ExecutionError, InvalidPluginError, PluginError
 from .._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status
-from ._threads import CallThreads
+from ._workers import WorkerThreads, default_max_threads
 
 __all__ = ["PluginAdapter", "resolve_types"]
+
+CLOSE_WAIT = 0.5
+"""Seconds `close()` waits for the worker threads to exit; a thread still in a call is left."""
 
 
 def resolve_types(plugin: object, request_type: Any = None, response_type: Any = None) -> tuple[Any, Any]:
@@ -70,9 +73,12 @@ class PluginAdapter:
         plugin: An object with `info()`, `execute(ctx, request)` and optionally `health()`
             and `close()`; each may be `async def` or plain `def`.
         request_type, response_type: Override the types found on the plugin.
-        max_threads: The most worker threads for plain `def` methods. The pool starts with
-            one and adds threads only while calls wait for one and the busy workers leave the
-            GIL mostly free (calls that block, not compute; `_sdk/_threads.py`).
+        max_threads: The most worker threads for plain `def` methods (default
+            `min(32, CPUs + 4)`, as `concurrent.futures.ThreadPoolExecutor`); each call runs
+            in a copy of the caller's `contextvars` context (`_sdk/_workers.py`).
+
+    Raises:
+        ValueError: `max_threads` below 1.
     """
 
     def __init__(
@@ -81,7 +87,7 @@ class PluginAdapter:
         *,
         request_type: Any = None,
         response_type: Any = None,
-        max_threads: int = 8,
+        max_threads: int | None = None,
     ) -> None:
         if not callable(getattr(plugin, "execute", None)) or not callable(getattr(plugin, "info", None)):
             raise InvalidPluginError(
@@ -89,9 +95,11 @@ class PluginAdapter:
             )
         self.plugin = plugin
         self.request_type, self.response_type = resolve_types(plugin, request_type, response_type)
-        self._max_threads = max_threads
-        self._threads: CallThreads | None = None
-        self._control: CallThreads | None = None  # health() and close(), beside the calls
+        if max_threads is not None and max_threads < 1:
+            raise ValueError("max_threads must be >= 1")
+        self._max_threads = default_max_threads() if max_threads is None else max_threads
+        self._threads: WorkerThreads | None = None  # created at the first plain `def` call
+        self._control: WorkerThreads | None = None  # health() and close(), beside the calls
         self._codecs: dict[CodecName, TypedCodec[Any]] = {}
         self._closed = False
         # Decided once: `execute` runs on every call, and inspecting it each time is costly.
@@ -200,7 +208,8 @@ class PluginAdapter:
         return status
 
     async def close(self) -> None:
-        """Call the plugin's `close()` once and stop the worker threads."""
+        """Call the plugin's `close()` once, then stop the worker threads and wait (at most
+        `CLOSE_WAIT` seconds) for them to exit."""
         if self._closed:
             return
         self._closed = True
@@ -209,9 +218,11 @@ class PluginAdapter:
             if method is not None:
                 await self._invoke(method, control=True)
         finally:
-            for threads in (self._threads, self._control):
-                if threads is not None:
-                    threads.shutdown()
+            pools = [pool for pool in (self._threads, self._control) if pool is not None]
+            for pool in pools:
+                pool.shutdown()
+            for pool in pools:
+                await pool.wait_closed(CLOSE_WAIT)
 
     async def _invoke(self, method: Any, *args: Any, control: bool = False) -> Any:
         """Await `method(*args)`, or run a plain `def` in a worker thread: `execute` in the
@@ -221,10 +232,10 @@ class PluginAdapter:
             return await method(*args)
         if control:
             if self._control is None:
-                self._control = CallThreads(1, name="plugwire-plugin-control")
+                self._control = WorkerThreads(1, name="plugwire-plugin-control")
             threads = self._control
         else:
             if self._threads is None:
-                self._threads = CallThreads(self._max_threads)
+                self._threads = WorkerThreads(self._max_threads)
             threads = self._threads
         return await threads.run(lambda: method(*args))

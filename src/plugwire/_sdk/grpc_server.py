@@ -64,6 +64,7 @@ class GrpcPluginServer:
         request_type, response_type: Override the types found on the plugin.
         grace: Seconds in-flight calls may take to finish when the server stops.
         max_message_size: Largest request or response in bytes.
+        max_threads: The most worker threads for plain `def` methods (`plugwire.serve`).
 
     Use `async with GrpcPluginServer(...) as server:` or `await server.start()` and
     `await server.stop()`.
@@ -80,9 +81,12 @@ class GrpcPluginServer:
         response_type: Any = None,
         grace: float = DEFAULT_GRACE,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_threads: int | None = None,
     ) -> None:
         self._mods = load()
-        self.adapter = PluginAdapter(plugin, request_type=request_type, response_type=response_type)
+        self.adapter = PluginAdapter(
+            plugin, request_type=request_type, response_type=response_type, max_threads=max_threads
+        )
         self._requested = address
         self._tls = tls
         wants_mtls = isinstance(auth, AuthConfig) and AuthMethod(auth.method) is AuthMethod.MTLS
@@ -346,6 +350,7 @@ def serve_grpc(
     response_type: Any = None,
     grace: float = DEFAULT_GRACE,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_threads: int | None = None,
 ) -> None:
     """Serve `plugin` over gRPC until SIGTERM or SIGINT, then stop gracefully.
 
@@ -362,6 +367,7 @@ def serve_grpc(
         response_type=response_type,
         grace=grace,
         max_message_size=max_message_size,
+        max_threads=max_threads,
     )
     asyncio.run(_serve_until_signal(server))
 

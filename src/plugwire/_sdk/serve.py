@@ -12,7 +12,6 @@ import socket
 import stat
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -35,8 +34,6 @@ LOOP_ENV = "PLUGWIRE_LOOP"
 STDIO_GRACE = 10.0
 """Seconds a stdio plugin's in-flight calls get on SIGTERM or end of input (a gRPC plugin's:
 `grpc_server.DEFAULT_GRACE`)."""
-WORKERS_EXIT_WAIT = 0.5
-"""Seconds the exit waits for idle worker threads to end before it treats the rest as stuck."""
 
 
 def serve(
@@ -46,7 +43,7 @@ def serve(
     request_type: Any = None,
     response_type: Any = None,
     max_concurrency: int = 64,
-    max_threads: int = 8,
+    max_threads: int | None = None,
     grace: float | None = None,
     auth: AuthVerifier | Any = None,
     address: str = "",
@@ -64,14 +61,15 @@ def serve(
 
     Args:
         plugin: A `plugwire.Plugin` (its methods may be `async def` or plain `def`; plain
-            ones run in a bounded thread pool).
+            ones run in a bounded thread pool, each call in a copy of the caller's
+            `contextvars` context).
         transport: "stdio" (started by a host as a subprocess) or "grpc" (a gRPC service
             on `address`; needs the `grpc` extra, see `plugwire.serve_grpc`).
         request_type, response_type: Override the types read from the plugin's annotations.
         max_concurrency: Calls run at once; further calls wait (the host is pushed back).
-        max_threads: The most worker threads for plain `def` methods. The pool starts with
-            one and adds threads while calls wait for one and the workers' calls block rather
-            than compute (docs/subprocess.md, "Plain `def` plugins").
+        max_threads: The most worker threads for plain `def` methods (default
+            `min(32, CPUs + 4)`, the bound of `concurrent.futures.ThreadPoolExecutor`); 1 for
+            calls that compute in pure Python (docs/subprocess.md, "Plain `def` plugins").
         grace: Seconds in-flight calls get to finish on shutdown, SIGTERM or end of input
             (default 10 for "stdio", 5 for "grpc": docs/grpc.md).
         auth: Checks the host's credentials and raises `AuthenticationError` to refuse it
@@ -100,7 +98,12 @@ def serve(
             f"serve: unknown transport {transport!r}; available: {', '.join(TRANSPORTS)}",
             code=ErrorCode.CONFIG_UNKNOWN_TRANSPORT,
         )
-    if max_concurrency < 1 or max_threads < 1 or (grace is not None and grace < 0) or max_frame < 64:
+    if (
+        max_concurrency < 1
+        or (max_threads is not None and max_threads < 1)
+        or (grace is not None and grace < 0)
+        or max_frame < 64
+    ):
         raise ConfigError(
             "serve: max_concurrency and max_threads must be >= 1, grace >= 0 and max_frame >= 64",
             code=ErrorCode.CONFIG_INVALID_VALUE,
@@ -112,7 +115,7 @@ def serve(
     loop_factory = loop_factory_for(os.environ.get(LOOP_ENV) or loop)
     if transport == "grpc":
         types = {"request_type": request_type, "response_type": response_type}
-        _exit(_serve_grpc(plugin, address, tls=tls, auth=auth, grace=grace, types=types))
+        _exit(_serve_grpc(plugin, address, tls=tls, auth=auth, grace=grace, types=types, max_threads=max_threads))
     grace = STDIO_GRACE if grace is None else grace
     adapter = PluginAdapter(plugin, request_type=request_type, response_type=response_type, max_threads=max_threads)
     settings = ServeSettings(
@@ -185,7 +188,16 @@ def _serve_stdio(adapter: PluginAdapter, settings: ServeSettings) -> int:
         return runner.run(_run(adapter, in_fd, out_fd, server_kwargs))
 
 
-def _serve_grpc(plugin: Any, address: str, *, tls: Any, auth: Any, grace: float | None, types: dict[str, Any]) -> int:
+def _serve_grpc(
+    plugin: Any,
+    address: str,
+    *,
+    tls: Any,
+    auth: Any,
+    grace: float | None,
+    types: dict[str, Any],
+    max_threads: int | None,
+) -> int:
     """Serve over gRPC until SIGTERM or SIGINT; returns the exit status."""
     if not address:
         raise ConfigError("serve: a grpc plugin needs an address", code=ErrorCode.CONFIG_MISSING_ENDPOINT)
@@ -198,6 +210,7 @@ def _serve_grpc(plugin: Any, address: str, *, tls: Any, auth: Any, grace: float 
         auth=auth,
         grace=DEFAULT_GRACE if grace is None else grace,
         **types,
+        max_threads=max_threads,
     )
     return 0
 
@@ -268,15 +281,13 @@ class _WriteSide(asyncio.Protocol):
 
 
 def _exit(status: int) -> NoReturn:
-    """Exit; if a plain `def` call is still stuck in a worker thread, do not wait for it."""
-    # Idle workers were told to exit at close(): give them a moment, so that only a call
-    # still running counts as stuck (and skips the interpreter's normal exit and atexit hooks).
-    workers = [t for t in threading.enumerate() if t.name.startswith("plugwire-plugin")]
-    deadline = time.monotonic() + WORKERS_EXIT_WAIT
-    for worker in workers:
-        worker.join(max(0.0, deadline - time.monotonic()))
-    if any(worker.is_alive() for worker in workers):
+    """Exit; if a plain `def` call is still stuck in a worker thread, do not wait for it.
+
+    The plugin's close already stopped the workers and waited for them (`PluginAdapter.close`):
+    a worker still alive is in a call that did not end, and would hold the interpreter's exit.
+    """
+    if any(t.name.startswith("plugwire-plugin") and t.is_alive() for t in threading.enumerate()):
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(status)
+        os._exit(status)  # skips the interpreter's normal exit and atexit hooks
     raise SystemExit(status)
