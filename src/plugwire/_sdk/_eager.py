@@ -17,9 +17,9 @@ The contract of `EagerStarter.start(coro)`, the same on every Python version:
 
 How, picked once per starter by trying each way on the loop (`new_starter`):
 
-1. `loop.create_task(coro, eager_start=True)`: the public API of Python 3.14+. Not installed
-   here; coded against the documented API and used only when a probe task on this loop
-   really finishes eagerly.
+1. `loop.create_task(coro, eager_start=True)`: the public API of Python 3.14+ (3.13.3+ and
+   recent uvloops pass the keyword on too). 3.14 is not installed here: coded against the
+   documented API, and used only when a probe task on this loop really finishes eagerly.
 2. `asyncio.Task(coro, loop=loop, eager_start=True)`: the public API of 3.12 and 3.13 (and
    the way on loops whose `create_task` does not take `eager_start`, such as uvloop's).
 3. Carrier tasks, on 3.11 only (`_eager311.py`, private task-switching names probed at import;

@@ -74,14 +74,13 @@ class CarrierStarter:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._spare: _Carrier | None = _Carrier(loop)
+        self._spare = _Carrier(loop)
         self._runner = _new_runner()
 
     def start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[Any] | None:
         """Run `coro` up to its first suspension now (the contract: `_eager.EagerStarter`)."""
         loop = self._loop
         carrier = self._spare
-        assert carrier is not None, "start() after close()"
         context = _copy_context()  # each call its own, as a task would have
         carried = carrier.task
         runner = self._runner
@@ -114,10 +113,8 @@ class CarrierStarter:
         return carried
 
     def close(self) -> None:
-        """Cancel the spare carrier (the server is stopping)."""
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            spare.task.cancel()
+        """Cancel the spare carrier (the server is stopping: no call starts after this)."""
+        self._spare.task.cancel()
         self._runner.close()
 
 
