@@ -21,6 +21,12 @@ class Echo:
         return request
 
 
+class SuspendingEcho(Echo):
+    async def execute(self, ctx: plugwire.ExecutionContext, request: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0)  # answered in a later loop turn, outside the read
+        return request
+
+
 class RecordingTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
@@ -50,8 +56,8 @@ def answers(data: bytes) -> list[int]:
     return ids
 
 
-async def serving() -> tuple[StdioServer, RecordingTransport]:
-    server = StdioServer(PluginAdapter(Echo()))
+async def serving(plugin: Echo | None = None) -> tuple[StdioServer, RecordingTransport]:
+    server = StdioServer(PluginAdapter(plugin or Echo()))
     transport = RecordingTransport()
     server.connection_made(transport)
     hello = {"type": "hello", "versions": [1], "codecs": ["msgpack"], "max_frame": 1 << 20}
@@ -65,8 +71,16 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_answers_to_calls_read_together_leave_in_two_writes_not_one_each() -> None:
+async def test_answers_to_calls_read_together_inside_a_task_leave_in_one_write_as_from_a_callback() -> None:
     server, transport = await serving()
+    server.data_received(b"".join(call(i) for i in range(1, 7)))  # (inside the test's task)
+    assert [answers(w) for w in transport.writes] == [[1, 2, 3, 4, 5, 6]]  # each ran at once
+    await settle()
+    assert len(transport.writes) == 1
+
+
+async def test_answers_to_calls_that_suspended_leave_in_two_writes_not_one_each() -> None:
+    server, transport = await serving(SuspendingEcho())
     server.data_received(b"".join(call(i) for i in range(1, 7)))
     await settle()
     assert [len(answers(w)) for w in transport.writes] == [1, 5]
@@ -85,7 +99,7 @@ async def test_calls_read_one_at_a_time_are_each_answered_at_once() -> None:
 async def test_answers_to_calls_finished_within_their_read_leave_in_one_write_right_after_it() -> None:
     server, transport = await serving()
     loop = asyncio.get_running_loop()
-    loop.call_soon(server.data_received, call(100))  # parks the carrier; later calls start in the read
+    loop.call_soon(server.data_received, call(100))  # a first call, answered on its own
     await settle()
     transport.writes.clear()
     read = loop.create_future()

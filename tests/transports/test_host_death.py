@@ -66,7 +66,9 @@ def test_a_host_killed_with_sigkill_leaves_none_of_its_pool_of_processes_behind(
         host.wait()
         # Exit has no event a test can wait on for processes that are not its children.
         assert wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=5.0)
-    assert not list(tmp_path.iterdir())  # killed: no close() ran
+    # Whether a plugin's close() ran is not checked: a plugin can see its input end (the dead
+    # host's pipes closed) before the parent-death signal reaches it, and then it stops
+    # gracefully. Either way it is gone; on a busy machine both happen (about 1 run in 6).
 
 
 @pytest.mark.parametrize("mode", ["async", "blocking"])

@@ -6,173 +6,147 @@ of a small round trip. Plugin code must not notice: `asyncio.current_task()` is 
 for the whole call, `asyncio.timeout()` and `TaskGroup` work, each call has its own copy of
 the context variables, and `cancel()` on the task cancels the call.
 
-Python 3.12+ does this itself (`asyncio.Task(..., eager_start=True)`). On 3.11 a *carrier*
-does it: a task created ahead of time and parked on a future. The call's first step runs
-with the carrier as the current task (`asyncio.tasks._enter_task`, which the module exports
-for task implementations); if the call suspends, the carrier wakes and drives the rest of it,
-so the task that `current_task()` returned is the task that runs the call to its end. Only
-a call that suspended uses up the carrier; a fresh one is parked for the next call. Calls are
-sent into a *runner*, a generator that awaits each in turn, rather than stepped with
-`coro.send()`: a coroutine that returns under `send()` raises StopIteration, which costs more
-than a small call's own work; the runner's `yield from` takes the end without one. A call that
-suspends keeps its runner (the carrier drives it), and the next call gets a new one.
+The contract of `EagerStarter.start(coro)`, the same on every Python version:
+
+- the call's first step runs now, before `start` returns, also when `start` is called from
+  inside another running task (that task steps aside for the step, as 3.12's eager tasks do);
+- it returns None when the call finished (or ended cancelled) in that step, else the task
+  that runs the rest of it;
+- an exception from the first step is raised by `start` itself, never left in a task nobody
+  reads; one from a later step fails the returned task.
+
+How, picked once per starter by trying each way on the loop (`new_starter`):
+
+1. `loop.create_task(coro, eager_start=True)`: the public API of Python 3.14+ (3.13.3+ and
+   recent uvloops pass the keyword on too). 3.14 is not installed here: coded against the
+   documented API, and used only when a probe task on this loop really finishes eagerly.
+2. `asyncio.Task(coro, loop=loop, eager_start=True)`: the public API of 3.12 and 3.13 (and
+   the way on loops whose `create_task` does not take `eager_start`, such as uvloop's).
+3. Carrier tasks, on 3.11 only (`_eager311.py`, private task-switching names probed at import;
+   delete that module with 3.11).
+4. `loop.create_task(coro)` when none of these works: the call then starts on the next loop
+   turn, and an exception from it fails the returned task like a later step's would. Only
+   reached if a private name of 3.11 moved; `import plugwire` never fails on it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import sys
-import types
-from collections.abc import Coroutine, Generator
-from typing import Any, Final
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any, Protocol
 
-__all__ = ["EagerStarter"]
-
-_NATIVE: Final = sys.version_info >= (3, 12)
-# Bound once: these run on every call. `_current_tasks` is the map `current_task()` reads.
-_copy_context = contextvars.copy_context
-_enter_task = asyncio.tasks._enter_task
-_leave_task = asyncio.tasks._leave_task
-_current_tasks: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks", {})  # used before 3.12 only
+__all__ = ["EagerStarter", "new_starter"]
 
 
-class EagerStarter:
-    """Starts coroutines eagerly on one event loop.
+class EagerStarter(Protocol):
+    """Starts coroutines eagerly on one event loop (the contract: this module's docstring)."""
 
-    Args:
-        loop: The running loop the calls run on.
-    """
-
-    __slots__ = ("_loop", "_runner", "_spare")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._spare: _Carrier | None = None
-        self._runner = _new_runner() if not _NATIVE else None
+    @property
+    def kind(self) -> str:
+        """Which way it starts them: `create_task`, `Task`, `carrier` or `plain`."""
+        ...
 
     def start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[Any] | None:
         """Run `coro` up to its first suspension now.
 
         Returns:
             None when it already finished, else the task that runs the rest of it.
+
+        Raises:
+            BaseException: Whatever the first step raised (CancelledError excepted).
         """
-        loop = self._loop
-        if _NATIVE:
-            task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-            return None if task.done() else task
-        carrier = self._spare
-        if carrier is None or not carrier.parked or _current_tasks.get(loop) is not None:
-            # No carrier ready yet (the first call, or one parked this turn), or we are
-            # inside another task (frames released from a finishing call): the plain way.
-            if carrier is None:
-                self._spare = _Carrier(loop)
-            return loop.create_task(coro)
-        context = _copy_context()  # each call its own, as a task would have
-        carried = carrier.task
-        runner = self._runner
-        assert runner is not None  # (made where tasks cannot start eagerly themselves)
-        _enter_task(loop, carried)
-        try:
-            # Through the runner, a call that finishes raises no StopIteration here.
-            yielded = context.run(runner.send, coro)
-        except BaseException as exc:  # out of the call, through the runner, which is spent
-            self._runner = _new_runner()
-            if not isinstance(exc, asyncio.CancelledError):
-                raise
-            yielded = _FINISHED  # a task would end cancelled, and nobody awaits it
-        finally:
-            _leave_task(loop, carried)
-        if yielded is _FINISHED:
-            if carrier.wake.done():  # the call cancelled its own task: this carrier is spent
-                self._spare = _Carrier(loop)
-            return None
-        # The call suspended: its runner goes with it to the carrier, which drives it to the end.
-        self._runner = _new_runner()
-        self._spare = _Carrier(loop)
-        carrier.hand_over(runner, yielded, context)
-        return carrier.task
+        ...
 
     def close(self) -> None:
-        """Cancel the parked carrier (the server is stopping)."""
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            spare.task.cancel()
-        if self._runner is not None:
-            self._runner.close()
+        """Release what the starter holds (the server is stopping)."""
+        ...
 
 
-_FINISHED: Final = object()
-"""What a runner yields once its call finished."""
+def new_starter(loop: asyncio.AbstractEventLoop) -> EagerStarter:
+    """The fastest starter that works on `loop` (which must be running)."""
+    for kind, new_task in (
+        ("create_task", _by_create_task(loop)),
+        ("Task", _by_task_class(loop)),
+    ):
+        if _starts_eagerly(new_task):
+            return _NativeStarter(kind, new_task)
+    if sys.version_info < (3, 12):  # (3.11-only code stays in its own module)
+        from . import _eager311
 
-Runner = Generator[Any, Any, None]
-
-
-@types.coroutine
-def _run_calls() -> Runner:
-    """Runs each coroutine sent to it up to its end, then yields `_FINISHED` and waits for the
-    next. A coroutine run by `send` raises StopIteration when it returns, which costs more than
-    the call's own work; awaited here it hands its end back without one (`yield from`)."""
-    coro = yield None
-    while True:
-        yield from coro
-        coro = yield _FINISHED
-
-
-def _new_runner() -> Runner:
-    runner = _run_calls()
-    runner.send(None)  # waiting for its first coroutine
-    return runner
+        if _eager311.USABLE:
+            return _eager311.CarrierStarter(loop)
+    return _PlainStarter(loop)
 
 
-class _Carrier:
-    """A task parked until a call that suspended is handed to it."""
+NewTask = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[Any]"]
 
-    __slots__ = ("parked", "task", "wake", "work")
+
+def _by_create_task(loop: asyncio.AbstractEventLoop) -> NewTask:
+    create_task: Any = loop.create_task  # (its `eager_start` is typed only from 3.14)
+    return partial(create_task, eager_start=True)  # (a partial: no Python frame per call)
+
+
+def _by_task_class(loop: asyncio.AbstractEventLoop) -> NewTask:
+    task_class: Any = asyncio.Task  # (its `eager_start` is typed only from 3.12)
+    return partial(task_class, loop=loop, eager_start=True)
+
+
+async def _probe() -> None:
+    pass
+
+
+def _starts_eagerly(new_task: NewTask) -> bool:
+    """Whether `new_task` runs a coroutine's first step at once (a behavioural check)."""
+    coro = _probe()
+    try:
+        task = new_task(coro)
+    except TypeError:  # `eager_start` not taken here
+        coro.close()
+        return False
+    if task.done():
+        return True
+    task.cancel()  # the keyword was taken and ignored (a task factory, a loop not running)
+    return False
+
+
+class _NativeStarter:
+    """A task per call, started eagerly by asyncio itself."""
+
+    __slots__ = ("_kind", "_new_task")
+
+    def __init__(self, kind: str, new_task: NewTask) -> None:
+        self._kind = kind
+        self._new_task = new_task
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    def start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[Any] | None:
+        task = self._new_task(coro)
+        if not task.done():
+            return task
+        if not task.cancelled():
+            task.result()  # raises the first step's exception: the caller gets it, as on 3.11
+        return None
+
+    def close(self) -> None:
+        pass  # it holds nothing
+
+
+class _PlainStarter:
+    """The public API's way: a task per call, from the next loop turn (not eager)."""
+
+    __slots__ = ("_loop",)
+    kind = "plain"
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.parked = False
-        self.wake: asyncio.Future[None] = loop.create_future()
-        self.work: tuple[Runner, Any, contextvars.Context] | None = None
-        self.task: asyncio.Task[Any] = loop.create_task(self._carry())
+        self._loop = loop
 
-    def hand_over(self, runner: Runner, yielded: Any, context: contextvars.Context) -> None:
-        self.work = (runner, yielded, context)
-        if not self.wake.done():  # done: the call cancelled its task during its first step
-            self.wake.set_result(None)
+    def start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[Any] | None:
+        return self._loop.create_task(coro)
 
-    async def _carry(self) -> None:
-        self.parked = True
-        cancelled = False
-        try:
-            await self.wake
-        except asyncio.CancelledError:
-            if self.work is None:
-                raise  # cancelled while parked: there is nothing to run
-            cancelled = True  # the call was cancelled before the carrier took it over
-        assert self.work is not None
-        runner, yielded, context = self.work
-        self.work = None
-        await _drive(runner, yielded, context, cancelled)
-
-
-@types.coroutine
-def _drive(runner: Runner, yielded: Any, context: contextvars.Context, cancelled: bool) -> Runner:
-    """Continue a call that suspended on `yielded`, each step in its own `context`, until its
-    runner reports it finished."""
-    if cancelled:
-        if asyncio.isfuture(yielded):
-            yielded.cancel()  # as Task.cancel() does: the awaited future raises CancelledError
-        else:
-            yielded = context.run(runner.throw, asyncio.CancelledError())
-    while yielded is not _FINISHED:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            runner.close()
-            raise
-        except BaseException as exc:  # thrown in by the task: cancellation, mostly
-            yielded = context.run(runner.throw, exc)
-        else:
-            yielded = context.run(runner.send, sent)
-    runner.close()  # it waits for a next call that goes to another runner
+    def close(self) -> None:
+        pass  # it holds nothing

@@ -34,7 +34,7 @@ from .._protocol import (
     pack_length,
     too_deep,
 )
-from ._eager import EagerStarter
+from ._eager import new_starter
 from ._hello import AuthVerifier, answer_hello
 from ._idle import IdleWait
 from ._refusals import call_refusal, readable_id
@@ -93,7 +93,7 @@ class StdioServer(FrameReader):
         self.done: asyncio.Future[int] = loop.create_future()
         # A call runs up to its first suspension in the read that delivered it (in its own
         # task): one that answers at once costs no extra loop turn.
-        self._starter = EagerStarter(loop)
+        self._starter = new_starter(loop)
         self._reader: asyncio.BaseTransport | None = None
         self._writer: asyncio.WriteTransport | None = None
         self._envelopes: EnvelopeCodec | None = None
