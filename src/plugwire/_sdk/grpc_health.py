@@ -47,19 +47,23 @@ class PluginHealthService:
         self._closed = asyncio.Event()
         self._asking: set[asyncio.Task[Any]] = set()  # handlers awaiting the plugin's health()
         self._cut_off: set[asyncio.Task[Any]] = set()  # ...and those the close cancelled
+        self._watching: set[asyncio.Task[Any]] = set()  # open `Watch` streams' handlers
 
     def begin_stop(self) -> None:
         """Answer NOT_SERVING from now on, and tell every `Watch` stream at once."""
         self._stopping.set()
 
-    def close(self) -> None:
+    async def aclose(self, timeout: float) -> None:
         """End every `Watch` stream, and answer NOT_SERVING to every probe still waiting for
-        the plugin's `health()` (before the server closes, so no call is cut off)."""
+        the plugin's `health()`; wait (up to `timeout`) until each stream has sent its last
+        status and ended, so that the server's close cuts none of them off."""
         self._stopping.set()
         self._closed.set()
         for task in self._asking:
             self._cut_off.add(task)
             task.cancel()
+        if self._watching:
+            await asyncio.wait(list(self._watching), timeout=timeout)
 
     async def serving_status(self, budget: float | None = None) -> int:
         """The plugin's health as a `HealthCheckResponse.ServingStatus`."""
@@ -100,16 +104,27 @@ class PluginHealthService:
         known = request.service in SERVICES
         interval = WATCH_INTERVAL  # read here, so a test can shorten it
         last = None
-        while True:
-            status = await self.serving_status() if known else int(response.SERVICE_UNKNOWN)
-            if status != last:
-                await context.write(response(status=status))
-                last = status
-            if self._stopping.is_set():
-                await self._closed.wait()  # NOT_SERVING for good: only the close is left
-                return
-            try:
-                async with asyncio.timeout(interval):
-                    await self._stopping.wait()
-            except TimeoutError:
-                pass
+        task = asyncio.current_task()
+        assert task is not None  # grpc runs every handler in a task
+        self._watching.add(task)
+        try:
+            while True:
+                # Read before the status is asked and written: a stop that begins while they
+                # await is seen on the next round, which then sends NOT_SERVING.
+                stopping = self._stopping.is_set()
+                status = await self.serving_status() if known else int(response.SERVICE_UNKNOWN)
+                if known and stopping:
+                    status = int(response.NOT_SERVING)
+                if status != last:
+                    await context.write(response(status=status))
+                    last = status
+                if stopping:
+                    await self._closed.wait()  # NOT_SERVING for good: only the close is left
+                    return
+                try:
+                    async with asyncio.timeout(interval):
+                        await self._stopping.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            self._watching.discard(task)

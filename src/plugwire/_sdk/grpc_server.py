@@ -177,7 +177,7 @@ class GrpcPluginServer:
                 health.begin_stop()
             await self._drain(grace)
             if health is not None:
-                health.close()
+                await health.aclose(_CLOSE_WAIT)
             await server.stop(_CLOSE_WAIT)
         finally:
             await self.adapter.close()
