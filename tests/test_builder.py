@@ -73,6 +73,25 @@ def test_build_blocking_closes_its_thread_when_a_plugin_fails_to_start() -> None
         plugwire.simple(AuthRequest, AuthResponse).with_plugin("x", Broken()).build_blocking()
 
 
+def test_build_blocking_starts_plugins_in_priority_order_as_build_does() -> None:
+    started: list[str] = []
+
+    class Recorded(AuthPlugin):
+        def info(self) -> plugwire.PluginInfo:
+            started.append(self.name)
+            return super().info()
+
+    def config(name: str, priority: int) -> PluginConfig:
+        return PluginConfig(name=name, priority=priority, transport=plugwire.Transport.IN_PROCESS)
+
+    builder = plugwire.simple(AuthRequest, AuthResponse)
+    for name, priority in (("late", 5), ("first", -1), ("middle", 0), ("also-middle", 0)):
+        builder = builder.with_plugin(name, Recorded(name), config=config(name, priority))
+    with builder.build_blocking():
+        pass
+    assert started == ["first", "middle", "also-middle", "late"]
+
+
 def test_configs_built_in_python_are_checked_as_strictly_as_files() -> None:
     with pytest.raises(plugwire.ConfigError) as caught:
         plugwire.simple(AuthRequest, AuthResponse).with_plugin("bad name/../x", AuthPlugin()).build()

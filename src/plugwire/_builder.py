@@ -211,8 +211,10 @@ class ManagerBuilder(Generic[ReqT, RespT]):
             self.request_type, self.response_type, self._config(), self._logger_for_profile(), clock=self.clock
         )
         try:
-            for source, name, given in self._plugins:
-                manager.register(source, name=name, config=self._plugin_config(source, name, given))
+            plugins = [(source, name, self._plugin_config(source, name, cfg)) for source, name, cfg in self._plugins]
+            plugins.sort(key=lambda item: item[2].priority)  # as `start()` orders them; stable
+            for source, name, config in plugins:
+                manager.register(source, name=name, config=config)
         except BaseException:
             manager.close()
             raise
