@@ -285,7 +285,10 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         if unreachable is not None:
             entry.monitor.begin_connecting(unreachable)
             entry.monitor.on_connect = lambda connected: self._announce(config, connected)
-            self._log("warning", f"plugin {config.name!r} cannot be reached yet; connecting in the background")
+            self._log(
+                "warning",
+                f"plugin {config.name!r} cannot be reached yet ({unreachable.message}); connecting in the background",
+            )
         return entry
 
     async def unregister(self, name: str) -> None:
