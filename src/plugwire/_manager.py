@@ -18,6 +18,7 @@ from ._config import (
     PluginConfig,
     SecurityConfig,
     config_from_data,
+    did_you_mean,
     load_config_file,
     refuse_unbuilt_features,
     validate_plugin_config,
@@ -313,7 +314,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             entry = self._entries.pop(name, None)
             disabled = self._disabled.pop(name, None)
         if entry is None and disabled is None:
-            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+            raise self._not_found(name)
         return entry
 
     async def graceful_unregister(self, name: str, timeout: float | None = None) -> bool:
@@ -467,7 +468,11 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 " plugins)",
                 plugin=name,
             )
-        raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+        raise self._not_found(name)
+
+    def _not_found(self, name: str) -> PluginNotFoundError:
+        hint = did_you_mean(name, [*self._entries, *self._disabled])
+        return PluginNotFoundError(f"no plugin named {name!r} is registered{hint}", plugin=name)
 
     def circuit_breaker(self, name: str) -> CircuitBreaker | None:
         """The circuit breaker of a registered plugin (None when its config disables it).
