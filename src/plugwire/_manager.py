@@ -118,7 +118,13 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._pending.append((source, validate_plugin_config(config, f"plugin {config.name!r}")))
 
     async def start(self) -> None:
-        """Register every plugin from the config (and builder); idempotent."""
+        """Register every plugin from the config (and builder); idempotent.
+
+        Raises:
+            ManagerClosedError: The manager was shut down (1208): build a new one.
+        """
+        if self._closing:
+            raise ManagerClosedError("the manager is shut down: it cannot be started again; build a new one")
         if self._started:
             return
         self._started = True
