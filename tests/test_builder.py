@@ -18,6 +18,25 @@ async def test_development_builds_a_manager_with_longer_timeouts_and_debug_loggi
     assert manager.config.log_level == "debug"
 
 
+def test_each_builder_sets_every_plugwire_logger_to_its_profiles_level() -> None:
+    root, manager_logger = logging.getLogger("plugwire"), logging.getLogger("plugwire.manager")
+    before = root.level, manager_logger.level
+    try:
+        plugwire.simple(AuthRequest, AuthResponse).build()
+        assert logging.getLogger("plugwire.plugin.auth").getEffectiveLevel() == logging.INFO
+        plugwire.development(AuthRequest, AuthResponse).build()  # a second builder, another profile
+        assert manager_logger.getEffectiveLevel() == logging.DEBUG
+        assert logging.getLogger("plugwire.plugin.auth").getEffectiveLevel() == logging.DEBUG
+        plugwire.production(AuthRequest, AuthResponse).build_blocking().close()
+        assert logging.getLogger("plugwire.transport.subprocess").getEffectiveLevel() == logging.WARNING
+        own = logging.getLogger("app")
+        plugwire.development(AuthRequest, AuthResponse).with_logger(own).build()
+        assert root.getEffectiveLevel() == logging.WARNING  # a logger of the application's own: left alone
+    finally:
+        root.setLevel(before[0])
+        manager_logger.setLevel(before[1])
+
+
 async def test_production_has_shorter_timeouts_than_development() -> None:
     prod = plugwire.production(AuthRequest, AuthResponse).with_plugin("a", AuthPlugin()).build()
     async with prod:
@@ -71,6 +90,25 @@ def test_build_blocking_closes_its_thread_when_a_plugin_fails_to_start() -> None
 
     with pytest.raises(plugwire.ExecutionError, match="no info"):
         plugwire.simple(AuthRequest, AuthResponse).with_plugin("x", Broken()).build_blocking()
+
+
+def test_build_blocking_starts_plugins_in_priority_order_as_build_does() -> None:
+    started: list[str] = []
+
+    class Recorded(AuthPlugin):
+        def info(self) -> plugwire.PluginInfo:
+            started.append(self.name)
+            return super().info()
+
+    def config(name: str, priority: int) -> PluginConfig:
+        return PluginConfig(name=name, priority=priority, transport=plugwire.Transport.IN_PROCESS)
+
+    builder = plugwire.simple(AuthRequest, AuthResponse)
+    for name, priority in (("late", 5), ("first", -1), ("middle", 0), ("also-middle", 0)):
+        builder = builder.with_plugin(name, Recorded(name), config=config(name, priority))
+    with builder.build_blocking():
+        pass
+    assert started == ["first", "middle", "also-middle", "late"]
 
 
 def test_configs_built_in_python_are_checked_as_strictly_as_files() -> None:

@@ -135,6 +135,44 @@ def test_an_unknown_key_suggests_the_closest_valid_one_and_names_the_plugin(
     assert caught.value.message == message
 
 
+@pytest.mark.parametrize(
+    ("data", "code", "message"),
+    [
+        (
+            {"security": {"policy": "strickt"}},
+            1003,
+            "security.policy: 'strickt' is not a security policy (choose from 'disabled', 'permissive', 'strict',"
+            " 'audit'); did you mean 'strict'?",
+        ),
+        (
+            {"plugins": [{"name": "a", "executable": "x", "transport": "exectuable"}]},
+            1007,
+            "plugins[0] ('a').transport: 'exectuable' is not a transport (choose from 'executable', 'grpc',"
+            " 'grpc-tls', 'in-process'); did you mean 'executable'?",
+        ),
+        (
+            {"plugins": [{"name": "a", "executable": "x", "auth": {"method": "apikey"}}]},
+            1008,
+            "plugins[0] ('a').auth.method: 'apikey' is not an auth method (choose from 'none', 'api-key', 'bearer',"
+            " 'basic', 'mtls', 'custom'); did you mean 'api-key'?",
+        ),
+        (
+            {"plugins": [{"name": "a", "executable": "x", "transport": "carrier-pigeon"}]},
+            1007,
+            "plugins[0] ('a').transport: 'carrier-pigeon' is not a transport (choose from 'executable', 'grpc',"
+            " 'grpc-tls', 'in-process')",
+        ),
+    ],
+)
+def test_an_unknown_choice_lists_the_valid_ones_and_suggests_the_closest(
+    data: dict[str, object], code: int, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ManagerConfig.from_dict(data)
+    assert caught.value.code == code
+    assert caught.value.message == message
+
+
 def test_a_whole_config_error_names_the_plugin_by_index_and_name(tmp_path: Path) -> None:
     path = tmp_path / "app.yaml"
     path.write_text(

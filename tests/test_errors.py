@@ -61,6 +61,28 @@ def test_str_includes_code_message_plugin_and_cause() -> None:
     assert text == "[1203] plugin raised (plugin 'auth'): caused by OSError: disk on fire"
 
 
+def test_str_says_nothing_twice_that_the_message_already_says() -> None:
+    named = plugwire.ProcessError("cannot start plugin 'auth': ./auth does not exist", plugin="auth")
+    assert str(named) == "[1900] cannot start plugin 'auth': ./auth does not exist"
+    other = plugwire.ExecutionError("plugin 'billing' is down", plugin="auth")
+    assert str(other) == "[1203] plugin 'billing' is down (plugin 'auth')"
+
+    lost = plugwire.TransportError("the plugin closed its end of the connection", code=1302, plugin="c")
+    lost.__cause__ = plugwire.TransportError("the plugin closed its end of the connection", code=1302, plugin="c")
+    unknown = plugwire.OutcomeUnknownError(f"the plugin failed after receiving the request: {lost.message}", plugin="c")
+    unknown.__cause__ = lost
+    assert str(unknown) == (
+        "[1207] the plugin failed after receiving the request: the plugin closed its end of the connection"
+        " (plugin 'c'): caused by TransportError [1302]"
+    )
+    missing = FileNotFoundError(2, "no such audit database", "x.db")
+    opened = plugwire.SecurityError(f"cannot open the audit log x.db: {missing}", code=1811)
+    opened.__cause__ = missing
+    assert str(opened) == (
+        "[1811] cannot open the audit log x.db: [Errno 2] no such audit database: 'x.db': caused by FileNotFoundError"
+    )
+
+
 def test_a_code_outside_the_family_range_is_refused() -> None:
     with pytest.raises(ValueError, match="takes codes 1200-1299"):
         plugwire.ExecutionError("x", code=1001)

@@ -66,6 +66,31 @@ async def test_an_unknown_plugin_is_1201(manager: AsyncPluginManager[AuthRequest
         await manager.unregister("nope")
 
 
+async def test_a_manager_that_was_shut_down_cannot_be_entered_again(auth_plugin: AuthPlugin) -> None:
+    manager = plugwire.simple(AuthRequest, AuthResponse).with_plugin("auth", plugwire.in_process(auth_plugin)).build()
+    async with manager:
+        assert (await manager.execute("auth", AuthRequest("u", "good"))).valid
+    with pytest.raises(plugwire.ManagerClosedError) as caught:
+        async with manager:
+            pass
+    assert caught.value.code == 1208
+    assert "cannot be started again" in caught.value.message
+
+
+async def test_an_unknown_name_suggests_the_closest_registered_plugin() -> None:
+    async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
+        await manager.register(AuthPlugin(), name="auth")
+        with pytest.raises(plugwire.PluginNotFoundError) as caught:
+            await manager.execute("auht", AuthRequest("u", "good"))
+        assert caught.value.message == "no plugin named 'auht' is registered; did you mean 'auth'?"
+        with pytest.raises(plugwire.PluginNotFoundError) as caught:
+            await manager.unregister("atuh")
+        assert caught.value.message == "no plugin named 'atuh' is registered; did you mean 'auth'?"
+        with pytest.raises(plugwire.PluginNotFoundError) as caught:
+            manager.get_plugin("billing")
+        assert caught.value.message == "no plugin named 'billing' is registered"
+
+
 async def test_calling_a_manager_that_was_never_started_is_1209_not_1201(auth_plugin: AuthPlugin) -> None:
     manager = plugwire.simple(AuthRequest, AuthResponse).with_plugin("auth", plugwire.in_process(auth_plugin)).build()
     with pytest.raises(plugwire.ManagerNotStartedError) as caught:

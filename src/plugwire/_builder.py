@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Generic, Literal, Self, TypeVar
 
 import msgspec
@@ -185,13 +184,10 @@ class ManagerBuilder(Generic[ReqT, RespT]):
     def _plugin_config(self, source: PluginSource, name: str, given: PluginConfig | None) -> PluginConfig:
         return source.configure(name, given or self.plugin_config(name))
 
-    def _logger_for_profile(self) -> LoggerLike:
-        if self._logger is not None:
-            return self._logger
-        logger = logging.getLogger("plugwire.manager")
-        if logger.level == logging.NOTSET:
-            logger.setLevel(self._log_level.upper())
-        return logger
+    def _logger_for_profile(self) -> LoggerLike | None:
+        # None: the manager sets the `plugwire` loggers to the profile's `log_level`, as for
+        # any config (every plugwire logger, each time a manager is built).
+        return self._logger
 
     def _config(self) -> ManagerConfig:
         return ManagerConfig(log_level=self._log_level, security=self._security)
@@ -211,8 +207,10 @@ class ManagerBuilder(Generic[ReqT, RespT]):
             self.request_type, self.response_type, self._config(), self._logger_for_profile(), clock=self.clock
         )
         try:
-            for source, name, given in self._plugins:
-                manager.register(source, name=name, config=self._plugin_config(source, name, given))
+            plugins = [(source, name, self._plugin_config(source, name, cfg)) for source, name, cfg in self._plugins]
+            plugins.sort(key=lambda item: item[2].priority)  # as `start()` orders them; stable
+            for source, name, config in plugins:
+                manager.register(source, name=name, config=config)
         except BaseException:
             manager.close()
             raise

@@ -243,11 +243,17 @@ class PluginError(Exception):
         self.request_sent = self.default_request_sent if request_sent is None else request_sent
 
     def __str__(self) -> str:
-        where = f" (plugin {self.plugin!r})" if self.plugin else ""
-        text = f"[{self.code}] {self.message}{where}"
+        # What the message already says is not said again: the plugin it names, a cause it quotes.
+        named = self.plugin and f"plugin {self.plugin!r}" not in self.message
+        text = f"[{self.code}] {self.message}" + (f" (plugin {self.plugin!r})" if named else "")
         cause = self.__cause__
         if cause is not None:
-            text += f": caused by {type(cause).__name__}: {cause}"
+            quoted = cause.message if isinstance(cause, PluginError) else str(cause)
+            if quoted and quoted in self.message:
+                code = f" [{cause.code}]" if isinstance(cause, PluginError) else ""
+                text += f": caused by {type(cause).__name__}{code}"
+            else:
+                text += f": caused by {type(cause).__name__}: {cause}"
         return text
 
     def __repr__(self) -> str:

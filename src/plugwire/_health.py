@@ -136,7 +136,8 @@ class HealthMonitor:
         self.connecting = True
         self._connect_delay = _FIRST_CONNECT_RETRY
         self._connect_tries = 1
-        self._set(Status.OFFLINE, self._connecting_message(error), 0.0, self._connect_meta())
+        # Its first status, not a change: it was never healthy (the manager logs why it waits).
+        self._set(Status.OFFLINE, self._connecting_message(error), 0.0, self._connect_meta(), first=True)
 
     def unavailable(self) -> PluginUnavailableError:
         """The error of a call to this plugin while it is offline or still connecting."""
@@ -312,7 +313,9 @@ class HealthMonitor:
                 logging.getLogger("plugwire.health").exception("on_restart hook of %r raised", self.name)
         return self._set(Status.DEGRADED, f"restarted (restart {self._restarts_in_row} in a row)", elapsed)
 
-    def _set(self, status: Status, message: str, elapsed: float, extra: dict[str, str] | None = None) -> HealthStatus:
+    def _set(
+        self, status: Status, message: str, elapsed: float, extra: dict[str, str] | None = None, *, first: bool = False
+    ) -> HealthStatus:
         metadata = dict(extra or {})
         metadata.update(consecutive_failures=str(self.failures), restarts=str(self.restarts), checks=str(self.checks))
         new = HealthStatus(
@@ -321,7 +324,7 @@ class HealthMonitor:
         old = self.last.status
         self.last = new
         self.offline = status is Status.OFFLINE
-        if old is not status:
+        if old is not status and not first:
             self.transitions[(old, status)] += 1
             self._log(old, status, message)
         return new

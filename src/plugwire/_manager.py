@@ -18,6 +18,7 @@ from ._config import (
     PluginConfig,
     SecurityConfig,
     config_from_data,
+    did_you_mean,
     load_config_file,
     refuse_unbuilt_features,
     validate_plugin_config,
@@ -117,7 +118,13 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._pending.append((source, validate_plugin_config(config, f"plugin {config.name!r}")))
 
     async def start(self) -> None:
-        """Register every plugin from the config (and builder); idempotent."""
+        """Register every plugin from the config (and builder); idempotent.
+
+        Raises:
+            ManagerClosedError: The manager was shut down (1208): build a new one.
+        """
+        if self._closing:
+            raise ManagerClosedError("the manager is shut down: it cannot be started again; build a new one")
         if self._started:
             return
         self._started = True
@@ -285,7 +292,10 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         if unreachable is not None:
             entry.monitor.begin_connecting(unreachable)
             entry.monitor.on_connect = lambda connected: self._announce(config, connected)
-            self._log("warning", f"plugin {config.name!r} cannot be reached yet; connecting in the background")
+            self._log(
+                "warning",
+                f"plugin {config.name!r} cannot be reached yet ({unreachable.message}); connecting in the background",
+            )
         return entry
 
     async def unregister(self, name: str) -> None:
@@ -310,7 +320,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             entry = self._entries.pop(name, None)
             disabled = self._disabled.pop(name, None)
         if entry is None and disabled is None:
-            raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+            raise self._not_found(name)
         return entry
 
     async def graceful_unregister(self, name: str, timeout: float | None = None) -> bool:
@@ -464,7 +474,11 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 " plugins)",
                 plugin=name,
             )
-        raise PluginNotFoundError(f"no plugin named {name!r} is registered", plugin=name)
+        raise self._not_found(name)
+
+    def _not_found(self, name: str) -> PluginNotFoundError:
+        hint = did_you_mean(name, [*self._entries, *self._disabled])
+        return PluginNotFoundError(f"no plugin named {name!r} is registered{hint}", plugin=name)
 
     def circuit_breaker(self, name: str) -> CircuitBreaker | None:
         """The circuit breaker of a registered plugin (None when its config disables it).

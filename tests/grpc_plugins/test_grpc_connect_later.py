@@ -66,12 +66,15 @@ async def test_manager_health_tries_to_connect_a_connecting_plugin_now_and_it_is
     registered = "registered plugin 'remote' (grpc, echo 1.2.3)"
     async with plugwire.AsyncPluginManager(Ask, Answer) as manager:
         await manager.register(plugwire.grpc(address), name="remote")
-        assert any("'remote' cannot be reached yet" in r.getMessage() for r in caplog.records)
+        said = [r.getMessage() for r in caplog.records]
+        assert any(m.startswith("plugin 'remote' cannot be reached yet (cannot connect") for m in said), said
+        assert not any("healthy -> offline" in m for m in said), said  # it was never healthy
         assert (await manager.health())["remote"].status is Status.OFFLINE
         assert not any(registered in r.getMessage() for r in caplog.records)
         await serve(address=address)
         assert (await manager.health())["remote"].status is Status.HEALTHY
         assert sum(registered in r.getMessage() for r in caplog.records) == 1
+        assert sum("'remote' health: offline -> healthy (connected)" in r.getMessage() for r in caplog.records) == 1
         assert (await manager.execute("remote", Ask(text="hi"))).text == "hi"
 
 

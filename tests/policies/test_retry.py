@@ -215,6 +215,10 @@ async def test_a_timed_out_attempt_may_have_run_so_only_an_idempotent_call_is_re
         await drive(clock, asyncio.create_task(handler(make_call())))
     assert plugin.attempts == 1
     assert caught.value.request_sent is RequestSent.MAYBE
+    assert caught.value.message == (
+        "no answer within 1s (not retried: the request may have reached the plugin and the call is not idempotent)"
+    )
+    assert caught.value.details["retry_stopped"] == "not idempotent"
 
     # idempotent per call, or for the plugin (`retry.idempotent`)
     for retry_config, call in ((config, make_call(idempotent=True)), (replace(config, idempotent=True), make_call())):
@@ -237,6 +241,43 @@ async def test_the_last_timeout_names_the_attempts_and_the_time_they_took() -> N
     assert str(caught.value) == "[1204] no answer within 1s (4 attempts in 4.3s) (plugin 'p')"
     assert caught.value.details["attempts"] == 4
     assert caught.value.details["elapsed"] == pytest.approx(4.3)
+
+
+async def test_a_failure_that_may_have_run_after_retries_says_it_was_not_retried_again() -> None:
+    clock = FakeClock()
+    refused = TransportError("connection refused", request_sent=RequestSent.NO)
+    cut = TransportError("connection cut mid-call", request_sent=RequestSent.MAYBE)
+    errors = iter([refused, cut])
+
+    async def plugin(call: Call) -> Any:
+        raise next(errors)
+
+    config = RetryConfig(max_retries=3, initial_interval=0.5, multiplier=1, random_jitter=False)
+    handler = compose([RetryPolicy(config, clock)], plugin)
+    with pytest.raises(TransportError) as caught:
+        await drive(clock, asyncio.create_task(handler(make_call())))
+    assert caught.value is cut
+    assert caught.value.message == (
+        "connection cut mid-call (2 attempts, 0.5s from the first failure to the last) (not retried again: the"
+        " request may have reached the plugin and the call is not idempotent)"
+    )
+
+
+async def test_a_failure_not_retryable_or_out_of_retries_says_nothing_about_idempotence() -> None:
+    clock = FakeClock()
+    for error, max_retries in (
+        (TransportError("connection cut mid-call", request_sent=RequestSent.MAYBE), 0),
+        (TransportError("bad certificate", retryable=False, request_sent=RequestSent.NO), 3),
+    ):
+
+        async def plugin(call: Call, error: TransportError = error) -> Any:
+            raise error
+
+        handler = compose([RetryPolicy(RetryConfig(max_retries=max_retries), clock)], plugin)
+        with pytest.raises(TransportError) as caught:
+            await drive(clock, asyncio.create_task(handler(make_call())))
+        assert "not retried" not in caught.value.message
+        assert "retry_stopped" not in caught.value.details
 
 
 async def test_an_error_that_took_unknown_time_names_the_time_from_the_first_failure() -> None:

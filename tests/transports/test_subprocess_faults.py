@@ -337,7 +337,8 @@ async def test_a_plugin_that_stops_answering_is_found_stuck_by_its_timeouts_and_
             assert (await manager.execute("raw", Req(text="first"))).text == "first"
         timeouts = 0
         while conn.alive and timeouts < 50:  # no health check runs here: only the timeouts tell
-            with pytest.raises(plugwire.PluginTimeoutError):
+            # (a call in flight when the bound is reached fails with the connection: 1207)
+            with pytest.raises((plugwire.PluginTimeoutError, plugwire.OutcomeUnknownError)):
                 await manager.execute("raw", Req(text="lost"))
             timeouts += 1
         reason = conn.lost.result()
@@ -345,6 +346,28 @@ async def test_a_plugin_that_stops_answering_is_found_stuck_by_its_timeouts_and_
         assert timeouts >= 2
         await wait_for_restart(transport, old_pid)
         assert not pid_alive(old_pid)
+
+
+async def test_a_stuck_plugin_is_found_when_the_bound_is_reached_though_no_call_comes_after() -> None:
+    # Calls time out well before stall_timeout, then nobody calls (say, an open circuit
+    # breaker): the connection looks again once the plugin has been silent that long.
+    base = config(request_timeout=0.1)
+    stall = msgspec.structs.replace(base.connection, stall_timeout=0.6)
+    async with manager_for(Req, Resp) as manager:
+        await manager.register(raw("mute"), config=msgspec.structs.replace(base, connection=stall))
+        transport = transport_of(manager)
+        conn = transport.pool.workers[0].conn  # type: ignore[union-attr]
+        old_pid = transport.pool.workers[0].process.pid  # type: ignore[union-attr]
+        assert (await manager.execute("raw", Req(text="first"))).text == "first"
+        for _ in range(3):  # the first timeout after an answer starts the silence; two more count
+            with pytest.raises(plugwire.PluginTimeoutError):
+                await manager.execute("raw", Req(text="lost"))
+        assert conn.alive  # silent for less than stall_timeout so far
+        async with asyncio.timeout(30):  # (a bound for the old behaviour: it never looked again)
+            reason = await conn.lost  # no other call: only the second look can find it
+        assert reason.code == plugwire.ErrorCode.PLUGIN_STALLED
+        assert reason.details["timeouts"] == 2
+        await wait_for_restart(transport, old_pid)
 
 
 async def test_a_slow_plugin_whose_late_answers_keep_coming_is_not_stuck() -> None:

@@ -10,6 +10,7 @@ import sys
 import tomllib
 import typing
 from collections.abc import Iterable
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -318,18 +319,7 @@ def _translate(text: str) -> ConfigError:
     where = path or "<root>"
     message = message.replace("`", "")
     if message.startswith("Invalid enum value"):
-        if path.endswith(".transport") or path == "transport":
-            choices = ", ".join(repr(str(t)) for t in Transport)
-            return ConfigError(
-                f"{where}: {message.removeprefix('Invalid enum value ')} is not a transport (choose from {choices})",
-                code=ErrorCode.CONFIG_UNKNOWN_TRANSPORT,
-            )
-        if path.endswith("auth.method"):
-            return ConfigError(
-                f"{where}: {message.removeprefix('Invalid enum value ')} is not an auth method",
-                code=ErrorCode.CONFIG_UNKNOWN_AUTH_METHOD,
-            )
-        return ConfigError(f"{where}: {message[0].lower()}{message[1:]}", code=ErrorCode.CONFIG_INVALID_VALUE)
+        return _bad_enum_value(where, path, message.removeprefix("Invalid enum value "))
     if (path == "name" or path.endswith(".name")) and "matching" in message:
         return ConfigError(
             f"{where}: a plugin name is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
@@ -341,6 +331,37 @@ def _translate(text: str) -> ConfigError:
     if message.startswith("Expected"):
         return ConfigError(f"{where}: {message[0].lower()}{message[1:]}", code=ErrorCode.CONFIG_WRONG_TYPE)
     return ConfigError(f"{where}: {message}", code=ErrorCode.CONFIG_INVALID)
+
+
+def _bad_enum_value(where: str, path: str, value: str) -> ConfigError:
+    """A value that is none of its enum's: name the choices, and the closest one if any."""
+    enum = _field_type(path)
+    if not (isinstance(enum, type) and issubclass(enum, Enum)):
+        return ConfigError(f"{where}: {value} is not a valid value", code=ErrorCode.CONFIG_INVALID_VALUE)
+    what, code = _ENUMS.get(enum.__name__, ("a valid value", ErrorCode.CONFIG_INVALID_VALUE))
+    valid = [str(member.value) for member in enum]
+    choices = ", ".join(repr(choice) for choice in valid)
+    hint = did_you_mean(value.strip("'\""), valid)
+    return ConfigError(f"{where}: {value} is not {what} (choose from {choices}){hint}", code=code)
+
+
+_ENUMS = {
+    "Transport": ("a transport", ErrorCode.CONFIG_UNKNOWN_TRANSPORT),
+    "AuthMethod": ("an auth method", ErrorCode.CONFIG_UNKNOWN_AUTH_METHOD),
+    "SecurityPolicy": ("a security policy", ErrorCode.CONFIG_INVALID_VALUE),
+}
+
+
+def _field_type(path: str) -> Any:
+    """The declared type at a msgspec path such as ``plugins[0].auth.method`` (of a
+    `ManagerConfig`, or of a `PluginConfig` checked alone), else None."""
+    parts = [part for part in re.sub(r"\[\d+\]", "", path).split(".") if part]
+    struct: Any = ManagerConfig if parts and parts[0] in ManagerConfig.__struct_fields__ else PluginConfig
+    for part in parts[:-1]:
+        struct = _struct_type(typing.get_type_hints(struct, include_extras=True).get(part))
+        if struct is None:
+            return None
+    return typing.get_type_hints(struct).get(parts[-1]) if parts else None
 
 
 def did_you_mean(key: str, valid: Iterable[str]) -> str:

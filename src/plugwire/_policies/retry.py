@@ -43,7 +43,8 @@ class RetryPolicy(BindablePolicy):
     "deadline"``. `ExecutionContext.max_retries` overrides the config's per call. Which
     failures are retried: `is_retryable`. The error that ends a retried call names its
     attempts and their time in its message, and carries ``details["attempts"]`` and
-    ``details["elapsed"]`` (seconds).
+    ``details["elapsed"]`` (seconds); a retryable one that may have run and so was not
+    retried says so, with ``details["retry_stopped"] == "not idempotent"``.
 
     Args:
         config: The plugin's retry settings.
@@ -115,6 +116,8 @@ class RetryPolicy(BindablePolicy):
             if retries >= max_retries or not is_retryable(failure, context, idempotent=idempotent):
                 if retries:
                     self._name_attempts(failure, retries + 1, started)
+                if retries < max_retries and failure.retryable:  # retryable, but it may have run
+                    _say_not_retried(failure, again=retries > 0)
                 raise failure
             delay = self.backoff(retries + 1)
             if call.deadline is not None and self.clock.monotonic() + delay >= call.deadline:
@@ -138,6 +141,17 @@ class RetryPolicy(BindablePolicy):
         took = f" in {elapsed:.3g}s" if exact else f", {elapsed:.3g}s from the first failure to the last"
         failure.message = f"{failure.message} ({attempts} attempt{'' if attempts == 1 else 's'}{took})"
         failure.args = (failure.message, *failure.args[1:])
+
+
+def _say_not_retried(failure: PluginError, *, again: bool) -> None:
+    """Say why a retryable failure was not retried: its request may have reached the plugin
+    (`RequestSent.MAYBE`) and the call is not idempotent."""
+    failure.details["retry_stopped"] = "not idempotent"
+    failure.message = (
+        f"{failure.message} (not retried{' again' if again else ''}: the request may have reached the plugin"
+        " and the call is not idempotent)"
+    )
+    failure.args = (failure.message, *failure.args[1:])
 
 
 def _first_started(call: Call, failure: PluginError, now: float) -> tuple[float, bool]:

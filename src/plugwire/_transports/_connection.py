@@ -104,6 +104,7 @@ class HostConnection(FrameReader):
         self._answers_seen = 0
         self._quiet_since = loop.time()
         self._quiet_timeouts = 0
+        self._quiet_timer: asyncio.TimerHandle | None = None  # looks again when the bound is reached
         self.handshake: asyncio.Future[PluginHello] = loop.create_future()
         self.lost: asyncio.Future[PluginError] = loop.create_future()
         #: False once the connection broke (`lost` holds why); a plain attribute, read on every call.
@@ -441,18 +442,35 @@ class HostConnection(FrameReader):
         """A call timed out (or its caller gave up): break the connection (1311) if the plugin
         has answered nothing for `stall_timeout` seconds, over `STALL_TIMEOUTS` such calls.
 
-        Looked at only then: an answer seen at one of these moments arrived before it, so the
-        silence measured from that moment is never longer than the real one."""
+        Looked at then, and once more when the bound is reached after enough such calls (no
+        later call may come to look: an open circuit breaker stops sending). An answer seen
+        at one of these moments arrived before it, so the silence measured from that moment
+        is never longer than the real one."""
+        if not self._answered_since_look():
+            self._quiet_timeouts += 1
+            self._judge_quiet()
+
+    def _answered_since_look(self) -> bool:
         answers = self._next_id - 1 - len(self._pending) - self._unanswered + self._late_answers
-        now = self._loop.time()
-        if answers != self._answers_seen:  # it answered since the last look: not stuck
-            self._answers_seen = answers
-            self._quiet_since = now
-            self._quiet_timeouts = 0
+        if answers == self._answers_seen:
+            return False
+        self._answers_seen = answers  # it answered since the last look: not stuck
+        self._quiet_since = self._loop.time()
+        self._quiet_timeouts = 0
+        return True
+
+    def _look_again(self) -> None:
+        self._quiet_timer = None
+        if self.alive and not self._answered_since_look():
+            self._judge_quiet()
+
+    def _judge_quiet(self) -> None:
+        if not self.stall_timeout or self._quiet_timeouts < STALL_TIMEOUTS:
             return
-        self._quiet_timeouts += 1
-        quiet = now - self._quiet_since
-        if not self.stall_timeout or self._quiet_timeouts < STALL_TIMEOUTS or quiet < self.stall_timeout:
+        quiet = self._loop.time() - self._quiet_since
+        if quiet < self.stall_timeout:
+            if self._quiet_timer is None:
+                self._quiet_timer = self._loop.call_at(self._quiet_since + self.stall_timeout, self._look_again)
             return
         self._break(
             TransportError(
@@ -570,10 +588,10 @@ class HostConnection(FrameReader):
         if not self.handshake.done():
             self.handshake.set_exception(reason)
             self.handshake.exception()  # retrieved here; the starter reads `lost`
-        for timer in (self._stall_timer, self._read_timer):
+        for timer in (self._stall_timer, self._read_timer, self._quiet_timer):
             if timer is not None:
                 timer.cancel()
-        self._stall_timer = self._read_timer = None
+        self._stall_timer = self._read_timer = self._quiet_timer = None
         self._deadlines.clear()
         transport = self.transport
         unflushed = transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
