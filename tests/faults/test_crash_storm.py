@@ -33,7 +33,8 @@ from pathlib import Path
 import pytest
 
 import plugwire
-from plugwire import ErrorCode, ExecutionContext, PluginError
+from plugwire import ExecutionContext, PluginError
+from plugwire.errors import ErrorCode
 
 from .ledger_plugin import Done, Job
 
@@ -50,7 +51,7 @@ MAX_RETRIES = 3
 # the breaker opens after a burst of lost calls but recovers quickly, and the restart limit
 # is out of reach, so the plugin always comes back and the storm keeps finding calls to cut.
 BREAKER = {"failure_threshold": 20, "recovery_timeout": 0.2, "success_threshold": 1}
-RESTARTS = plugwire.RestartPolicy(initial_backoff=0.01, max_backoff=0.05, max_restarts=1_000_000)
+RESTARTS = plugwire.config.RestartPolicy(initial_backoff=0.01, max_backoff=0.05, max_restarts=1_000_000)
 REQUEST_TIMEOUT = 20.0  # no attempt times out: a storm call is work of at most 20 ms
 
 # The errors a storm call may end with. 1207: the process died with the request sent (it may
@@ -209,7 +210,7 @@ def build_manager(tmp_path: Path, ledger: Path, fifo: Path) -> plugwire.AsyncPlu
         sys.executable,
         str(PLUGIN),
         env={"PYTHONPATH": str(SRC), "PLUGWIRE_LEDGER": str(ledger), "PLUGWIRE_LEDGER_SIGNAL": str(fifo)},
-        options=plugwire.SubprocessOptions(grace=1.0, kill_after=1.0, restart=RESTARTS),
+        options=plugwire.config.SubprocessOptions(grace=1.0, kill_after=1.0, restart=RESTARTS),
     )
     return (
         plugwire.simple(Job, Done)

@@ -10,7 +10,7 @@ from grpc_certs import CertSet, make_cert_set
 from grpc_support import Answer, Ask, EchoPlugin, ServeFactory
 
 import plugwire
-from plugwire import GrpcPluginServer
+from plugwire.sdk import GrpcPluginServer
 
 
 @pytest.fixture(scope="session")

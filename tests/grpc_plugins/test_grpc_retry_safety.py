@@ -13,7 +13,9 @@ import pytest
 from grpc_support import Answer, Ask, EchoPlugin, ServeFactory
 
 import plugwire
-from plugwire import AsyncPluginManager, ExecutionContext, GrpcPluginServer, RequestSent
+from plugwire import AsyncPluginManager, ExecutionContext
+from plugwire.errors import RequestSent
+from plugwire.sdk import GrpcPluginServer
 
 Manager = AsyncPluginManager[Ask, Answer]
 
@@ -88,6 +90,6 @@ async def test_a_call_that_cannot_connect_was_not_sent_and_is_retried(serve: Ser
     with pytest.raises(plugwire.TransportError) as caught:
         await manager.execute("gone", Ask())
 
-    assert caught.value.code == plugwire.ErrorCode.CONNECT_FAILED
+    assert caught.value.code == plugwire.errors.ErrorCode.CONNECT_FAILED
     assert caught.value.request_sent is RequestSent.NO
     assert caught.value.details["attempts"] == 4  # the default retries, all made

@@ -19,10 +19,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_support import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 
 import plugwire
-from plugwire import ExecutionContext, GrpcPluginServer, HealthStatus, Status
+from plugwire import ExecutionContext, HealthStatus, Status
 from plugwire._proto import SERVICE_NAME, load
 from plugwire._sdk import grpc_health, grpc_server
 from plugwire._sdk import serve as serve_module
+from plugwire.sdk import GrpcPluginServer
 
 MODS = load()
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -76,7 +77,7 @@ async def probe(address: str, service: str = "") -> int:
 
 
 def execute_request(mode: str, text: str = "") -> Any:
-    return MODS.pb2.ExecuteRequest(payload=plugwire.TypedCodec(Ask).encode(Ask(mode=mode, text=text)))
+    return MODS.pb2.ExecuteRequest(payload=plugwire.sdk.TypedCodec(Ask).encode(Ask(mode=mode, text=text)))
 
 
 def trailer_code(error: grpc.aio.AioRpcError) -> str:
@@ -105,14 +106,14 @@ async def test_a_stopping_server_says_not_serving_and_refuses_new_calls_while_in
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.Execute(execute_request("", "too late"), timeout=10)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert trailer_code(refused.value) == str(plugwire.ErrorCode.PLUGIN_STOPPING)
+        assert trailer_code(refused.value) == str(plugwire.errors.ErrorCode.PLUGIN_STOPPING)
         assert plugin.calls == calls_before
         assert not stopping.done()
         assert not plugin.closed
 
         plugin.gate.set()  # the call in flight finishes within the grace...
         answer = MODS.pb2.ExecuteResponse.FromString((await in_flight).SerializeToString())
-    assert plugwire.TypedCodec(Answer).decode(answer.payload).text == "finish me"
+    assert plugwire.sdk.TypedCodec(Answer).decode(answer.payload).text == "finish me"
     await stopping  # ...and only then does the server close and the plugin's close() run
     assert plugin.closed
 
@@ -129,7 +130,7 @@ async def test_a_call_still_running_when_the_grace_ends_is_cancelled_and_answere
             await call
     # The plugin's work was cancelled; the host learns the outcome is unknown (the exact code).
     assert plugin.cancelled.is_set()
-    assert trailer_code(caught.value) == str(plugwire.ErrorCode.OUTCOME_UNKNOWN)
+    assert trailer_code(caught.value) == str(plugwire.errors.ErrorCode.OUTCOME_UNKNOWN)
     assert plugin.closed
     assert "Traceback" not in capfd.readouterr().err  # grpc prints one for a handler it cancels
 
@@ -146,7 +147,7 @@ async def test_a_plugwire_host_sees_the_cut_off_call_as_outcome_unknown(
         await server.stop(0)
         with pytest.raises(plugwire.OutcomeUnknownError) as caught:
             await call
-    assert caught.value.code == plugwire.ErrorCode.OUTCOME_UNKNOWN
+    assert caught.value.code == plugwire.errors.ErrorCode.OUTCOME_UNKNOWN
 
 
 def test_the_grace_of_a_grpc_plugin_is_the_documented_one(monkeypatch: pytest.MonkeyPatch) -> None:
