@@ -19,7 +19,7 @@ async def main() -> None:
     await server.start()
     print(server.port, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await server.stop()
+    await server.aclose()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ async def serve() -> AsyncIterator[ServeFactory]:
 
     yield start
     for server in servers:
-        await server.stop(0)
+        await server.aclose(0)
 
 
 @pytest.fixture

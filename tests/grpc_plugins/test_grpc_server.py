@@ -130,6 +130,15 @@ async def test_a_closed_transport_refuses_calls_with_a_coded_error(serve: ServeF
 async def test_stopping_the_server_closes_the_plugin_once(serve: ServeFactory) -> None:
     plugin = EchoPlugin()
     server = await serve(plugin)
-    await server.stop(0)
-    await server.stop(0)
+    await server.aclose(0)
+    await server.aclose(0)
     assert plugin.closed
+
+
+async def test_stop_is_the_deprecated_spelling_of_aclose(serve: ServeFactory) -> None:
+    plugin = EchoPlugin()
+    server = await serve(plugin)
+    with pytest.warns(DeprecationWarning, match=r"GrpcPluginServer.stop\(\) is deprecated.*use aclose\(\)"):
+        await server.stop(0)
+    assert plugin.closed
+    assert server.stopping

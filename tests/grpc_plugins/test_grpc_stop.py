@@ -95,8 +95,8 @@ async def test_a_stopping_server_says_not_serving_and_refuses_new_calls_while_in
         await plugin.started.wait()
         assert await probe(server.address) == SERVING
 
-        stopping = asyncio.ensure_future(server.stop(30))
-        await asyncio.sleep(0)  # one turn: stop() has begun and waits for the call in flight
+        stopping = asyncio.ensure_future(server.aclose(30))
+        await asyncio.sleep(0)  # one turn: aclose() has begun and waits for the call in flight
         assert server.stopping
         # The listener is still open: a probe connects and sees NOT_SERVING, for both names.
         assert await probe(server.address) == NOT_SERVING
@@ -125,7 +125,7 @@ async def test_a_call_still_running_when_the_grace_ends_is_cancelled_and_answere
     async with grpc.aio.insecure_channel(server.address) as channel:
         call = asyncio.ensure_future(MODS.pb2_grpc.PluginStub(channel).Execute(execute_request("hang"), timeout=30))
         await plugin.started.wait()
-        await server.stop(0)
+        await server.aclose(0)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call
     # The plugin's work was cancelled; the host learns the outcome is unknown (the exact code).
@@ -144,7 +144,7 @@ async def test_a_plugwire_host_sees_the_cut_off_call_as_outcome_unknown(
         await manager.register(plugwire.grpc(server.address), name="p", config=config)
         call = asyncio.ensure_future(manager.execute("p", Ask(mode="gated"), ExecutionContext(timeout=30)))
         await plugin.started.wait()
-        await server.stop(0)
+        await server.aclose(0)
         with pytest.raises(plugwire.OutcomeUnknownError) as caught:
             await call
     assert caught.value.code == plugwire.errors.ErrorCode.OUTCOME_UNKNOWN
@@ -226,7 +226,7 @@ async def test_a_probe_waiting_for_a_stuck_health_check_is_answered_when_the_ser
             health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
         )
         await plugin.health_asked.wait()
-        await server.stop(5)  # nothing in flight: the stop does not wait for the stuck health()
+        await server.aclose(5)  # nothing in flight: the stop does not wait for the stuck health()
         assert (await check).status == NOT_SERVING
     assert "Traceback" not in capfd.readouterr().err  # grpc prints one for a handler it cancels
 
@@ -250,7 +250,7 @@ async def test_watch_streams_health_changes_then_not_serving_at_stop_and_ends_cl
         seen.append((await stream.read()).status)
         plugin.health_status = HealthStatus(status=Status.HEALTHY, message="back")
         seen.append((await stream.read()).status)
-        stopping = asyncio.ensure_future(server.stop(5))
+        stopping = asyncio.ensure_future(server.aclose(5))
         seen.append((await stream.read()).status)
         assert await stream.read() is grpc.aio.EOF  # the stream ends before the server closes...
         assert await stream.code() == grpc.StatusCode.OK  # ...with OK, not cut off

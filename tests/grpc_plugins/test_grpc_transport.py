@@ -269,7 +269,7 @@ async def test_restart_reconnects_to_a_server_that_came_back(serve: ServeFactory
     await manager.register(plugwire.grpc(first.address), name="p")
     assert (await manager.execute("p", Ask())).server == "first"
     address = first.address
-    await first.stop(0)
+    await first.aclose(0)
 
     with pytest.raises(plugwire.PluginError) as caught:
         await manager.execute("p", Ask())
