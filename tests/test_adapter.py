@@ -58,7 +58,7 @@ async def test_plain_def_plugins_and_mapping_info_are_accepted() -> None:
 
 
 def test_an_object_without_execute_is_not_a_plugin() -> None:
-    with pytest.raises(plugwire.InvalidPluginError, match="is not a plugin"):
+    with pytest.raises(plugwire.errors.InvalidPluginError, match="is not a plugin"):
         PluginAdapter(object())
 
 
@@ -71,7 +71,7 @@ async def test_bad_info_and_bad_health_are_type_errors() -> None:
             return "fine"
 
     adapter = PluginAdapter(Bad())
-    with pytest.raises(plugwire.InvalidPluginError, match="must return PluginInfo"):
+    with pytest.raises(plugwire.errors.InvalidPluginError, match="must return PluginInfo"):
         adapter.info()
     with pytest.raises(TypeError, match="must return HealthStatus"):
         await adapter.health()

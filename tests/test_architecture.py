@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "_protocol": 2,
     "_proto": 2,
     "_sdk": 2,
+    "sdk": 2,  # the public face of the plugin side: like `_sdk`, it may load no host code
     "_transports": 3,
     "_policies": 4,
     "_security": 5,
@@ -43,6 +44,11 @@ LAYERS: dict[str, int] = {
     "_builder": 7,
     "_cli": 7,
     "testing": 7,
+    # The public namespaces: faces that only re-export (tests/test_exports.py checks it).
+    "config": 7,
+    "errors": 7,
+    "policies": 7,
+    "security": 7,
 }
 
 

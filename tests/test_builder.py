@@ -114,7 +114,7 @@ def test_build_blocking_starts_plugins_in_priority_order_as_build_does() -> None
 def test_configs_built_in_python_are_checked_as_strictly_as_files() -> None:
     with pytest.raises(plugwire.ConfigError) as caught:
         plugwire.simple(AuthRequest, AuthResponse).with_plugin("bad name/../x", AuthPlugin()).build()
-    assert caught.value.code == plugwire.ErrorCode.CONFIG_INVALID_NAME
+    assert caught.value.code == plugwire.errors.ErrorCode.CONFIG_INVALID_NAME
     negative = PluginConfig(name="x", retry=plugwire.RetryConfig(max_retries=-3))
     with pytest.raises(plugwire.ConfigError) as retries:
         plugwire.simple(AuthRequest, AuthResponse).with_plugin("x", AuthPlugin(), config=negative).build()

@@ -7,8 +7,10 @@ import msgspec
 import pydantic
 import pytest
 
-from plugwire import ConfigError, RequestValidationError, ResponseValidationError, TypedCodec
+from plugwire import ConfigError
 from plugwire._codec import encode, field_path
+from plugwire.errors import RequestValidationError, ResponseValidationError
+from plugwire.sdk import TypedCodec
 
 
 @dataclasses.dataclass

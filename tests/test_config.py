@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 import plugwire
-from plugwire import ConfigError, ConfigFileError, ManagerConfig, PluginConfig, Transport
+from plugwire import ConfigError, ManagerConfig, PluginConfig, Transport
 from plugwire._config import parse_duration
+from plugwire.errors import ConfigFileError
 
 
 def plugin(**fields: Any) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 import plugwire
-from plugwire import ErrorCode, PluginError
+from plugwire import PluginError
 from plugwire._errors import _FAMILIES, _rebuild, answered, error_class_for_code, error_from_code
+from plugwire.errors import ErrorCode
 
 DOCS = Path(__file__).parent.parent / "docs" / "errors.md"
 
@@ -62,7 +63,7 @@ def test_str_includes_code_message_plugin_and_cause() -> None:
 
 
 def test_str_says_nothing_twice_that_the_message_already_says() -> None:
-    named = plugwire.ProcessError("cannot start plugin 'auth': ./auth does not exist", plugin="auth")
+    named = plugwire.errors.ProcessError("cannot start plugin 'auth': ./auth does not exist", plugin="auth")
     assert str(named) == "[1900] cannot start plugin 'auth': ./auth does not exist"
     other = plugwire.ExecutionError("plugin 'billing' is down", plugin="auth")
     assert str(other) == "[1203] plugin 'billing' is down (plugin 'auth')"
@@ -76,7 +77,7 @@ def test_str_says_nothing_twice_that_the_message_already_says() -> None:
         " (plugin 'c'): caused by TransportError [1302]"
     )
     missing = FileNotFoundError(2, "no such audit database", "x.db")
-    opened = plugwire.SecurityError(f"cannot open the audit log x.db: {missing}", code=1811)
+    opened = plugwire.errors.SecurityError(f"cannot open the audit log x.db: {missing}", code=1811)
     opened.__cause__ = missing
     assert str(opened) == (
         "[1811] cannot open the audit log x.db: [Errno 2] no such audit database: 'x.db': caused by FileNotFoundError"
@@ -91,9 +92,9 @@ def test_a_code_outside_the_family_range_is_refused() -> None:
 def test_caller_mistakes_are_also_builtin_errors() -> None:
     assert issubclass(plugwire.ConfigError, ValueError)
     assert issubclass(plugwire.PluginNotFoundError, LookupError)
-    assert issubclass(plugwire.RequestValidationError, ValueError)
+    assert issubclass(plugwire.errors.RequestValidationError, ValueError)
     assert issubclass(plugwire.PluginTimeoutError, TimeoutError)
-    assert issubclass(plugwire.MissingDependencyError, ImportError)
+    assert issubclass(plugwire.errors.MissingDependencyError, ImportError)
 
 
 def test_errors_survive_pickling_with_all_their_fields() -> None:
@@ -112,7 +113,7 @@ def test_error_from_code_rebuilds_the_most_specific_class() -> None:
     assert type(error_from_code(1201, "gone")) is plugwire.PluginNotFoundError
     assert error_class_for_code(1302) is plugwire.TransportError
     rebuilt = error_from_code(1105, "custom auth failure", plugin="p")
-    assert isinstance(rebuilt, plugwire.AuthenticationError)
+    assert isinstance(rebuilt, plugwire.errors.AuthenticationError)
     assert rebuilt.code == 1105
 
 
@@ -130,28 +131,28 @@ def test_retryable_defaults_follow_the_family() -> None:
 
 
 def test_every_error_says_whether_the_request_was_sent_and_keeps_it_through_pickling() -> None:
-    assert plugwire.ConfigError("x").request_sent is plugwire.RequestSent.NOT_APPLICABLE
-    assert plugwire.CircuitOpenError("x").request_sent is plugwire.RequestSent.NO
-    assert plugwire.RateLimitedError("x").request_sent is plugwire.RequestSent.NO
-    assert plugwire.OutcomeUnknownError("x").request_sent is plugwire.RequestSent.MAYBE
-    assert plugwire.PluginTimeoutError("x").request_sent is plugwire.RequestSent.MAYBE
-    assert plugwire.ExecutionError("x").request_sent is plugwire.RequestSent.YES
-    err = plugwire.PluginTimeoutError("queued too long", plugin="p", request_sent=plugwire.RequestSent.NO)
+    assert plugwire.ConfigError("x").request_sent is plugwire.errors.RequestSent.NOT_APPLICABLE
+    assert plugwire.CircuitOpenError("x").request_sent is plugwire.errors.RequestSent.NO
+    assert plugwire.RateLimitedError("x").request_sent is plugwire.errors.RequestSent.NO
+    assert plugwire.OutcomeUnknownError("x").request_sent is plugwire.errors.RequestSent.MAYBE
+    assert plugwire.PluginTimeoutError("x").request_sent is plugwire.errors.RequestSent.MAYBE
+    assert plugwire.ExecutionError("x").request_sent is plugwire.errors.RequestSent.YES
+    err = plugwire.PluginTimeoutError("queued too long", plugin="p", request_sent=plugwire.errors.RequestSent.NO)
     copy = pickle.loads(pickle.dumps(err))
-    assert copy.request_sent is plugwire.RequestSent.NO
+    assert copy.request_sent is plugwire.errors.RequestSent.NO
     assert copy.message == "queued too long"
 
 
 def test_an_error_pickled_before_request_sent_existed_gets_its_class_default() -> None:
 
     rebuilt = _rebuild(plugwire.PluginTimeoutError, ("slow", 1204, True, "p", {}))
-    assert rebuilt.request_sent is plugwire.RequestSent.MAYBE
+    assert rebuilt.request_sent is plugwire.errors.RequestSent.MAYBE
 
 
 def test_error_from_code_takes_whether_the_request_was_sent() -> None:
     assert error_from_code(1304, "stopping", retryable=True, request_sent=answered(1304)).request_sent is (
-        plugwire.RequestSent.YES
+        plugwire.errors.RequestSent.YES
     )
-    assert answered(1204) is answered(1207) is plugwire.RequestSent.MAYBE
-    unknown_code = error_from_code(42, "plugin specific", request_sent=plugwire.RequestSent.YES)
-    assert unknown_code.request_sent is plugwire.RequestSent.YES
+    assert answered(1204) is answered(1207) is plugwire.errors.RequestSent.MAYBE
+    unknown_code = error_from_code(42, "plugin specific", request_sent=plugwire.errors.RequestSent.YES)
+    assert unknown_code.request_sent is plugwire.errors.RequestSent.YES

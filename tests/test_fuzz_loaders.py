@@ -16,8 +16,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugwire import ConfigError, ConfigFileError, ManagerConfig, PluginError, SecurityError
+from plugwire import ConfigError, ManagerConfig, PluginError
 from plugwire._security import load_whitelist
+from plugwire.errors import ConfigFileError, SecurityError
 
 pytestmark = pytest.mark.faults
 

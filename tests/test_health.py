@@ -12,7 +12,6 @@ import pytest
 
 from plugwire import (
     AsyncPluginManager,
-    ErrorCode,
     ExecutionContext,
     HealthCheckConfig,
     HealthStatus,
@@ -20,13 +19,13 @@ from plugwire import (
     PluginConfig,
     PluginInfo,
     PluginUnavailableError,
-    ProcessError,
     Status,
     Transport,
     TransportError,
 )
 from plugwire._health import HealthMonitor
 from plugwire._transports.base import BaseTransport
+from plugwire.errors import ErrorCode, ProcessError
 from plugwire.testing import Call, FakeClock
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from plugwire import ConfigError, ConfigFileError, ManagerConfig, SecurityError
+from plugwire import ConfigError, ManagerConfig
 from plugwire._config import MAX_FILE_BYTES, MAX_NESTING, parse_duration
 from plugwire._security import load_whitelist
+from plugwire.errors import ConfigFileError, SecurityError
 
 DEEP = "[" * 1000 + "]" * 1000
 

@@ -34,14 +34,14 @@ async def test_execute_returns_the_typed_response(manager: AsyncPluginManager[Au
 async def test_a_bad_request_is_refused_with_1205_naming_the_field(
     manager: AsyncPluginManager[AuthRequest, AuthResponse], auth_plugin: AuthPlugin
 ) -> None:
-    with pytest.raises(plugwire.RequestValidationError) as caught:
+    with pytest.raises(plugwire.errors.RequestValidationError) as caught:
         await manager.execute("auth", AuthRequest(user_id=42, token="good"))  # type: ignore[arg-type]
     assert (caught.value.code, caught.value.plugin, caught.value.details["field"]) == (1205, "auth", "user_id")
     assert auth_plugin.calls == 0
 
 
 async def test_a_bad_response_is_refused_with_1206(manager: AsyncPluginManager[AuthRequest, AuthResponse]) -> None:
-    with pytest.raises(plugwire.ResponseValidationError) as caught:
+    with pytest.raises(plugwire.errors.ResponseValidationError) as caught:
         await manager.execute("auth", AuthRequest("u", "wrong-shape"))
     assert (caught.value.code, caught.value.details["field"]) == (1206, "valid")
 
@@ -70,7 +70,7 @@ async def test_a_manager_that_was_shut_down_cannot_be_entered_again(auth_plugin:
     manager = plugwire.simple(AuthRequest, AuthResponse).with_plugin("auth", plugwire.in_process(auth_plugin)).build()
     async with manager:
         assert (await manager.execute("auth", AuthRequest("u", "good"))).valid
-    with pytest.raises(plugwire.ManagerClosedError) as caught:
+    with pytest.raises(plugwire.errors.ManagerClosedError) as caught:
         async with manager:
             pass
     assert caught.value.code == 1208
@@ -93,12 +93,12 @@ async def test_an_unknown_name_suggests_the_closest_registered_plugin() -> None:
 
 async def test_calling_a_manager_that_was_never_started_is_1209_not_1201(auth_plugin: AuthPlugin) -> None:
     manager = plugwire.simple(AuthRequest, AuthResponse).with_plugin("auth", plugwire.in_process(auth_plugin)).build()
-    with pytest.raises(plugwire.ManagerNotStartedError) as caught:
+    with pytest.raises(plugwire.errors.ManagerNotStartedError) as caught:
         await manager.execute("auth", AuthRequest("u", "good"))
     assert (caught.value.code, caught.value.plugin) == (1209, "auth")
     assert "plugin 'auth' is configured but not registered: the manager was never started" in str(caught.value)
     assert isinstance(caught.value, RuntimeError)
-    with pytest.raises(plugwire.ManagerNotStartedError):
+    with pytest.raises(plugwire.errors.ManagerNotStartedError):
         manager.get_plugin("auth")
     async with manager:
         assert (await manager.execute("auth", AuthRequest("u", "good"))).valid is True
@@ -124,15 +124,15 @@ async def test_a_disabled_plugin_is_1202_and_never_started(
     await manager.register(AuthPlugin("off"), config=PluginConfig(name="off", enabled=False))
     never = plugwire.subprocess("/nonexistent/plugin")  # would fail to spawn if it were started
     await manager.register(never, config=PluginConfig(name="never", executable="x", enabled=False))
-    with pytest.raises(plugwire.PluginDisabledError) as caught:
+    with pytest.raises(plugwire.errors.PluginDisabledError) as caught:
         await manager.execute("off", AuthRequest("u", "good"))
     assert caught.value.code == 1202
-    with pytest.raises(plugwire.PluginDisabledError):
+    with pytest.raises(plugwire.errors.PluginDisabledError):
         manager.get_plugin("never")
     assert manager.list_plugins()["never"].status is Status.OFFLINE
     assert (await manager.health())["off"].message == "disabled in config; not started"
     assert "off" in manager
-    with pytest.raises(plugwire.PluginAlreadyRegisteredError):
+    with pytest.raises(plugwire.errors.PluginAlreadyRegisteredError):
         await manager.register(AuthPlugin("off"))
     await manager.unregister("off")
     assert await manager.graceful_unregister("never") is True
@@ -140,7 +140,7 @@ async def test_a_disabled_plugin_is_1202_and_never_started(
 
 
 async def test_registering_a_duplicate_name_is_1010(manager: AsyncPluginManager[AuthRequest, AuthResponse]) -> None:
-    with pytest.raises(plugwire.PluginAlreadyRegisteredError) as caught:
+    with pytest.raises(plugwire.errors.PluginAlreadyRegisteredError) as caught:
         await manager.register(AuthPlugin())
     assert caught.value.code == 1010
 
@@ -178,10 +178,10 @@ async def test_shutdown_closes_every_plugin_exactly_once_and_is_idempotent() -> 
     await manager.shutdown()
     await asyncio.gather(manager.shutdown(), manager.aclose())
     assert [p.closed for p in plugins] == [1, 1, 1]
-    with pytest.raises(plugwire.ManagerClosedError) as caught:
+    with pytest.raises(plugwire.errors.ManagerClosedError) as caught:
         await manager.execute("p0", AuthRequest("u", "good"))
     assert caught.value.code == 1208
-    with pytest.raises(plugwire.ManagerClosedError):
+    with pytest.raises(plugwire.errors.ManagerClosedError):
         await manager.register(AuthPlugin("late"))
 
 
@@ -427,7 +427,7 @@ async def test_config_plugins_are_registered_on_start() -> None:
     with pytest.raises(plugwire.ConfigError):
         async with manager:
             pass
-    with pytest.raises(plugwire.ManagerClosedError):
+    with pytest.raises(plugwire.errors.ManagerClosedError):
         await manager.register(AuthPlugin())
 
 
@@ -512,13 +512,13 @@ async def test_objects_that_are_not_plugins_are_refused_with_coded_errors() -> N
             return {"name": "x", "colour": "red"}  # type: ignore[return-value]
 
     async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
-        with pytest.raises(plugwire.InvalidPluginError) as not_a_plugin:
+        with pytest.raises(plugwire.errors.InvalidPluginError) as not_a_plugin:
             await manager.register(NoInfo())
         assert isinstance(not_a_plugin.value, TypeError)
-        assert not_a_plugin.value.code == plugwire.ErrorCode.CONFIG_WRONG_TYPE
+        assert not_a_plugin.value.code == plugwire.errors.ErrorCode.CONFIG_WRONG_TYPE
         with pytest.raises(plugwire.ExecutionError, match="info\\(\\) raised RuntimeError: db down"):
             await manager.register(InfoRaises())
-        with pytest.raises(plugwire.InvalidPluginError, match="not a PluginInfo"):
+        with pytest.raises(plugwire.errors.InvalidPluginError, match="not a PluginInfo"):
             await manager.register(InfoMapping())
 
 
@@ -526,7 +526,7 @@ async def test_context_headers_and_metadata_must_be_strings(auth_plugin: AuthPlu
     async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:
         await manager.register(auth_plugin)
         bad = ExecutionContext(metadata={"attempt": 3})  # type: ignore[dict-item]
-        with pytest.raises(plugwire.RequestValidationError) as caught:
+        with pytest.raises(plugwire.errors.RequestValidationError) as caught:
             await manager.execute("auth", AuthRequest("u", "good"), bad)
         assert caught.value.code == 1205
         assert "metadata['attempt']" in caught.value.message
@@ -583,7 +583,7 @@ async def test_a_slow_start_reserves_its_name_without_blocking_other_plugins() -
         await manager.register(AuthPlugin("other"))
         registering = asyncio.create_task(manager.register(slow, name="slow"))
         await started.wait()
-        with pytest.raises(plugwire.PluginAlreadyRegisteredError):
+        with pytest.raises(plugwire.errors.PluginAlreadyRegisteredError):
             await manager.register(MockTransport(lambda call: b""), name="slow")
         await manager.unregister("other")  # not held up by the start in progress
         assert "slow" not in manager

@@ -9,8 +9,6 @@ import pytest
 import plugwire
 from plugwire import (
     AsyncPluginManager,
-    BreakerState,
-    BreakerStateChange,
     CircuitBreakerConfig,
     CircuitOpenError,
     ConfigError,
@@ -27,6 +25,7 @@ from plugwire import (
     RateLimitedError,
     RetryConfig,
 )
+from plugwire.policies import BreakerState, BreakerStateChange
 from plugwire.testing import FakeClock
 
 

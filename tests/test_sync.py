@@ -51,7 +51,7 @@ def test_the_blocking_twin_never_started_says_so_with_1209() -> None:
     config = plugwire.ManagerConfig(plugins=(plugin,))
     manager: PluginManager[AuthRequest, AuthResponse] = PluginManager(AuthRequest, AuthResponse, config)
     try:
-        with pytest.raises(plugwire.ManagerNotStartedError) as caught:
+        with pytest.raises(plugwire.errors.ManagerNotStartedError) as caught:
             manager.execute("auth", AuthRequest("u", "good"))
         assert caught.value.code == 1209
         assert "never started" in str(caught.value)
@@ -71,7 +71,7 @@ def test_calls_after_close_fail_with_1208_and_close_is_idempotent() -> None:
     manager: PluginManager[AuthRequest, AuthResponse] = PluginManager(AuthRequest, AuthResponse)
     manager.close()
     manager.close()
-    with pytest.raises(plugwire.ManagerClosedError):
+    with pytest.raises(plugwire.errors.ManagerClosedError):
         manager.execute("auth", AuthRequest("u", "good"))
 
 
@@ -111,7 +111,7 @@ def test_the_blocking_twin_refuses_calls_from_its_own_loop_thread() -> None:
 def test_the_blocking_twin_shows_breakers_and_security_like_the_async_manager() -> None:
     with PluginManager(AuthRequest, AuthResponse) as manager:
         manager.register(AuthPlugin())
-        assert manager.circuit_breaker_state("auth") is plugwire.BreakerState.CLOSED
+        assert manager.circuit_breaker_state("auth") is plugwire.policies.BreakerState.CLOSED
         assert manager.security is None
         assert "auth" in manager
         assert len(manager) == 1
@@ -133,7 +133,7 @@ def test_closing_while_other_threads_call_never_leaves_a_caller_hanging() -> Non
             try:
                 manager.execute("auth", AuthRequest("u", "good"))
                 outcomes.append("ok")
-            except plugwire.ManagerClosedError:
+            except plugwire.errors.ManagerClosedError:
                 outcomes.append("closed")
                 return
 

@@ -1,7 +1,7 @@
 """gRPC plugins: `manager.execute` over the gRPC transport against a bare `grpc.aio` call (issue 4).
 
 Both servers run in a child process on loopback TCP; the plugwire one is `plugwire_grpc_echo.py`
-(the echo plugin behind `plugwire.GrpcPluginServer`), the bare one echoes raw bytes.
+(the echo plugin behind `plugwire.sdk.GrpcPluginServer`), the bare one echoes raw bytes.
 """
 
 from __future__ import annotations

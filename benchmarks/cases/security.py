@@ -67,7 +67,7 @@ async def whitelist_hash(env: Env) -> AsyncIterator[Op]:
         policy=plugwire.SecurityPolicy.STRICT,
         whitelist_file=str(_whitelist(env, "hash", {"big": path})),
     )
-    engine = plugwire.SecurityEngine.from_config(config, exec_dir=env.workdir / "exec")
+    engine = plugwire.security.SecurityEngine.from_config(config, exec_dir=env.workdir / "exec")
     try:
         argv = await engine.prepare_launch("big", [str(path)])
         if argv == [str(path)]:
@@ -97,7 +97,7 @@ async def _audited_call(env: Env, audited: bool) -> AsyncIterator[Op]:
             if audit is None:
                 raise RuntimeError("the manager opened no audit log")
             await audit.aflush()
-            if not audit.query(plugin="echo", event=plugwire.AuditEvent.AUTHORIZED):
+            if not audit.query(plugin="echo", event=plugwire.security.AuditEvent.AUTHORIZED):
                 raise RuntimeError("the audit log holds no plugin.authorized row for the echo plugin")
         yield partial(manager.execute, "echo", echo_request())
 

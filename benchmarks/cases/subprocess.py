@@ -304,7 +304,7 @@ async def subprocess_pool2_gather(env: Env) -> AsyncIterator[Op]:
 )
 @asynccontextmanager
 async def subprocess_startup(env: Env) -> AsyncIterator[Op]:
-    options = plugwire.SubprocessOptions(grace=0.0, kill_after=0.0)
+    options = plugwire.config.SubprocessOptions(grace=0.0, kill_after=0.0)
     source = plugwire.subprocess(sys.executable, str(PLUGIN_SCRIPT), env=plugin_env(env), options=options)
     config = source.configure("echo", plugin_config("echo"))
 

@@ -90,14 +90,14 @@ def main() -> None:
         auth = plugwire.AuthConfig(method=plugwire.AuthMethod.API_KEY, api_key_env=options.api_key_env)
     tls = None
     if options.cert_file:
-        tls = plugwire.ServerTLSConfig(
+        tls = plugwire.security.ServerTLSConfig(
             cert_file=options.cert_file,
             key_file=options.key_file,
             client_ca_file=options.client_ca_file,
             require_client_cert=bool(options.client_ca_file),
         )
     plugin = BackupAuthPlugin({"alice": "tok-alice", "bob": "tok-bob"})
-    plugwire.serve_grpc(plugin, address=options.address, tls=tls, auth=auth)
+    plugwire.sdk.serve_grpc(plugin, address=options.address, tls=tls, auth=auth)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ class TextStats(plugwire.Plugin[StatsRequest, StatsResponse]):
 
     def execute(self, ctx: plugwire.ExecutionContext, request: StatsRequest) -> StatsResponse:  # type: ignore[override]
         if request.top < 0 or request.words_per_minute <= 0:
-            raise plugwire.RequestValidationError("top must be >= 0 and words_per_minute > 0")
+            raise plugwire.errors.RequestValidationError("top must be >= 0 and words_per_minute > 0")
         words = WORD.findall(request.text)
         sentences = max(len(SENTENCE_END.findall(request.text)), 1 if words else 0)
         counts = collections.Counter(w.lower() for w in words if w.lower() not in STOP_WORDS)

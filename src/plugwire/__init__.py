@@ -1,5 +1,11 @@
 """plugwire: typed, out-of-process plugins with resilience, security and observability.
 
+The top level holds the names of the README's mapping table (the product's promise) and the
+types its calls return; everything else lives in a public namespace that only re-exports:
+`plugwire.config`, `plugwire.errors`, `plugwire.policies`, `plugwire.security`, `plugwire.sdk`
+and `plugwire.testing`. The names that used to be here as well still resolve, with a
+`DeprecationWarning` naming their new place, for one release.
+
 Host-side names are imported on first use (PEP 562), so a plugin process that imports
 `plugwire` to call `plugwire.serve()` loads only the SDK and its layers 0-2, never the
 manager or the transports.
@@ -8,39 +14,18 @@ manager or the transports.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
-from ._clock import Clock as Clock
-from ._codec import TypedCodec as TypedCodec
-from ._errors import AuthenticationError as AuthenticationError
-from ._errors import CallError as CallError
-from ._errors import CircuitBreakerError as CircuitBreakerError
 from ._errors import CircuitOpenError as CircuitOpenError
 from ._errors import ConfigError as ConfigError
-from ._errors import ConfigFileError as ConfigFileError
-from ._errors import ErrorCode as ErrorCode
 from ._errors import ExecutionError as ExecutionError
-from ._errors import HealthError as HealthError
-from ._errors import InvalidPluginError as InvalidPluginError
-from ._errors import ManagerClosedError as ManagerClosedError
-from ._errors import ManagerNotStartedError as ManagerNotStartedError
-from ._errors import MissingDependencyError as MissingDependencyError
 from ._errors import OutcomeUnknownError as OutcomeUnknownError
-from ._errors import PluginAlreadyRegisteredError as PluginAlreadyRegisteredError
-from ._errors import PluginConnectingError as PluginConnectingError
-from ._errors import PluginDisabledError as PluginDisabledError
 from ._errors import PluginError as PluginError
 from ._errors import PluginNotFoundError as PluginNotFoundError
 from ._errors import PluginTimeoutError as PluginTimeoutError
 from ._errors import PluginUnavailableError as PluginUnavailableError
-from ._errors import ProcessError as ProcessError
-from ._errors import ProtocolError as ProtocolError
 from ._errors import RateLimitedError as RateLimitedError
-from ._errors import RateLimitError as RateLimitError
-from ._errors import RequestSent as RequestSent
-from ._errors import RequestValidationError as RequestValidationError
-from ._errors import ResponseValidationError as ResponseValidationError
-from ._errors import SecurityError as SecurityError
 from ._errors import TransportError as TransportError
 from ._models import AuthMethod as AuthMethod
 from ._models import ExecutionContext as ExecutionContext
@@ -53,8 +38,16 @@ from ._models import Transport as Transport
 from ._sdk.serve import serve as serve
 
 if TYPE_CHECKING:
-    from ._auth import CredentialProvider as CredentialProvider
-    from ._auth import CredentialVerifier as CredentialVerifier
+    from . import config as config
+    from . import errors as errors
+    from . import policies as policies
+    from . import sdk as sdk
+    from . import security as security
+    from . import testing as testing
+    from ._builder import ManagerBuilder as ManagerBuilder
+    from ._builder import development as development
+    from ._builder import production as production
+    from ._builder import simple as simple
     from ._config import AuthConfig as AuthConfig
     from ._config import CircuitBreakerConfig as CircuitBreakerConfig
     from ._config import ConnectionConfig as ConnectionConfig
@@ -67,30 +60,52 @@ if TYPE_CHECKING:
     from ._config import SecurityConfig as SecurityConfig
     from ._config import TracingConfig as TracingConfig
     from ._config import default_manager_config as default_manager_config
+    from ._handle import PluginHandle as PluginHandle
+    from ._manager import AsyncPluginManager as AsyncPluginManager
+    from ._run import run as run
+    from ._sources import PluginSource as PluginSource
+    from ._sources import grpc as grpc
+    from ._sources import in_process as in_process
+    from ._sources import subprocess as subprocess
+    from ._sync import BlockingPluginHandle as BlockingPluginHandle
+    from ._sync import PluginManager as PluginManager
+
+    __version__: str
+
+    # Deprecated top-level spellings, still typed for the one release they keep working.
+    from ._auth import CredentialProvider as CredentialProvider
+    from ._auth import CredentialVerifier as CredentialVerifier
+    from ._clock import Clock as Clock
+    from ._codec import TypedCodec as TypedCodec
+    from ._errors import AuthenticationError as AuthenticationError
+    from ._errors import CallError as CallError
+    from ._errors import CircuitBreakerError as CircuitBreakerError
+    from ._errors import ConfigFileError as ConfigFileError
+    from ._errors import ErrorCode as ErrorCode
+    from ._errors import HealthError as HealthError
+    from ._errors import InvalidPluginError as InvalidPluginError
+    from ._errors import ManagerClosedError as ManagerClosedError
+    from ._errors import ManagerNotStartedError as ManagerNotStartedError
+    from ._errors import MissingDependencyError as MissingDependencyError
+    from ._errors import PluginAlreadyRegisteredError as PluginAlreadyRegisteredError
+    from ._errors import PluginConnectingError as PluginConnectingError
+    from ._errors import PluginDisabledError as PluginDisabledError
+    from ._errors import ProcessError as ProcessError
+    from ._errors import ProtocolError as ProtocolError
+    from ._errors import RateLimitError as RateLimitError
+    from ._errors import RequestSent as RequestSent
+    from ._errors import RequestValidationError as RequestValidationError
+    from ._errors import ResponseValidationError as ResponseValidationError
+    from ._errors import SecurityError as SecurityError
     from ._policies import BreakerListener as BreakerListener
     from ._policies import BreakerState as BreakerState
     from ._policies import BreakerStateChange as BreakerStateChange
     from ._policies import CircuitBreaker as CircuitBreaker
     from ._policies import ErrorClassifier as ErrorClassifier
+    from ._policies import Policy as Policy
     from ._policies import default_error_classifier as default_error_classifier
     from ._sdk.grpc_server import GrpcPluginServer as GrpcPluginServer
     from ._sdk.grpc_server import serve_grpc as serve_grpc
-    from ._sources import grpc as grpc
-    from ._sources import subprocess as subprocess
-    from ._tls import ServerTLSConfig as ServerTLSConfig
-    from ._tls import TLSConfig as TLSConfig
-    from ._transports._restarts import RestartPolicy as RestartPolicy
-    from ._transports.subprocess import SubprocessOptions as SubprocessOptions
-
-    __version__: str
-    from ._builder import ManagerBuilder as ManagerBuilder
-    from ._builder import development as development
-    from ._builder import production as production
-    from ._builder import simple as simple
-    from ._handle import PluginHandle as PluginHandle
-    from ._manager import AsyncPluginManager as AsyncPluginManager
-    from ._policies import Policy as Policy
-    from ._run import run as run
     from ._security import AuditEvent as AuditEvent
     from ._security import AuditLog as AuditLog
     from ._security import AuditRow as AuditRow
@@ -100,111 +115,113 @@ if TYPE_CHECKING:
     from ._security import Whitelist as Whitelist
     from ._security import WhitelistEntry as WhitelistEntry
     from ._security import load_whitelist as load_whitelist
-    from ._sources import PluginSource as PluginSource
-    from ._sources import in_process as in_process
-    from ._sync import BlockingPluginHandle as BlockingPluginHandle
-    from ._sync import PluginManager as PluginManager
+    from ._tls import ServerTLSConfig as ServerTLSConfig
+    from ._tls import TLSConfig as TLSConfig
+    from ._transports._restarts import RestartPolicy as RestartPolicy
+    from ._transports.subprocess import SubprocessOptions as SubprocessOptions
 
 # Host-side names load on first use, so a plugin process that runs `import plugwire` to call
 # `plugwire.serve()` never imports the manager, the transports or the policies.
 _LAZY: dict[str, str] = {
-    "TLSConfig": "._tls",
-    "ServerTLSConfig": "._tls",
-    "grpc": "._sources",
-    "serve_grpc": "._sdk.grpc_server",
-    "GrpcPluginServer": "._sdk.grpc_server",
-    "CredentialVerifier": "._auth",
-    "CredentialProvider": "._auth",
-    "default_manager_config": "._config",
-    "TracingConfig": "._config",
-    "SecurityConfig": "._config",
-    "SecurityAuditConfig": "._config",
-    "RetryConfig": "._config",
-    "RateLimitConfig": "._config",
-    "PluginConfig": "._config",
-    "ManagerConfig": "._config",
-    "HealthCheckConfig": "._config",
-    "ConnectionConfig": "._config",
-    "CircuitBreakerConfig": "._config",
-    "AuthConfig": "._config",
-    "SubprocessOptions": "._transports.subprocess",
-    "RestartPolicy": "._transports._restarts",
-    "subprocess": "._sources",
-    "default_error_classifier": "._policies",
-    "ErrorClassifier": "._policies",
-    "CircuitBreaker": "._policies",
-    "BreakerStateChange": "._policies",
-    "BreakerState": "._policies",
-    "BreakerListener": "._policies",
-    "load_whitelist": "._security",
-    "WhitelistEntry": "._security",
-    "Whitelist": "._security",
-    "SecurityEngine": "._security",
-    "LaunchHook": "._security",
-    "ChainReport": "._security",
-    "AuditRow": "._security",
-    "AuditLog": "._security",
-    "AuditEvent": "._security",
-    "ManagerBuilder": "._builder",
-    "development": "._builder",
-    "production": "._builder",
-    "simple": "._builder",
     "AsyncPluginManager": "._manager",
-    "PluginHandle": "._handle",
-    "Policy": "._policies",
-    "PluginSource": "._sources",
-    "in_process": "._sources",
+    "AuthConfig": "._config",
     "BlockingPluginHandle": "._sync",
+    "CircuitBreakerConfig": "._config",
+    "ConnectionConfig": "._config",
+    "HealthCheckConfig": "._config",
+    "ManagerBuilder": "._builder",
+    "ManagerConfig": "._config",
+    "PluginConfig": "._config",
+    "PluginHandle": "._handle",
     "PluginManager": "._sync",
+    "PluginSource": "._sources",
+    "RateLimitConfig": "._config",
+    "RetryConfig": "._config",
+    "SecurityAuditConfig": "._config",
+    "SecurityConfig": "._config",
+    "TracingConfig": "._config",
+    "default_manager_config": "._config",
+    "development": "._builder",
+    "grpc": "._sources",
+    "in_process": "._sources",
+    "production": "._builder",
     "run": "._run",
+    "simple": "._builder",
+    "subprocess": "._sources",
 }
 
+# The public namespaces: modules that only re-export, imported on first use.
+_NAMESPACES = frozenset({"config", "errors", "policies", "sdk", "security", "testing"})
+
+# Names that were top-level before the namespaces: name -> the namespace that holds it now.
+# They resolve (with a DeprecationWarning) for one release, and are not in __all__ or dir().
+_DEPRECATED: dict[str, str] = {
+    "AuditEvent": "security",
+    "AuditLog": "security",
+    "AuditRow": "security",
+    "AuthenticationError": "errors",
+    "BreakerListener": "policies",
+    "BreakerState": "policies",
+    "BreakerStateChange": "policies",
+    "CallError": "errors",
+    "ChainReport": "security",
+    "CircuitBreaker": "policies",
+    "CircuitBreakerError": "errors",
+    "Clock": "testing",
+    "ConfigFileError": "errors",
+    "CredentialProvider": "security",
+    "CredentialVerifier": "security",
+    "ErrorClassifier": "policies",
+    "ErrorCode": "errors",
+    "GrpcPluginServer": "sdk",
+    "HealthError": "errors",
+    "InvalidPluginError": "errors",
+    "LaunchHook": "security",
+    "ManagerClosedError": "errors",
+    "ManagerNotStartedError": "errors",
+    "MissingDependencyError": "errors",
+    "PluginAlreadyRegisteredError": "errors",
+    "PluginConnectingError": "errors",
+    "PluginDisabledError": "errors",
+    "Policy": "policies",
+    "ProcessError": "errors",
+    "ProtocolError": "errors",
+    "RateLimitError": "errors",
+    "RequestSent": "errors",
+    "RequestValidationError": "errors",
+    "ResponseValidationError": "errors",
+    "RestartPolicy": "config",
+    "SecurityEngine": "security",
+    "SecurityError": "errors",
+    "ServerTLSConfig": "security",
+    "SubprocessOptions": "config",
+    "TLSConfig": "security",
+    "TypedCodec": "sdk",
+    "Whitelist": "security",
+    "WhitelistEntry": "security",
+    "default_error_classifier": "policies",
+    "load_whitelist": "security",
+    "serve_grpc": "sdk",
+}
 
 __all__ = [
     "AsyncPluginManager",
-    "AuditEvent",
-    "AuditLog",
-    "AuditRow",
     "AuthConfig",
     "AuthMethod",
-    "AuthenticationError",
     "BlockingPluginHandle",
-    "BreakerListener",
-    "BreakerState",
-    "BreakerStateChange",
-    "CallError",
-    "ChainReport",
-    "CircuitBreaker",
     "CircuitBreakerConfig",
-    "CircuitBreakerError",
     "CircuitOpenError",
-    "Clock",
     "ConfigError",
-    "ConfigFileError",
     "ConnectionConfig",
-    "CredentialProvider",
-    "CredentialVerifier",
-    "ErrorClassifier",
-    "ErrorCode",
     "ExecutionContext",
     "ExecutionError",
-    "GrpcPluginServer",
     "HealthCheckConfig",
-    "HealthError",
     "HealthStatus",
-    "InvalidPluginError",
-    "LaunchHook",
     "ManagerBuilder",
-    "ManagerClosedError",
     "ManagerConfig",
-    "ManagerNotStartedError",
-    "MissingDependencyError",
     "OutcomeUnknownError",
     "Plugin",
-    "PluginAlreadyRegisteredError",
     "PluginConfig",
-    "PluginConnectingError",
-    "PluginDisabledError",
     "PluginError",
     "PluginHandle",
     "PluginInfo",
@@ -213,43 +230,24 @@ __all__ = [
     "PluginSource",
     "PluginTimeoutError",
     "PluginUnavailableError",
-    "Policy",
-    "ProcessError",
-    "ProtocolError",
     "RateLimitConfig",
-    "RateLimitError",
     "RateLimitedError",
-    "RequestSent",
-    "RequestValidationError",
-    "ResponseValidationError",
-    "RestartPolicy",
     "RetryConfig",
     "SecurityAuditConfig",
     "SecurityConfig",
-    "SecurityEngine",
-    "SecurityError",
     "SecurityPolicy",
-    "ServerTLSConfig",
     "Status",
-    "SubprocessOptions",
-    "TLSConfig",
     "TracingConfig",
     "Transport",
     "TransportError",
-    "TypedCodec",
-    "Whitelist",
-    "WhitelistEntry",
     "__version__",
-    "default_error_classifier",
     "default_manager_config",
     "development",
     "grpc",
     "in_process",
-    "load_whitelist",
     "production",
     "run",
     "serve",
-    "serve_grpc",
     "simple",
     "subprocess",
 ]
@@ -270,12 +268,23 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value = _version()
         return value
     module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'plugwire' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    if module is not None:
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
+    if name in _NAMESPACES:
+        return importlib.import_module(f"{__name__}.{name}")
+    namespace = _DEPRECATED.get(name)
+    if namespace is not None:
+        # Not cached in globals(): every use warns, `plugwire.X` and `from plugwire import X` alike.
+        warnings.warn(
+            f"plugwire.{name} is deprecated and will be removed in the next release; use plugwire.{namespace}.{name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(f"{__name__}.{namespace}"), name)
+    raise AttributeError(f"module 'plugwire' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | {"__version__"})
+    return sorted({*__all__, *_NAMESPACES} | {name for name in globals() if name.startswith("__")})

@@ -39,7 +39,7 @@ async def test_the_text_stats_plugin_counts_words_sentences_and_top_words() -> N
         stats = await manager.execute("stats", StatsRequest("The cat sat. The cat ran! Did the dog run?", top=1))
         assert (stats.words, stats.sentences) == (10, 3)
         assert stats.top_words == [("cat", 2)]
-        with pytest.raises(plugwire.RequestValidationError):
+        with pytest.raises(plugwire.errors.RequestValidationError):
             await manager.execute("stats", StatsRequest("x", words_per_minute=0))
 
 
@@ -53,5 +53,5 @@ async def test_the_node_plugin_transforms_text_for_a_python_host() -> None:
             "text": "HI THERE",
             "words": 2,
         }
-        with pytest.raises(plugwire.RequestValidationError):
+        with pytest.raises(plugwire.errors.RequestValidationError):
             await manager.execute("node", {"op": "explode"})

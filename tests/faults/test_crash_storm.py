@@ -39,7 +39,9 @@ import pytest
 
 import plugwire
 from plugins.ledger_plugin import Done, Job
-from plugwire import BreakerState, BreakerStateChange, ErrorCode, ExecutionContext, PluginError, RequestSent
+from plugwire import ExecutionContext, PluginError
+from plugwire.errors import ErrorCode, RequestSent
+from plugwire.policies import BreakerState, BreakerStateChange
 
 PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "ledger_plugin.py"
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -60,7 +62,7 @@ MAX_RETRIES = 3  # simple()'s default
 #   kills and timeouts with no success between them: see test's end), and when a half-open
 #   trial then times out (a short per-call timeout) while the pool still has live processes,
 #   no restart follows to end the wait: only the recovery timeout does, 30 s by default.
-RESTARTS = plugwire.RestartPolicy(initial_backoff=0.01, max_backoff=0.05, max_restarts=1_000_000)
+RESTARTS = plugwire.config.RestartPolicy(initial_backoff=0.01, max_backoff=0.05, max_restarts=1_000_000)
 RECOVERY_TIMEOUT = 0.5
 FAILURE_THRESHOLD = 5  # simple()'s
 SLACK = 0.1
@@ -232,7 +234,7 @@ def build_manager(ledger: Path, fifo: Path) -> plugwire.AsyncPluginManager[Job, 
         sys.executable,
         str(PLUGIN),
         env={"PYTHONPATH": str(SRC), "LEDGER": str(ledger), "LEDGER_SIGNAL": str(fifo)},
-        options=plugwire.SubprocessOptions(grace=1.0, kill_after=1.0, restart=RESTARTS),
+        options=plugwire.config.SubprocessOptions(grace=1.0, kill_after=1.0, restart=RESTARTS),
     )
     builder = plugwire.simple(Job, Done).with_circuit_breaker(recovery_timeout=RECOVERY_TIMEOUT)
     return builder.with_plugin("storm", source).build()

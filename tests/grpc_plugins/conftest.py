@@ -10,7 +10,7 @@ from grpc_certs import CertSet, make_cert_set
 from grpc_support import Answer, Ask, EchoPlugin, ServeFactory
 
 import plugwire
-from plugwire import GrpcPluginServer
+from plugwire.sdk import GrpcPluginServer
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +31,7 @@ async def serve() -> AsyncIterator[ServeFactory]:
 
     yield start
     for server in servers:
-        await server.stop(0)
+        await server.aclose(0)
 
 
 @pytest.fixture

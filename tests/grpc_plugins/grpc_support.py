@@ -14,8 +14,9 @@ from typing import Any
 import msgspec
 
 import plugwire
-from plugwire import ExecutionContext, GrpcPluginServer, Plugin, PluginInfo
+from plugwire import ExecutionContext, Plugin, PluginInfo
 from plugwire._errors import error_from_code
+from plugwire.sdk import GrpcPluginServer
 
 
 class Ask(msgspec.Struct, kw_only=True):
@@ -59,7 +60,7 @@ class EchoPlugin(Plugin[Ask, Answer]):
                 self.cancelled.set()
                 raise
         if request.mode == "invalid":
-            raise plugwire.RequestValidationError("text must not be empty")
+            raise plugwire.errors.RequestValidationError("text must not be empty")
         if request.mode == "unavailable":
             raise plugwire.TransportError("database is down")
         if request.mode == "coded":

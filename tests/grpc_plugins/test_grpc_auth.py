@@ -11,8 +11,9 @@ import pytest
 from grpc_support import Answer, Ask, ServeFactory
 
 import plugwire
-from plugwire import AsyncPluginManager, AuthConfig, AuthMethod, ErrorCode
+from plugwire import AsyncPluginManager, AuthConfig, AuthMethod
 from plugwire._auth import credential_provider, credential_verifier
+from plugwire.errors import ErrorCode
 
 Manager = AsyncPluginManager[Ask, Answer]
 
@@ -86,7 +87,7 @@ def test_verifiers_refuse_missing_malformed_and_wrong_credentials(
 ) -> None:
     verifier = credential_verifier(config)
     assert verifier is not None
-    with pytest.raises(plugwire.AuthenticationError) as caught:
+    with pytest.raises(plugwire.errors.AuthenticationError) as caught:
         verifier(metadata)
     assert caught.value.code == code
     for secret in ("key-0123456789", "tok-abcdef", "open sesame"):
@@ -132,9 +133,9 @@ async def test_wrong_and_missing_credentials_are_refused_over_grpc_with_their_co
 ) -> None:
     caplog.set_level(logging.DEBUG)
     server = await serve(auth=config)
-    with pytest.raises(plugwire.AuthenticationError) as wrong:
+    with pytest.raises(plugwire.errors.AuthenticationError) as wrong:
         await manager.register(plugwire.grpc(server.address, auth=WRONG[config.method.value]), name="wrong")
-    with pytest.raises(plugwire.AuthenticationError) as missing:
+    with pytest.raises(plugwire.errors.AuthenticationError) as missing:
         await manager.register(plugwire.grpc(server.address), name="missing")
     assert wrong.value.code == ErrorCode.AUTH_INVALID_CREDENTIALS
     assert missing.value.code == ErrorCode.AUTH_MISSING_CREDENTIALS
@@ -157,7 +158,7 @@ async def test_malformed_credentials_are_refused_over_grpc(
     serve: ServeFactory, manager: Manager, config: AuthConfig, sent: dict[str, str]
 ) -> None:
     server = await serve(auth=config)
-    with pytest.raises(plugwire.AuthenticationError) as caught:
+    with pytest.raises(plugwire.errors.AuthenticationError) as caught:
         await manager.register(plugwire.grpc(server.address, auth=lambda: sent), name="bad")
     assert caught.value.code == ErrorCode.AUTH_MALFORMED_CREDENTIALS
 
@@ -176,23 +177,23 @@ class SignatureCheck:
     def __call__(self, metadata: Mapping[str, str]) -> None:
         sent = metadata.get("x-signature")
         if sent is None:
-            raise plugwire.AuthenticationError("no signature", code=ErrorCode.AUTH_MISSING_CREDENTIALS)
+            raise plugwire.errors.AuthenticationError("no signature", code=ErrorCode.AUTH_MISSING_CREDENTIALS)
         if sent != "sig-ok":
             raise ValueError("bad signature sig-ok expected")  # a careless verifier leaking its secret
 
 
 async def test_custom_providers_and_verifiers_plug_in_as_protocols(serve: ServeFactory, manager: Manager) -> None:
-    assert isinstance(SignedHeader("x"), plugwire.CredentialProvider)
-    assert isinstance(SignatureCheck(), plugwire.CredentialVerifier)
+    assert isinstance(SignedHeader("x"), plugwire.security.CredentialProvider)
+    assert isinstance(SignatureCheck(), plugwire.security.CredentialVerifier)
     server = await serve(auth=SignatureCheck())
     await manager.register(plugwire.grpc(server.address, auth=SignedHeader("sig-ok")), name="good")
     assert (await manager.execute("good", Ask(text="signed"))).text == "signed"
 
-    with pytest.raises(plugwire.AuthenticationError) as wrong:
+    with pytest.raises(plugwire.errors.AuthenticationError) as wrong:
         await manager.register(plugwire.grpc(server.address, auth=SignedHeader("sig-bad")), name="bad")
     assert wrong.value.code == ErrorCode.AUTH_FAILED
     assert "sig-ok" not in str(wrong.value)
-    with pytest.raises(plugwire.AuthenticationError) as missing:
+    with pytest.raises(plugwire.errors.AuthenticationError) as missing:
         await manager.register(plugwire.grpc(server.address), name="none")
     assert missing.value.code == ErrorCode.AUTH_MISSING_CREDENTIALS
 
@@ -202,16 +203,16 @@ async def test_a_failing_credential_provider_is_an_authentication_error(serve: S
         raise OSError("vault unreachable, token=abc")
 
     server = await serve()
-    with pytest.raises(plugwire.AuthenticationError) as caught:
+    with pytest.raises(plugwire.errors.AuthenticationError) as caught:
         await manager.register(plugwire.grpc(server.address, auth=broken), name="p")
     assert "token=abc" not in str(caught.value)
 
 
 async def test_metadata_grpc_cannot_carry_is_refused_before_sending(serve: ServeFactory, manager: Manager) -> None:
     server = await serve()
-    with pytest.raises(plugwire.AuthenticationError) as bad_value:
+    with pytest.raises(plugwire.errors.AuthenticationError) as bad_value:
         await manager.register(plugwire.grpc(server.address, auth=lambda: {"x-api-key": "s3cr\tet"}), name="a")
-    with pytest.raises(plugwire.AuthenticationError) as bad_key:
+    with pytest.raises(plugwire.errors.AuthenticationError) as bad_key:
         await manager.register(plugwire.grpc(server.address, auth=lambda: {"X Key": "v"}), name="b")
     assert bad_value.value.code == ErrorCode.AUTH_MALFORMED_CREDENTIALS
     assert "s3cr" not in str(bad_value.value)
@@ -245,10 +246,10 @@ def test_a_refused_authorization_header_is_never_echoed() -> None:
 
     verifier = credential_verifier(plugwire.AuthConfig(method=plugwire.AuthMethod.BEARER, token="right"))
     assert verifier is not None
-    with pytest.raises(plugwire.AuthenticationError) as caught:
+    with pytest.raises(plugwire.errors.AuthenticationError) as caught:
         verifier({"authorization": "sk_live_51HqLyjWDarjtT1zdp7dc"})
     assert "sk_live" not in str(caught.value)
-    assert caught.value.code == plugwire.ErrorCode.AUTH_MALFORMED_CREDENTIALS
+    assert caught.value.code == plugwire.errors.ErrorCode.AUTH_MALFORMED_CREDENTIALS
 
 
 def test_secrets_from_files_and_environment_are_known_for_redaction(

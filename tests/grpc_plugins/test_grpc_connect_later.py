@@ -12,7 +12,8 @@ from grpc_support import Answer, Ask, ServeFactory
 from procguard import python_plugin
 
 import plugwire
-from plugwire import ErrorCode, Status
+from plugwire import Status
+from plugwire.errors import ErrorCode
 from plugwire.testing import FakeClock
 
 pytestmark = pytest.mark.timeout(30)
@@ -30,7 +31,7 @@ async def test_a_grpc_plugin_down_at_start_connects_in_the_background_while_the_
     )
     async with builder.build() as manager:  # the README's Quick start no longer fails here
         assert (await manager.execute("local", Ask(text="meanwhile"))).text == "meanwhile"
-        with pytest.raises(plugwire.PluginConnectingError) as caught:
+        with pytest.raises(plugwire.errors.PluginConnectingError) as caught:
             await manager.execute("remote", Ask(text="too early"))
         assert caught.value.code == ErrorCode.PLUGIN_CONNECTING
         assert caught.value.retryable
@@ -96,7 +97,7 @@ async def test_an_executable_plugin_can_opt_in_and_starts_on_a_later_try(tmp_pat
     plugin = python_plugin("raw_plugin.py", "crash-after-first", RAW_PLUGIN_STATE=str(state))
     async with plugwire.AsyncPluginManager(Ask, Answer) as manager:
         await manager.register(plugin, config=config)
-        with pytest.raises(plugwire.PluginConnectingError):
+        with pytest.raises(plugwire.errors.PluginConnectingError):
             await manager.execute("raw", Ask(text="x"))
         assert "crashing on start 1" in manager.list_plugins()["raw"].message
         state.unlink()

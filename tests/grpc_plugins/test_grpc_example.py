@@ -42,7 +42,7 @@ async def test_the_backup_auth_example_serves_the_readme_plugin_over_grpc_with_a
             bad = await mgr.execute("backup-auth", AuthRequest(user_id="bob", token="wrong"))
             assert mgr.get_plugin("backup-auth").info().capabilities == ("authenticate", "authorize")
         async with plugwire.AsyncPluginManager(AuthRequest, AuthResponse) as keyless:
-            with pytest.raises(plugwire.AuthenticationError):
+            with pytest.raises(plugwire.errors.AuthenticationError):
                 await keyless.register(plugwire.grpc(address), name="no-key")
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0

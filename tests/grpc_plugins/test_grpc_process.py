@@ -94,7 +94,7 @@ async def test_serve_with_the_grpc_transport_serves_until_sigterm_then_exits_0(
 def test_serve_with_the_grpc_transport_needs_an_address() -> None:
     with pytest.raises(plugwire.ConfigError) as caught:
         plugwire.serve(object(), transport="grpc")
-    assert caught.value.code == plugwire.ErrorCode.CONFIG_MISSING_ENDPOINT
+    assert caught.value.code == plugwire.errors.ErrorCode.CONFIG_MISSING_ENDPOINT
 
 
 async def test_a_plugin_killed_mid_call_fails_the_call_with_a_retryable_coded_error(
@@ -165,7 +165,7 @@ async def test_a_call_cut_off_at_the_end_of_the_grace_ends_with_1207_and_no_trac
 ) -> None:
     address = f"unix:{short_socket_path(tmp_path)}"
     plugin = await launch(address, "serve", PLUGWIRE_TEST_GRACE="0")
-    request = MODS.pb2.ExecuteRequest(payload=plugwire.TypedCodec(Ask).encode(Ask(mode="hang")))
+    request = MODS.pb2.ExecuteRequest(payload=plugwire.sdk.TypedCodec(Ask).encode(Ask(mode="hang")))
     async with grpc.aio.insecure_channel(address) as channel:
         call = asyncio.ensure_future(MODS.pb2_grpc.PluginStub(channel).Execute(request, timeout=30))
         await plugin.expect("call started")
@@ -178,7 +178,9 @@ async def test_a_call_cut_off_at_the_end_of_the_grace_ends_with_1207_and_no_trac
     assert "Traceback" not in rest
     assert "CancelledError" not in rest
     # The host learns the exact code: the work may have happened (outcome unknown).
-    assert ("plugwire-code", str(plugwire.ErrorCode.OUTCOME_UNKNOWN)) in tuple(caught.value.trailing_metadata() or ())
+    assert ("plugwire-code", str(plugwire.errors.ErrorCode.OUTCOME_UNKNOWN)) in tuple(
+        caught.value.trailing_metadata() or ()
+    )
 
 
 async def test_sigterm_turns_health_not_serving_while_a_call_in_flight_finishes(

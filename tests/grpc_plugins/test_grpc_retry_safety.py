@@ -13,7 +13,9 @@ import pytest
 from grpc_support import Answer, Ask, EchoPlugin, ServeFactory
 
 import plugwire
-from plugwire import AsyncPluginManager, ExecutionContext, GrpcPluginServer, RequestSent
+from plugwire import AsyncPluginManager, ExecutionContext
+from plugwire.errors import RequestSent
+from plugwire.sdk import GrpcPluginServer
 
 Manager = AsyncPluginManager[Ask, Answer]
 
@@ -45,7 +47,7 @@ async def stop_the_one_working(plugins: list[HangsOnce], servers: list[GrpcPlugi
     done, pending = await asyncio.wait(started, return_when=asyncio.FIRST_COMPLETED)
     for waiter in pending:
         waiter.cancel()
-    await servers[started.index(done.pop())].stop(0)
+    await servers[started.index(done.pop())].aclose(0)
 
 
 async def test_a_call_cut_off_by_a_stopping_server_is_not_retried_on_another_replica(
@@ -83,11 +85,11 @@ async def test_an_idempotent_call_cut_off_by_a_stopping_server_is_retried_on_ano
 async def test_a_call_that_cannot_connect_was_not_sent_and_is_retried(serve: ServeFactory, manager: Manager) -> None:
     server = await serve(EchoPlugin())
     await manager.register(plugwire.grpc(server.address), name="gone")
-    await server.stop(0)
+    await server.aclose(0)
 
     with pytest.raises(plugwire.TransportError) as caught:
         await manager.execute("gone", Ask())
 
-    assert caught.value.code == plugwire.ErrorCode.CONNECT_FAILED
+    assert caught.value.code == plugwire.errors.ErrorCode.CONNECT_FAILED
     assert caught.value.request_sent is RequestSent.NO
     assert caught.value.details["attempts"] == 4  # the default retries, all made

@@ -7,10 +7,11 @@ import pytest
 from grpc_support import Answer, Ask, EchoPlugin, ServeFactory
 
 import plugwire
-from plugwire import AsyncPluginManager, ErrorCode, ExecutionContext, HealthStatus, PluginInfo, Status
+from plugwire import AsyncPluginManager, ExecutionContext, HealthStatus, PluginInfo, Status
 from plugwire._proto import load
 from plugwire._transports.base import Call
 from plugwire._transports.grpc import GrpcTransport
+from plugwire.errors import ErrorCode
 
 MODS = load()
 Manager = AsyncPluginManager[Ask, Answer]
@@ -36,7 +37,7 @@ async def test_plugin_errors_become_grpc_statuses_with_the_code_in_trailers(
     serve: ServeFactory, manager: Manager, code: int, status: grpc.StatusCode
 ) -> None:
     server = await serve()
-    request = MODS.pb2.ExecuteRequest(payload=plugwire.TypedCodec(Ask).encode(Ask(mode="coded", size=code)))
+    request = MODS.pb2.ExecuteRequest(payload=plugwire.sdk.TypedCodec(Ask).encode(Ask(mode="coded", size=code)))
     async with grpc.aio.insecure_channel(server.address) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await MODS.pb2_grpc.PluginStub(channel).Execute(request, timeout=5)
@@ -63,7 +64,7 @@ async def test_a_request_of_the_wrong_shape_is_refused_by_the_plugin_side(serve:
     server = await serve()
     async with AsyncPluginManager(dict, Answer) as mgr:
         await mgr.register(plugwire.grpc(server.address), name="p")
-        with pytest.raises(plugwire.RequestValidationError) as caught:
+        with pytest.raises(plugwire.errors.RequestValidationError) as caught:
             await mgr.execute("p", {"text": 42})
     assert caught.value.details.get("field") == "text"
 
@@ -108,7 +109,7 @@ class BadInfo(EchoPlugin):
 
 async def test_a_plugin_whose_info_fails_cannot_be_registered(serve: ServeFactory, manager: Manager) -> None:
     server = await serve(BadInfo())
-    with pytest.raises(plugwire.ProtocolError, match="no info today"):
+    with pytest.raises(plugwire.errors.ProtocolError, match="no info today"):
         await manager.register(plugwire.grpc(server.address), name="p")
 
 
@@ -129,6 +130,15 @@ async def test_a_closed_transport_refuses_calls_with_a_coded_error(serve: ServeF
 async def test_stopping_the_server_closes_the_plugin_once(serve: ServeFactory) -> None:
     plugin = EchoPlugin()
     server = await serve(plugin)
-    await server.stop(0)
-    await server.stop(0)
+    await server.aclose(0)
+    await server.aclose(0)
     assert plugin.closed
+
+
+async def test_stop_is_the_deprecated_spelling_of_aclose(serve: ServeFactory) -> None:
+    plugin = EchoPlugin()
+    server = await serve(plugin)
+    with pytest.warns(DeprecationWarning, match=r"GrpcPluginServer.stop\(\) is deprecated.*use aclose\(\)"):
+        await server.stop(0)
+    assert plugin.closed
+    assert server.stopping

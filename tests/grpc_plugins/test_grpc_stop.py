@@ -19,10 +19,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_support import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 
 import plugwire
-from plugwire import ExecutionContext, GrpcPluginServer, HealthStatus, Status
+from plugwire import ExecutionContext, HealthStatus, Status
 from plugwire._proto import SERVICE_NAME, load
 from plugwire._sdk import grpc_health, grpc_server
 from plugwire._sdk import serve as serve_module
+from plugwire.sdk import GrpcPluginServer
 
 MODS = load()
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -76,7 +77,7 @@ async def probe(address: str, service: str = "") -> int:
 
 
 def execute_request(mode: str, text: str = "") -> Any:
-    return MODS.pb2.ExecuteRequest(payload=plugwire.TypedCodec(Ask).encode(Ask(mode=mode, text=text)))
+    return MODS.pb2.ExecuteRequest(payload=plugwire.sdk.TypedCodec(Ask).encode(Ask(mode=mode, text=text)))
 
 
 def trailer_code(error: grpc.aio.AioRpcError) -> str:
@@ -95,8 +96,8 @@ async def test_a_stopping_server_says_not_serving_and_refuses_new_calls_while_in
         await plugin.started.wait()
         assert await probe(server.address) == SERVING
 
-        stopping = asyncio.ensure_future(server.stop(30))
-        await asyncio.sleep(0)  # one turn: stop() has begun and waits for the call in flight
+        stopping = asyncio.ensure_future(server.aclose(30))
+        await asyncio.sleep(0)  # one turn: aclose() has begun and waits for the call in flight
         assert server.stopping
         # The listener is still open: a probe connects and sees NOT_SERVING, for both names.
         assert await probe(server.address) == NOT_SERVING
@@ -106,14 +107,14 @@ async def test_a_stopping_server_says_not_serving_and_refuses_new_calls_while_in
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.Execute(execute_request("", "too late"), timeout=10)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert trailer_code(refused.value) == str(plugwire.ErrorCode.PLUGIN_STOPPING)
+        assert trailer_code(refused.value) == str(plugwire.errors.ErrorCode.PLUGIN_STOPPING)
         assert plugin.calls == calls_before
         assert not stopping.done()
         assert not plugin.closed
 
         plugin.gate.set()  # the call in flight finishes within the grace...
         answer = MODS.pb2.ExecuteResponse.FromString((await in_flight).SerializeToString())
-    assert plugwire.TypedCodec(Answer).decode(answer.payload).text == "finish me"
+    assert plugwire.sdk.TypedCodec(Answer).decode(answer.payload).text == "finish me"
     await stopping  # ...and only then does the server close and the plugin's close() run
     assert plugin.closed
 
@@ -126,12 +127,12 @@ async def test_a_call_still_running_when_the_grace_ends_is_cancelled_and_answere
     async with grpc.aio.insecure_channel(server.address) as channel:
         call = asyncio.ensure_future(MODS.pb2_grpc.PluginStub(channel).Execute(execute_request("hang"), timeout=30))
         await plugin.started.wait()
-        await server.stop(0)
+        await server.aclose(0)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call
     # The plugin's work was cancelled; the host learns the outcome is unknown (the exact code).
     assert plugin.cancelled.is_set()
-    assert trailer_code(caught.value) == str(plugwire.ErrorCode.OUTCOME_UNKNOWN)
+    assert trailer_code(caught.value) == str(plugwire.errors.ErrorCode.OUTCOME_UNKNOWN)
     assert plugin.closed
     assert "Traceback" not in capfd.readouterr().err  # grpc prints one for a handler it cancels
 
@@ -146,10 +147,10 @@ async def test_a_plugwire_host_sees_the_cut_off_call_as_outcome_unknown(
         await manager.register(plugwire.grpc(server.address), name="p", config=config)
         call = asyncio.ensure_future(manager.execute("p", Ask(mode="gated"), ExecutionContext(timeout=30)))
         await plugin.started.wait()
-        await server.stop(0)
+        await server.aclose(0)
         with pytest.raises(plugwire.OutcomeUnknownError) as caught:
             await call
-    assert caught.value.code == plugwire.ErrorCode.OUTCOME_UNKNOWN
+    assert caught.value.code == plugwire.errors.ErrorCode.OUTCOME_UNKNOWN
 
 
 def test_the_grace_of_a_grpc_plugin_is_the_documented_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -229,7 +230,7 @@ async def test_a_probe_waiting_for_a_stuck_health_check_is_answered_when_the_ser
             health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
         )
         await plugin.health_asked.wait()
-        await server.stop(5)  # nothing in flight: the stop does not wait for the stuck health()
+        await server.aclose(5)  # nothing in flight: the stop does not wait for the stuck health()
         assert (await check).status == NOT_SERVING
     assert "Traceback" not in capfd.readouterr().err  # grpc prints one for a handler it cancels
 
@@ -253,7 +254,7 @@ async def test_watch_streams_health_changes_then_not_serving_at_stop_and_ends_cl
         seen.append((await stream.read()).status)
         plugin.health_status = HealthStatus(status=Status.HEALTHY, message="back")
         seen.append((await stream.read()).status)
-        stopping = asyncio.ensure_future(server.stop(5))
+        stopping = asyncio.ensure_future(server.aclose(5))
         seen.append((await stream.read()).status)
         assert await stream.read() is grpc.aio.EOF  # the stream ends before the server closes...
         assert await stream.code() == grpc.StatusCode.OK  # ...with OK, not cut off

@@ -9,7 +9,9 @@ from grpc_certs import CertSet, Pair
 from grpc_support import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 
 import plugwire
-from plugwire import AsyncPluginManager, AuthConfig, AuthMethod, ErrorCode, ServerTLSConfig, TLSConfig
+from plugwire import AsyncPluginManager, AuthConfig, AuthMethod
+from plugwire.errors import ErrorCode
+from plugwire.security import ServerTLSConfig, TLSConfig
 
 Manager = AsyncPluginManager[Ask, Answer]
 
@@ -78,7 +80,7 @@ async def test_a_plugin_demanding_a_client_cert_refuses_a_host_without_one(
     serve: ServeFactory, manager: Manager, certs: CertSet
 ) -> None:
     server = await serve(tls=server_tls(certs.server, certs.ca.cert_file))
-    with pytest.raises(plugwire.AuthenticationError) as caught:
+    with pytest.raises(plugwire.errors.AuthenticationError) as caught:
         await manager.register(plugwire.grpc(server.address, tls=host_tls(certs.ca.cert_file)), name="p")
     assert caught.value.code == ErrorCode.AUTH_CLIENT_CERT_REQUIRED
     assert not caught.value.retryable
@@ -88,7 +90,7 @@ async def test_a_plugin_demanding_a_client_cert_refuses_a_host_without_one(
 async def test_a_client_cert_from_another_ca_is_refused(serve: ServeFactory, manager: Manager, certs: CertSet) -> None:
     server = await serve(tls=server_tls(certs.server, certs.ca.cert_file))
     tls = host_tls(certs.ca.cert_file, certs.stranger_client)
-    with pytest.raises(plugwire.AuthenticationError) as caught:
+    with pytest.raises(plugwire.errors.AuthenticationError) as caught:
         await manager.register(plugwire.grpc(server.address, tls=tls), name="p")
     assert caught.value.code == ErrorCode.AUTH_CLIENT_CERT_REJECTED
 
@@ -175,8 +177,8 @@ def test_unreadable_tls_files_are_config_errors_naming_the_file(tmp_path: Path) 
 async def test_a_plugin_configured_for_mtls_must_demand_client_certs(certs: CertSet) -> None:
     mtls = AuthConfig(method=AuthMethod.MTLS)
     with pytest.raises(plugwire.ConfigError, match="require_client_cert"):
-        plugwire.GrpcPluginServer(EchoPlugin(), address="127.0.0.1:0", auth=mtls, tls=server_tls(certs.server))
-    server = plugwire.GrpcPluginServer(
+        plugwire.sdk.GrpcPluginServer(EchoPlugin(), address="127.0.0.1:0", auth=mtls, tls=server_tls(certs.server))
+    server = plugwire.sdk.GrpcPluginServer(
         EchoPlugin(), address="127.0.0.1:0", auth=mtls, tls=server_tls(certs.server, certs.ca.cert_file)
     )
     assert not server.verifies  # the TLS layer checks the certificate; no metadata is needed

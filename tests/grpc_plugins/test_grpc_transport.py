@@ -15,16 +15,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_support import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 
 import plugwire
-from plugwire import (
-    AsyncPluginManager,
-    ConnectionConfig,
-    ErrorCode,
-    ExecutionContext,
-    PluginConfig,
-    Status,
-)
+from plugwire import AsyncPluginManager, ConnectionConfig, ExecutionContext, PluginConfig, Status
 from plugwire._sources import source_for_config
 from plugwire._transports.grpc import GrpcTransport, channel_options
+from plugwire.errors import ErrorCode
 
 Manager = AsyncPluginManager[Ask, Answer]
 
@@ -138,7 +132,7 @@ async def test_cancelling_the_caller_cancels_the_call_on_the_plugin(serve: Serve
 async def test_a_response_of_the_wrong_shape_is_a_coded_error(serve: ServeFactory, manager: Manager) -> None:
     server = await serve()
     await manager.register(plugwire.grpc(server.address), name="p")
-    with pytest.raises(plugwire.ResponseValidationError) as caught:
+    with pytest.raises(plugwire.errors.ResponseValidationError) as caught:
         await manager.execute("p", Ask(mode="wrong-shape"))
     assert caught.value.code == ErrorCode.RESPONSE_INVALID
 
@@ -153,7 +147,7 @@ async def test_a_reply_that_is_not_the_protocol_message_is_a_protocol_error(mana
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        with pytest.raises(plugwire.ProtocolError) as caught:
+        with pytest.raises(plugwire.errors.ProtocolError) as caught:
             await manager.register(plugwire.grpc(f"127.0.0.1:{port}"), name="junk")
     finally:
         await server.stop(0)
@@ -195,7 +189,7 @@ async def test_a_server_limit_smaller_than_the_request_is_reported_as_too_large(
 @pytest.mark.parametrize(
     ("mode", "error", "code", "retryable"),
     [
-        ("invalid", plugwire.RequestValidationError, ErrorCode.REQUEST_INVALID, False),
+        ("invalid", plugwire.errors.RequestValidationError, ErrorCode.REQUEST_INVALID, False),
         ("unavailable", plugwire.TransportError, ErrorCode.TRANSPORT_FAILED, True),
         ("boom", plugwire.ExecutionError, ErrorCode.EXECUTION_FAILED, False),
     ],
@@ -216,12 +210,17 @@ async def test_errors_raised_by_a_plugwire_plugin_keep_their_code(
     ("status", "error", "code", "retryable"),
     [
         (grpc.StatusCode.UNAVAILABLE, plugwire.TransportError, ErrorCode.TRANSPORT_FAILED, True),
-        (grpc.StatusCode.INVALID_ARGUMENT, plugwire.RequestValidationError, ErrorCode.REQUEST_INVALID, False),
+        (grpc.StatusCode.INVALID_ARGUMENT, plugwire.errors.RequestValidationError, ErrorCode.REQUEST_INVALID, False),
         (grpc.StatusCode.DEADLINE_EXCEEDED, plugwire.PluginTimeoutError, ErrorCode.TIMEOUT, True),
-        (grpc.StatusCode.UNAUTHENTICATED, plugwire.AuthenticationError, ErrorCode.AUTH_FAILED, False),
-        (grpc.StatusCode.PERMISSION_DENIED, plugwire.AuthenticationError, ErrorCode.AUTH_PERMISSION_DENIED, False),
+        (grpc.StatusCode.UNAUTHENTICATED, plugwire.errors.AuthenticationError, ErrorCode.AUTH_FAILED, False),
+        (
+            grpc.StatusCode.PERMISSION_DENIED,
+            plugwire.errors.AuthenticationError,
+            ErrorCode.AUTH_PERMISSION_DENIED,
+            False,
+        ),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, plugwire.RateLimitedError, ErrorCode.RATE_LIMITED, True),
-        (grpc.StatusCode.UNIMPLEMENTED, plugwire.ProtocolError, ErrorCode.PROTOCOL, False),
+        (grpc.StatusCode.UNIMPLEMENTED, plugwire.errors.ProtocolError, ErrorCode.PROTOCOL, False),
         (grpc.StatusCode.UNKNOWN, plugwire.ExecutionError, ErrorCode.EXECUTION_FAILED, False),
         (grpc.StatusCode.NOT_FOUND, plugwire.ExecutionError, ErrorCode.EXECUTION_FAILED, False),
         (grpc.StatusCode.ABORTED, plugwire.ExecutionError, ErrorCode.EXECUTION_FAILED, True),
@@ -270,7 +269,7 @@ async def test_restart_reconnects_to_a_server_that_came_back(serve: ServeFactory
     await manager.register(plugwire.grpc(first.address), name="p")
     assert (await manager.execute("p", Ask())).server == "first"
     address = first.address
-    await first.stop(0)
+    await first.aclose(0)
 
     with pytest.raises(plugwire.PluginError) as caught:
         await manager.execute("p", Ask())
@@ -314,7 +313,7 @@ def test_connection_settings_become_channel_options() -> None:
     options = dict(
         channel_options(
             ConnectionConfig(connection_timeout=3, idle_timeout=60, max_message_size=1234, keep_alive=True),
-            plugwire.TLSConfig(server_name="plugin.internal"),
+            plugwire.security.TLSConfig(server_name="plugin.internal"),
         )
     )
     assert options["grpc.enable_retries"] == 0
@@ -341,13 +340,13 @@ class P:
         return request
 try:
     plugwire.grpc("127.0.0.1:1").create_transport(plugwire.PluginConfig(name="x"), None)
-except plugwire.MissingDependencyError as exc:
+except plugwire.errors.MissingDependencyError as exc:
     print(exc.code, exc)
 else:
     print("no error")
 try:
-    plugwire.GrpcPluginServer(P(), address="127.0.0.1:0")
-except plugwire.MissingDependencyError as exc:
+    plugwire.sdk.GrpcPluginServer(P(), address="127.0.0.1:0")
+except plugwire.errors.MissingDependencyError as exc:
     print(exc.code, exc)
 else:
     print("no error")

@@ -13,9 +13,13 @@ import plugwire
 def verify(credentials: Mapping[str, str]) -> None:
     given = credentials.get("authorization")
     if given is None:
-        raise plugwire.AuthenticationError("no credentials", code=plugwire.ErrorCode.AUTH_MISSING_CREDENTIALS)
+        raise plugwire.errors.AuthenticationError(
+            "no credentials", code=plugwire.errors.ErrorCode.AUTH_MISSING_CREDENTIALS
+        )
     if not hmac.compare_digest(given, "Bearer let-me-in"):
-        raise plugwire.AuthenticationError("wrong token", code=plugwire.ErrorCode.AUTH_INVALID_CREDENTIALS)
+        raise plugwire.errors.AuthenticationError(
+            "wrong token", code=plugwire.errors.ErrorCode.AUTH_INVALID_CREDENTIALS
+        )
 
 
 if __name__ == "__main__":

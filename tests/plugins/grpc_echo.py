@@ -1,7 +1,7 @@
 """A gRPC test plugin run as its own process: `python grpc_echo.py ADDRESS [serve|serve_grpc]`.
 
 With `serve` it starts through `plugwire.serve(plugin, transport="grpc", address=...)`, the
-one entry point of every transport; by default through `plugwire.serve_grpc`.
+one entry point of every transport; by default through `plugwire.sdk.serve_grpc`.
 
 It names itself after its process id, announces each call on stderr ("call started"), in
 mode "gated" finishes a call when a byte arrives on the FIFO named by the request's text, and
@@ -68,4 +68,4 @@ if __name__ == "__main__":
     options = {"grace": float(os.environ["PLUGWIRE_TEST_GRACE"])} if "PLUGWIRE_TEST_GRACE" in os.environ else {}
     if sys.argv[2:] == ["serve"]:
         plugwire.serve(ProcessEcho(), transport="grpc", address=sys.argv[1], **options)
-    plugwire.serve_grpc(ProcessEcho(), address=sys.argv[1], **options)
+    plugwire.sdk.serve_grpc(ProcessEcho(), address=sys.argv[1], **options)

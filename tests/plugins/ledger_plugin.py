@@ -78,7 +78,7 @@ class LedgerPlugin(plugwire.Plugin[Job, Done]):
         first = ctx.request_id not in self.seen
         self.seen.add(ctx.request_id)
         if request.op == "refuse-once" and first:
-            raise plugwire.TransportError("stopping", code=plugwire.ErrorCode.PLUGIN_STOPPING, retryable=True)
+            raise plugwire.TransportError("stopping", code=plugwire.errors.ErrorCode.PLUGIN_STOPPING, retryable=True)
         if request.op == "fail-once" and first:
             raise plugwire.ExecutionError("the ledger was busy", retryable=True)
         if request.op == "own-timeout":

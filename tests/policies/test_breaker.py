@@ -9,21 +9,16 @@ from typing import Any
 import pytest
 
 from plugwire import (
-    AuthenticationError,
-    BreakerState,
-    BreakerStateChange,
-    CircuitBreaker,
     CircuitBreakerConfig,
     CircuitOpenError,
-    ErrorCode,
     ExecutionContext,
     ExecutionError,
-    RequestSent,
-    RequestValidationError,
     RetryConfig,
     TransportError,
 )
 from plugwire._policies import CircuitBreakerPolicy, RetryPolicy, compose
+from plugwire.errors import AuthenticationError, ErrorCode, RequestSent, RequestValidationError
+from plugwire.policies import BreakerState, BreakerStateChange, CircuitBreaker
 from plugwire.testing import Call, FakeClock
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN

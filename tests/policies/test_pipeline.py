@@ -8,14 +8,12 @@ from typing import Any
 import pytest
 
 from plugwire import (
-    CircuitBreaker,
     CircuitBreakerConfig,
     CircuitOpenError,
     ExecutionContext,
     PluginConfig,
     RateLimitConfig,
     RateLimitedError,
-    RequestSent,
     RetryConfig,
     TransportError,
 )
@@ -27,6 +25,8 @@ from plugwire._policies import (
     TimeoutPolicy,
     build_pipeline,
 )
+from plugwire.errors import RequestSent
+from plugwire.policies import CircuitBreaker
 from plugwire.testing import Call, FakeClock
 
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from plugwire import ErrorCode, ExecutionContext, RateLimitConfig, RateLimitedError
+from plugwire import ExecutionContext, RateLimitConfig, RateLimitedError
 from plugwire._policies import RateLimitPolicy, TokenBucket, compose
+from plugwire.errors import ErrorCode
 from plugwire.testing import Call, FakeClock
 
 

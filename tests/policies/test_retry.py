@@ -14,11 +14,11 @@ from plugwire import (
     ExecutionError,
     OutcomeUnknownError,
     PluginTimeoutError,
-    RequestSent,
     RetryConfig,
     TransportError,
 )
 from plugwire._policies import RetryPolicy, TimeoutPolicy, compose, is_retryable
+from plugwire.errors import RequestSent
 from plugwire.testing import Call, FakeClock
 
 

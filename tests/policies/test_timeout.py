@@ -8,8 +8,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from plugwire import ErrorCode, ExecutionContext, PluginTimeoutError
+from plugwire import ExecutionContext, PluginTimeoutError
 from plugwire._policies import TimeoutPolicy, compose
+from plugwire.errors import ErrorCode
 from plugwire.testing import Call, FakeClock
 
 

@@ -99,10 +99,10 @@ async def test_a_too_deep_answer_breaks_the_connection_with_2003_and_answers_rea
     with pytest.raises((plugwire.OutcomeUnknownError, plugwire.TransportError)) as caught:
         await asyncio.wait_for(second, 5)
     cause = caught.value.__cause__
-    assert isinstance(cause, plugwire.ProtocolError)
-    assert cause.code == plugwire.ErrorCode.ENVELOPE_INVALID
+    assert isinstance(cause, plugwire.errors.ProtocolError)
+    assert cause.code == plugwire.errors.ErrorCode.ENVELOPE_INVALID
     assert "nested deeper" in cause.message
-    assert (await conn.lost).code == plugwire.ErrorCode.ENVELOPE_INVALID
+    assert (await conn.lost).code == plugwire.errors.ErrorCode.ENVELOPE_INVALID
 
 
 async def test_a_too_deep_handshake_answer_fails_the_start_with_a_coded_error() -> None:
@@ -111,14 +111,14 @@ async def test_a_too_deep_handshake_answer_fails_the_start_with_a_coded_error() 
     conn.send_hello(["json"], {})
     conn.data_received(framed(b"[" * DEEP + b"]" * DEEP))
     error = await conn.lost
-    assert error.code == plugwire.ErrorCode.HANDSHAKE_FAILED
-    with pytest.raises(plugwire.ProtocolError):
+    assert error.code == plugwire.errors.ErrorCode.HANDSHAKE_FAILED
+    with pytest.raises(plugwire.errors.ProtocolError):
         await conn.handshake
 
 
 async def test_a_too_deep_answer_payload_is_a_coded_validation_error() -> None:
     codec: TypedCodec[list[object]] = TypedCodec(list[object], "msgpack", role="response")
-    with pytest.raises(plugwire.ResponseValidationError, match="nested deeper"):
+    with pytest.raises(plugwire.errors.ResponseValidationError, match="nested deeper"):
         codec.decode(deep_msgpack())
 
 
@@ -136,8 +136,8 @@ async def test_a_deep_answer_from_a_plugin_fails_its_call_and_the_call_answered_
         await asyncio.sleep(0.05)  # (only orders the two requests; nothing waits on time)
         with pytest.raises(plugwire.OutcomeUnknownError) as caught:
             await manager.execute("raw", Req(op="deep"))
-        assert isinstance(caught.value.__cause__, plugwire.ProtocolError)
-        assert caught.value.__cause__.code == plugwire.ErrorCode.ENVELOPE_INVALID
+        assert isinstance(caught.value.__cause__, plugwire.errors.ProtocolError)
+        assert caught.value.__cause__.code == plugwire.errors.ErrorCode.ENVELOPE_INVALID
         # Written before the deep frame in the same write: delivered, not left to hang.
         assert (await asyncio.wait_for(held, 10)).text == "held"
         # The supervisor restarts the process; the plugin serves again.
@@ -182,6 +182,6 @@ async def test_a_frame_refused_at_the_recursion_limit_stays_refused_if_decoding_
     conn = await connected(wakeups=True)
     future = conn.send_call(b"\xc0", CallContext(), None, None)[1]
     conn._bad_envelope(memoryview(msgspec.msgpack.encode({"type": "result", "id": 1, "payload": 1})))
-    assert (await conn.lost).code == plugwire.ErrorCode.ENVELOPE_INVALID
+    assert (await conn.lost).code == plugwire.errors.ErrorCode.ENVELOPE_INVALID
     with pytest.raises(plugwire.PluginError):
         await future

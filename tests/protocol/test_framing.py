@@ -5,7 +5,6 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from plugwire import ErrorCode, ProtocolError
 from plugwire._protocol import (
     CallMsg,
     EnvelopeCodec,
@@ -15,6 +14,7 @@ from plugwire._protocol import (
     choose_codec,
     choose_version,
 )
+from plugwire.errors import ErrorCode, ProtocolError
 
 
 class Collector(FrameReader):

@@ -29,7 +29,7 @@ from plugwire._transports._connection import HostConnection
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("no_leaks")]
 
-CODES = {int(code) for code in plugwire.ErrorCode}
+CODES = {int(code) for code in plugwire.errors.ErrorCode}
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 

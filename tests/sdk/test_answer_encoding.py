@@ -107,19 +107,19 @@ async def test_an_answer_frame_is_byte_for_byte_the_result_envelope_of_the_encod
 @pytest.mark.parametrize("codec", ["msgpack", "json"])
 async def test_an_answer_that_cannot_be_encoded_is_an_execution_error_for_that_call(codec: str) -> None:
     _, decoded = await answer(codec, {"kind": "unencodable"})
-    assert (decoded.id, decoded.code) == (7, plugwire.ErrorCode.EXECUTION_FAILED)
+    assert (decoded.id, decoded.code) == (7, plugwire.errors.ErrorCode.EXECUTION_FAILED)
     assert decoded.message.startswith("the plugin returned a value that cannot be encoded: cannot encode object")
 
 
 async def test_an_answer_larger_than_the_hosts_frame_limit_is_refused_with_frame_too_large() -> None:
     _, decoded = await answer("msgpack", {"kind": "big", "n": 5000}, host_max_frame=1024)
-    assert (decoded.id, decoded.code, decoded.retryable) == (7, plugwire.ErrorCode.FRAME_TOO_LARGE, False)
+    assert (decoded.id, decoded.code, decoded.retryable) == (7, plugwire.errors.ErrorCode.FRAME_TOO_LARGE, False)
     assert "exceeds the peer's limit of 1024 bytes" in decoded.message
 
 
 async def test_an_exception_from_execute_is_an_execution_error_naming_it() -> None:
     _, decoded = await answer("msgpack", {"kind": "raises"})
-    assert (decoded.id, decoded.code) == (7, plugwire.ErrorCode.EXECUTION_FAILED)
+    assert (decoded.id, decoded.code) == (7, plugwire.errors.ErrorCode.EXECUTION_FAILED)
     assert decoded.message == "LookupError: no such thing"
 
 
@@ -139,7 +139,7 @@ async def test_a_request_the_plugin_type_refuses_is_a_coded_request_error() -> N
         await asyncio.sleep(0)
     (frame,) = split(bytes(transport.data))
     decoded = EnvelopeCodec("msgpack", PluginMessage).decode(frame[4:])
-    assert (decoded.id, decoded.code) == (3, plugwire.ErrorCode.REQUEST_INVALID)
+    assert (decoded.id, decoded.code) == (3, plugwire.errors.ErrorCode.REQUEST_INVALID)
     assert "at field 'x'" in decoded.message
 
 
@@ -175,8 +175,8 @@ async def test_answers_gathered_in_one_read_keep_their_bytes_and_failures_betwee
     assert frames[0] == expected(1, Point(x=1, label="é"))
     assert frames[2] == expected(3, Point(x=2, label="é"))
     assert frames[4] == expected(5, payloads[4])
-    assert decoded[1].code == plugwire.ErrorCode.EXECUTION_FAILED
-    assert decoded[3].code == plugwire.ErrorCode.FRAME_TOO_LARGE
+    assert decoded[1].code == plugwire.errors.ErrorCode.EXECUTION_FAILED
+    assert decoded[3].code == plugwire.errors.ErrorCode.FRAME_TOO_LARGE
 
 
 async def test_a_request_type_the_codec_cannot_handle_fails_each_call_not_the_handshake() -> None:
@@ -197,4 +197,4 @@ async def test_a_request_type_the_codec_cannot_handle_fails_each_call_not_the_ha
         for _ in range(3):
             await asyncio.sleep(0)
     decoded = [EnvelopeCodec("msgpack", PluginMessage).decode(f[4:]) for f in split(bytes(transport.data))]
-    assert [(d.id, d.code) for d in decoded] == [(i, plugwire.ErrorCode.CONFIG_WRONG_TYPE) for i in (1, 2)]
+    assert [(d.id, d.code) for d in decoded] == [(i, plugwire.errors.ErrorCode.CONFIG_WRONG_TYPE) for i in (1, 2)]

@@ -46,7 +46,7 @@ def test_run_by_hand_without_the_cookie_a_plugin_explains_itself_and_exits_1() -
 def test_an_unknown_transport_is_a_coded_config_error() -> None:
     with pytest.raises(plugwire.ConfigError) as caught:
         plugwire.serve(object(), transport="carrier-pigeon")
-    assert caught.value.code == plugwire.ErrorCode.CONFIG_UNKNOWN_TRANSPORT
+    assert caught.value.code == plugwire.errors.ErrorCode.CONFIG_UNKNOWN_TRANSPORT
 
 
 @pytest.mark.parametrize("statement", ["import plugwire._sdk.serve", "import plugwire; plugwire.serve"])
@@ -141,7 +141,7 @@ def test_sigterm_finishes_in_flight_calls_then_closes_and_exits_0(driver_factory
     driver.send({"type": "call", "id": 3, "payload": {}})
     replies = {r["id"]: r for r in (driver.recv(), driver.recv())}
     assert replies[1]["type"] == "result"
-    assert replies[3]["code"] == plugwire.ErrorCode.PLUGIN_STOPPING
+    assert replies[3]["code"] == plugwire.errors.ErrorCode.PLUGIN_STOPPING
     assert driver.wait() == 0
     assert marker.read_text() == "closed"
 
@@ -169,7 +169,7 @@ def test_a_plain_def_call_stuck_past_the_grace_does_not_hold_the_exit(driver_fac
     assert driver.recv()["id"] == 2
     driver.send({"type": "shutdown", "grace": 0.1})
     reply = driver.recv()
-    assert (reply["id"], reply["code"]) == (1, plugwire.ErrorCode.OUTCOME_UNKNOWN)
+    assert (reply["id"], reply["code"]) == (1, plugwire.errors.ErrorCode.OUTCOME_UNKNOWN)
     assert driver.wait(timeout=10) == 0
     assert not marker.exists()  # left at once, without the interpreter's exit
 
@@ -180,7 +180,7 @@ def test_shutdown_cancels_calls_that_outlive_the_grace(driver_factory, tmp_path:
     driver.send({"type": "call", "id": 1, "payload": {"op": "sleep", "seconds": 30}})
     driver.send({"type": "shutdown", "grace": 0.1})
     reply = driver.recv()
-    assert (reply["id"], reply["code"]) == (1, plugwire.ErrorCode.OUTCOME_UNKNOWN)
+    assert (reply["id"], reply["code"]) == (1, plugwire.errors.ErrorCode.OUTCOME_UNKNOWN)
     assert driver.wait() == 0
 
 
@@ -197,7 +197,7 @@ def test_an_auth_verifier_refusal_is_answered_with_its_code_and_the_plugin_exits
     driver = driver_factory([sys.executable, str(PLUGINS / "auth_checked_plugin.py")])
     reply = driver.hello(auth={"authorization": "Bearer nope"})
     assert reply["type"] == "error"
-    assert reply["code"] == plugwire.ErrorCode.AUTH_INVALID_CREDENTIALS
+    assert reply["code"] == plugwire.errors.ErrorCode.AUTH_INVALID_CREDENTIALS
     assert driver.wait() == 1
 
 
@@ -206,7 +206,7 @@ def test_an_oversized_frame_from_the_host_is_refused_and_the_plugin_exits(driver
     reply = driver.hello()
     driver.send_bytes((reply["max_frame"] + 1).to_bytes(4, "big"))
     error = driver.recv()
-    assert (error["type"], error["id"], error["code"]) == ("error", 0, plugwire.ErrorCode.FRAME_TOO_LARGE)
+    assert (error["type"], error["id"], error["code"]) == ("error", 0, plugwire.errors.ErrorCode.FRAME_TOO_LARGE)
     assert driver.wait() == 1
 
 

@@ -139,14 +139,14 @@ def test_loop_choices_map_to_factories() -> None:
 def test_an_unknown_loop_is_a_coded_config_error() -> None:
     with pytest.raises(plugwire.ConfigError) as info:
         loop_factory_for("trio")
-    assert info.value.code == plugwire.ErrorCode.CONFIG_INVALID_VALUE
+    assert info.value.code == plugwire.errors.ErrorCode.CONFIG_INVALID_VALUE
     assert "trio" in str(info.value)
 
 
 def test_without_uvloop_auto_falls_back_and_uvloop_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "uvloop", None)  # makes `import uvloop` fail
     assert loop_factory_for("auto") is None
-    with pytest.raises(plugwire.MissingDependencyError) as info:
+    with pytest.raises(plugwire.errors.MissingDependencyError) as info:
         loop_factory_for("uvloop")
-    assert info.value.code == plugwire.ErrorCode.MISSING_DEPENDENCY
+    assert info.value.code == plugwire.errors.ErrorCode.MISSING_DEPENDENCY
     assert "pip install 'plugwire[uvloop]'" in str(info.value)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from plugwire import ErrorCode, SecurityAuditConfig, SecurityConfig, SecurityError, SecurityPolicy
+from plugwire import SecurityAuditConfig, SecurityConfig, SecurityPolicy
 from plugwire._security import AuditEvent, AuditLog, AuditRow, SecurityEngine, query_log, verify_log
+from plugwire.errors import ErrorCode, SecurityError
 
 from ._helpers import raw_sqlite, write_whitelist
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from plugwire import ErrorCode, SecurityError
 from plugwire._security import AuditEvent, AuditLog, query_log, verify_log
+from plugwire.errors import ErrorCode, SecurityError
 
 from ._helpers import raw_sqlite
 

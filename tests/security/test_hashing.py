@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from plugwire import ErrorCode, SecurityError
 from plugwire._security import ALGORITHMS, digest_fd, digest_file
 from plugwire._security.hashing import CHUNK_SIZE, check_algorithm
+from plugwire.errors import ErrorCode, SecurityError
 
 
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from plugwire import ErrorCode, PluginConfig, SecurityAuditConfig, SecurityConfig, SecurityError, SecurityPolicy
+from plugwire import PluginConfig, SecurityAuditConfig, SecurityConfig, SecurityPolicy
 from plugwire._security import AuditEvent, SecurityEngine
+from plugwire.errors import ErrorCode, SecurityError
 
 from ._helpers import entry_for, sha256_of, write_plugin, write_whitelist
 

@@ -17,18 +17,16 @@ import plugwire
 from plugwire import (
     AsyncPluginManager,
     AuthConfig,
-    AuthenticationError,
     AuthMethod,
-    ErrorCode,
     ManagerConfig,
     PluginConfig,
     SecurityAuditConfig,
     SecurityConfig,
-    SecurityError,
     SecurityPolicy,
     Transport,
 )
 from plugwire._transports.base import BaseTransport, Call
+from plugwire.errors import AuthenticationError, ErrorCode, SecurityError
 from plugwire.testing import MockTransport
 
 from ._helpers import entry_for, write_plugin, write_whitelist

@@ -8,16 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from plugwire import (
-    ErrorCode,
-    PluginConfig,
-    SecurityAuditConfig,
-    SecurityConfig,
-    SecurityError,
-    SecurityPolicy,
-    Transport,
-)
+from plugwire import PluginConfig, SecurityAuditConfig, SecurityConfig, SecurityPolicy, Transport
 from plugwire._security import AuditEvent, ExecCache, SecurityEngine
+from plugwire.errors import ErrorCode, SecurityError
 
 from ._helpers import entry_for, write_plugin, write_whitelist
 

@@ -130,8 +130,8 @@ async def test_requiring_watchfiles_when_it_is_missing_names_the_extra(
 ) -> None:
     import sys
 
-    from plugwire import MissingDependencyError
     from plugwire._security import WhitelistWatcher
+    from plugwire.errors import MissingDependencyError
 
     monkeypatch.setitem(sys.modules, "watchfiles", None)
 

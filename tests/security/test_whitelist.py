@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from plugwire import ErrorCode, SecurityError
 from plugwire._security import load_whitelist
+from plugwire.errors import ErrorCode, SecurityError
 
 HEX64 = "a" * 64
 

@@ -13,16 +13,10 @@ import msgspec
 import pytest
 import yaml
 
-from plugwire import (
-    AsyncPluginManager,
-    ManagerConfig,
-    SecurityAuditConfig,
-    SecurityConfig,
-    SecurityError,
-    SecurityPolicy,
-)
+from plugwire import AsyncPluginManager, ManagerConfig, SecurityAuditConfig, SecurityConfig, SecurityPolicy
 from plugwire._config import MAX_FILE_BYTES
 from plugwire._security import AuditEvent, SecurityEngine, load_whitelist
+from plugwire.errors import SecurityError
 
 HEX = "c" * 64
 

@@ -127,7 +127,7 @@ async def test_sigkill_with_16_calls_in_flight_under_each_preset_leaves_the_plug
         assert answer.text == "back"
         breaker = manager.circuit_breaker("echo")
         assert breaker is not None
-        assert breaker.state is plugwire.BreakerState.CLOSED
+        assert breaker.state is plugwire.policies.BreakerState.CLOSED
         assert breaker.trips == 0
         assert pool.incidents == 1
 
@@ -149,7 +149,7 @@ async def test_in_a_pool_of_two_the_healthy_process_keeps_serving_while_the_othe
             assert (await manager.execute("echo", Req(text="still here"))).pid == healthy
         breaker = manager.circuit_breaker("echo")
         assert breaker is not None
-        assert breaker.state is plugwire.BreakerState.CLOSED
+        assert breaker.state is plugwire.policies.BreakerState.CLOSED
         assert breaker.trips == 0
 
 
@@ -172,15 +172,15 @@ async def test_an_open_breaker_turns_half_open_as_soon_as_the_restarted_process_
         await asyncio.sleep(0)
         kill([pool.workers[0].process.pid])
         await failed_with_codes(calls)
-        assert breaker.state is plugwire.BreakerState.OPEN
+        assert breaker.state is plugwire.policies.BreakerState.OPEN
         with pytest.raises(plugwire.CircuitOpenError):
             await manager.execute("echo", Req(text="too early"))
         await events.wait("ready")
-        assert breaker.state is plugwire.BreakerState.HALF_OPEN
+        assert breaker.state is plugwire.policies.BreakerState.HALF_OPEN
         for text in ("trial 1", "trial 2"):  # success_threshold trials close it
             assert (await manager.execute("echo", Req(text=text))).text == text
-        assert breaker.state is plugwire.BreakerState.CLOSED
-        assert breaker.transitions[(plugwire.BreakerState.OPEN, plugwire.BreakerState.HALF_OPEN)] == 1
+        assert breaker.state is plugwire.policies.BreakerState.CLOSED
+        assert breaker.transitions[(plugwire.policies.BreakerState.OPEN, plugwire.policies.BreakerState.HALF_OPEN)] == 1
 
 
 # ------------------------------------------------------------ item 17: incidents, offline
@@ -256,7 +256,7 @@ async def test_an_offline_plugin_is_tried_again_after_the_window_with_a_growing_
         assert health.metadata["next_restart_in"] == "60.000"  # the restart window
         with pytest.raises(plugwire.PluginUnavailableError) as caught:
             await manager.execute("raw", Req(text="x"))
-        assert caught.value.code == plugwire.ErrorCode.PLUGIN_OFFLINE
+        assert caught.value.code == plugwire.errors.ErrorCode.PLUGIN_OFFLINE
 
         clock.advance(60)  # the first try: the plugin still crashes on start
         await clock.wait_for_sleepers(1)

@@ -14,9 +14,10 @@ from procguard import eventually, python_plugin
 
 import plugwire
 from plugins.ledger_plugin import Done, Job
-from plugwire import ExecutionContext, PluginTimeoutError, RequestSent
+from plugwire import ExecutionContext, PluginTimeoutError
 from plugwire._transports._pool import RestartPolicy
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
+from plugwire.errors import RequestSent
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -68,7 +68,7 @@ async def test_plugin_errors_reach_the_host_coded_with_message_and_retryable() -
         await manager.register(python_plugin("echo_plugin.py"), config=config())
         with pytest.raises(plugwire.ExecutionError) as marked:
             await manager.execute("echo", Req(op="fail", text="database down"))
-        assert marked.value.code == plugwire.ErrorCode.EXECUTION_FAILED
+        assert marked.value.code == plugwire.errors.ErrorCode.EXECUTION_FAILED
         assert marked.value.message == "database down"
         assert marked.value.retryable is True
         with pytest.raises(plugwire.ExecutionError) as unmarked:
@@ -215,11 +215,11 @@ async def test_prepare_launch_is_awaited_before_every_spawn_and_its_argv_runs() 
 
 async def test_a_prepare_launch_that_raises_fails_the_start_without_spawning() -> None:
     async def refuse(argv: list[str]) -> list[str]:
-        raise plugwire.SecurityError("hash mismatch")
+        raise plugwire.errors.SecurityError("hash mismatch")
 
     options = SubprocessOptions(prepare_launch=refuse)
     async with manager_for(Req, Resp) as manager:
-        with pytest.raises(plugwire.SecurityError, match="hash mismatch"):
+        with pytest.raises(plugwire.errors.SecurityError, match="hash mismatch"):
             await manager.register(python_plugin("echo_plugin.py", options=options), config=config())
         assert "echo" not in manager
 
@@ -230,12 +230,12 @@ async def test_credentials_are_sent_in_the_hello_and_checked_by_the_plugin() -> 
     async with manager_for(Req, Resp) as manager:
         await manager.register(python_plugin("auth_checked_plugin.py", options=good), config=config("ok"))
         assert (await manager.execute("ok", Req(text="in"))).text == "in"
-        with pytest.raises(plugwire.AuthenticationError) as refused:
+        with pytest.raises(plugwire.errors.AuthenticationError) as refused:
             await manager.register(python_plugin("auth_checked_plugin.py", options=bad), config=config("bad"))
-        assert refused.value.code == plugwire.ErrorCode.AUTH_INVALID_CREDENTIALS
-        with pytest.raises(plugwire.AuthenticationError) as missing:
+        assert refused.value.code == plugwire.errors.ErrorCode.AUTH_INVALID_CREDENTIALS
+        with pytest.raises(plugwire.errors.AuthenticationError) as missing:
             await manager.register(python_plugin("auth_checked_plugin.py"), config=config("none"))
-        assert missing.value.code == plugwire.ErrorCode.AUTH_MISSING_CREDENTIALS
+        assert missing.value.code == plugwire.errors.ErrorCode.AUTH_MISSING_CREDENTIALS
 
 
 async def test_a_plugin_that_negotiates_json_is_transcoded_transparently() -> None:

@@ -8,7 +8,8 @@ import pytest
 from procguard import manager_for, no_leaks, python_plugin
 
 import plugwire
-from plugwire import AuthConfig, AuthMethod, ErrorCode
+from plugwire import AuthConfig, AuthMethod
+from plugwire.errors import ErrorCode
 
 __all__ = ["no_leaks"]
 
@@ -46,12 +47,12 @@ async def test_config_credentials_are_accepted_refused_or_missing(method: AuthMe
     async with manager_for(Req, Resp) as manager:
         await manager.register(source, config=config("ok", RIGHT[method]))
         assert (await manager.execute("ok", Req(text="in"))).text == "in"
-        with pytest.raises(plugwire.AuthenticationError) as wrong:
+        with pytest.raises(plugwire.errors.AuthenticationError) as wrong:
             await manager.register(source, config=config("wrong", WRONG[method]))
         assert wrong.value.code == ErrorCode.AUTH_INVALID_CREDENTIALS
         for secret in ("key-000", "tok-000", "pw-000", *SECRETS.values()):
             assert secret not in str(wrong.value)
-        with pytest.raises(plugwire.AuthenticationError) as missing:
+        with pytest.raises(plugwire.errors.AuthenticationError) as missing:
             await manager.register(source, config=config("none", AuthConfig()))
         assert missing.value.code == ErrorCode.AUTH_MISSING_CREDENTIALS
 

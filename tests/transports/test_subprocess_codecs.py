@@ -59,7 +59,7 @@ async def test_every_mapped_type_survives_a_round_trip_whatever_the_two_codecs(h
 
 def test_an_undecodable_answer_in_the_other_codec_is_a_coded_validation_error() -> None:
     codec: TypedCodec[Everything] = TypedCodec(Everything, "msgpack", role="response")
-    with pytest.raises(plugwire.ResponseValidationError):
+    with pytest.raises(plugwire.errors.ResponseValidationError):
         codec.decode(Encoded(b'{"data": "not base64!"}', "json"))
-    with pytest.raises(plugwire.ResponseValidationError):
+    with pytest.raises(plugwire.errors.ResponseValidationError):
         codec.decode(Encoded(b"not json", "json"))

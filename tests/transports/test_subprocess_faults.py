@@ -69,17 +69,17 @@ async def wait_for_restart(transport: SubprocessTransport, old_pid: int) -> None
 # ------------------------------------------------------------------- handshake faults
 async def test_junk_on_stdout_before_the_handshake_is_reported_with_the_bytes() -> None:
     async with manager_for(Req, Resp) as manager:
-        with pytest.raises(plugwire.ProtocolError) as caught:
+        with pytest.raises(plugwire.errors.ProtocolError) as caught:
             await manager.register(raw("junk"), config=config())
-    assert caught.value.code == plugwire.ErrorCode.HANDSHAKE_JUNK
+    assert caught.value.code == plugwire.errors.ErrorCode.HANDSHAKE_JUNK
     assert "Starting raw plugin" in str(caught.value)
 
 
 async def test_no_handshake_within_the_start_timeout_fails_the_start() -> None:
     async with manager_for(Req, Resp) as manager:
-        with pytest.raises(plugwire.ProcessError) as caught:
+        with pytest.raises(plugwire.errors.ProcessError) as caught:
             await manager.register(raw("silent"), config=config(start_timeout=0.3))
-    assert caught.value.code == plugwire.ErrorCode.PROCESS_START_TIMEOUT
+    assert caught.value.code == plugwire.errors.ErrorCode.PROCESS_START_TIMEOUT
     assert "received nothing" in str(caught.value)
 
 
@@ -88,22 +88,22 @@ async def test_a_plugin_that_sees_a_wrong_magic_cookie_exits_and_the_start_repor
     script = f"PLUGWIRE_MAGIC_COOKIE=wrong exec {sys.executable} {PLUGINS / 'echo_plugin.py'}"
     source = plugwire.subprocess("/bin/sh", "-c", script, env=plugin_env(), options=FAST)
     async with manager_for(Req, Resp) as manager:
-        with pytest.raises(plugwire.ProcessError) as caught:
+        with pytest.raises(plugwire.errors.ProcessError) as caught:
             await manager.register(source, config=config())
-    assert caught.value.code == plugwire.ErrorCode.PROCESS_EXITED_DURING_START
+    assert caught.value.code == plugwire.errors.ErrorCode.PROCESS_EXITED_DURING_START
     assert "exit status 1" in str(caught.value)
     assert "not meant to be run by hand" in str(caught.value)
 
 
 async def test_no_common_protocol_version_fails_the_start_either_way() -> None:
     async with manager_for(Req, Resp) as manager:
-        with pytest.raises(plugwire.ProtocolError) as refused:
+        with pytest.raises(plugwire.errors.ProtocolError) as refused:
             await manager.register(raw("refuse-version"), config=config())
-        with pytest.raises(plugwire.ProtocolError) as unknown:
+        with pytest.raises(plugwire.errors.ProtocolError) as unknown:
             await manager.register(raw("version2"), config=config())
-    assert refused.value.code == plugwire.ErrorCode.NO_COMMON_VERSION
+    assert refused.value.code == plugwire.errors.ErrorCode.NO_COMMON_VERSION
     assert "protocol 7" in refused.value.message
-    assert unknown.value.code == plugwire.ErrorCode.NO_COMMON_VERSION
+    assert unknown.value.code == plugwire.errors.ErrorCode.NO_COMMON_VERSION
 
 
 # ------------------------------------------------------------------- stream faults
@@ -116,8 +116,8 @@ async def test_an_oversized_frame_length_is_refused_before_allocating() -> None:
         with pytest.raises(plugwire.OutcomeUnknownError) as caught:
             await manager.execute("raw", Req(text="x"))
         cause = caught.value.__cause__
-        assert isinstance(cause, plugwire.ProtocolError)
-        assert cause.code == plugwire.ErrorCode.FRAME_TOO_LARGE
+        assert isinstance(cause, plugwire.errors.ProtocolError)
+        assert cause.code == plugwire.errors.ErrorCode.FRAME_TOO_LARGE
         assert conn.capacity == capacity  # nothing was allocated for the 2 GiB frame
 
 
@@ -126,8 +126,8 @@ async def test_half_a_frame_then_eof_fails_the_call_as_truncated() -> None:
         await manager.register(raw("half-eof"), config=config())
         with pytest.raises(plugwire.OutcomeUnknownError) as caught:
             await manager.execute("raw", Req(text="x"))
-    assert isinstance(caught.value.__cause__, plugwire.ProtocolError)
-    assert caught.value.__cause__.code == plugwire.ErrorCode.FRAME_TRUNCATED
+    assert isinstance(caught.value.__cause__, plugwire.errors.ProtocolError)
+    assert caught.value.__cause__.code == plugwire.errors.ErrorCode.FRAME_TRUNCATED
 
 
 async def test_half_a_frame_then_a_stall_breaks_the_connection_and_restarts_the_plugin(tmp_path: Path) -> None:
@@ -138,8 +138,8 @@ async def test_half_a_frame_then_a_stall_breaks_the_connection_and_restarts_the_
         old_pid = transport.pool.workers[0].process.pid  # type: ignore[union-attr]
         with pytest.raises(plugwire.OutcomeUnknownError) as caught:
             await manager.execute("raw", Req(text="x"))
-        assert isinstance(caught.value.__cause__, plugwire.ProtocolError)
-        assert caught.value.__cause__.code == plugwire.ErrorCode.FRAME_TRUNCATED
+        assert isinstance(caught.value.__cause__, plugwire.errors.ProtocolError)
+        assert caught.value.__cause__.code == plugwire.errors.ErrorCode.FRAME_TRUNCATED
         assert "stopped in the middle of a frame" in caught.value.__cause__.message
         await wait_for_restart(transport, old_pid)
         assert not pid_alive(old_pid)
@@ -150,8 +150,8 @@ async def test_an_undecodable_envelope_fails_the_call_with_a_protocol_cause() ->
         await manager.register(raw("bad-envelope"), config=config())
         with pytest.raises(plugwire.OutcomeUnknownError) as caught:
             await manager.execute("raw", Req(text="x"))
-    assert isinstance(caught.value.__cause__, plugwire.ProtocolError)
-    assert caught.value.__cause__.code == plugwire.ErrorCode.ENVELOPE_INVALID
+    assert isinstance(caught.value.__cause__, plugwire.errors.ProtocolError)
+    assert caught.value.__cause__.code == plugwire.errors.ErrorCode.ENVELOPE_INVALID
 
 
 async def test_replies_with_unknown_or_duplicate_ids_are_dropped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -183,7 +183,7 @@ async def test_sigkill_with_32_calls_in_flight_fails_each_call_once_then_the_plu
         results = await asyncio.gather(*calls, return_exceptions=True)
         assert len(results) == 32
         assert all(isinstance(r, plugwire.OutcomeUnknownError) for r in results), results
-        assert all(r.code == plugwire.ErrorCode.OUTCOME_UNKNOWN for r in results)  # type: ignore[union-attr]
+        assert all(r.code == plugwire.errors.ErrorCode.OUTCOME_UNKNOWN for r in results)  # type: ignore[union-attr]
         answer = await manager.execute("echo", Req(text="back"))
         assert answer.text == "back"
         assert answer.pid != pid
@@ -252,7 +252,7 @@ async def test_a_plugin_that_never_reads_stdin_times_out_writes_without_hurting_
         assert all(isinstance(r, (plugwire.TransportError, plugwire.OutcomeUnknownError)) for r in results), results
         write_timeouts = [r for r in results if isinstance(r, plugwire.TransportError)]
         assert write_timeouts
-        assert all(r.code == plugwire.ErrorCode.WRITE_TIMEOUT for r in write_timeouts)
+        assert all(r.code == plugwire.errors.ErrorCode.WRITE_TIMEOUT for r in write_timeouts)
         assert (await manager.execute("echo", Req(text="still fine"))).text == "still fine"
 
 
@@ -302,7 +302,7 @@ async def test_a_crash_loop_backs_off_then_goes_offline_and_calls_fail_fast(
         assert any("is offline" in r.getMessage() for r in caplog.records)
         with pytest.raises(plugwire.PluginUnavailableError) as caught:
             await manager.execute("raw", Req(text="x"))
-        assert caught.value.code == plugwire.ErrorCode.PLUGIN_OFFLINE
+        assert caught.value.code == plugwire.errors.ErrorCode.PLUGIN_OFFLINE
         assert (await manager.health())["raw"].status is plugwire.Status.OFFLINE
         # Re-registering brings it back.
         await manager.unregister("raw")
@@ -314,9 +314,9 @@ async def test_a_crash_loop_backs_off_then_goes_offline_and_calls_fail_fast(
 async def test_a_request_above_the_plugins_frame_limit_is_refused_without_sending_it() -> None:
     async with manager_for(Req, Resp) as manager:
         await manager.register(raw("ok"), config=config())  # the raw plugin accepts 1 MiB frames
-        with pytest.raises(plugwire.ProtocolError) as caught:
+        with pytest.raises(plugwire.errors.ProtocolError) as caught:
             await manager.execute("raw", Req(text="x" * (2 * 1024 * 1024)))
-        assert caught.value.code == plugwire.ErrorCode.FRAME_TOO_LARGE
+        assert caught.value.code == plugwire.errors.ErrorCode.FRAME_TOO_LARGE
         assert caught.value.details["max_frame"] == 1024 * 1024
         assert (await manager.execute("raw", Req(text="small"))).text == "small"
         assert transport_of(manager).pool.restarts == 0  # type: ignore[union-attr]
@@ -342,7 +342,7 @@ async def test_a_plugin_that_stops_answering_is_found_stuck_by_its_timeouts_and_
                 await manager.execute("raw", Req(text="lost"))
             timeouts += 1
         reason = conn.lost.result()
-        assert reason.code == plugwire.ErrorCode.PLUGIN_STALLED
+        assert reason.code == plugwire.errors.ErrorCode.PLUGIN_STALLED
         assert timeouts >= 2
         await wait_for_restart(transport, old_pid)
         assert not pid_alive(old_pid)
@@ -365,7 +365,7 @@ async def test_a_stuck_plugin_is_found_when_the_bound_is_reached_though_no_call_
         assert conn.alive  # silent for less than stall_timeout so far
         async with asyncio.timeout(30):  # (a bound for the old behaviour: it never looked again)
             reason = await conn.lost  # no other call: only the second look can find it
-        assert reason.code == plugwire.ErrorCode.PLUGIN_STALLED
+        assert reason.code == plugwire.errors.ErrorCode.PLUGIN_STALLED
         assert reason.details["timeouts"] == 2
         await wait_for_restart(transport, old_pid)
 

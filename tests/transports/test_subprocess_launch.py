@@ -115,10 +115,14 @@ async def test_a_file_that_cannot_run_is_1901_naming_it_before_any_spawn(
     source = plugwire.subprocess(*argv, env=plugin_env(**env), cwd=work_dir)
     caplog.set_level(logging.DEBUG)
     async with manager_for(Req, Resp) as manager:
-        with pytest.raises(plugwire.ProcessError) as caught:
+        with pytest.raises(plugwire.errors.ProcessError) as caught:
             await manager.register(source, name="auth")
     error = caught.value
-    assert (error.code, error.plugin, error.retryable) == (plugwire.ErrorCode.PROCESS_SPAWN_FAILED, "auth", False)
+    assert (error.code, error.plugin, error.retryable) == (
+        plugwire.errors.ErrorCode.PROCESS_SPAWN_FAILED,
+        "auth",
+        False,
+    )
     assert expected in error.message
     assert "setpriv" not in str(error)
     assert not [r for r in caplog.records if r.name == "plugwire.plugin.auth"]  # no process wrote anything
@@ -133,10 +137,10 @@ async def test_an_exec_failure_only_the_kernel_sees_is_still_1901_naming_the_plu
     outer = script(tmp_path / "plugin.sh", f"#!{inner}")
     caplog.set_level(logging.DEBUG)
     async with manager_for(Req, Resp) as manager:
-        with pytest.raises(plugwire.ProcessError) as caught:
+        with pytest.raises(plugwire.errors.ProcessError) as caught:
             await manager.register(plugwire.subprocess(str(outer), env=plugin_env()), name="auth")
     error = caught.value
-    assert (error.code, error.retryable) == (plugwire.ErrorCode.PROCESS_SPAWN_FAILED, False)
+    assert (error.code, error.retryable) == (plugwire.errors.ErrorCode.PROCESS_SPAWN_FAILED, False)
     assert f"{outer} could not be executed: No such file or directory" in error.message
     assert "setpriv" not in str(error)
     assert not [r for r in caplog.records if "setpriv" in r.getMessage()]

@@ -45,8 +45,8 @@ async def async_usage() -> None:
         await manager.execute("counter", Req("x"))
     except plugwire.PluginError as exc:
         assert_type(exc.code, int)
-        assert_type(exc.request_sent, plugwire.RequestSent)
-        if exc.request_sent is plugwire.RequestSent.MAYBE:  # the work may be done: reconcile first
+        assert_type(exc.request_sent, plugwire.errors.RequestSent)
+        if exc.request_sent is plugwire.errors.RequestSent.MAYBE:  # the work may be done: reconcile first
             raise
 
 
@@ -61,7 +61,7 @@ async def host() -> int:
     async with plugwire.simple(Req, Resp).with_plugin("counter", plugwire.in_process(Counter())).build() as m:
         try:
             return (await m.execute("counter", Req("one two"))).words
-        except plugwire.ManagerNotStartedError as exc:
+        except plugwire.errors.ManagerNotStartedError as exc:
             assert_type(exc.code, int)
             raise
 

@@ -23,12 +23,12 @@ class Provider:
 class Verifier:
     def __call__(self, metadata: Mapping[str, str]) -> None:
         if metadata.get("x-signature") != "abc":
-            raise plugwire.AuthenticationError("bad", code=plugwire.ErrorCode.AUTH_INVALID_CREDENTIALS)
+            raise plugwire.errors.AuthenticationError("bad", code=plugwire.errors.ErrorCode.AUTH_INVALID_CREDENTIALS)
 
 
 async def host() -> str:
-    provider: plugwire.CredentialProvider = Provider()
-    tls = plugwire.TLSConfig(ca_file="ca.pem", cert_file="client.crt", key_file="client.key")
+    provider: plugwire.security.CredentialProvider = Provider()
+    tls = plugwire.security.TLSConfig(ca_file="ca.pem", cert_file="client.crt", key_file="client.key")
     source = plugwire.grpc("dns:///plugins.internal:9090", tls=tls, auth=provider)
     keyed = plugwire.grpc("unix:/run/p.sock", auth=plugwire.AuthConfig(method=plugwire.AuthMethod.API_KEY))
     manager: plugwire.AsyncPluginManager[str, str] = plugwire.AsyncPluginManager(str, str)
@@ -39,11 +39,11 @@ async def host() -> str:
 
 
 async def plugin() -> None:
-    verifier: plugwire.CredentialVerifier = Verifier()
-    tls = plugwire.ServerTLSConfig(
+    verifier: plugwire.security.CredentialVerifier = Verifier()
+    tls = plugwire.security.ServerTLSConfig(
         cert_file="s.crt", key_file="s.key", client_ca_file="ca.pem", require_client_cert=True
     )
-    async with plugwire.GrpcPluginServer(Request(), address="127.0.0.1:0", tls=tls, auth=verifier) as server:
+    async with plugwire.sdk.GrpcPluginServer(Request(), address="127.0.0.1:0", tls=tls, auth=verifier) as server:
         bound: str = server.address
         port: int = server.port
         assert bound
@@ -59,11 +59,11 @@ async def down_at_start() -> str | None:
         await manager.register(plugwire.grpc("127.0.0.1:9090"), config=config)
         try:
             return await manager.execute("later", "hi")
-        except plugwire.PluginConnectingError as exc:
+        except plugwire.errors.PluginConnectingError as exc:
             retry: bool = exc.retryable
             assert retry
             return None
 
 
 def blocking() -> None:
-    plugwire.serve_grpc(Request(), address="127.0.0.1:9090", grace=2.0)
+    plugwire.sdk.serve_grpc(Request(), address="127.0.0.1:9090", grace=2.0)

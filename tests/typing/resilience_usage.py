@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 import plugwire
-from plugwire import (
-    BreakerState,
-    BreakerStateChange,
-    CircuitBreaker,
-    CircuitBreakerConfig,
-    ExecutionContext,
-    RetryConfig,
-    default_error_classifier,
-)
+from plugwire import CircuitBreakerConfig, ExecutionContext, RetryConfig
+from plugwire.policies import BreakerState, BreakerStateChange, CircuitBreaker, default_error_classifier
 from plugwire.testing import FakeClock
 
 

@@ -30,7 +30,7 @@ class Upper(plugwire.Plugin[Query, Answer]):
 
 def verify(credentials: Mapping[str, str]) -> None:
     if credentials.get("authorization") != "Bearer t":
-        raise plugwire.AuthenticationError("no", code=plugwire.ErrorCode.AUTH_INVALID_CREDENTIALS)
+        raise plugwire.errors.AuthenticationError("no", code=plugwire.errors.ErrorCode.AUTH_INVALID_CREDENTIALS)
 
 
 def plugin_main() -> None:
@@ -42,9 +42,11 @@ async def prepare(argv: list[str]) -> list[str]:
 
 
 async def host() -> Answer:
-    options = plugwire.SubprocessOptions(
+    options = plugwire.config.SubprocessOptions(
         grace=1.0,
-        restart=plugwire.RestartPolicy(max_restarts=3, window=30.0, incident_window=0.5, max_offline_backoff=300.0),
+        restart=plugwire.config.RestartPolicy(
+            max_restarts=3, window=30.0, incident_window=0.5, max_offline_backoff=300.0
+        ),
         credentials=lambda: {"authorization": "Bearer t"},
         prepare_launch=prepare,
     )

@@ -17,6 +17,7 @@ import json
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -67,7 +68,7 @@ class GrpcPluginServer:
         max_threads: The most worker threads for plain `def` methods (`plugwire.serve`).
 
     Use `async with GrpcPluginServer(...) as server:` or `await server.start()` and
-    `await server.stop()`.
+    `await server.aclose()`.
     """
 
     def __init__(
@@ -155,11 +156,11 @@ class GrpcPluginServer:
 
     @property
     def stopping(self) -> bool:
-        """Whether `stop()` has begun: new calls are refused (1304), health is NOT_SERVING."""
+        """Whether `aclose()` has begun: new calls are refused (1304), health is NOT_SERVING."""
         return self._stopping
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Stop gracefully, then close the plugin.
+    async def aclose(self, grace: float | None = None) -> None:
+        """Stop gracefully, then close the plugin; idempotent.
 
         The health service turns NOT_SERVING and new calls are refused with 1304 (not run,
         retryable) while the listener stays open; calls in flight get `grace` seconds
@@ -197,8 +198,17 @@ class GrpcPluginServer:
         await self.start()
         return self
 
+    async def stop(self, grace: float | None = None) -> None:
+        """Deprecated spelling of `aclose()` (STYLE.md: one close verb, `aclose`, per async object)."""
+        warnings.warn(
+            "GrpcPluginServer.stop() is deprecated and will be removed in the next release; use aclose()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        await self.aclose(grace)
+
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+        await self.aclose()
 
     # ------------------------------------------------------------------ handlers
     @property
@@ -388,7 +398,7 @@ async def _serve_until_signal(server: GrpcPluginServer) -> None:
         name = server.adapter.info().name
         print(f"plugwire: serving {name!r} over gRPC on {bound}", file=sys.stderr, flush=True)
         await stop.wait()
-        # Printed before stop() runs, but in the same turn of the loop as its first step (the
+        # Printed before aclose() runs, but in the same turn of the loop as its first step (the
         # health service turning NOT_SERVING): no probe can be answered in between.
         calls = len(server.running)
         print(
@@ -398,7 +408,7 @@ async def _serve_until_signal(server: GrpcPluginServer) -> None:
             flush=True,
         )
     finally:
-        await server.stop()
+        await server.aclose()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(RuntimeError):  # the loop may already be closing
                 loop.remove_signal_handler(signum)

@@ -64,7 +64,7 @@ def serve(
             ones run in a bounded thread pool, each call in a copy of the caller's
             `contextvars` context).
         transport: "stdio" (started by a host as a subprocess) or "grpc" (a gRPC service
-            on `address`; needs the `grpc` extra, see `plugwire.serve_grpc`).
+            on `address`; needs the `grpc` extra, see `plugwire.sdk.serve_grpc`).
         request_type, response_type: Override the types read from the plugin's annotations.
         max_concurrency: Calls run at once; further calls wait (the host is pushed back).
         max_threads: The most worker threads for plain `def` methods (default

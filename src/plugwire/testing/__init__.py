@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._clock import Clock as Clock
 from .._transports.base import Call as Call
 from .._transports.mock import MockTransport as MockTransport
 from ._fakeclock import FakeClock as FakeClock
@@ -9,4 +10,4 @@ from .conformance import ConformanceReport as ConformanceReport
 from .conformance import Finding as Finding
 from .conformance import check_plugin as check_plugin
 
-__all__ = ["Call", "ConformanceReport", "FakeClock", "Finding", "MockTransport", "check_plugin"]
+__all__ = ["Call", "Clock", "ConformanceReport", "FakeClock", "Finding", "MockTransport", "check_plugin"]

@@ -1,0 +1,39 @@
+"""Configuration values: the manager's and each plugin's config, and subprocess options.
+
+The config Structs named in the README's mapping table are also at the top level
+(`plugwire.ManagerConfig`, ...); `SubprocessOptions` and `RestartPolicy` live here only.
+"""
+
+from __future__ import annotations
+
+from ._config import AuthConfig as AuthConfig
+from ._config import CircuitBreakerConfig as CircuitBreakerConfig
+from ._config import ConnectionConfig as ConnectionConfig
+from ._config import HealthCheckConfig as HealthCheckConfig
+from ._config import ManagerConfig as ManagerConfig
+from ._config import PluginConfig as PluginConfig
+from ._config import RateLimitConfig as RateLimitConfig
+from ._config import RetryConfig as RetryConfig
+from ._config import SecurityAuditConfig as SecurityAuditConfig
+from ._config import SecurityConfig as SecurityConfig
+from ._config import TracingConfig as TracingConfig
+from ._config import default_manager_config as default_manager_config
+from ._transports._restarts import RestartPolicy as RestartPolicy
+from ._transports.subprocess import SubprocessOptions as SubprocessOptions
+
+__all__ = [
+    "AuthConfig",
+    "CircuitBreakerConfig",
+    "ConnectionConfig",
+    "HealthCheckConfig",
+    "ManagerConfig",
+    "PluginConfig",
+    "RateLimitConfig",
+    "RestartPolicy",
+    "RetryConfig",
+    "SecurityAuditConfig",
+    "SecurityConfig",
+    "SubprocessOptions",
+    "TracingConfig",
+    "default_manager_config",
+]
