@@ -9,6 +9,7 @@ import sys
 import msgspec
 import pytest
 from procguard import PLUGINS, HandDriver, manager_for, python_plugin
+from standin_transport import RecordingTransport
 
 import plugwire
 from plugwire._codec import TypedCodec
@@ -48,30 +49,9 @@ def result(call_id: int, payload: object = "ok") -> bytes:
     return framed(msgspec.msgpack.encode({"type": "result", "id": call_id, "payload": payload}))
 
 
-class NullTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.closed = False
-
-    def write(self, data: object) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def abort(self) -> None:
-        self.closed = True
-
-
 async def connected(*, wakeups: bool) -> HostConnection:
     conn = HostConnection("p")
-    conn.connection_made(NullTransport())
+    conn.connection_made(RecordingTransport())
     conn.send_hello(["msgpack"], {})
     conn.data_received(handshake_frame(PluginHello(version=1, codec="msgpack", info=plugwire.PluginInfo(name="p"))))
     conn._deferring = wakeups  # with and without the wake-up fast path (`_wakeups.py`)
@@ -107,7 +87,7 @@ async def test_a_too_deep_answer_breaks_the_connection_with_2003_and_answers_rea
 
 async def test_a_too_deep_handshake_answer_fails_the_start_with_a_coded_error() -> None:
     conn = HostConnection("p")
-    conn.connection_made(NullTransport())
+    conn.connection_made(RecordingTransport())
     conn.send_hello(["json"], {})
     conn.data_received(framed(b"[" * DEEP + b"]" * DEEP))
     error = await conn.lost

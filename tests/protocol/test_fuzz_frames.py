@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from procguard import PLUGINS, plugin_env
+from standin_transport import RecordingTransport
 
 import plugwire
 from plugwire._protocol import CallContext, PluginHello, handshake_frame
@@ -95,26 +96,6 @@ def bodies(draw: st.DrawFn, codec: str, good: list[dict[str, Any]]) -> bytes:
 
 
 # -------------------------------------------------------------- the host's parser
-class _NullTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.closed = False
-
-    def write(self, data: Any) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def abort(self) -> None:
-        self.closed = True
-
 
 _PLUGIN_FRAMES = [
     {"type": "result", "id": 1, "payload": {"text": "one"}},
@@ -127,7 +108,7 @@ _PLUGIN_FRAMES = [
 
 async def _feed_host(codec: str, frames: list[bytes], cuts: list[int], wakeups: bool) -> None:
     conn = HostConnection("fuzz")
-    conn.connection_made(_NullTransport())
+    conn.connection_made(RecordingTransport())
     conn.send_hello([codec], {})
     conn.data_received(handshake_frame(PluginHello(version=1, codec=codec, info=plugwire.PluginInfo(name="f"))))
     conn._deferring = wakeups

@@ -3,38 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import msgspec
 import pytest
+from standin_transport import RecordingTransport
 
 import plugwire
 from plugwire._protocol import CallContext, PluginHello, handshake_frame
 from plugwire._transports._connection import HostConnection
-
-
-class RecordingTransport(asyncio.Transport):
-    """Stands in for the socket transport: keeps each `write()` as one entry."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.closing = False
-
-    def write(self, data: Any) -> None:
-        self.writes.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def abort(self) -> None:
-        self.closing = True
 
 
 def frames_in(data: bytes) -> int:
