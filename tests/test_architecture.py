@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).parent.parent / "src" / "plugwire"
 
 # Top-level module (or package) of plugwire -> its layer (DESIGN.md, "Layers").
 LAYERS: dict[str, int] = {
+    "_codes": 0,
     "_errors": 0,
     "_types": 0,
     "_models": 1,

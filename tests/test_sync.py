@@ -5,11 +5,11 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import msgspec
 import pytest
 from procguard import python_plugin
 
 import plugwire
+from plugins.lifecycle_plugin import Req, Resp
 from plugwire import ExecutionContext, PluginManager, Status
 from sample_plugins import AuthPlugin, AuthRequest, AuthResponse
 
@@ -163,16 +163,6 @@ class InterruptWhenHeld(logging.Handler):
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
 
-class HoldReq(msgspec.Struct):
-    op: str = "echo"
-    text: str = ""
-
-
-class HoldResp(msgspec.Struct):
-    text: str = ""
-    pid: int = 0
-
-
 def test_ctrl_c_while_a_blocking_call_waits_cancels_that_call_so_leaving_the_with_is_quick() -> None:
     # Leaving the `with` would wait up to an hour for a call still in flight: the test's
     # timeout is the proof that none is.
@@ -184,11 +174,11 @@ def test_ctrl_c_while_a_blocking_call_waits_cancels_that_call_so_leaving_the_wit
     logger = logging.getLogger("plugwire.plugin.hold")
     logger.addHandler(handler)
     try:
-        with PluginManager(HoldReq, HoldResp, config) as manager:
+        with PluginManager(Req, Resp, config) as manager:
             manager.register(python_plugin("lifecycle_plugin.py"), config=plugin)
             with pytest.raises(KeyboardInterrupt):
-                manager.execute("hold", HoldReq(op="hold"))
+                manager.execute("hold", Req(op="hold"))
             assert handler.sent
-            assert manager.execute("hold", HoldReq(op="cancelled")).text == "1"  # the plugin saw the cancel
+            assert manager.execute("hold", Req(op="cancelled")).text == "1"  # the plugin saw the cancel
     finally:
         logger.removeHandler(handler)

@@ -18,21 +18,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import msgspec
+from lifecycle_plugin import Req, Resp  # the plugin's own message types
 
 import plugwire
 
 HERE = Path(__file__).resolve().parent
-
-
-class Req(msgspec.Struct):
-    op: str = "echo"
-    text: str = ""
-
-
-class Resp(msgspec.Struct):
-    text: str = ""
-    pid: int = 0
 
 
 def source() -> Any:

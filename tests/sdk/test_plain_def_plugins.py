@@ -21,20 +21,6 @@ THREADS = [sys.executable, str(PLUGINS / "threads_plugin.py")]
 TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("TENANT", default="unset")
 
 
-@pytest.fixture
-def driver_factory():  # type: ignore[no-untyped-def]
-    drivers: list[HandDriver] = []
-
-    def make(argv: list[str], **kwargs: object) -> HandDriver:
-        driver = HandDriver(argv, **kwargs)  # type: ignore[arg-type]
-        drivers.append(driver)
-        return driver
-
-    yield make
-    for driver in drivers:
-        driver.close()
-
-
 @pytest.mark.usefixtures("no_leaks")
 @pytest.mark.parametrize("bound", [[], ["1"]])
 def test_a_plain_def_call_sees_the_context_variables_of_the_code_that_serves_it(

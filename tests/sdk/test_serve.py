@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from procguard import PLUGINS, SRC, HandDriver, plugin_env
+from procguard import PLUGINS, SRC, plugin_env
 
 import plugwire
 
@@ -19,20 +19,6 @@ pytestmark = pytest.mark.usefixtures("no_leaks")
 
 SYNC = [sys.executable, str(PLUGINS / "sdk_plugin.py")]
 ECHO = [sys.executable, str(PLUGINS / "echo_plugin.py")]
-
-
-@pytest.fixture
-def driver_factory():  # type: ignore[no-untyped-def]
-    drivers: list[HandDriver] = []
-
-    def make(argv: list[str], **kwargs: object) -> HandDriver:
-        driver = HandDriver(argv, **kwargs)  # type: ignore[arg-type]
-        drivers.append(driver)
-        return driver
-
-    yield make
-    for driver in drivers:
-        driver.close()
 
 
 def test_run_by_hand_without_the_cookie_a_plugin_explains_itself_and_exits_1() -> None:
