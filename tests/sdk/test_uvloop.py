@@ -26,7 +26,6 @@ from test_call_tasks import (  # noqa: E402
     test_many_quick_calls_leave_no_call_in_flight_at_shutdown,
 )
 from test_serve import (  # noqa: E402
-    driver_factory,
     test_a_passed_deadline_answers_a_retryable_timeout,
     test_a_plugin_also_works_over_two_plain_pipes,
     test_cancel_stops_the_call_without_an_answer,
@@ -40,7 +39,6 @@ from test_serve import (  # noqa: E402
 
 __all__ = [
     "driver",
-    "driver_factory",
     "test_a_call_runs_inside_one_task_with_asyncio_timeout_usable",
     "test_a_context_variable_set_by_one_call_is_not_seen_by_the_next",
     "test_a_passed_deadline_answers_a_retryable_timeout",
