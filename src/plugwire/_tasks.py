@@ -51,7 +51,7 @@ class TaskOwner:
     """Starts, tracks, cancels and awaits the background tasks of one long-lived object.
 
     Args:
-        name: Names the owner in logs and prefixes its tasks' names, e.g. `pool 'echo'`.
+        name: Names the owner in logs and prefixes its tasks' names, e.g. `plugwire-pool-echo`.
         close_timeout: Seconds `aclose()` waits for the tasks (then again after cancelling
             shielded ones that are still running) before it logs and gives up on them.
         logger: Where failures are logged (default: `plugwire.tasks`).

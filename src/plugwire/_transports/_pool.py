@@ -89,7 +89,7 @@ class ProcessPool:
         self.offline_tries = 0
         self._ready = asyncio.Event()
         #: Supervision (growth, idle reaping, crash handling, recovery) and background stops.
-        self._tasks = TaskOwner(f"pool {name!r}", close_timeout=close_timeout)
+        self._tasks = TaskOwner(f"plugwire-pool-{name}", close_timeout=close_timeout)
         self._growing = False
         self._restarting = False
         self._offline_reason: PluginError | None = None

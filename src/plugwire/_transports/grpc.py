@@ -109,9 +109,7 @@ class GrpcTransport(BaseTransport):
         self._execute_request: Any = None
         self._closed = False
         # Channels replaced by `restart()` close in the background, given `request_timeout`.
-        self._tasks = TaskOwner(
-            f"grpc transport {plugin!r}", close_timeout=(self.connection.request_timeout or 0.0) + 5.0
-        )
+        self._tasks = TaskOwner(f"plugwire-grpc-{plugin}", close_timeout=(self.connection.request_timeout or 0.0) + 5.0)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> PluginInfo:

@@ -109,7 +109,7 @@ class SubprocessTransport(BaseTransport):
         # Pools replaced by `restart()` close in the background; a stop is bounded by
         # grace + kill_after, so a pool's close (twice its close_timeout at most) is too.
         self._stop_bound = self.options.grace + self.options.kill_after + 5.0
-        self._tasks = TaskOwner(f"subprocess transport {self.name!r}", close_timeout=3 * self._stop_bound)
+        self._tasks = TaskOwner(f"plugwire-subprocess-{self.name}", close_timeout=3 * self._stop_bound)
         #: Told of crashes, restarts and going offline (the audit log listens here).
         self.listeners: list[PoolListener] = []
 
