@@ -435,8 +435,8 @@ class BrokenRestartable(Scripted):
         super().__init__(default="error")
         self.broken = True
 
-    @property  # type: ignore[override]
-    def restartable(self) -> bool:
+    @property
+    def restartable(self) -> bool:  # type: ignore[override]
         if self.broken:
             self.broken = False
             raise RuntimeError("bug in the transport")
