@@ -7,6 +7,7 @@ import contextlib
 import gc
 import inspect
 import logging
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -227,3 +228,30 @@ async def test_task_names_carry_the_owner_name() -> None:
     task = owner.start(asyncio.sleep(0), name="checks")
     assert task.get_name() == "health 'echo': checks"
     await owner.aclose()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are Python 3.12+")
+async def test_under_an_eager_task_factory_a_task_that_ends_at_once_leaves_the_owner_and_is_logged(
+    caplog: pytest.LogCaptureFixture, loop_errors: list[dict[str, Any]]
+) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]
+    try:
+        owner = TaskOwner("eager")
+        seen: list[BaseException] = []
+
+        async def boom() -> None:
+            raise ValueError("at once")
+
+        with caplog.at_level(logging.ERROR, logger="plugwire.tasks"):
+            owner.start(boom(), name="boom", on_error=seen.append)  # ran (and failed) inside start()
+            for _ in range(50):
+                owner.start(asyncio.sleep(0, "done"), name="short")
+            await asyncio.sleep(0.01)
+        assert len(owner) == 0
+        assert [r.getMessage() for r in caplog.records] == ["eager: task 'boom' failed"]
+        assert [type(e) for e in seen] == [ValueError]
+        await owner.aclose()
+    finally:
+        loop.set_task_factory(None)
+    assert loop_errors == []
