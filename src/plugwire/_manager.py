@@ -108,8 +108,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._started = False
         self._closing = False
         self._shutdown_task: asyncio.Task[None] | None = None
-        #: The manager's own background work: the shutdown, which runs to its end even when
-        #: the caller who began it is cancelled. Plugins' tasks are owned by their parts.
+        #: The manager's own task: the shutdown (it runs to its end if its caller is cancelled).
         self._tasks = TaskOwner("plugwire-manager")
         self._guard = SecurityGuard(
             self.config, self.logger, lambda: [e.config for e in self._entries.values()], self._refuse
