@@ -16,6 +16,7 @@ LAYERS: dict[str, int] = {
     "_codes": 0,
     "_errors": 0,
     "_types": 0,
+    "_tasks": 0,
     "_models": 1,
     "_config": 1,
     "_codec": 1,

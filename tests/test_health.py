@@ -415,3 +415,47 @@ async def test_an_in_process_plugin_is_not_restarted_but_taken_offline_until_it_
         plugin.status = Status.HEALTHY
         await tick(clock)
         assert await manager.execute("p", "x") == "x"
+
+
+async def test_a_check_asked_for_after_the_monitor_closed_reports_the_plugin_removed() -> None:
+    transport = Scripted()
+    monitor = HealthMonitor("p", transport, health().health_check, clock=FakeClock())
+    await monitor.aclose()
+    status = await monitor.check()
+    assert status.status is Status.OFFLINE
+    assert status.message == "health check stopped: the plugin was removed"
+    assert transport.health_calls == 0  # no task was started for it
+    await monitor.aclose()  # idempotent
+
+
+class BrokenRestartable(Scripted):
+    """A transport with a bug: asking whether it can be restarted raises, once."""
+
+    def __init__(self) -> None:
+        super().__init__(default="error")
+        self.broken = True
+
+    @property
+    def restartable(self) -> bool:  # type: ignore[override]
+        if self.broken:
+            self.broken = False
+            raise RuntimeError("bug in the transport")
+        return True
+
+
+async def test_a_check_that_raises_is_logged_once_by_the_monitor_and_the_schedule_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    transport = BrokenRestartable()
+    monitor = HealthMonitor("p", transport, health(failure_limit=1).health_check, clock=clock)
+    monitor.start()
+    await clock.wait_for_sleepers(1)
+    with caplog.at_level("ERROR", logger="plugwire"):
+        await tick(clock)
+    failures = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in failures] == ["plugwire-health-p: task 'check' failed"]
+    await tick(clock)  # the next scheduled check runs, and restarts the plugin
+    assert transport.restarts == 1
+    await monitor.aclose()
+    assert len(monitor._tasks) == 0

@@ -30,12 +30,16 @@ checks begin.
 "In a row" means without a successful check in between. With `health_check.enabled` false
 there is no schedule and no action: a check asked for by `manager.health()` reports the
 plugin's answer (or unhealthy on error or timeout) as is.
+
+The schedule and the check in flight are tasks of the monitor's `TaskOwner`; `aclose()`
+cancels both and waits for them, and a check asked for after that reports the plugin offline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -46,6 +50,7 @@ from ._clock import Clock, system_clock
 from ._config import HealthCheckConfig
 from ._errors import PluginConnectingError, PluginError, PluginUnavailableError
 from ._models import HealthStatus, PluginInfo, Status
+from ._tasks import TaskOwner
 from ._transports.base import BaseTransport
 from ._types import LoggerLike
 
@@ -53,6 +58,10 @@ __all__ = ["HealthMonitor"]
 
 _FIRST_CONNECT_RETRY = 0.5
 _MAX_CONNECT_RETRY = 30.0  # when health checks are off (no interval to cap the wait at)
+
+
+def _removed() -> HealthStatus:
+    return HealthStatus(status=Status.OFFLINE, message="health check stopped: the plugin was removed")
 
 
 class HealthMonitor:
@@ -106,6 +115,8 @@ class HealthMonitor:
         self.transitions: collections.Counter[tuple[Status, Status]] = collections.Counter()
         self._restarts_in_row = 0
         self._restart_failed = False
+        #: The schedule and the check in flight (shared by everyone who asks meanwhile).
+        self._tasks = TaskOwner(f"plugwire-health-{name}")
         self._current: asyncio.Task[HealthStatus] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         #: True while the plugin has never been reached (see `begin_connecting`).
@@ -125,7 +136,7 @@ class HealthMonitor:
         """Start the periodic checks (if enabled, with a positive interval, or while
         connecting); idempotent."""
         if self._loop_task is None and (self.connecting or self._scheduled()):
-            self._loop_task = asyncio.create_task(self._run(), name=f"plugwire-health-{self.name}")
+            self._loop_task = self._tasks.start(self._run(), name="checks")
 
     def _scheduled(self) -> bool:
         return self.config.enabled and self.config.interval > 0
@@ -160,12 +171,8 @@ class HealthMonitor:
         self._set(reported.status, f"restarted by its supervisor: {reported.message}", 0.0, reported.metadata)
 
     async def aclose(self) -> None:
-        """Stop the periodic checks and any check in flight, and wait until they ended."""
-        tasks = [task for task in (self._loop_task, self._current) if task is not None]
-        self._loop_task = None
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Stop the periodic checks and any check in flight, and wait until they ended; idempotent."""
+        await self._tasks.aclose()
 
     async def _run(self) -> None:
         while True:
@@ -175,17 +182,18 @@ class HealthMonitor:
                 await self.clock.sleep(self.config.interval)
             else:  # connected, and checks are off
                 return
-            try:
+            # A bug in a check must not end the monitoring; the monitor's task owner logged it.
+            with contextlib.suppress(Exception):
                 await self.check()
-            except Exception:  # a bug in a check must not end the monitoring
-                logging.getLogger("plugwire.health").exception("health check of %r failed unexpectedly", self.name)
 
     # ------------------------------------------------------------------- checks
     async def check(self) -> HealthStatus:
         """Check now, or join the check already running; then act on the result."""
         task = self._current
         if task is None:
-            task = asyncio.create_task(self._check_and_act(), name=f"plugwire-health-check-{self.name}")
+            if self._tasks.closed:  # asked by `manager.health()` while the plugin was being removed
+                return _removed()
+            task = self._tasks.start(self._check_and_act(), name="check")
             self._current = task
             task.add_done_callback(self._check_done)
         try:
@@ -194,7 +202,7 @@ class HealthMonitor:
             current = asyncio.current_task()
             if task.cancelled() and current is not None and not current.cancelling():
                 # The shared check was stopped (the plugin is being removed), not our caller.
-                return HealthStatus(status=Status.OFFLINE, message="health check stopped: the plugin was removed")
+                return _removed()
             raise
 
     def _check_done(self, task: asyncio.Task[HealthStatus]) -> None:

@@ -45,6 +45,7 @@ from ._policies import BreakerListener, CircuitBreaker, Policy
 from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
 from ._sources import InProcess, PluginSource, source_for_config
+from ._tasks import TaskOwner
 from ._transports.base import Call
 from ._types import LoggerLike, ReqT, RespT
 
@@ -107,6 +108,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._started = False
         self._closing = False
         self._shutdown_task: asyncio.Task[None] | None = None
+        #: The manager's own task: the shutdown (it runs to its end if its caller is cancelled).
+        self._tasks = TaskOwner("plugwire-manager")
         self._guard = SecurityGuard(
             self.config, self.logger, lambda: [e.config for e in self._entries.values()], self._refuse
         )
@@ -157,7 +160,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         if self._shutdown_task is None:
             self._closing = True
             limit = self.config.shutdown_timeout if timeout is None else timeout
-            self._shutdown_task = asyncio.ensure_future(self._shutdown(limit))
+            self._shutdown_task = self._tasks.start(self._shutdown(limit), name="shutdown", shielded=True)
         await asyncio.shield(self._shutdown_task)
 
     aclose = shutdown
@@ -169,13 +172,15 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             self._disabled.clear()
         # Monitors stop first: no health check or restart may race the shutdown.
         await asyncio.gather(*(entry.monitor.aclose() for entry in entries))
-        waits = [entry.wait_idle() for entry in entries if entry.inflight]
-        if waits:
-            done, _ = await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=timeout)
-            if len(done) < len(waits):
-                self._log("warning", f"shutdown: in-flight calls still running after {timeout:g}s; closing")
+        try:
+            async with asyncio.timeout(timeout):  # one deadline for all: no waiter outlives it
+                for entry in entries:
+                    await entry.wait_idle()
+        except TimeoutError:
+            self._log("warning", f"shutdown: in-flight calls still running after {timeout:g}s; closing")
         await asyncio.gather(*(self._close_entry(entry) for entry in entries))
         await self._guard.aclose()
+        await self._tasks.aclose()  # (this task itself is not waited for)
         self._log("info", f"shutdown complete ({len(entries)} plugins closed)")
 
     async def _drain(self, entry: PluginEntry, timeout: float | None) -> bool:

@@ -250,3 +250,50 @@ async def test_the_poller_waits_for_a_half_written_whitelist_to_be_complete(
     assert [entry.name for entry in fresh] == ["a", "b"]
     engine.audit.flush()
     assert engine.audit.query(event=AuditEvent.WHITELIST_REJECTED) == []
+
+
+@pytest.mark.parametrize("use_watchfiles", BACKENDS)
+async def test_closing_the_watcher_lets_a_reload_finish_but_not_one_that_hangs(
+    tmp_path: Path, use_watchfiles: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    from plugwire._security import WhitelistWatcher
+
+    path = tmp_path / "whitelist.json"
+    path.write_text(whitelist_text("a"))
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    async def reload() -> None:
+        entered.set()
+        await release.wait()
+        finished.append("reload")
+
+    watcher = WhitelistWatcher(path, reload, use_watchfiles=use_watchfiles, poll_interval=0.05, close_timeout=0.05)
+    starting = asyncio.ensure_future(watcher.start())
+    await entered.wait()  # the first re-read, in the watch task
+    closing = asyncio.ensure_future(watcher.aclose())
+    await asyncio.sleep(0)
+    release.set()  # it finishes: aclose waited for it instead of cancelling it
+    await closing
+    assert finished == ["reload"]
+    await starting
+    assert watcher._tasks.tasks() == []
+
+    stuck = asyncio.Event()
+
+    async def hung_reload() -> None:
+        stuck.set()
+        await asyncio.Event().wait()
+
+    hang = WhitelistWatcher(path, hung_reload, use_watchfiles=use_watchfiles, close_timeout=0.05)
+    starting = asyncio.ensure_future(hang.start())
+    await stuck.wait()
+    with caplog.at_level(logging.WARNING, logger="plugwire.tasks"):
+        await hang.aclose()  # a handler that never returns is cancelled, with a warning
+    assert [r.getMessage() for r in caplog.records] == [
+        "plugwire-watch-whitelist.json: task 'watch' still running 0.05s after close began; cancelling it"
+    ]
+    assert hang._tasks.tasks() == []
+    starting.cancel()
+    await asyncio.gather(starting, return_exceptions=True)

@@ -260,7 +260,7 @@ async def test_restart_starts_the_new_process_first_then_retires_the_old_one() -
         after = (await manager.execute("echo", Req())).pid
         assert before != after
         assert (await slow).text == "old"  # the old process finished its call before stopping
-        await asyncio.gather(*transport._retiring)
+        await asyncio.gather(*transport._tasks.tasks())  # the old pool, closing in the background
         assert not pid_alive(before)
 
 

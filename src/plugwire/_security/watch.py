@@ -19,6 +19,8 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from .._tasks import TaskOwner
+
 __all__ = ["WhitelistWatcher", "watchfiles_available"]
 
 _LOG = logging.getLogger("plugwire.security")
@@ -44,6 +46,8 @@ class WhitelistWatcher:
             installed.
         poll_interval: Seconds between polls in the polling fallback (a change is reported
             once the file has held still for one poll).
+        close_timeout: Seconds `aclose()` lets a change handler in progress finish before it
+            cancels it.
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class WhitelistWatcher:
         *,
         use_watchfiles: bool | None = None,
         poll_interval: float = 0.2,
+        close_timeout: float = 10.0,
     ) -> None:
         self.path = Path(os.path.abspath(path))
         self._on_change = on_change
@@ -67,7 +72,10 @@ class WhitelistWatcher:
             )
         self._poll_interval = poll_interval
         self._stop = asyncio.Event()
-        self._ready = asyncio.Event()
+        #: Resolved once the watch is in place (a future, so `start` needs no helper task).
+        self._ready: asyncio.Future[None] | None = None
+        #: The watch task: shielded, so `aclose` lets a reload in progress finish.
+        self._tasks = TaskOwner(f"plugwire-watch-{self.path.name}", close_timeout=close_timeout)
         self._task: asyncio.Task[None] | None = None
         #: Batches of events (or polls) handled so far; tests wait on it, not on time.
         self.checks = 0
@@ -78,12 +86,18 @@ class WhitelistWatcher:
         the file has been re-read once (a change made before it is seen too)."""
         if self._task is None:
             runner = self._watch_events if self.backend == "watchfiles" else self._poll
-            self._task = asyncio.create_task(runner(), name=f"plugwire-watch:{self.path.name}")
-            ready = asyncio.ensure_future(self._ready.wait())
-            await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
-            ready.cancel()
-            if self._task.done():
-                self._task.result()
+            self._ready = ready = asyncio.get_running_loop().create_future()
+            self._task = task = self._tasks.start(runner(), name="watch", shielded=True)
+            await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                task.result()
+
+    def _is_ready(self) -> bool:
+        return self._ready is not None and self._ready.done()
+
+    def _set_ready(self) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
 
     def concerns(self, changed: str | os.PathLike[str]) -> bool:
         """Whether an event on `changed` (a path in the watched folder) may change the file:
@@ -132,11 +146,11 @@ class WhitelistWatcher:
         async for changes in watcher:
             if self._stop.is_set():
                 break
-            if not self._ready.is_set():
+            if not self._is_ready():
                 # The first yield means the OS watch is in place; re-read once to catch a
                 # change made between loading the whitelist and this point.
                 await self._notify()
-                self._ready.set()
+                self._set_ready()
             elif changes:
                 if [path for _, path in changes if self.concerns(path)]:
                     await self._notify()
@@ -155,7 +169,7 @@ class WhitelistWatcher:
         # a file caught half-written is not reloaded (and rejected) before it is complete.
         last, settled = self._signature(), True
         await self._notify()
-        self._ready.set()
+        self._set_ready()
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll_interval):
@@ -169,9 +183,8 @@ class WhitelistWatcher:
             await self._counted()
 
     async def aclose(self) -> None:
-        """Stop watching and wait for the watch task to end."""
+        """Stop watching and wait for the watch task to end (a reload in progress finishes);
+        idempotent."""
         self._stop.set()
-        if self._task is not None:
-            task, self._task = self._task, None
-            # Returned, not raised: the task's own end; a cancellation of our caller still propagates.
-            await asyncio.gather(task, return_exceptions=True)
+        self._task = None
+        await self._tasks.aclose()

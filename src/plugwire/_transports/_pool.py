@@ -11,60 +11,31 @@ again, then again after a wait growing by `multiplier` up to `max_offline_backof
 (`next_restart_at`); a start that passes its handshake and a health check brings the plugin
 back. A replacement that passes both is announced to the listeners as `ready` (the plugin's
 circuit breaker listens).
+
+Every background task of the pool (growth, idle reaping, what follows a crash, recovery
+from offline, stopping a process) belongs to its `TaskOwner`; `aclose()` cancels the
+supervision, waits for the stops, and reaps every process. Calls never touch the owner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .._clock import Clock
 from .._errors import ErrorCode, PluginError, PluginUnavailableError, ProcessError, RequestSent, TransportError
-from .._models import HealthStatus, PluginInfo, Status
-from ._connection import HostConnection
+from .._models import PluginInfo
+from .._tasks import TaskOwner
+from ._members import Launcher, PoolListener, PoolState, Worker, first_health
 from ._process import PluginProcess, describe_status
 from ._restarts import CrashIncidents, RestartPolicy
 
 __all__ = ["PoolListener", "PoolState", "ProcessPool", "RestartPolicy", "Worker"]
 
 _log = logging.getLogger("plugwire.transport.subprocess")
-
-
-class PoolState(enum.Enum):
-    """Lifecycle of a pool."""
-
-    NEW = "new"
-    RUNNING = "running"
-    OFFLINE = "offline"
-    CLOSED = "closed"
-
-
-@dataclass(eq=False, slots=True)
-class Worker:
-    """One started plugin process and its connection."""
-
-    process: PluginProcess
-    conn: HostConnection
-    info: PluginInfo
-    retired: bool = field(default=False)
-    #: For the idle reaper: the connection's `calls_started` when it last looked, and since
-    #: when it has found the process idle (None: busy at the last look).
-    seen_calls: int = field(default=0)
-    idle_since: float | None = field(default=None)
-    #: The pool's count of adopted processes when this one was adopted (incidents use it).
-    seq: int = field(default=0)
-
-
-Launcher = Callable[[], Awaitable[Worker]]
-PoolListener = Callable[[str, Mapping[str, Any]], None]
-"""Told of lifecycle events: ("crashed", {pid, status, reason}), ("restarted", {pid,
-restarts}), ("ready", {pid, status}: a replacement passed its handshake and a health check),
-("offline", {crashes, reason, retry_in})."""
 
 
 class ProcessPool:
@@ -81,6 +52,8 @@ class ProcessPool:
         clock: Time source for backoff and the crash window.
         stop: Stops one worker gracefully (shutdown frame, grace, SIGTERM, SIGKILL).
         health_timeout: Seconds a replacement process has to answer its first health check.
+        close_timeout: Seconds `aclose()` waits for processes being stopped in the background
+            (at least `stop`'s own bound: a stop cut short would leave its process running).
     """
 
     def __init__(
@@ -93,8 +66,9 @@ class ProcessPool:
         keep_idle: int = 1,
         policy: RestartPolicy,
         clock: Clock,
-        stop: Callable[[Worker], Awaitable[None]],
+        stop: Callable[[Worker], Coroutine[Any, Any, None]],
         health_timeout: float = 5.0,
+        close_timeout: float = 10.0,
     ) -> None:
         self.name = name
         self._launch = launch
@@ -114,8 +88,8 @@ class ProcessPool:
         self.next_restart_at: float | None = None
         self.offline_tries = 0
         self._ready = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._stops: set[asyncio.Task[None]] = set()  # workers being stopped: awaited on close, never cancelled
+        #: Supervision (growth, idle reaping, crash handling, recovery) and background stops.
+        self._tasks = TaskOwner(f"plugwire-pool-{name}", close_timeout=close_timeout)
         self._growing = False
         self._restarting = False
         self._offline_reason: PluginError | None = None
@@ -139,7 +113,7 @@ class ProcessPool:
         self._adopt(worker)
         self.state = PoolState.RUNNING
         if self.idle_timeout > 0 and self.max_processes > self.keep_idle:
-            self._spawn_task(self._reap_idle())
+            self._tasks.start(self._reap_idle(), name="reap idle processes")
         return worker.info
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
@@ -164,16 +138,13 @@ class ProcessPool:
         worker.process.exited.add_done_callback(lambda _: self._lost(worker))
 
     async def aclose(self) -> None:
-        """Stop every process gracefully and end the supervision tasks."""
+        """Stop every process gracefully and end the supervision tasks; idempotent."""
         self.state = PoolState.CLOSED
         self._ready.set()  # wake waiters so they see CLOSED
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)  # the tasks' cancellations are returned
         workers, self.workers = self.workers, []
         for worker in workers:
-            worker.retired = True
-        await asyncio.gather(*(self._stop_worker(w) for w in workers), *self._stops, return_exceptions=True)
+            self._retire(worker)  # stopped beside those already stopping, all awaited below
+        await self._tasks.aclose()  # supervision cancelled, stops awaited
         # Crashed processes whose supervision task was just cancelled: reap them too.
         await asyncio.gather(*(asyncio.shield(p.exited) for p in self._dying), return_exceptions=True)
 
@@ -200,7 +171,7 @@ class ProcessPool:
             and self.state is PoolState.RUNNING
         ):
             self._growing = True
-            self._spawn_task(self._grow())
+            self._tasks.start(self._grow(), name="grow")
         return best
 
     async def acquire(self) -> Worker:
@@ -250,17 +221,32 @@ class ProcessPool:
         return max(0.0, self.next_restart_at - self.clock.monotonic())
 
     # ---------------------------------------------------------- supervision
-    def _spawn_task(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _retire(self, worker: Worker) -> None:
+        """Stop a worker in the background; `aclose` waits for it to end (a stop cut short
+        would leave its process running), so its task is shielded from the close.
 
-    def _spawn_stop(self, worker: Worker) -> None:
-        """Stop a retired worker in the background; `aclose` waits for it to end (a stop cut
-        short would leave its process running)."""
-        task = asyncio.ensure_future(self._stop_worker(worker))
-        self._stops.add(task)
-        task.add_done_callback(self._stops.discard)
+        Once the pool is closing (a supervision task cut short by it retires a process it
+        had just started), the process is killed instead, and `aclose` reaps it.
+        """
+        worker.retired = True
+        if not self._tasks.closed:
+            self._tasks.start(self._stop_worker(worker), name=f"stop process {worker.process.pid}", shielded=True)
+            return
+        worker.conn.close(ProcessError("the pool is closed", code=ErrorCode.PROCESS, plugin=self.name))
+        worker.process.kill()
+        self._track_dying(worker.process)
+
+    def _track_dying(self, process: PluginProcess) -> None:
+        if process.running:
+            self._dying.add(process)
+            process.exited.add_done_callback(lambda _: self._dying.discard(process))
+
+    def _supervision_failed(self, error: BaseException) -> None:
+        """A crash's supervision task failed (a bug, logged by the task owner). With no
+        process left nothing would start one again and calls would wait forever: go offline
+        instead, so they fail fast and the recovery schedule begins."""
+        if self.state is PoolState.RUNNING and not self.workers:
+            self._go_offline(ProcessError(f"supervision failed: {type(error).__name__}: {error}", plugin=self.name))
 
     async def _grow(self) -> None:
         try:
@@ -271,8 +257,7 @@ class ProcessPool:
         finally:
             self._growing = False
         if self.state is not PoolState.RUNNING:
-            worker.retired = True
-            await self._stop_worker(worker)
+            self._retire(worker)
             return
         self._adopt(worker)
         _log.info("plugin %r: grew to %d processes", self.name, len(self.workers))
@@ -301,11 +286,10 @@ class ProcessPool:
                     worker.idle_since = now
                 if now - worker.idle_since < self.idle_timeout:
                     continue
-                worker.retired = True
                 self.workers.remove(worker)
                 self._notify()
                 _log.info("plugin %r: stopping idle process %d", self.name, worker.process.pid)
-                self._spawn_stop(worker)
+                self._retire(worker)
 
     def _lost(self, worker: Worker) -> None:
         if worker.retired:
@@ -328,13 +312,14 @@ class ProcessPool:
         # Fail the in-flight calls now; do not wait for the exit to be reaped.
         worker.conn.close(reason)
         worker.process.kill()
-        process = worker.process
-        if process.running:
-            self._dying.add(process)
-            process.exited.add_done_callback(lambda _: self._dying.discard(process))
+        self._track_dying(worker.process)
         if self.state is PoolState.CLOSED:
             return
-        self._spawn_task(self._after_crash(worker, reason, new_incident))
+        self._tasks.start(
+            self._after_crash(worker, reason, new_incident),
+            name=f"after the exit of process {worker.process.pid}",
+            on_error=self._supervision_failed,
+        )
 
     async def _after_crash(self, worker: Worker, reason: PluginError, new_incident: bool) -> None:
         returncode = await asyncio.shield(worker.process.exited)
@@ -388,14 +373,13 @@ class ProcessPool:
             self.policy.offline_backoff(0),
         )
         self._ready.set()
-        for worker in list(self.workers):
-            worker.retired = True
-            self._spawn_stop(worker)
-        self.workers.clear()
+        workers, self.workers = self.workers, []
+        for worker in workers:
+            self._retire(worker)
         self.offline_tries = 0
         self.next_restart_at = self.clock.monotonic() + self.policy.offline_backoff(0)
         self._emit("offline", crashes=len(self._crashes), reason=reason.message, retry_in=self.retry_in())
-        self._spawn_task(self._recover())
+        self._tasks.start(self._recover(), name="recover from offline")
 
     async def _recover(self) -> None:
         """Bring an offline pool back: one start after `window`, then with a growing wait."""
@@ -407,11 +391,10 @@ class ProcessPool:
             worker = None
             try:
                 worker = await self._launch()
-                status = await self._first_health(worker)
+                status = await first_health(worker, self.health_timeout, self.name)
             except BaseException as exc:
                 if worker is not None:
-                    worker.retired = True
-                    self._spawn_stop(worker)
+                    self._retire(worker)
                 if not isinstance(exc, Exception):
                     raise
                 if not isinstance(exc, PluginError):
@@ -428,8 +411,7 @@ class ProcessPool:
                 self._notify()
                 continue
             if not self._offline():
-                worker.retired = True
-                self._spawn_stop(worker)
+                self._retire(worker)
                 return
             self._crashes.clear()
             self._offline_reason = None
@@ -441,30 +423,10 @@ class ProcessPool:
             self._emit("restarted", pid=worker.process.pid, restarts=self.restarts)
             self._emit("ready", pid=worker.process.pid, status=status)
 
-    async def _first_health(self, worker: Worker) -> HealthStatus:
-        """The health of a fresh process, which must be healthy or degraded.
-
-        Raises:
-            PluginError: It failed, timed out, or reported itself unhealthy or offline.
-        """
-        limit = self.health_timeout or None
-        try:
-            async with asyncio.timeout(limit):
-                status = await worker.conn.health()
-        except TimeoutError:
-            raise ProcessError(
-                f"the new process did not answer its first health check within {limit:g}s", plugin=self.name
-            ) from None
-        if status.status not in (Status.HEALTHY, Status.DEGRADED):
-            raise ProcessError(
-                f"the new process reports itself {status.status.value}: {status.message}", plugin=self.name
-            )
-        return status
-
     async def _announce_ready(self, worker: Worker) -> None:
         """Tell the listeners (the breaker) once a replacement has passed a health check."""
         try:
-            status = await self._first_health(worker)
+            status = await first_health(worker, self.health_timeout, self.name)
         except PluginError as exc:
             _log.warning("plugin %r: restarted process %d is not ready: %s", self.name, worker.process.pid, exc.message)
             return
@@ -494,8 +456,7 @@ class ProcessPool:
                         return None
                     continue
                 if not self._running():
-                    worker.retired = True
-                    await self._stop_worker(worker)
+                    self._retire(worker)
                     return None
                 self.restarts += 1
                 self._adopt(worker)

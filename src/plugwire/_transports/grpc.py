@@ -8,7 +8,6 @@ retry policy is the only one. Every grpc failure is translated into a `PluginErr
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -27,6 +26,7 @@ from .._errors import (
 )
 from .._models import HealthStatus, PluginInfo, Status, Transport
 from .._proto import CONTENT_TYPES, load
+from .._tasks import TaskOwner
 from .._tls import TLSConfig
 from .base import BaseTransport, Call, attempt_timed_out
 from .grpc_status import error_from_rpc, peer_reported
@@ -108,7 +108,8 @@ class GrpcTransport(BaseTransport):
         self._stub: Any = None
         self._execute_request: Any = None
         self._closed = False
-        self._retiring: set[asyncio.Future[None]] = set()  # replaced channels still closing
+        # Channels replaced by `restart()` close in the background, given `request_timeout`.
+        self._tasks = TaskOwner(f"plugwire-grpc-{plugin}", close_timeout=(self.connection.request_timeout or 0.0) + 5.0)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> PluginInfo:
@@ -166,7 +167,7 @@ class GrpcTransport(BaseTransport):
         self._closed = True
         if channel is not None:
             await channel.close()
-        await asyncio.gather(*self._retiring, return_exceptions=True)
+        await self._tasks.aclose()  # replaced channels still closing
 
     async def restart(self) -> PluginInfo:
         """Connect afresh (skipping grpc's reconnect backoff) and move calls to the new channel.
@@ -185,9 +186,11 @@ class GrpcTransport(BaseTransport):
         self._execute_request = self._mods.pb2.ExecuteRequest
         self._closed = False
         if old is not None:
-            task = asyncio.ensure_future(old.close(grace=self.connection.request_timeout or None))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+            grace = self.connection.request_timeout or None
+            if self._tasks.closed:  # restarted after aclose(): nothing waits in the background
+                await old.close(grace=grace)
+            else:
+                self._tasks.start(old.close(grace=grace), name="close the replaced channel", shielded=True)
         return info
 
     # ---------------------------------------------------------------------- calls

@@ -22,6 +22,7 @@ from .._config import PluginConfig
 from .._errors import ErrorCode, PluginError, ProcessError, RequestSent
 from .._models import HealthStatus, PluginInfo, Status, Transport
 from .._protocol import DEFAULT_MAX_FRAME, CallContext
+from .._tasks import TaskOwner
 from ._connection import HostConnection
 from ._pool import PoolListener, PoolState, ProcessPool, RestartPolicy, Worker
 from ._process import PluginProcess, describe_status, scrubbed_env
@@ -105,7 +106,10 @@ class SubprocessTransport(BaseTransport):
         #: Host-side checks awaited after `options.prepare_launch`, before every spawn, so the
         #: argv they approve is the argv that runs (the security system's verified launch).
         self.launch_guards: list[LaunchHook] = []
-        self._retiring: set[asyncio.Future[None]] = set()  # replaced pools still stopping
+        # Pools replaced by `restart()` close in the background; a stop is bounded by
+        # grace + kill_after, so a pool's close (twice its close_timeout at most) is too.
+        self._stop_bound = self.options.grace + self.options.kill_after + 5.0
+        self._tasks = TaskOwner(f"plugwire-subprocess-{self.name}", close_timeout=3 * self._stop_bound)
         #: Told of crashes, restarts and going offline (the audit log listens here).
         self.listeners: list[PoolListener] = []
 
@@ -121,6 +125,7 @@ class SubprocessTransport(BaseTransport):
             clock=self.options.clock,
             stop=self._stop_worker,
             health_timeout=self.config.health_check.timeout,
+            close_timeout=self._stop_bound,
         )
         pool.listeners = self.listeners
         return pool
@@ -150,16 +155,17 @@ class SubprocessTransport(BaseTransport):
             info = await pool.start()
             old, self._pool = self._pool, pool
             if old is not None:
-                task = asyncio.ensure_future(old.aclose())
-                self._retiring.add(task)
-                task.add_done_callback(self._retiring.discard)
+                if self._tasks.closed:  # restarted after aclose(): nothing waits in the background
+                    await old.aclose()
+                else:
+                    self._tasks.start(old.aclose(), name="close the replaced pool", shielded=True)
             return info
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.aclose()
-        await asyncio.gather(*self._retiring, return_exceptions=True)
+        await self._tasks.aclose()  # replaced pools still closing
 
     @property
     def pool(self) -> ProcessPool | None:
