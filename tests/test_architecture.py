@@ -17,6 +17,7 @@ LAYERS: dict[str, int] = {
     "_errors": 0,
     "_types": 0,
     "_models": 1,
+    "_call": 1,
     "_config": 1,
     "_codec": 1,
     "_clock": 1,

@@ -16,7 +16,7 @@ from plugwire import (
     RetryConfig,
     TransportError,
 )
-from plugwire._policies import CircuitBreakerPolicy, RetryPolicy, compose
+from plugwire._policies import AttemptTimeout, CallPipeline, RetrySchedule
 from plugwire.errors import AuthenticationError, ErrorCode, RequestSent, RequestValidationError
 from plugwire.policies import BreakerState, BreakerStateChange, CircuitBreaker
 from plugwire.testing import Call, FakeClock
@@ -53,8 +53,10 @@ def setup(clock: FakeClock, **settings: Any) -> tuple[CircuitBreaker, Plugin, An
     config = CircuitBreakerConfig(**settings)
     breaker = CircuitBreaker(config, plugin="p", clock=clock)
     plugin = Plugin()
-    handler = compose([CircuitBreakerPolicy(breaker, default_timeout=5.0)], plugin)
-    return breaker, plugin, handler
+    # The scripted plugin stands for a transport that times its own attempts (5 s): the
+    # pipeline sets no timer, so a held call can answer after a trial's time is up.
+    timeout = AttemptTimeout(5.0, clock, transport_enforced=True)
+    return breaker, plugin, CallPipeline(plugin, clock=clock, breaker=breaker, timeout=timeout).run
 
 
 async def fail(handler: Any, times: int) -> None:
@@ -319,8 +321,8 @@ async def test_a_trial_makes_one_attempt_even_when_retries_are_configured() -> N
     config = CircuitBreakerConfig(failure_threshold=1, min_request_threshold=0, recovery_timeout=1)
     breaker = CircuitBreaker(config, plugin="p", clock=clock)
     plugin = Plugin()
-    retry = RetryPolicy(RetryConfig(max_retries=3, initial_interval=0, random_jitter=False), clock)
-    handler = compose([CircuitBreakerPolicy(breaker), retry], plugin)
+    retry = RetrySchedule(RetryConfig(max_retries=3, initial_interval=0, random_jitter=False), clock)
+    handler = CallPipeline(plugin, clock=clock, breaker=breaker, retry=retry).run
     plugin.failing = True
     plugin.error = TransportError("down", request_sent=RequestSent.NO)
     with pytest.raises(TransportError):
