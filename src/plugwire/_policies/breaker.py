@@ -69,6 +69,9 @@ class BreakerState(enum.StrEnum):
     HALF_OPEN = "half-open"
 
 
+_CLOSED = BreakerState.CLOSED  # a module global: read on every call, cheaper than the class attribute
+
+
 @dataclass(frozen=True, slots=True)
 class BreakerStateChange:
     """One transition of a circuit breaker.
@@ -214,7 +217,7 @@ class CircuitBreaker:
         Raises:
             CircuitOpenError: The circuit is open, or half-open with every trial slot taken.
         """
-        if self._state is BreakerState.CLOSED:
+        if self._state is _CLOSED:
             return self._closed_ticket
         now = self.clock.monotonic()
         self._tick(now)  # time alone never closes a breaker

@@ -81,12 +81,11 @@ class CallPipeline:
             PluginError: The last attempt's error, naming the attempts when retried.
         """
         context = call.context
-        clock = self.clock
         timeout = self.timeout
         # The overall deadline (`ExecutionContext.total_timeout`), fixed once for every step;
         # and the limit of each attempt (the manager has usually set it already).
         if context.total_timeout is not None and call.deadline is None:
-            call = replace(call, deadline=clock.monotonic() + context.total_timeout)
+            call = replace(call, deadline=self.clock.monotonic() + context.total_timeout)
         limit = timeout.default if context.timeout is None else context.timeout
         if call.timeout != limit:
             call = replace(call, timeout=limit)
@@ -98,7 +97,7 @@ class CallPipeline:
             wait = limiter.acquire(call)
             if wait:
                 try:
-                    await clock.sleep(wait)
+                    await self.clock.sleep(wait)
                 except BaseException:
                     limiter.refund()
                     raise
@@ -120,7 +119,7 @@ class CallPipeline:
                 try:
                     attempt = call if call.deadline is None else timeout.within_deadline(call)
                     if timeout.delegated or attempt.timeout is None:
-                        result = await terminal(attempt)  # the transport enforces `attempt.timeout`
+                        result = await terminal(attempt)  # timed by the transport, or no limit
                     else:
                         result = await timeout.run(terminal, attempt)
                     break
@@ -142,10 +141,10 @@ class CallPipeline:
                     raise failure
                 # observe: retry after `delay`
                 if delay > 0:
-                    await clock.sleep(delay)
+                    await self.clock.sleep(delay)
                 call = replace(call, attempt=call.attempt + 1)
+        # 4. Breaker record: one result per call, however many attempts it made.
         except BaseException as error:
-            # 4. Breaker record: one result per call, however many attempts it made.
             if breaker is not None:
                 breaker.record_failure(ticket, error)
             # observe: call failed
