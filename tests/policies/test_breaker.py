@@ -406,3 +406,34 @@ def test_recovered_turns_an_open_breaker_half_open_at_once_and_leaves_the_others
     breaker.record(ticket, None)
     breaker.record(breaker.admit(), None)
     assert breaker.state is CLOSED
+
+
+def test_used_alone_admit_and_record_drive_the_state_machine_on_its_clock() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig(failure_threshold=2, min_request_threshold=0, recovery_timeout=5, success_threshold=1),
+        plugin="p",
+        clock=clock,
+    )
+    ticket = breaker.admit()
+    assert breaker.admit() is ticket  # while closed: one ticket object, nothing allocated per call
+    breaker.record_failure(ticket, TransportError("down"))
+    breaker.record_success(breaker.admit())  # resets the consecutive failures
+    for _ in range(2):
+        breaker.record_failure(breaker.admit(), TransportError("down"))
+    assert breaker.state is OPEN
+    with pytest.raises(CircuitOpenError):
+        breaker.admit()
+    late = ticket  # admitted before the trip: its result no longer counts
+    breaker.record_success(late)
+    assert breaker.state is OPEN
+    clock.advance(5)
+    trial = breaker.admit(trial_timeout=1.0)
+    assert trial[1] is not None
+    with pytest.raises(CircuitOpenError):
+        breaker.admit()  # the single trial slot is taken
+    breaker.record_failure(trial, asyncio.CancelledError())  # not a verdict: the slot is free again
+    trial = breaker.admit(trial_timeout=1.0)
+    breaker.record_success(trial)
+    assert breaker.state is CLOSED
+    assert breaker.admit() is not ticket  # a new closed period, a new ticket

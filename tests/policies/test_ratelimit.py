@@ -197,3 +197,18 @@ def test_a_time_window_refills_in_steps_at_window_boundaries() -> None:
 def test_a_time_window_applies_through_the_limiter_config() -> None:
     limiter = RateLimiter(RateLimitConfig(enabled=True, requests_per_second=2, burst_size=2, time_window=5.0))
     assert limiter.bucket.window == 5.0
+
+
+def test_used_alone_the_limiter_takes_tokens_refuses_or_books_a_wait() -> None:
+    clock = FakeClock()
+    refusing = RateLimiter(RateLimitConfig(requests_per_second=2, burst_size=1), clock)
+    assert refusing.acquire(make_call()) == 0.0
+    with pytest.raises(RateLimitedError):
+        refusing.acquire(make_call())
+    waiting = RateLimiter(RateLimitConfig(requests_per_second=2, burst_size=1, wait=True), clock, max_wait=0.75)
+    assert waiting.acquire(make_call()) == 0.0
+    assert waiting.acquire(make_call()) == pytest.approx(0.5)  # booked: the caller sleeps, then goes
+    waiting.refund()  # ... or gives it back
+    assert waiting.acquire(make_call()) == pytest.approx(0.5)
+    with pytest.raises(RateLimitedError):
+        waiting.acquire(make_call())  # the next token is 1 s away: past max_wait (0.75 s)

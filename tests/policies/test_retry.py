@@ -295,3 +295,19 @@ async def test_an_error_that_took_unknown_time_names_the_time_from_the_first_fai
     with pytest.raises(TransportError) as caught:
         await drive(clock, asyncio.create_task(handler(make_call())))
     assert "(3 attempts, 1s from the first failure to the last)" in str(caught.value)
+
+
+def test_used_alone_the_schedule_gives_each_delay_then_none_naming_the_attempts_in_the_error() -> None:
+    clock = FakeClock()
+    schedule = RetrySchedule(RetryConfig(max_retries=2, initial_interval=1, multiplier=3, random_jitter=False), clock)
+    call = make_call()
+    failure = TransportError("connection refused", request_sent=RequestSent.NO)
+    started = schedule.first_started(call, failure)
+    assert started == (0.0, False)  # no deadline, not a timeout: the first failure's time
+    assert schedule.next_delay(failure, call, retries=0, max_retries=2, started=started) == 1
+    assert schedule.next_delay(failure, call, retries=1, max_retries=2, started=started) == 3
+    clock.advance(4)
+    assert schedule.next_delay(failure, call, retries=2, max_retries=2, started=started) is None
+    assert failure.details == {"attempts": 3, "elapsed": 4.0}
+    assert "(3 attempts, 4s from the first failure to the last)" in str(failure)
+    assert schedule.max_retries_for(ExecutionContext(max_retries=7)) == 7
