@@ -37,10 +37,10 @@ _NO_BREAKER: Ticket = (0, None)  # the ticket of a call no breaker admitted: nev
 class CallPipeline:
     """The built-in policies of one plugin in front of its transport (`terminal`).
 
-    Each part is optional except the attempt timeout (it also enforces the call's overall
-    deadline) and the retry schedule (a call's `ExecutionContext.max_retries` may ask for
-    retries when the config has none); a part the config turns off is None and costs one
-    test per call.
+    The rate limiter and the breaker are None when the config turns them off (one test per
+    call). The retry schedule and the attempt timeout always exist: a call's
+    `ExecutionContext.max_retries` may ask for retries, and its `total_timeout` for a
+    deadline, when the config has none.
 
     Args:
         terminal: Delivers one attempt to the transport.
