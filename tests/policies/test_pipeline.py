@@ -219,19 +219,39 @@ class RecordingLimiter(RateLimiter):
 
 
 class RecordingBreaker(CircuitBreaker):
+    """Logs each admission (the pipeline reading `closed_ticket`, or calling `admit`) and record."""
+
     log: list[str]
+    _inside = False  # reads of `closed_ticket` by the breaker's own methods are not admissions
+
+    @property  # type: ignore[override]
+    def closed_ticket(self) -> Ticket | None:
+        if not self._inside and self._ticket is not None:  # else the pipeline calls `admit`
+            self.log.append("admit")
+        return self._ticket
+
+    @closed_ticket.setter
+    def closed_ticket(self, ticket: Ticket | None) -> None:
+        self._ticket = ticket
 
     def admit(self, trial_timeout: float | None = None) -> Ticket:
         self.log.append("admit")
-        return super().admit(trial_timeout)
+        return self._within(lambda: super(RecordingBreaker, self).admit(trial_timeout))
 
     def record_success(self, ticket: Ticket) -> None:
         self.log.append("record success")
-        super().record_success(ticket)
+        self._within(lambda: super(RecordingBreaker, self).record_success(ticket))
 
     def record_failure(self, ticket: Ticket, error: BaseException) -> None:
         self.log.append(f"record failure {type(error).__name__}")
-        super().record_failure(ticket, error)
+        self._within(lambda: super(RecordingBreaker, self).record_failure(ticket, error))
+
+    def _within(self, method: Any) -> Any:
+        self._inside = True
+        try:
+            return method()
+        finally:
+            self._inside = False
 
 
 def recording_pipeline(clock: FakeClock, log: list[str], failures: int, **retry: Any) -> CallPipeline:

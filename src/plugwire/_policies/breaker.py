@@ -69,9 +69,6 @@ class BreakerState(enum.StrEnum):
     HALF_OPEN = "half-open"
 
 
-_CLOSED = BreakerState.CLOSED  # a module global: read on every call, cheaper than the class attribute
-
-
 @dataclass(frozen=True, slots=True)
 class BreakerStateChange:
     """One transition of a circuit breaker.
@@ -151,6 +148,9 @@ class CircuitBreaker:
 
     Attributes:
         transitions: How many times each (old, new) transition happened.
+        closed_ticket: While closed, the ticket every call is admitted with (one object per
+            closed period), so that admitting a call needs no method call on the hot path:
+            ``breaker.closed_ticket or breaker.admit()``; None while open or half-open.
     """
 
     def __init__(
@@ -180,7 +180,7 @@ class CircuitBreaker:
         self._trials_admitted = 0
         self._trial_successes = 0
         self._last_event: BaseException | None = None  # the cause of the last counted failure
-        self._closed_ticket: Ticket = (0, None)  # every ticket of this closed period (one object)
+        self.closed_ticket: Ticket | None = (0, None)
 
     # ------------------------------------------------------------------ reading
     @property
@@ -217,8 +217,8 @@ class CircuitBreaker:
         Raises:
             CircuitOpenError: The circuit is open, or half-open with every trial slot taken.
         """
-        if self._state is _CLOSED:
-            return self._closed_ticket
+        if self.closed_ticket is not None:
+            return self.closed_ticket
         now = self.clock.monotonic()
         self._tick(now)  # time alone never closes a breaker
         if self._state is BreakerState.HALF_OPEN and self._trials_admitted < self.config.success_threshold:
@@ -243,7 +243,7 @@ class CircuitBreaker:
 
     def record_success(self, ticket: Ticket) -> None:
         """Count a success of the call admitted with `ticket` (ignored from an earlier generation)."""
-        if ticket is self._closed_ticket:  # the common case, closed all along: no clock, no frame
+        if ticket is self.closed_ticket:  # the common case, closed all along: no clock
             self._calls += 1
             self._failures = 0
             return
@@ -338,7 +338,7 @@ class CircuitBreaker:
         old = self._state
         self._state = new
         self._generation += 1
-        self._closed_ticket = (self._generation, None)
+        self.closed_ticket = (self._generation, None) if new is BreakerState.CLOSED else None
         self._calls = self._failures = 0
         self._trials.clear()
         self._trials_admitted = self._trial_successes = 0

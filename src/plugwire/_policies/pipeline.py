@@ -102,17 +102,17 @@ class CallPipeline:
                     limiter.refund()
                     raise
 
-        # 2. Breaker admission: CircuitOpenError while open; in half-open, a trial call
-        #    (ticket[1] set) is one verdict on the plugin: it makes a single attempt.
+        # 2. Breaker admission: while closed, every call gets the closed period's ticket;
+        #    else `admit` raises CircuitOpenError, or makes the call a trial (ticket[1] set):
+        #    one verdict on the plugin, which makes a single attempt.
         breaker = self.breaker
-        ticket = breaker.admit(limit) if breaker is not None else _NO_BREAKER
+        ticket = (breaker.closed_ticket or breaker.admit(limit)) if breaker is not None else _NO_BREAKER
         # observe: call admitted
 
         # 3. Attempts: each within its timeout (cut to the deadline); a failure is retried
         #    after the schedule's delay while it allows, else the last error is raised.
         terminal = self.terminal
-        first = call.attempt
-        started: tuple[float, bool] | None = None
+        retries = 0
         try:
             while True:
                 # observe: attempt started
@@ -127,13 +127,13 @@ class CallPipeline:
                     failure = exc  # handled below, outside the `except`: retries do not chain to it
                 # observe: attempt failed (failure.code)
                 retry = self.retry
-                if started is None:
+                if not retries:
                     started = retry.first_started(call, failure)
                 trial = ticket[1] is not None
                 delay = retry.next_delay(
                     failure,
                     call,
-                    retries=call.attempt - first,
+                    retries=retries,
                     max_retries=0 if trial else retry.max_retries_for(context),
                     started=started,
                 )
@@ -143,6 +143,7 @@ class CallPipeline:
                 if delay > 0:
                     await self.clock.sleep(delay)
                 call = replace(call, attempt=call.attempt + 1)
+                retries += 1
         # 4. Breaker record: one result per call, however many attempts it made.
         except BaseException as error:
             if breaker is not None:
