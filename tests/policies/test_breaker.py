@@ -416,12 +416,13 @@ def test_used_alone_admit_and_record_drive_the_state_machine_on_its_clock() -> N
         clock=clock,
     )
     ticket = breaker.admit()
-    assert breaker.admit() is ticket  # while closed: one ticket object, nothing allocated per call
+    assert breaker.admit() is ticket is breaker.closed_ticket  # while closed: one ticket, nothing allocated
     breaker.record_failure(ticket, TransportError("down"))
     breaker.record_success(breaker.admit())  # resets the consecutive failures
     for _ in range(2):
         breaker.record_failure(breaker.admit(), TransportError("down"))
     assert breaker.state is OPEN
+    assert breaker.closed_ticket is None  # the pipeline asks admit()
     with pytest.raises(CircuitOpenError):
         breaker.admit()
     late = ticket  # admitted before the trip: its result no longer counts
@@ -436,4 +437,4 @@ def test_used_alone_admit_and_record_drive_the_state_machine_on_its_clock() -> N
     trial = breaker.admit(trial_timeout=1.0)
     breaker.record_success(trial)
     assert breaker.state is CLOSED
-    assert breaker.admit() is not ticket  # a new closed period, a new ticket
+    assert breaker.admit() is breaker.closed_ticket is not ticket  # a new closed period, a new ticket
