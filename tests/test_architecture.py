@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "_types": 0,
     "_tasks": 0,
     "_models": 1,
+    "_call": 1,
     "_config": 1,
     "_codec": 1,
     "_clock": 1,

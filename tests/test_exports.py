@@ -179,3 +179,11 @@ def test_a_plugin_process_importing_plugwire_sdk_loads_no_host_code() -> None:
 def test_importing_a_namespace_by_name_works_like_attribute_access() -> None:
     for name, module in NAMESPACES.items():
         assert importlib.import_module(f"plugwire.{name}") is module
+
+
+def test_the_call_a_policy_receives_is_exported_beside_policy_and_lives_in_the_data_layer() -> None:
+    from plugwire._transports.base import Call as transport_call
+
+    assert plugwire.policies.Call is plugwire.testing.Call is transport_call
+    assert plugwire.policies.Call.__module__ == "plugwire._call"
+    assert {"Call", "Policy"} <= set(plugwire.policies.__all__)

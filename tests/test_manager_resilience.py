@@ -25,7 +25,8 @@ from plugwire import (
     RateLimitedError,
     RetryConfig,
 )
-from plugwire.policies import BreakerState, BreakerStateChange
+from plugwire._policies import Handler
+from plugwire.policies import BreakerState, BreakerStateChange, Call
 from plugwire.testing import FakeClock
 
 
@@ -200,3 +201,46 @@ async def test_with_wait_a_call_over_the_limit_waits_for_its_token_on_the_manage
         assert not second.done()
         clock.advance(1)
         assert await second == "second"
+
+
+async def test_a_user_policy_wraps_one_call_whose_retries_wait_on_the_managers_clock_and_count_once() -> None:
+    clock = FakeClock()
+    seen: list[tuple[str, object]] = []
+
+    class Outer:
+        async def __call__(self, call: Call, call_next: Handler) -> object:
+            seen.append(("before", call.attempt))
+            result = await call_next(call)
+            seen.append(("after", result))
+            return result
+
+    class Busy(Echo):
+        def __init__(self) -> None:
+            super().__init__()
+            self.times: list[float] = []
+
+        async def execute(self, ctx: ExecutionContext, request: str) -> str:
+            self.times.append(clock.monotonic())
+            if len(self.times) <= 2:
+                raise ExecutionError("busy, try again", retryable=True)
+            return request
+
+    config = PluginConfig(
+        name="echo",
+        retry=RetryConfig(max_retries=3, initial_interval=1, multiplier=2, random_jitter=False),
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=1, min_request_threshold=0),
+        health_check=HealthCheckConfig(enabled=False),  # nothing else sleeps on the clock
+    )
+    plugin = Busy()
+    async with AsyncPluginManager(str, str, clock=clock, policies=[Outer()]) as manager:
+        await manager.register(plugin, config=config)
+        call = asyncio.create_task(manager.execute("echo", "x"))
+        for delay in (1, 2):
+            await clock.wait_for_sleepers(1)
+            clock.advance(delay)
+        assert await call == "x"
+        assert plugin.times == [0, 1, 3]
+        assert seen == [("before", 1), ("after", b"\xa1x")]  # one call, its encoded answer
+        breaker = manager.circuit_breaker("echo")
+        assert breaker is not None
+        assert breaker.state is BreakerState.CLOSED  # two failed attempts, one successful call

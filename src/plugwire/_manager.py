@@ -11,6 +11,7 @@ from typing import Any, Generic
 
 from msgspec.structs import replace
 
+from ._call import Call
 from ._clock import Clock, system_clock
 from ._codec import CodecName, TypedCodec
 from ._config import (
@@ -46,7 +47,6 @@ from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
 from ._sources import InProcess, PluginSource, source_for_config
 from ._tasks import TaskOwner
-from ._transports.base import Call
 from ._types import LoggerLike, ReqT, RespT
 
 __all__ = ["AsyncPluginManager", "PluginHandle"]

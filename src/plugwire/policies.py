@@ -1,7 +1,9 @@
-"""The policies around every call: user middleware (`Policy`) and the circuit breaker's parts."""
+"""The policies around every call: user middleware (`Policy`), the `Call` it receives, and
+the circuit breaker's parts."""
 
 from __future__ import annotations
 
+from ._call import Call as Call
 from ._policies import BreakerListener as BreakerListener
 from ._policies import BreakerState as BreakerState
 from ._policies import BreakerStateChange as BreakerStateChange
@@ -14,6 +16,7 @@ __all__ = [
     "BreakerListener",
     "BreakerState",
     "BreakerStateChange",
+    "Call",
     "CircuitBreaker",
     "ErrorClassifier",
     "Policy",

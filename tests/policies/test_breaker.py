@@ -16,7 +16,7 @@ from plugwire import (
     RetryConfig,
     TransportError,
 )
-from plugwire._policies import CircuitBreakerPolicy, RetryPolicy, compose
+from plugwire._policies import AttemptTimeout, CallPipeline, RetrySchedule
 from plugwire.errors import AuthenticationError, ErrorCode, RequestSent, RequestValidationError
 from plugwire.policies import BreakerState, BreakerStateChange, CircuitBreaker
 from plugwire.testing import Call, FakeClock
@@ -53,8 +53,10 @@ def setup(clock: FakeClock, **settings: Any) -> tuple[CircuitBreaker, Plugin, An
     config = CircuitBreakerConfig(**settings)
     breaker = CircuitBreaker(config, plugin="p", clock=clock)
     plugin = Plugin()
-    handler = compose([CircuitBreakerPolicy(breaker, default_timeout=5.0)], plugin)
-    return breaker, plugin, handler
+    # The scripted plugin stands for a transport that times its own attempts (5 s): the
+    # pipeline sets no timer, so a held call can answer after a trial's time is up.
+    timeout = AttemptTimeout(5.0, clock, transport_enforced=True)
+    return breaker, plugin, CallPipeline(plugin, clock=clock, breaker=breaker, timeout=timeout).run
 
 
 async def fail(handler: Any, times: int) -> None:
@@ -319,8 +321,8 @@ async def test_a_trial_makes_one_attempt_even_when_retries_are_configured() -> N
     config = CircuitBreakerConfig(failure_threshold=1, min_request_threshold=0, recovery_timeout=1)
     breaker = CircuitBreaker(config, plugin="p", clock=clock)
     plugin = Plugin()
-    retry = RetryPolicy(RetryConfig(max_retries=3, initial_interval=0, random_jitter=False), clock)
-    handler = compose([CircuitBreakerPolicy(breaker), retry], plugin)
+    retry = RetrySchedule(RetryConfig(max_retries=3, initial_interval=0, random_jitter=False), clock)
+    handler = CallPipeline(plugin, clock=clock, breaker=breaker, retry=retry).run
     plugin.failing = True
     plugin.error = TransportError("down", request_sent=RequestSent.NO)
     with pytest.raises(TransportError):
@@ -404,3 +406,35 @@ def test_recovered_turns_an_open_breaker_half_open_at_once_and_leaves_the_others
     breaker.record(ticket, None)
     breaker.record(breaker.admit(), None)
     assert breaker.state is CLOSED
+
+
+def test_used_alone_admit_and_record_drive_the_state_machine_on_its_clock() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig(failure_threshold=2, min_request_threshold=0, recovery_timeout=5, success_threshold=1),
+        plugin="p",
+        clock=clock,
+    )
+    ticket = breaker.admit()
+    assert breaker.admit() is ticket is breaker.closed_ticket  # while closed: one ticket, nothing allocated
+    breaker.record_failure(ticket, TransportError("down"))
+    breaker.record_success(breaker.admit())  # resets the consecutive failures
+    for _ in range(2):
+        breaker.record_failure(breaker.admit(), TransportError("down"))
+    assert breaker.state is OPEN
+    assert breaker.closed_ticket is None  # the pipeline asks admit()
+    with pytest.raises(CircuitOpenError):
+        breaker.admit()
+    late = ticket  # admitted before the trip: its result no longer counts
+    breaker.record_success(late)
+    assert breaker.state is OPEN
+    clock.advance(5)
+    trial = breaker.admit(trial_timeout=1.0)
+    assert trial[1] is not None
+    with pytest.raises(CircuitOpenError):
+        breaker.admit()  # the single trial slot is taken
+    breaker.record_failure(trial, asyncio.CancelledError())  # not a verdict: the slot is free again
+    trial = breaker.admit(trial_timeout=1.0)
+    breaker.record_success(trial)
+    assert breaker.state is CLOSED
+    assert breaker.admit() is breaker.closed_ticket is not ticket  # a new closed period, a new ticket

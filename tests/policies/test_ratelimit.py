@@ -8,13 +8,18 @@ from typing import Any
 import pytest
 
 from plugwire import ExecutionContext, RateLimitConfig, RateLimitedError
-from plugwire._policies import RateLimitPolicy, TokenBucket, compose
+from plugwire._policies import CallPipeline, Handler, RateLimiter, TokenBucket
 from plugwire.errors import ErrorCode
 from plugwire.testing import Call, FakeClock
 
 
 def make_call(context: ExecutionContext | None = None) -> Call:
     return Call(plugin="p", payload=b"x", context=context or ExecutionContext(request_id="r"))
+
+
+def limited(config: RateLimitConfig, clock: FakeClock, terminal: Handler, max_wait: float | None = None) -> Handler:
+    """A pipeline with only a rate limiter in front of `terminal`."""
+    return CallPipeline(terminal, clock=clock, limiter=RateLimiter(config, clock, max_wait=max_wait)).run
 
 
 class Counter:
@@ -32,7 +37,9 @@ class Counter:
 async def test_a_full_bucket_admits_the_burst_then_refuses_with_the_time_to_the_next_token() -> None:
     clock = FakeClock()
     terminal = Counter(clock)
-    handler = compose([RateLimitPolicy(RateLimitConfig(requests_per_second=50, burst_size=10), clock)], terminal)
+    handler = CallPipeline(
+        terminal, clock=clock, limiter=RateLimiter(RateLimitConfig(requests_per_second=50, burst_size=10), clock)
+    ).run
     for _ in range(10):
         assert await handler(make_call()) == b"ok"
     with pytest.raises(RateLimitedError) as caught:
@@ -60,7 +67,9 @@ async def test_tokens_come_back_at_the_configured_rate_on_the_clock() -> None:
 async def test_two_hundred_simultaneous_callers_get_exactly_the_burst() -> None:
     clock = FakeClock()
     terminal = Counter(clock)
-    handler = compose([RateLimitPolicy(RateLimitConfig(requests_per_second=50, burst_size=10), clock)], terminal)
+    handler = CallPipeline(
+        terminal, clock=clock, limiter=RateLimiter(RateLimitConfig(requests_per_second=50, burst_size=10), clock)
+    ).run
     results = await asyncio.gather(*(handler(make_call()) for _ in range(200)), return_exceptions=True)
     assert sum(1 for r in results if r == b"ok") == 10
     assert sum(1 for r in results if isinstance(r, RateLimitedError)) == 190
@@ -69,7 +78,9 @@ async def test_two_hundred_simultaneous_callers_get_exactly_the_burst() -> None:
 async def test_fifty_per_second_burst_ten_four_callers_two_seconds_admit_exactly_110() -> None:
     clock = FakeClock()
     terminal = Counter(clock)
-    handler = compose([RateLimitPolicy(RateLimitConfig(requests_per_second=50, burst_size=10), clock)], terminal)
+    handler = CallPipeline(
+        terminal, clock=clock, limiter=RateLimiter(RateLimitConfig(requests_per_second=50, burst_size=10), clock)
+    ).run
 
     async def caller() -> None:
         while True:
@@ -102,7 +113,7 @@ async def test_waiting_for_a_token_admits_the_call_when_the_token_arrives() -> N
     clock = FakeClock()
     terminal = Counter(clock)
     config = RateLimitConfig(requests_per_second=10, burst_size=1, wait=True)
-    handler = compose([RateLimitPolicy(config, clock)], terminal)
+    handler = CallPipeline(terminal, clock=clock, limiter=RateLimiter(config, clock)).run
     await handler(make_call())
     second = asyncio.create_task(handler(make_call(ExecutionContext(request_id="r", total_timeout=1.0))))
     await clock.wait_for_sleepers(1)
@@ -115,7 +126,7 @@ async def test_waiting_for_a_token_admits_the_call_when_the_token_arrives() -> N
 async def test_a_wait_that_would_outlast_the_deadline_fails_at_once_without_sleeping() -> None:
     clock = FakeClock()
     config = RateLimitConfig(requests_per_second=1, burst_size=1, wait=True)
-    handler = compose([RateLimitPolicy(config, clock)], Counter(clock))
+    handler = CallPipeline(Counter(clock), clock=clock, limiter=RateLimiter(config, clock)).run
     await handler(make_call())
     with pytest.raises(RateLimitedError) as caught:
         await handler(make_call(ExecutionContext(request_id="r", total_timeout=0.5)))
@@ -127,7 +138,7 @@ async def test_a_wait_that_would_outlast_the_deadline_fails_at_once_without_slee
 async def test_waiting_is_bounded_by_the_attempt_timeout_without_a_deadline() -> None:
     clock = FakeClock()
     config = RateLimitConfig(requests_per_second=1, burst_size=1, wait=True)
-    handler = compose([RateLimitPolicy(config, clock, max_wait=30.0)], Counter(clock))
+    handler = CallPipeline(Counter(clock), clock=clock, limiter=RateLimiter(config, clock, max_wait=30.0)).run
     await handler(make_call())
     with pytest.raises(RateLimitedError):
         await handler(make_call(ExecutionContext(request_id="r", timeout=0.25)))
@@ -137,7 +148,7 @@ async def test_waiters_are_served_in_arrival_order_one_interval_apart() -> None:
     clock = FakeClock()
     terminal = Counter(clock)
     config = RateLimitConfig(requests_per_second=4, burst_size=1, wait=True)
-    handler = compose([RateLimitPolicy(config, clock, max_wait=10.0)], terminal)
+    handler = CallPipeline(terminal, clock=clock, limiter=RateLimiter(config, clock, max_wait=10.0)).run
     tasks = [asyncio.create_task(handler(make_call())) for _ in range(5)]
     await clock.wait_for_sleepers(4)
     while not all(task.done() for task in tasks):
@@ -152,15 +163,15 @@ async def test_waiters_are_served_in_arrival_order_one_interval_apart() -> None:
 async def test_a_waiter_cancelled_before_its_turn_gives_its_token_back() -> None:
     clock = FakeClock()
     config = RateLimitConfig(requests_per_second=1, burst_size=1, wait=True)
-    policy = RateLimitPolicy(config, clock, max_wait=10.0)
-    handler = compose([policy], Counter(clock))
+    limiter = RateLimiter(config, clock, max_wait=10.0)
+    handler = CallPipeline(Counter(clock), clock=clock, limiter=limiter).run
     await handler(make_call())
     waiter = asyncio.create_task(handler(make_call()))
     await clock.wait_for_sleepers(1)
-    assert policy.bucket.available_in() == pytest.approx(2.0)  # the waiter booked the next token
+    assert limiter.bucket.available_in() == pytest.approx(2.0)  # the waiter booked the next token
     waiter.cancel()
     await asyncio.gather(waiter, return_exceptions=True)
-    assert policy.bucket.available_in() == pytest.approx(1.0)
+    assert limiter.bucket.available_in() == pytest.approx(1.0)
 
 
 def test_a_bucket_needs_a_positive_rate_and_burst() -> None:
@@ -183,6 +194,21 @@ def test_a_time_window_refills_in_steps_at_window_boundaries() -> None:
     assert bucket.acquire() == pytest.approx(1.0)
 
 
-def test_a_time_window_applies_through_the_policy_config() -> None:
-    policy = RateLimitPolicy(RateLimitConfig(enabled=True, requests_per_second=2, burst_size=2, time_window=5.0))
-    assert policy.bucket.window == 5.0
+def test_a_time_window_applies_through_the_limiter_config() -> None:
+    limiter = RateLimiter(RateLimitConfig(enabled=True, requests_per_second=2, burst_size=2, time_window=5.0))
+    assert limiter.bucket.window == 5.0
+
+
+def test_used_alone_the_limiter_takes_tokens_refuses_or_books_a_wait() -> None:
+    clock = FakeClock()
+    refusing = RateLimiter(RateLimitConfig(requests_per_second=2, burst_size=1), clock)
+    assert refusing.acquire(make_call()) == 0.0
+    with pytest.raises(RateLimitedError):
+        refusing.acquire(make_call())
+    waiting = RateLimiter(RateLimitConfig(requests_per_second=2, burst_size=1, wait=True), clock, max_wait=0.75)
+    assert waiting.acquire(make_call()) == 0.0
+    assert waiting.acquire(make_call()) == pytest.approx(0.5)  # booked: the caller sleeps, then goes
+    waiting.refund()  # ... or gives it back
+    assert waiting.acquire(make_call()) == pytest.approx(0.5)
+    with pytest.raises(RateLimitedError):
+        waiting.acquire(make_call())  # the next token is 1 s away: past max_wait (0.75 s)

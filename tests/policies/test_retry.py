@@ -17,9 +17,17 @@ from plugwire import (
     RetryConfig,
     TransportError,
 )
-from plugwire._policies import RetryPolicy, TimeoutPolicy, compose, is_retryable
+from plugwire._policies import AttemptTimeout, CallPipeline, Handler, RetrySchedule, is_retryable
 from plugwire.errors import RequestSent
 from plugwire.testing import Call, FakeClock
+
+
+def retrying(
+    config: RetryConfig, clock: FakeClock, plugin: Handler, *, timeout: float | None = None, rng: Any = random.random
+) -> Handler:
+    """A pipeline with only a retry schedule (and an attempt timeout when given) in front of `plugin`."""
+    retry = RetrySchedule(config, clock, rng=rng)
+    return CallPipeline(plugin, clock=clock, retry=retry, timeout=AttemptTimeout(timeout, clock)).run
 
 
 def make_call(**context: Any) -> Call:
@@ -59,7 +67,7 @@ async def drive(clock: FakeClock, task: asyncio.Task[Any]) -> Any:
 async def test_retries_a_retryable_error_until_it_succeeds_each_attempt_a_new_call() -> None:
     clock = FakeClock()
     plugin = Flaky(clock, failures=2)
-    handler = compose([RetryPolicy(RetryConfig(max_retries=3), clock)], plugin)
+    handler = retrying(RetryConfig(max_retries=3), clock, plugin)
     assert await drive(clock, asyncio.create_task(handler(make_call()))) == b"ok"
     assert [call.attempt for call in plugin.calls] == [1, 2, 3]
     assert len({id(call) for call in plugin.calls}) == 3
@@ -68,7 +76,7 @@ async def test_retries_a_retryable_error_until_it_succeeds_each_attempt_a_new_ca
 async def test_gives_up_after_max_retries_with_the_last_error_and_the_attempt_count() -> None:
     clock = FakeClock()
     plugin = Flaky(clock, failures=100)
-    handler = compose([RetryPolicy(RetryConfig(max_retries=3), clock)], plugin)
+    handler = retrying(RetryConfig(max_retries=3), clock, plugin)
     with pytest.raises(TransportError) as caught:
         await drive(clock, asyncio.create_task(handler(make_call())))
     assert len(plugin.calls) == 4
@@ -78,7 +86,7 @@ async def test_gives_up_after_max_retries_with_the_last_error_and_the_attempt_co
 async def test_errors_not_marked_retryable_are_not_retried() -> None:
     clock = FakeClock()
     plugin = Flaky(clock, failures=5, error=ExecutionError("bug in plugin"))
-    handler = compose([RetryPolicy(RetryConfig(max_retries=3), clock)], plugin)
+    handler = retrying(RetryConfig(max_retries=3), clock, plugin)
     with pytest.raises(ExecutionError):
         await handler(make_call())
     assert len(plugin.calls) == 1
@@ -87,13 +95,13 @@ async def test_errors_not_marked_retryable_are_not_retried() -> None:
 async def test_outcome_unknown_is_never_retried_unless_the_call_is_idempotent() -> None:
     clock = FakeClock()
     plugin = Flaky(clock, failures=1, error=OutcomeUnknownError("plugin died mid-call"))
-    handler = compose([RetryPolicy(RetryConfig(max_retries=3), clock)], plugin)
+    handler = retrying(RetryConfig(max_retries=3), clock, plugin)
     with pytest.raises(OutcomeUnknownError):
         await handler(make_call())
     assert len(plugin.calls) == 1
 
     plugin = Flaky(clock, failures=1, error=OutcomeUnknownError("plugin died mid-call"))
-    handler = compose([RetryPolicy(RetryConfig(max_retries=3), clock)], plugin)
+    handler = retrying(RetryConfig(max_retries=3), clock, plugin)
     assert await drive(clock, asyncio.create_task(handler(make_call(idempotent=True)))) == b"ok"
     assert len(plugin.calls) == 2
 
@@ -121,7 +129,7 @@ def test_is_retryable_follows_the_error_flag_whether_the_request_was_sent_and_id
 async def test_the_context_max_retries_overrides_the_config(configured: int, per_call: int, attempts: int) -> None:
     clock = FakeClock()
     plugin = Flaky(clock, failures=100)
-    handler = compose([RetryPolicy(RetryConfig(max_retries=configured), clock)], plugin)
+    handler = retrying(RetryConfig(max_retries=configured), clock, plugin)
     with pytest.raises(TransportError):
         await drive(clock, asyncio.create_task(handler(make_call(max_retries=per_call))))
     assert len(plugin.calls) == attempts
@@ -131,7 +139,7 @@ async def test_without_jitter_the_waits_grow_by_the_multiplier_up_to_the_cap() -
     clock = FakeClock()
     plugin = Flaky(clock, failures=5)
     config = RetryConfig(max_retries=5, initial_interval=0.1, multiplier=2, max_interval=0.5, random_jitter=False)
-    handler = compose([RetryPolicy(config, clock)], plugin)
+    handler = retrying(config, clock, plugin)
     await drive(clock, asyncio.create_task(handler(make_call())))
     gaps = [b - a for a, b in zip(plugin.times, plugin.times[1:], strict=False)]
     assert gaps == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.5])
@@ -142,8 +150,7 @@ async def test_full_jitter_waits_stay_within_zero_and_the_backoff_ceiling(seed: 
     clock = FakeClock()
     plugin = Flaky(clock, failures=6)
     config = RetryConfig(max_retries=6, initial_interval=0.1, multiplier=3, max_interval=2.0)
-    policy = RetryPolicy(config, clock, rng=random.Random(seed).random)
-    handler = compose([policy], plugin)
+    handler = retrying(config, clock, plugin, rng=random.Random(seed).random)
     await drive(clock, asyncio.create_task(handler(make_call())))
     gaps = [b - a for a, b in zip(plugin.times, plugin.times[1:], strict=False)]
     ceilings = [0.1, 0.3, 0.9, 2.0, 2.0, 2.0]
@@ -155,17 +162,17 @@ async def test_full_jitter_waits_stay_within_zero_and_the_backoff_ceiling(seed: 
 
 async def test_jitter_uses_the_whole_range_of_the_random_source() -> None:
     config = RetryConfig(initial_interval=1.0, multiplier=2, max_interval=10)
-    assert RetryPolicy(config, rng=lambda: 0.0).backoff(3) == 0.0
-    assert RetryPolicy(config, rng=lambda: 0.5).backoff(3) == 2.0
-    assert RetryPolicy(config, rng=lambda: 0.5).backoff(100) == 5.0
-    assert RetryPolicy(RetryConfig(multiplier=1e6, max_interval=7), rng=lambda: 1.0).ceiling(10_000) == 7
+    assert RetrySchedule(config, rng=lambda: 0.0).backoff(3) == 0.0
+    assert RetrySchedule(config, rng=lambda: 0.5).backoff(3) == 2.0
+    assert RetrySchedule(config, rng=lambda: 0.5).backoff(100) == 5.0
+    assert RetrySchedule(RetryConfig(multiplier=1e6, max_interval=7), rng=lambda: 1.0).ceiling(10_000) == 7
 
 
 async def test_a_retry_whose_wait_would_reach_the_deadline_is_not_made() -> None:
     clock = FakeClock()
     plugin = Flaky(clock, failures=100)
     config = RetryConfig(max_retries=10, initial_interval=0.4, multiplier=2, random_jitter=False)
-    handler = compose([RetryPolicy(config, clock)], plugin)
+    handler = retrying(config, clock, plugin)
     with pytest.raises(TransportError) as caught:
         await drive(clock, asyncio.create_task(handler(make_call(total_timeout=1.0))))
     # attempts at 0 and 0.4; the next wait (0.8) would end at 1.2, past the 1.0 deadline
@@ -186,7 +193,7 @@ async def test_each_idempotent_attempt_gets_its_own_timeout_cut_to_the_deadline(
         return b"ok"
 
     config = RetryConfig(max_retries=2, initial_interval=0.5, random_jitter=False)
-    handler = compose([RetryPolicy(config, clock), TimeoutPolicy(2.0, clock)], hangs_first)
+    handler = retrying(config, clock, hangs_first, timeout=2.0)
     task = asyncio.create_task(handler(make_call(total_timeout=3.0, idempotent=True)))
     assert await drive(clock, task) == b"ok"
     assert [call.attempt for call in seen] == [1, 2]
@@ -210,7 +217,7 @@ async def test_a_timed_out_attempt_may_have_run_so_only_an_idempotent_call_is_re
     clock = FakeClock()
     config = RetryConfig(max_retries=1, initial_interval=0.1, random_jitter=False)
     plugin = Hangs()
-    handler = compose([RetryPolicy(config, clock), TimeoutPolicy(1.0, clock)], plugin)
+    handler = retrying(config, clock, plugin, timeout=1.0)
     with pytest.raises(PluginTimeoutError) as caught:
         await drive(clock, asyncio.create_task(handler(make_call())))
     assert plugin.attempts == 1
@@ -223,7 +230,7 @@ async def test_a_timed_out_attempt_may_have_run_so_only_an_idempotent_call_is_re
     # idempotent per call, or for the plugin (`retry.idempotent`)
     for retry_config, call in ((config, make_call(idempotent=True)), (replace(config, idempotent=True), make_call())):
         plugin = Hangs()
-        handler = compose([RetryPolicy(retry_config, clock), TimeoutPolicy(1.0, clock)], plugin)
+        handler = retrying(retry_config, clock, plugin, timeout=1.0)
         start = clock.monotonic()
         with pytest.raises(PluginTimeoutError):
             await drive(clock, asyncio.create_task(handler(call)))
@@ -234,7 +241,7 @@ async def test_a_timed_out_attempt_may_have_run_so_only_an_idempotent_call_is_re
 async def test_the_last_timeout_names_the_attempts_and_the_time_they_took() -> None:
     clock = FakeClock()
     config = RetryConfig(max_retries=3, initial_interval=0.1, multiplier=1, random_jitter=False)
-    handler = compose([RetryPolicy(config, clock), TimeoutPolicy(1.0, clock)], Hangs())
+    handler = retrying(config, clock, Hangs(), timeout=1.0)
     with pytest.raises(PluginTimeoutError) as caught:
         await drive(clock, asyncio.create_task(handler(make_call(idempotent=True))))
     # four attempts of 1 s and three waits of 0.1 s
@@ -253,7 +260,7 @@ async def test_a_failure_that_may_have_run_after_retries_says_it_was_not_retried
         raise next(errors)
 
     config = RetryConfig(max_retries=3, initial_interval=0.5, multiplier=1, random_jitter=False)
-    handler = compose([RetryPolicy(config, clock)], plugin)
+    handler = retrying(config, clock, plugin)
     with pytest.raises(TransportError) as caught:
         await drive(clock, asyncio.create_task(handler(make_call())))
     assert caught.value is cut
@@ -273,7 +280,7 @@ async def test_a_failure_not_retryable_or_out_of_retries_says_nothing_about_idem
         async def plugin(call: Call, error: TransportError = error) -> Any:
             raise error
 
-        handler = compose([RetryPolicy(RetryConfig(max_retries=max_retries), clock)], plugin)
+        handler = retrying(RetryConfig(max_retries=max_retries), clock, plugin)
         with pytest.raises(TransportError) as caught:
             await drive(clock, asyncio.create_task(handler(make_call())))
         assert "not retried" not in caught.value.message
@@ -284,7 +291,23 @@ async def test_an_error_that_took_unknown_time_names_the_time_from_the_first_fai
     clock = FakeClock()
     plugin = Flaky(clock, failures=100)
     config = RetryConfig(max_retries=2, initial_interval=0.5, multiplier=1, random_jitter=False)
-    handler = compose([RetryPolicy(config, clock)], plugin)
+    handler = retrying(config, clock, plugin)
     with pytest.raises(TransportError) as caught:
         await drive(clock, asyncio.create_task(handler(make_call())))
     assert "(3 attempts, 1s from the first failure to the last)" in str(caught.value)
+
+
+def test_used_alone_the_schedule_gives_each_delay_then_none_naming_the_attempts_in_the_error() -> None:
+    clock = FakeClock()
+    schedule = RetrySchedule(RetryConfig(max_retries=2, initial_interval=1, multiplier=3, random_jitter=False), clock)
+    call = make_call()
+    failure = TransportError("connection refused", request_sent=RequestSent.NO)
+    started = schedule.first_started(call, failure)
+    assert started == (0.0, False)  # no deadline, not a timeout: the first failure's time
+    assert schedule.next_delay(failure, call, retries=0, max_retries=2, started=started) == 1
+    assert schedule.next_delay(failure, call, retries=1, max_retries=2, started=started) == 3
+    clock.advance(4)
+    assert schedule.next_delay(failure, call, retries=2, max_retries=2, started=started) is None
+    assert failure.details == {"attempts": 3, "elapsed": 4.0}
+    assert "(3 attempts, 4s from the first failure to the last)" in str(failure)
+    assert schedule.max_retries_for(ExecutionContext(max_retries=7)) == 7

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
 import plugwire
 from plugwire.config import RestartPolicy, SubprocessOptions
 from plugwire.errors import ErrorCode, PluginError, RequestSent
-from plugwire.policies import BreakerState, Policy
+from plugwire.policies import BreakerState, Call, Policy
 from plugwire.sdk import GrpcPluginServer, TypedCodec
 from plugwire.security import AuditLog, TLSConfig
 from plugwire.testing import Clock, FakeClock
+
+
+class Tagging:
+    """A user policy, typed with the names of `plugwire.policies` alone."""
+
+    async def __call__(self, call: Call, call_next: Callable[[Call], Awaitable[Any]]) -> Any:
+        return await call_next(msgspec.structs.replace(call, timeout=1.0))
+
+
+def user_policies() -> list[Policy]:
+    return [Tagging()]
 
 
 async def closes(server: GrpcPluginServer) -> None:

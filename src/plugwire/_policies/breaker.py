@@ -29,9 +29,7 @@ import itertools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import msgspec
+from typing import Protocol
 
 from .._clock import Clock, system_clock
 from .._config import CircuitBreakerConfig
@@ -42,25 +40,25 @@ from .._errors import (
     ConfigError,
     ManagerClosedError,
     PluginDisabledError,
-    PluginError,
     PluginNotFoundError,
     RateLimitError,
     RequestValidationError,
 )
-from .._transports.base import Call
 from .._types import LoggerLike
-from .chain import BindablePolicy, Handler
-from .retry import RetryPolicy
 
 __all__ = [
     "BreakerListener",
     "BreakerState",
     "BreakerStateChange",
     "CircuitBreaker",
-    "CircuitBreakerPolicy",
     "ErrorClassifier",
+    "Ticket",
     "default_error_classifier",
 ]
+
+Ticket = tuple[int, int | None]
+"""What `CircuitBreaker.admit` hands an admitted call: the breaker's generation then, and a
+trial id in the half-open state (None otherwise). The call's result is recorded against it."""
 
 
 class BreakerState(enum.StrEnum):
@@ -150,6 +148,9 @@ class CircuitBreaker:
 
     Attributes:
         transitions: How many times each (old, new) transition happened.
+        closed_ticket: While closed, the ticket every call is admitted with (one object per
+            closed period), so that admitting a call needs no method call on the hot path:
+            ``breaker.closed_ticket or breaker.admit()``; None while open or half-open.
     """
 
     def __init__(
@@ -179,6 +180,7 @@ class CircuitBreaker:
         self._trials_admitted = 0
         self._trial_successes = 0
         self._last_event: BaseException | None = None  # the cause of the last counted failure
+        self.closed_ticket: Ticket | None = (0, None)
 
     # ------------------------------------------------------------------ reading
     @property
@@ -198,23 +200,27 @@ class CircuitBreaker:
         return self._generation
 
     # ---------------------------------------------------------------- admitting
-    def admit(self, trial_timeout: float | None = None) -> tuple[int, int | None]:
+    def admit(self, trial_timeout: float | None = None) -> Ticket:
         """Let a call through or refuse it.
+
+        A trial (half-open) is one verdict on the plugin: its caller makes a single attempt.
+        While closed this reads no clock and allocates nothing (it runs on every call).
 
         Args:
             trial_timeout: How long a trial admitted now may run before it counts as failed
                 (default: the recovery timeout).
 
         Returns:
-            A ticket for `record`: the generation, and a trial id in half-open state.
+            The call's ticket for `record_success`/`record_failure`: the generation, and a
+            trial id in the half-open state.
 
         Raises:
             CircuitOpenError: The circuit is open, or half-open with every trial slot taken.
         """
+        if self.closed_ticket is not None:
+            return self.closed_ticket
         now = self.clock.monotonic()
-        self._tick(now)
-        if self._state is BreakerState.CLOSED:
-            return self._generation, None
+        self._tick(now)  # time alone never closes a breaker
         if self._state is BreakerState.HALF_OPEN and self._trials_admitted < self.config.success_threshold:
             self._trials_admitted += 1
             trial = next(self._trial_ids)
@@ -235,7 +241,21 @@ class CircuitBreaker:
             details={"retry_after": retry_after, "state": self._state.value},
         )
 
-    def record(self, ticket: tuple[int, int | None], error: BaseException | None) -> None:
+    def record_success(self, ticket: Ticket) -> None:
+        """Count a success of the call admitted with `ticket` (ignored from an earlier generation)."""
+        if ticket is self.closed_ticket:  # the common case, closed all along: no clock
+            self._calls += 1
+            self._failures = 0
+            return
+        self.record(ticket, None)
+
+    def record_failure(self, ticket: Ticket, error: BaseException) -> None:
+        """Count the call admitted with `ticket` as failed with `error`, if it is a failure of
+        the plugin: the classifier decides; calls lost to one underlying error count once;
+        cancellation never counts. Ignored from an earlier generation."""
+        self.record(ticket, error)
+
+    def record(self, ticket: Ticket, error: BaseException | None) -> None:
         """Count the result of an admitted call (`error` None for a success).
 
         A result from an earlier generation is ignored.
@@ -318,6 +338,7 @@ class CircuitBreaker:
         old = self._state
         self._state = new
         self._generation += 1
+        self.closed_ticket = (self._generation, None) if new is BreakerState.CLOSED else None
         self._calls = self._failures = 0
         self._trials.clear()
         self._trials_admitted = self._trial_successes = 0
@@ -344,86 +365,3 @@ class CircuitBreaker:
             getattr(self.logger, level)(message)
         except Exception:  # a broken logger must never break a call
             logging.getLogger("plugwire.breaker").exception("the configured logger failed")
-
-
-class CircuitBreakerPolicy(BindablePolicy):
-    """Runs each call through a `CircuitBreaker`.
-
-    A trial call (half-open) makes a single attempt: the retry policy below it is told
-    `max_retries=0`, so one trial is one verdict on the plugin. A trial that outlives its
-    attempt timeout (`ExecutionContext.timeout`, else `default_timeout`, else the recovery
-    timeout) counts as failed even if it answers later.
-
-    Args:
-        breaker: The state machine.
-        default_timeout: The plugin's attempt timeout (`connection.request_timeout`).
-    """
-
-    __slots__ = ("breaker", "default_timeout")
-
-    def __init__(self, breaker: CircuitBreaker, default_timeout: float | None = None) -> None:
-        self.breaker = breaker
-        self.default_timeout = default_timeout or None
-
-    def bind(self, call_next: Handler) -> Handler:
-        retry = getattr(call_next, "policy", None)
-        if isinstance(retry, RetryPolicy):
-            return self._bound(call_next, call_next.call_next, retry)  # type: ignore[attr-defined]
-        return self._bound(call_next, call_next, None)
-
-    def _bound(self, call_next: Handler, attempt: Handler, retry: RetryPolicy | None) -> Handler:
-        """The breaker in front of `call_next`, as one coroutine frame per call.
-
-        The hot path (closed) reads no clock, allocates nothing and counts a success inline.
-        When `call_next` is the built-in retry policy (`retry`, in front of `attempt`), a call
-        that succeeds at once is the common case: its attempt runs right here, and the retry
-        policy's loop starts only after a failure (`RetryPolicy.after_failure`). Calls with an
-        overall deadline go through the retry policy as they are (it stamps it), and calls in
-        the open and half-open states through `_guarded`.
-        """
-        breaker = self.breaker
-        closed = BreakerState.CLOSED
-        guarded = self._guarded
-        max_retries_for = retry.max_retries_for if retry is not None else None
-        after_failure = retry.after_failure if retry is not None else None
-
-        async def circuit_breaker(call: Call) -> Any:
-            if breaker._state is not closed:
-                return await guarded(call, call_next)
-            generation = breaker._generation
-            try:
-                if after_failure is None or call.deadline is not None or call.context.total_timeout is not None:
-                    result = await call_next(call)
-                else:
-                    try:
-                        result = await attempt(call)
-                        failure = None
-                    except PluginError as exc:
-                        failure = exc
-                    if failure is not None:  # outside the `except`: retries do not chain to it
-                        assert max_retries_for is not None
-                        result = await after_failure(call, attempt, max_retries_for(call.context), failure)
-            except BaseException as exc:
-                breaker.record((generation, None), exc)
-                raise
-            if generation == breaker._generation:
-                breaker._calls += 1
-                breaker._failures = 0
-            return result
-
-        return circuit_breaker
-
-    async def _guarded(self, call: Call, call_next: Handler) -> Any:
-        """A call while the breaker is open or half-open: admitted (or refused) by the state machine."""
-        breaker = self.breaker
-        timeout = call.context.timeout if call.context.timeout is not None else self.default_timeout
-        ticket = breaker.admit(timeout)
-        if ticket[1] is not None:
-            call = msgspec.structs.replace(call, context=msgspec.structs.replace(call.context, max_retries=0))
-        try:
-            result = await call_next(call)
-        except BaseException as exc:
-            breaker.record(ticket, exc)
-            raise
-        breaker.record(ticket, None)
-        return result

@@ -1,14 +1,13 @@
-"""How policies compose: each wraps the next handler, like middleware, in a visible order."""
+"""How user policies compose: each wraps the next handler, like middleware, in a visible order."""
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from .._transports.base import Call
+from .._call import Call
 
-__all__ = ["BindablePolicy", "Handler", "Policy", "compose"]
+__all__ = ["Handler", "Policy", "compose"]
 
 Handler = Callable[[Call], Awaitable[Any]]
 """Takes a call, returns the encoded response (or raises a `PluginError`)."""
@@ -17,31 +16,12 @@ Handler = Callable[[Call], Awaitable[Any]]
 class Policy(Protocol):
     """A handler wrapper: do something around `call_next(call)`.
 
-    Users can supply their own (logging, caching, header injection) next to the built-in
-    ones; they run outermost, in the order given. Write it as `async def __call__`; a plain
-    `def` that returns an awaitable also fits (built-in policies do so on their fast paths,
-    returning `call_next(call)` itself: one coroutine frame fewer per call).
+    Users supply their own (logging, caching, header injection); they run outside the
+    built-in pipeline (`CallPipeline`), outermost first, in the order given. Write it as
+    `async def __call__`; a plain `def` that returns an awaitable also fits.
     """
 
     def __call__(self, call: Call, call_next: Handler) -> Awaitable[Any]: ...
-
-
-class BindablePolicy(abc.ABC):
-    """A built-in policy that binds its next handler itself.
-
-    `compose` asks it for a handler with `call_next` already in place (a closure), instead of
-    wrapping it: a layer then costs one plain call per call, with no wrapper in between and
-    no attribute lookups for what never changes. Calling the policy directly works too.
-    """
-
-    __slots__ = ()
-
-    @abc.abstractmethod
-    def bind(self, call_next: Handler) -> Handler:
-        """This policy in front of `call_next`, as one handler."""
-
-    def __call__(self, call: Call, call_next: Handler) -> Awaitable[Any]:
-        return self.bind(call_next)(call)
 
 
 def compose(policies: Sequence[Policy], terminal: Handler) -> Handler:
@@ -51,19 +31,8 @@ def compose(policies: Sequence[Policy], terminal: Handler) -> Handler:
     """
     handler = terminal
     for policy in reversed(policies):
-        handler = (
-            bound(policy.bind(handler), policy, handler)
-            if isinstance(policy, BindablePolicy)
-            else _Bound(policy, handler)
-        )
+        handler = _Bound(policy, handler)
     return handler
-
-
-def bound(handler: Any, policy: Policy, call_next: Handler) -> Handler:
-    """`handler` (a function) labelled with the policy and the next handler it stands for."""
-    handler.policy = policy
-    handler.call_next = call_next
-    return cast(Handler, handler)
 
 
 class _Bound:

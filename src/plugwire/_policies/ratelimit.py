@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable
-from typing import Any, NoReturn
+from typing import Any
 
+from .._call import Call
 from .._clock import Clock, system_clock
 from .._config import RateLimitConfig
 from .._errors import RateLimitedError
-from .._transports.base import Call
-from ._calls import stamp_deadline
-from .chain import BindablePolicy, Handler
 
-__all__ = ["RateLimitPolicy", "TokenBucket"]
+__all__ = ["RateLimiter", "TokenBucket"]
 
 # Float rounding may put a wake-up a few ulps before the moment a token is due; within
 # this slack the token counts as there, so a caller woken "on time" is never refused.
@@ -131,12 +128,13 @@ class TokenBucket:
         return max(0.0, self.burst - behind * self.rate)
 
 
-class RateLimitPolicy(BindablePolicy):
-    """Admits calls at the plugin's rate; over it, a call fails at once with
-    `RateLimitedError` (1501) whose `details["retry_after"]` says when a token is free.
+class RateLimiter:
+    """Admits one plugin's calls at its rate: `acquire` takes a token for a call or refuses it.
 
-    With `wait=True` (config `rate_limit.wait`) a call over the limit waits for its token
-    instead, as long as that ends within the call's overall deadline
+    Over the limit a call fails at once with `RateLimitedError` (1501) whose
+    `details["retry_after"]` says when a token is free. With `wait=True` (config
+    `rate_limit.wait`) a call over the limit books the next token instead, and its caller
+    waits for it, as long as that ends within the call's overall deadline
     (`ExecutionContext.total_timeout`) or, without one, within its attempt timeout
     (`ExecutionContext.timeout`, else `max_wait`); a wait that cannot end in time fails at
     once, without sleeping.
@@ -155,23 +153,21 @@ class RateLimitPolicy(BindablePolicy):
         self.wait = config.wait
         self.max_wait = max_wait
 
-    def bind(self, call_next: Handler) -> Handler:
-        waiting = self._waiting
-        if self.wait:
-            return lambda call: waiting(call, call_next)
-        acquire = self.bucket.acquire
-        refused = self._refused
+    def acquire(self, call: Call) -> float:
+        """Take a token for `call`.
 
-        def rate_limited(call: Call) -> Awaitable[Any]:
-            retry_after = acquire()
+        Returns:
+            0.0 when a token was there; with `wait`, else the seconds to wait for the token
+            booked for the call (give it back with `refund` if the caller stops waiting).
+
+        Raises:
+            RateLimitedError: No token, and no waiting for one (1501).
+        """
+        if not self.wait:
+            retry_after = self.bucket.acquire()
             if retry_after:
-                return _raise(refused(call, retry_after))  # raised when awaited, as before
-            return call_next(call)  # nothing to do after the call: no frame of our own
-
-        return rate_limited
-
-    async def _waiting(self, call: Call, call_next: Handler) -> Any:
-        call = stamp_deadline(call, self.clock)
+                raise self._refused(call, retry_after)
+            return 0.0
         if call.deadline is not None:
             limit: float | None = call.deadline - self.clock.monotonic()
         else:
@@ -179,13 +175,11 @@ class RateLimitPolicy(BindablePolicy):
         delay = self.bucket.reserve(limit)
         if delay is None:
             raise self._refused(call, self.bucket.available_in(), waited=False)
-        if delay:
-            try:
-                await self.clock.sleep(delay)
-            except BaseException:
-                self.bucket.refund()
-                raise
-        return await call_next(call)
+        return delay
+
+    def refund(self) -> None:
+        """Give back the token `acquire` booked: its caller gave up waiting before using it."""
+        self.bucket.refund()
 
     def _refused(self, call: Call, retry_after: float, *, waited: bool | None = None) -> RateLimitedError:
         details: dict[str, Any] = {
@@ -197,7 +191,3 @@ class RateLimitPolicy(BindablePolicy):
         if waited is False:
             message += "; the wait for a token would outlast the call's deadline"
         return RateLimitedError(f"{message}; retry after {retry_after:.3f}s", plugin=call.plugin, details=details)
-
-
-async def _raise(error: BaseException) -> NoReturn:
-    raise error

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from .._call import Call as Call
 from .._clock import Clock as Clock
-from .._transports.base import Call as Call
 from .._transports.mock import MockTransport as MockTransport
 from ._fakeclock import FakeClock as FakeClock
 from .conformance import ConformanceReport as ConformanceReport
