@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "_guard": 6,
     "_handle": 6,
     "_entry": 6,
+    "_registry": 6,
     "__init__": 7,
     "__main__": 7,
     "_sync": 7,

@@ -19,7 +19,6 @@ from ._config import (
     PluginConfig,
     SecurityConfig,
     config_from_data,
-    did_you_mean,
     load_config_file,
     refuse_unbuilt_features,
     validate_plugin_config,
@@ -32,17 +31,14 @@ from ._errors import (
     ErrorCode,
     ExecutionError,
     ManagerClosedError,
-    ManagerNotStartedError,
-    PluginAlreadyRegisteredError,
-    PluginDisabledError,
     PluginError,
-    PluginNotFoundError,
     RequestSent,
 )
 from ._guard import SecurityGuard
 from ._handle import PluginHandle
-from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, Status, _request_ids
+from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, _request_ids
 from ._policies import BreakerListener, CircuitBreaker, Policy
+from ._registry import PluginRegistry
 from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
 from ._sources import InProcess, PluginSource, source_for_config
@@ -52,7 +48,6 @@ from ._types import LoggerLike, ReqT, RespT
 __all__ = ["AsyncPluginManager", "PluginHandle"]
 
 _EMPTY_CONTEXT = ExecutionContext()
-_DISABLED = HealthStatus(status=Status.OFFLINE, message="disabled in config; not started")
 
 
 class AsyncPluginManager(Generic[ReqT, RespT]):
@@ -100,12 +95,9 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._policies = tuple(policies)
         self.clock: Clock = clock or system_clock
         self._breaker_listeners = tuple(breaker_listeners)
-        self._entries: dict[str, PluginEntry] = {}
-        self._disabled: dict[str, PluginConfig] = {}  # `enabled: false`: known, never started
-        self._starting: set[str] = set()  # names reserved by registrations still starting
-        self._pending: list[tuple[PluginSource | None, PluginConfig]] = [(None, p) for p in self.config.plugins]
-        self._lock = asyncio.Lock()
-        self._started = False
+        self._registry = PluginRegistry((None, p) for p in self.config.plugins)
+        #: The running plugins by name (the registry's own dict: read on every call, no lock).
+        self._entries = self._registry.entries
         self._closing = False
         self._shutdown_task: asyncio.Task[None] | None = None
         #: The manager's own task: the shutdown (it runs to its end if its caller is cancelled).
@@ -118,7 +110,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     # ----------------------------------------------------------------- lifecycle
     def _queue(self, source: PluginSource, config: PluginConfig) -> None:
         """Register `source` on start (used by the builders)."""
-        self._pending.append((source, validate_plugin_config(config, f"plugin {config.name!r}")))
+        self._registry.pending.append((source, validate_plugin_config(config, f"plugin {config.name!r}")))
 
     async def start(self) -> None:
         """Register every plugin from the config (and builder); idempotent.
@@ -128,12 +120,10 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         """
         if self._closing:
             raise ManagerClosedError("the manager is shut down: it cannot be started again; build a new one")
-        if self._started:
+        if self._registry.started:
             return
-        self._started = True
+        pending = self._registry.take_pending()
         await self._guard.ensure()
-        pending, self._pending = self._pending, []
-        pending.sort(key=lambda item: item[1].priority)  # lower priority values start first; stable
         for source, config in pending:
             await self._register_config(config, source)
 
@@ -166,10 +156,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     aclose = shutdown
 
     async def _shutdown(self, timeout: float) -> None:
-        async with self._lock:  # a registration in progress finishes (and sees _closing) first
-            entries = list(self._entries.values())
-            self._entries.clear()
-            self._disabled.clear()
+        entries = await self._registry.clear()
         # Monitors stop first: no health check or restart may race the shutdown.
         await asyncio.gather(*(entry.monitor.aclose() for entry in entries))
         try:
@@ -240,17 +227,12 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         config = with_host_python(config)  # a config's `executable: sys.executable`
         await self._guard.ensure()
         name = config.name
-        async with self._lock:  # only the name is reserved under the lock; the start runs outside it
-            if name in self._entries or name in self._disabled or name in self._starting:
-                raise PluginAlreadyRegisteredError(f"a plugin named {name!r} is already registered", plugin=name)
-            if not config.enabled:  # known by name (calls get 1202), but never started or checked
-                self._disabled[name] = config
-                self._log("info", f"registered plugin {name!r} as disabled; it is not started")
-                return
-            self._starting.add(name)
+        if not await self._registry.reserve(config):  # known by name (calls get 1202), never started
+            self._log("info", f"registered plugin {name!r} as disabled; it is not started")
+            return
         try:
             entry = await self._start_entry(config, source)
-            async with self._lock:
+            async with self._registry.lock:
                 closing = self._closing  # shutdown began while the plugin was starting
                 if not closing:
                     self._entries[name] = entry
@@ -259,7 +241,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 await entry.transport.aclose()
                 raise ManagerClosedError("the manager is shut down")
         finally:
-            self._starting.discard(name)
+            self._registry.release(name)
         if not entry.monitor.connecting:  # else announced once it connects (`_start_entry`)
             self._announce(config, entry.info)
 
@@ -309,24 +291,11 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         Raises:
             PluginNotFoundError: No plugin of that name (1201).
         """
-        entry = await self._remove(name)
+        entry = await self._registry.remove(name)
         if entry is None:
             return
         await self._close_entry(entry)
         self._log("info", f"unregistered plugin {name!r}")
-
-    async def _remove(self, name: str) -> PluginEntry | None:
-        """Take `name` out of the routing table: its entry, or None for a disabled plugin.
-
-        Raises:
-            PluginNotFoundError: No plugin of that name (1201).
-        """
-        async with self._lock:
-            entry = self._entries.pop(name, None)
-            disabled = self._disabled.pop(name, None)
-        if entry is None and disabled is None:
-            raise self._not_found(name)
-        return entry
 
     async def graceful_unregister(self, name: str, timeout: float | None = None) -> bool:
         """Stop routing new calls to a plugin, wait for its in-flight calls, then close it.
@@ -346,7 +315,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         Raises:
             PluginNotFoundError: No plugin of that name (1201).
         """
-        entry = await self._remove(name)
+        entry = await self._registry.remove(name)
         if entry is None:
             return True
         drained = await self._drain(entry, timeout)
@@ -364,8 +333,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         refuse_unbuilt_features(loaded)
         source = "" if isinstance(config, ManagerConfig) else os.fspath(config)
         self._guard.record(AuditEvent.CONFIG_CHANGED, None, file=source, plugins=[p.name for p in loaded.plugins])
-        if not self._started:
-            self._pending.extend((None, p) for p in loaded.plugins)
+        if not self._registry.started:
+            self._registry.pending.extend((None, p) for p in loaded.plugins)
             return
         for plugin in loaded.plugins:
             await self._register_config(plugin, None)
@@ -389,7 +358,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         entry = self._entries.get(name)
         if entry is None:
             self._check_open()
-            entry = self._entry(name)  # raises: disabled (1202) or not found (1201)
+            entry = self._registry.lookup(name)  # raises: disabled (1202), not started (1209), not found (1201)
         if entry.monitor.offline:
             raise entry.monitor.unavailable()
         if context is not None and (context.headers or context.metadata):
@@ -439,14 +408,12 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         Raises:
             PluginNotFoundError: 1201.
         """
-        return PluginHandle(self, name, self._entry(name).info)
+        return PluginHandle(self, name, self._registry.lookup(name).info)
 
     def list_plugins(self) -> dict[str, HealthStatus]:
         """Each registered plugin's status as its health monitor last saw it (no new checks);
         plugins disabled in config are listed as offline."""
-        statuses = {name: entry.monitor.snapshot() for name, entry in self._entries.items()}
-        statuses.update(dict.fromkeys(self._disabled, _DISABLED))
-        return statuses
+        return self._registry.statuses({name: entry.monitor.snapshot() for name, entry in self._entries.items()})
 
     async def health(self) -> dict[str, HealthStatus]:
         """Check every plugin now, concurrently, each bounded by its health-check timeout.
@@ -456,34 +423,10 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         """
         monitors = {name: entry.monitor for name, entry in self._entries.items()}
         results = await asyncio.gather(*(monitor.check() for monitor in monitors.values()))
-        statuses = dict(zip(monitors, results, strict=True))
-        statuses.update(dict.fromkeys(self._disabled, _DISABLED))
-        return statuses
+        return self._registry.statuses(dict(zip(monitors, results, strict=True)))
 
     async def _check(self, name: str) -> HealthStatus:
-        return await self._entry(name).monitor.check()
-
-    def _entry(self, name: str) -> PluginEntry:
-        """The running plugin `name`, else the coded error that says why there is none."""
-        entry = self._entries.get(name)
-        if entry is not None:
-            return entry
-        if name in self._disabled:
-            raise PluginDisabledError(f"plugin {name!r} is disabled", plugin=name)
-        if not self._started and self._pending:  # plugins wait in its config for start()
-            configured = any(config.name == name for _, config in self._pending)
-            what = f"plugin {name!r} is configured but" if configured else f"no plugin named {name!r} is"
-            raise ManagerNotStartedError(
-                f"{what} not registered: the manager was never started (use it as a context manager,"
-                " `async with manager:` or `with manager:`, or call start(), which registers the configured"
-                " plugins)",
-                plugin=name,
-            )
-        raise self._not_found(name)
-
-    def _not_found(self, name: str) -> PluginNotFoundError:
-        hint = did_you_mean(name, [*self._entries, *self._disabled])
-        return PluginNotFoundError(f"no plugin named {name!r} is registered{hint}", plugin=name)
+        return await self._registry.lookup(name).monitor.check()
 
     def circuit_breaker(self, name: str) -> CircuitBreaker | None:
         """The circuit breaker of a registered plugin (None when its config disables it).
@@ -493,13 +436,13 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         Raises:
             PluginNotFoundError: 1201.
         """
-        return self._entry(name).breaker
+        return self._registry.lookup(name).breaker
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries or name in self._disabled
+        return name in self._registry
 
     def __len__(self) -> int:
-        return len(self._entries) + len(self._disabled)
+        return len(self._registry)
 
     # ------------------------------------------------------------------ security
     @property
@@ -532,11 +475,9 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
 
     async def _refuse(self, name: str, config: PluginConfig, reason: str) -> None:
         """Drain and stop a running plugin that the whitelist no longer allows."""
-        async with self._lock:
-            entry = self._entries.get(name)
-            if entry is None or entry.config is not config:
-                return
-            del self._entries[name]
+        entry = await self._registry.remove_if(name, config)
+        if entry is None:
+            return
         await self._drain(entry, self.config.shutdown_timeout)
         await self._close_entry(entry)
         self._log("warning", f"stopped plugin {name!r}: {reason}")
