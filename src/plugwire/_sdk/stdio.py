@@ -34,6 +34,7 @@ from .._protocol import (
     pack_length,
     too_deep,
 )
+from .._seam import fast_paths
 from ._eager import new_starter
 from ._hello import AuthVerifier, answer_hello
 from ._idle import IdleWait
@@ -114,6 +115,10 @@ class StdioServer(FrameReader):
         self._corked: bytearray | None = None  # answers held back until the end of this loop turn
         self._sent_since_read = False
         self._in_read = False  # inside `buffer_updated`: answers wait for the end of the read
+        # Write coalescing (`_push_batched`: answers of one read leave together), or each
+        # answer at once: the plain path (`_in_read` then stays False).
+        self._batching = fast_paths("batching")
+        self._push = self._push_batched if self._batching else self._push_now
 
     # --------------------------------------------------------------- wiring
     def attach_writer(self, writer: asyncio.WriteTransport) -> None:
@@ -176,12 +181,9 @@ class StdioServer(FrameReader):
         # Answers of the calls this read starts and finishes at once leave together, in one
         # write right after it: a read of many calls must not send the first answer alone
         # (on one CPU that wakes the host for a single answer).
-        self._in_read = True
+        self._in_read = self._batching
         try:
-            # `FrameReader.buffer_updated` inlined: a frame fewer on every read.
-            self._end += nbytes
-            if not self._broken:
-                self._parse()
+            super().buffer_updated(nbytes)
         finally:
             self._in_read = False
         corked = self._corked
@@ -409,7 +411,13 @@ class StdioServer(FrameReader):
         pack_length(frame, 0, size)
         self._push(frame)
 
-    def _push(self, frame: bytearray) -> None:
+    def _push_now(self, frame: bytearray) -> None:
+        """Write a frame at once (the plain path of `_push`)."""
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            writer.write(frame)
+
+    def _push_batched(self, frame: bytearray) -> None:
         writer = self._writer
         if writer is None or writer.is_closing():
             return

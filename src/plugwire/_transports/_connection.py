@@ -49,9 +49,9 @@ from .._protocol import (
     handshake_frame,
     too_deep,
 )
+from .._seam import cheap_clock, cheap_future_factory, fast_paths
 from ._deadlines import Deadlines, Sent
 from ._hello import check_reply
-from ._loop import future_factory, loop_clock
 from ._readahead import ReadAhead, read_ahead_for
 from ._wakeups import Wakeups
 from .base import Call, attempt_timed_out
@@ -90,8 +90,8 @@ class HostConnection(FrameReader):
         loop = asyncio.get_running_loop()
         self._loop = loop
         #: The event loop's clock, which call deadlines are measured on (its bound `time`).
-        self.loop_time: Callable[[], float] = loop_clock(loop)
-        self._new_future = future_factory(loop)
+        self.loop_time: Callable[[], float] = cheap_clock(loop)
+        self._new_future = cheap_future_factory(loop)
         self.name = name
         self.write_timeout = write_timeout
         self.stall_timeout = stall_timeout
@@ -125,6 +125,8 @@ class HostConnection(FrameReader):
         self._controls_pending = 0
         self._written = 0
         self._corked: bytearray | None = None  # frames held back until the end of this loop turn
+        # Write coalescing (`_write_batched`), or each frame at once: the plain path.
+        self._write = self._write_batched if fast_paths("batching") else self._write_now
         self._sent_since_read = False
         self._writable: asyncio.Future[None] | None = None
         #: Whether `send_call` must wait: the plugin has not read our earlier writes yet
@@ -259,10 +261,7 @@ class HostConnection(FrameReader):
     def buffer_updated(self, nbytes: int) -> None:
         self._sent_since_read = False
         try:
-            # `FrameReader.buffer_updated` inlined: a frame fewer on every answer.
-            self._end += nbytes
-            if not self._broken:
-                self._parse()
+            super().buffer_updated(nbytes)
         finally:
             # Answers read before anything went wrong are delivered whatever happened after
             # them: they already left `_pending`, so no deadline would ever fail them.
@@ -491,7 +490,16 @@ class HostConnection(FrameReader):
         self._check_stalled()
 
     # ---------------------------------------------------------- flow control
-    def _write(self, data: bytes | bytearray) -> bool:
+    def _write_now(self, data: bytes | bytearray) -> bool:
+        """Send a frame at once (the plain path of `_write`). Returns whether it went out."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.write(data)
+        self._written += len(data)
+        return True
+
+    def _write_batched(self, data: bytes | bytearray) -> bool:
         """Send a frame at once, unless frames already went out since the plugin last wrote,
         or (on the standard library's selector loops, `read_ahead.due`) other callbacks are
         due in this loop turn: say, the other callers woken by the answers just read.
