@@ -28,6 +28,7 @@ from .._protocol import (
     FrameReader,
     HealthMsg,
     HostMessage,
+    InlineResultMsg,
     ResultMsg,
     ShutdownMsg,
     handshake_frame,
@@ -47,13 +48,6 @@ _log = logging.getLogger("plugwire.sdk")
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
 _HEADER: Final = 4  # a frame's length prefix
-
-
-class _Result(msgspec.Struct, tag_field="type", tag="result"):
-    """`ResultMsg` holding the answer itself: the same bytes, encoded in one pass, not two."""
-
-    id: int
-    payload: Any
 
 
 def _before_handshake(payload: Any) -> Any:
@@ -183,7 +177,7 @@ class StdioServer(FrameReader):
         # (on one CPU that wakes the host for a single answer).
         self._in_read = self._batching
         try:
-            super().buffer_updated(nbytes)
+            FrameReader.buffer_updated(self, nbytes)
         finally:
             self._in_read = False
         corked = self._corked
@@ -321,7 +315,7 @@ class StdioServer(FrameReader):
                     frame = bytearray()
                 start = len(frame)
                 try:
-                    self._encode_into(_Result(call_id, result), frame, start + _HEADER)
+                    self._encode_into(InlineResultMsg(call_id, result), frame, start + _HEADER)
                 except Exception:  # worded by the adapter, from encoding once more
                     del frame[start:]
                     frame = None
@@ -363,23 +357,20 @@ class StdioServer(FrameReader):
                 self._update_reading()
 
     async def _health(self, call_id: int) -> None:
-        try:
-            await self._run_health(call_id)
-        finally:
-            self._call_done(call_id)
-
-    async def _run_health(self, call_id: int) -> None:
-        reply: ResultMsg | ErrorMsg
+        reply: ResultMsg | ErrorMsg | None = None
         try:
             status = await self.adapter.health()
             reply = ResultMsg(id=call_id, payload=msgspec.Raw(encode(status, self._codec)))
         except asyncio.CancelledError:
-            return
+            pass  # no answer: the host gave up, or the server is stopping
         except PluginError as exc:
             reply = ErrorMsg(id=call_id, code=exc.code, message=exc.message, retryable=exc.retryable)
         except Exception as exc:
             reply = ErrorMsg(id=call_id, code=ErrorCode.HEALTH_CHECK_FAILED, message=f"{type(exc).__name__}: {exc}")
-        self._send(reply)
+        finally:
+            if reply is not None:
+                self._send(reply)
+            self._call_done(call_id)
 
     def _call_done(self, call_id: int) -> None:
         self._tasks.pop(call_id, None)
@@ -443,19 +434,17 @@ class StdioServer(FrameReader):
             writer.write(data)
 
     def _update_reading(self) -> None:
-        busy = self._paused_for_writes or len(self._tasks) >= self.max_concurrency
-        if busy is self._paused_for_calls:  # the common case: nothing to change
+        pause = self._paused_for_writes or len(self._tasks) >= self.max_concurrency
+        if pause is self._paused_for_calls:  # the common case: nothing to change
             return
         reader = cast(asyncio.ReadTransport | None, self._reader)
         if reader is None or not hasattr(reader, "pause_reading") or reader.is_closing():
             return
-        pause = self._paused_for_writes or len(self._tasks) >= self.max_concurrency
-        if pause and not self._paused_for_calls:
-            self._paused_for_calls = True
+        self._paused_for_calls = pause
+        if pause:
             self.hold_frames()  # frames already received wait in the buffer
             reader.pause_reading()
-        elif not pause and self._paused_for_calls:
-            self._paused_for_calls = False
+        else:
             reader.resume_reading()
             self.release_frames()
 
