@@ -177,7 +177,10 @@ class StdioServer(FrameReader):
         # (on one CPU that wakes the host for a single answer).
         self._in_read = self._batching
         try:
-            FrameReader.buffer_updated(self, nbytes)
+            # `FrameReader.buffer_updated` inlined: ~1% of a sequential call (docs/hot-path.md).
+            self._end += nbytes
+            if not self._broken:
+                self._parse()
         finally:
             self._in_read = False
         corked = self._corked
@@ -402,8 +405,7 @@ class StdioServer(FrameReader):
         pack_length(frame, 0, size)
         self._push(frame)
 
-    def _push_now(self, frame: bytearray) -> None:
-        """Write a frame at once (the plain path of `_push`)."""
+    def _push_now(self, frame: bytearray) -> None:  # the plain path of `_push`
         writer = self._writer
         if writer is not None and not writer.is_closing():
             writer.write(frame)

@@ -247,7 +247,11 @@ class HostConnection(FrameReader):
     def buffer_updated(self, nbytes: int) -> None:
         self._out.sent_since_read = False
         try:
-            FrameReader.buffer_updated(self, nbytes)
+            # `FrameReader.buffer_updated` inlined: a frame fewer per read, ~455 instructions, about
+            # 0.7% of a sequential call (docs/hot-path.md, "Strategies").
+            self._end += nbytes
+            if not self._broken:
+                self._parse()
         finally:
             # Answers read before anything went wrong are delivered whatever happened after
             # them: they already left `_pending`, so no deadline would ever fail them.

@@ -83,7 +83,10 @@ class Wakeups:
                     continue
                 self.left = left
                 future.remove_done_callback(callback)
-                _resolve(future, answer)
+                if type(answer) is bytes:  # `_resolve` inlined: a frame fewer per answer (~0.9% at 64 in flight)
+                    future.set_result(answer)
+                else:
+                    future.set_exception(answer)
                 try:
                     context.run(callback, future)  # what the loop's `Handle` would do, later
                 except (SystemExit, KeyboardInterrupt):
