@@ -19,7 +19,11 @@ Workloads (`WORKLOADS`): plugwire's `manager.execute` on the subprocess echo plu
 benchmark cases (README defaults), 64 callers of 16 calls each (`x64`) or one call at a time
 (`seq`); the asyncio floor (issue 3's baseline (a)) with the same in-flight counts; and
 `wakeups.x64`: 64 callers each awaiting a future that is resolved with the others, no I/O at
-all, what asyncio itself costs for 64 callers that wait for answers.
+all, what asyncio itself costs for 64 callers that wait for answers. `plain.x64`/`plain.seq`
+are plugwire's workloads with every accelerator off (`PLUGWIRE_FAST_PATHS=0`, in the host and
+its plugin): the plain reference path beside the fast one. `PLUGWIRE_FAST_PATHS` set to a list
+of accelerators (`docs/hot-path.md`) applies to the `plugwire.*` workloads too, to count what one
+accelerator buys.
 
 Needs valgrind (`apt install valgrind`); without it the command says so and exits 2.
 """
@@ -69,6 +73,8 @@ WORKLOADS = (  # each floor before the workload compared with it
     Workload("plugwire", "x64", ("host", "child")),
     Workload("floor", "seq", ("host", "child")),
     Workload("plugwire", "seq", ("host", "child")),
+    Workload("plain", "x64", ("host", "child")),
+    Workload("plain", "seq", ("host", "child")),
 )
 FLOOR_OF = {"plugwire.x64": "floor.x64", "plugwire.seq": "floor.seq"}
 
@@ -110,6 +116,18 @@ async def _plugwire(mode: str, wrapper: Sequence[str]) -> AsyncIterator[Batch]:
 
 
 @asynccontextmanager
+async def _plain(mode: str, wrapper: Sequence[str]) -> AsyncIterator[Batch]:
+    """plugwire with every accelerator off, in this process and (through the environment the
+    host passes on) in its plugin."""
+    from plugwire import _seam
+
+    os.environ[_seam.ENV_SWITCH] = "0"
+    _seam.use_fast_paths(False)  # (in case plugwire was imported before the variable was set)
+    async with _plugwire(mode, wrapper) as batch:
+        yield batch
+
+
+@asynccontextmanager
 async def _floor(mode: str, wrapper: Sequence[str]) -> AsyncIterator[Batch]:
     from .baselines.pipes import asyncio_pipes
 
@@ -139,7 +157,7 @@ async def _wakeups(mode: str, wrapper: Sequence[str]) -> AsyncIterator[Batch]:
     yield batch
 
 
-_SYSTEMS = {"plugwire": _plugwire, "floor": _floor, "wakeups": _wakeups}
+_SYSTEMS = {"plugwire": _plugwire, "plain": _plain, "floor": _floor, "wakeups": _wakeups}
 
 
 async def _run(system: str, mode: str, batches: int, wrapper: Sequence[str]) -> None:

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "_config": 1,
     "_codec": 1,
     "_clock": 1,
+    "_seam": 1,
     "_auth": 1,
     "_tls": 1,
     "_protocol": 2,

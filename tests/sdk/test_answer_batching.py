@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import msgspec
+import pytest
 
 import plugwire
 from plugwire._sdk.adapter import PluginAdapter
@@ -71,6 +72,7 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+@pytest.mark.fast_paths_only  # write coalescing itself
 async def test_answers_to_calls_read_together_inside_a_task_leave_in_one_write_as_from_a_callback() -> None:
     server, transport = await serving()
     server.data_received(b"".join(call(i) for i in range(1, 7)))  # (inside the test's task)
@@ -79,6 +81,7 @@ async def test_answers_to_calls_read_together_inside_a_task_leave_in_one_write_a
     assert len(transport.writes) == 1
 
 
+@pytest.mark.fast_paths_only  # write coalescing itself
 async def test_answers_to_calls_that_suspended_leave_in_two_writes_not_one_each() -> None:
     server, transport = await serving(SuspendingEcho())
     server.data_received(b"".join(call(i) for i in range(1, 7)))
@@ -96,6 +99,7 @@ async def test_calls_read_one_at_a_time_are_each_answered_at_once() -> None:
     assert len(transport.writes) == 3
 
 
+@pytest.mark.fast_paths_only  # write coalescing itself
 async def test_answers_to_calls_finished_within_their_read_leave_in_one_write_right_after_it() -> None:
     server, transport = await serving()
     loop = asyncio.get_running_loop()

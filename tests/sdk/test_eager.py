@@ -15,8 +15,11 @@ from typing import Any
 
 import pytest
 
+from plugwire import _seam
 from plugwire._sdk import _eager, _eager311
 from plugwire._sdk._eager import EagerStarter, new_starter
+
+pytestmark = pytest.mark.fast_paths_only  # the accelerator itself
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="")
 EXPECTED_KIND = "Task" if sys.version_info >= (3, 12) else "carrier"
@@ -356,8 +359,8 @@ async def test_a_call_that_raises_after_suspending_fails_its_task_and_the_next_c
 async def test_without_an_eager_way_the_public_api_runs_each_call_in_a_task_of_its_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_eager, "_starts_eagerly", lambda _: False)  # as if no `eager_start`
-    monkeypatch.setattr(_eager311, "USABLE", False)  # as if 3.11's private names moved
+    monkeypatch.setattr(_eager, "eager_task_factory", lambda loop: None)  # as if no `eager_start`
+    monkeypatch.setattr(_eager, "task_switching", lambda: None)  # as if 3.11's private names moved
     starter = new_starter(asyncio.get_running_loop())
     assert starter.kind == "plain"
     seen: list[object] = []
@@ -379,19 +382,29 @@ async def test_without_an_eager_way_the_public_api_runs_each_call_in_a_task_of_i
     starter.close()
 
 
+async def test_with_the_accelerators_off_the_starter_is_the_plain_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_seam._switch, "on", frozenset())  # as `PLUGWIRE_FAST_PATHS=0` does
+    starter = new_starter(asyncio.get_running_loop())
+    assert starter.kind == "plain"
+    task = starter.start(noop())
+    assert task is not None  # started on the next loop turn, in a task of its own
+    await task
+    starter.close()
+
+
 def test_the_311_probe_refuses_task_switching_names_that_moved_or_misbehave(monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as patch:
         patch.delattr(asyncio.tasks, "_enter_task")
-        assert _eager311._probe() is None
+        assert _seam._probe_task_switching() is None
     with monkeypatch.context() as patch:
         patch.setattr(asyncio.tasks, "_enter_task", lambda loop, task: None)  # enters nothing
-        assert _eager311._probe() is None
+        assert _seam._probe_task_switching() is None
     with monkeypatch.context() as patch:
         patch.setattr(asyncio.tasks, "_leave_task", lambda loop, task: 1 / 0)
-        assert _eager311._probe() is None
+        assert _seam._probe_task_switching() is None
     if sys.version_info < (3, 12):
-        assert _eager311._probe() is not None  # the real ones work
-        assert _eager311.USABLE
+        assert _seam._probe_task_switching() is not None  # the real ones work
+        assert _eager311._FUNCTIONS is not None
 
 
 class _LoopWithEagerCreateTask(asyncio.SelectorEventLoop):

@@ -27,9 +27,12 @@ from plugwire._sdk._idle import IdleWait
 from plugwire._sdk.adapter import PluginAdapter
 from plugwire._sdk.stdio import StdioServer
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(selectors, "EpollSelector"), reason="the wait between calls is built on epoll (Linux)"
-)
+pytestmark = [
+    pytest.mark.fast_paths_only,  # the accelerator itself
+    pytest.mark.skipif(
+        not hasattr(selectors, "EpollSelector"), reason="the wait between calls is built on epoll (Linux)"
+    ),
+]
 
 
 class Echo:

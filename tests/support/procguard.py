@@ -33,8 +33,9 @@ def manager_for(request_type: type[ReqT], response_type: type[RespT]) -> plugwir
 def plugin_env(**extra: str) -> dict[str, str]:
     """The configured env a test plugin needs: this worktree's sources on PYTHONPATH, and
     coverage's variables when the suite runs under coverage (so plugin code is measured), and
-    PLUGWIRE_LOOP when set (so the suite can run its plugins on uvloop)."""
-    names = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START", "PLUGWIRE_LOOP")
+    PLUGWIRE_LOOP when set (so the suite can run its plugins on uvloop), and
+    PLUGWIRE_FAST_PATHS (so plain-path runs reach plugins started by hand too)."""
+    names = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START", "PLUGWIRE_LOOP", "PLUGWIRE_FAST_PATHS")
     passed = {k: v for k, v in os.environ.items() if k in names}
     return {**passed, "PYTHONPATH": str(SRC), **extra}
 

@@ -21,7 +21,12 @@ from plugwire._transports._pool import PoolState, ProcessPool, RestartPolicy
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
 from plugwire.testing import FakeClock
 
-pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(20)]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.usefixtures("no_leaks"),
+    pytest.mark.timeout(20),
+    pytest.mark.fast_paths_only,
+]  # process lifecycle: once, fast
 
 
 class Req(msgspec.Struct):

@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 from procguard import PLUGINS, pid_alive, plugin_env, wait_until
 
-pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("no_leaks")]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.usefixtures("no_leaks"),
+    pytest.mark.fast_paths_only,
+]  # process lifecycle: once, fast
 
 
 def test_every_plugin_child_exits_within_2_s_when_the_host_is_killed() -> None:

@@ -1,4 +1,4 @@
-"""`_transports/_loop.py`: the clock and futures a connection uses must be the loop's own,
+"""`_seam.cheap_clock` and `cheap_future_factory`: the clock and futures a connection uses must be the loop's own,
 taken the short way only where that is exactly what the loop's method returns."""
 
 from __future__ import annotations
@@ -8,7 +8,10 @@ import time
 
 import pytest
 
-from plugwire._transports._loop import future_factory, loop_clock
+from plugwire._seam import cheap_clock as loop_clock
+from plugwire._seam import cheap_future_factory as future_factory
+
+pytestmark = pytest.mark.fast_paths_only  # the accelerator itself
 
 
 async def test_on_the_standard_loop_the_clock_is_monotonic_and_futures_belong_to_it() -> None:

@@ -18,6 +18,8 @@ from plugwire._transports._connection import HostConnection
 from plugwire._transports._readahead import MISSES, PAUSE, ReadAhead
 from plugwire._transports.base import Call
 
+pytestmark = pytest.mark.fast_paths_only  # the accelerator itself
+
 
 def reply(call_id: int, payload: bytes = b"ok") -> bytes:
     body = msgspec.msgpack.encode({"type": "result", "id": call_id, "payload": payload})

@@ -15,7 +15,7 @@ from procguard import PLUGINS, manager_for, plugin_env
 
 import plugwire
 
-pytestmark = pytest.mark.usefixtures("no_leaks")
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.fast_paths_only]  # process lifecycle: once, fast
 
 
 class Req(msgspec.Struct):

@@ -15,7 +15,7 @@ from procguard import manager_for, python_plugin
 import plugwire
 from plugwire._transports._wakeups import Wakeups
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.fast_paths_only]  # the accelerator itself
 
 _who = contextvars.ContextVar("who", default="nobody")
 

@@ -128,6 +128,14 @@ class ResultMsg(_Msg, tag="result"):
     payload: msgspec.Raw
 
 
+class InlineResultMsg(_Msg, tag="result"):
+    """`ResultMsg` holding the answer itself (any value its codec encodes): the same bytes
+    as `ResultMsg(payload=Raw(encode(answer)))`, encoded in one pass, not two (encode only)."""
+
+    id: int
+    payload: Any
+
+
 class ErrorMsg(_Msg, tag="error"):
     """A failure: of call or health ``id``, or of the whole connection when ``id`` is 0."""
 

@@ -15,27 +15,31 @@ The contract of `EagerStarter.start(coro)`, the same on every Python version:
 - an exception from the first step is raised by `start` itself, never left in a task nobody
   reads; one from a later step fails the returned task.
 
-How, picked once per starter by trying each way on the loop (`new_starter`):
+How, picked once per starter by trying each way on the loop (`new_starter`; the ways that
+need more than the public API are probed in `_seam.py`):
 
 1. `loop.create_task(coro, eager_start=True)`: the public API of Python 3.14+ (3.13.3+ and
-   recent uvloops pass the keyword on too). 3.14 is not installed here: coded against the
-   documented API, and used only when a probe task on this loop really finishes eagerly.
+   recent uvloops pass the keyword on too), used only when a probe task on this loop really
+   finishes eagerly (`_seam.eager_task_factory`).
 2. `asyncio.Task(coro, loop=loop, eager_start=True)`: the public API of 3.12 and 3.13 (and
    the way on loops whose `create_task` does not take `eager_start`, such as uvloop's).
-3. Carrier tasks, on 3.11 only (`_eager311.py`, private task-switching names probed at import;
-   delete that module with 3.11).
-4. `loop.create_task(coro)` when none of these works: the call then starts on the next loop
-   turn, and an exception from it fails the returned task like a later step's would. Only
-   reached if a private name of 3.11 moved; `import plugwire` never fails on it.
+3. Carrier tasks, on 3.11 only (`_eager311.py`, over the private task-switching names that
+   `_seam.task_switching` probes at import; delete both with 3.11).
+
+The plain reference path, `_PlainStarter`, is `loop.create_task(coro)`: the call starts on
+the next loop turn, and an exception from its first step fails the returned task like a
+later step's would (the server reads both the same way). It is used when the accelerators
+are off (`PLUGWIRE_FAST_PATHS=0`) or none of the ways above works (a 3.11 whose private names
+moved); `import plugwire` never fails on it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable, Coroutine
-from functools import partial
 from typing import Any, Protocol
+
+from .._seam import eager_task_factory, task_switching
 
 __all__ = ["EagerStarter", "new_starter"]
 
@@ -66,49 +70,17 @@ class EagerStarter(Protocol):
 
 def new_starter(loop: asyncio.AbstractEventLoop) -> EagerStarter:
     """The fastest starter that works on `loop` (which must be running)."""
-    for kind, new_task in (
-        ("create_task", _by_create_task(loop)),
-        ("Task", _by_task_class(loop)),
-    ):
-        if _starts_eagerly(new_task):
-            return _NativeStarter(kind, new_task)
-    if sys.version_info < (3, 12):  # (3.11-only code stays in its own module)
+    native = eager_task_factory(loop)
+    if native is not None:
+        return _NativeStarter(*native)
+    if task_switching() is not None:  # 3.11 (its own module: delete it with 3.11)
         from . import _eager311
 
-        if _eager311.USABLE:
-            return _eager311.CarrierStarter(loop)
+        return _eager311.CarrierStarter(loop)
     return _PlainStarter(loop)
 
 
 NewTask = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[Any]"]
-
-
-def _by_create_task(loop: asyncio.AbstractEventLoop) -> NewTask:
-    create_task: Any = loop.create_task  # (its `eager_start` is typed only from 3.14)
-    return partial(create_task, eager_start=True)  # (a partial: no Python frame per call)
-
-
-def _by_task_class(loop: asyncio.AbstractEventLoop) -> NewTask:
-    task_class: Any = asyncio.Task  # (its `eager_start` is typed only from 3.12)
-    return partial(task_class, loop=loop, eager_start=True)
-
-
-async def _probe() -> None:
-    pass
-
-
-def _starts_eagerly(new_task: NewTask) -> bool:
-    """Whether `new_task` runs a coroutine's first step at once (a behavioural check)."""
-    coro = _probe()
-    try:
-        task = new_task(coro)
-    except TypeError:  # `eager_start` not taken here
-        coro.close()
-        return False
-    if task.done():
-        return True
-    task.cancel()  # the keyword was taken and ignored (a task factory, a loop not running)
-    return False
 
 
 class _NativeStarter:

@@ -16,8 +16,9 @@ Calls are sent into a *runner*, a generator that awaits each in turn, rather tha
 than a small call's own work; the runner's `yield from` takes the end without one. A call that
 suspends keeps its runner (the carrier drives it), and the next call gets a new one.
 
-`USABLE` is False when the private names moved or do not behave (checked once at import,
-with a sentinel in place of a loop): `_eager.py` then uses the public API instead.
+The private names come from `_seam.task_switching` (probed once at import, with a sentinel in
+place of a loop); `_eager.py` makes a `CarrierStarter` only when that found them working, and
+takes the public API's way otherwise.
 """
 
 from __future__ import annotations
@@ -25,37 +26,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import types
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Coroutine, Generator
 from typing import Any, Final
 
-__all__ = ["USABLE", "CarrierStarter"]
+from .._seam import _TASK_SWITCHING
+
+__all__ = ["CarrierStarter"]
 
 
-def _probe() -> tuple[Callable[[Any, Any], None], Callable[[Any, Any], None], Callable[[Any], Any]] | None:
-    """The private task-switching functions and a reader of the current task, if they work."""
-    tasks = asyncio.tasks
-    enter = getattr(tasks, "_enter_task", None)
-    leave = getattr(tasks, "_leave_task", None)
-    current = getattr(tasks, "_current_tasks", None)
-    if not callable(enter) or not callable(leave):
-        return None
-    key, task = object(), object()  # a loop and a task as far as these functions care
-    try:
-        enter(key, task)
-        entered = asyncio.current_task(key) is task  # type: ignore[arg-type]
-        leave(key, task)
-        left = asyncio.current_task(key) is None  # type: ignore[arg-type]
-    except Exception:
-        return None
-    if not (entered and left):
-        return None
-    # The map `current_task()` reads, bound once (a call per call fewer), if it is that map.
-    getter = current.get if isinstance(current, dict) else asyncio.current_task
-    return enter, leave, getter
-
-
-_FUNCTIONS: Final = _probe()
-USABLE: Final = _FUNCTIONS is not None
+_FUNCTIONS: Final = _TASK_SWITCHING
 if _FUNCTIONS is not None:  # bound once: these run on every call
     _enter_task, _leave_task, _current_task = _FUNCTIONS
 _copy_context = contextvars.copy_context

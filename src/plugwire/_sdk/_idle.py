@@ -8,9 +8,10 @@ itself, while nothing else in the loop could run meanwhile; anything else that b
 timer falling due hands control back to the loop, which sees the same readiness itself
 (epoll is level-triggered).
 
-It needs the standard library's selector loop on epoll and reads four of its private
-attributes (`_selector`, `_ready`, `_scheduled`, `_stopping`); `IdleWait.attach` checks that
-each is there and otherwise returns None, and the server keeps the loop's path.
+It needs the standard library's selector loop on epoll and four of its private attributes,
+which `_seam.loop_internals` hands over after checking each; without them (another loop,
+debug mode, the accelerators off) `IdleWait.attach` returns None and the server keeps the
+loop's path, the plain reference path.
 """
 
 from __future__ import annotations
@@ -18,45 +19,42 @@ from __future__ import annotations
 import asyncio
 import os
 import select
-import selectors
 from typing import Any, Final
+
+from .._seam import LoopInternals, loop_internals
 
 __all__ = ["IdleWait"]
 
 _EPOLLIN: Final = getattr(select, "EPOLLIN", 1)
-_EPOLL_SELECTOR: Final[Any] = getattr(selectors, "EpollSelector", ())
 
 
 class IdleWait:
     """Waits for a socket transport's next bytes in its loop's epoll, and reads them."""
 
-    __slots__ = ("_fd", "_loop", "_poll", "_ready", "_scheduled", "_transport")
+    __slots__ = ("_due", "_fd", "_is_stopping", "_loop", "_poll", "_timers", "_transport")
 
-    def __init__(self, loop: Any, transport: Any, poll: Any, fd: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, transport: Any, internals: LoopInternals, fd: int) -> None:
         self._loop = loop
         self._transport = transport
-        self._poll = poll
+        self._due = internals.ready
+        self._timers = internals.timers
+        self._is_stopping = internals.stopping
+        self._poll = internals.poll
         self._fd = fd
-        self._ready = loop._ready
-        self._scheduled = loop._scheduled
 
     @classmethod
     def attach(cls, loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport) -> IdleWait | None:
         """An `IdleWait` for `transport`, when the loop and transport allow it: the standard
         library's loop on an epoll selector, not in debug mode, and a socket transport."""
-        selector = getattr(loop, "_selector", None)
+        internals = loop_internals(loop)
         sock = transport.get_extra_info("socket")
-        epoll = getattr(selector, "_selector", None)
         if (
-            not isinstance(selector, _EPOLL_SELECTOR)
-            or epoll is None
-            or loop.get_debug()
+            internals is None
             or sock is None
-            or not all(hasattr(loop, name) for name in ("_ready", "_scheduled", "_stopping"))
             or not all(hasattr(transport, name) for name in ("is_reading", "get_write_buffer_size"))
         ):
             return None
-        return cls(loop, transport, epoll.poll, sock.fileno())
+        return cls(loop, transport, internals, sock.fileno())
 
     def readable(self) -> bool:
         """Wait until the socket alone is readable: True. False at once when the loop has
@@ -64,9 +62,9 @@ class IdleWait:
         still to write), and as soon as anything else is ready or the next timer is due."""
         loop = self._loop
         transport = self._transport
-        if self._ready or loop._stopping or not transport.is_reading() or transport.get_write_buffer_size():
+        if self._due or self._is_stopping(loop) or not transport.is_reading() or transport.get_write_buffer_size():
             return False
-        scheduled = self._scheduled
+        scheduled = self._timers
         timeout = -1.0
         if scheduled:
             timeout = scheduled[0].when() - loop.time()

@@ -28,12 +28,14 @@ from .._protocol import (
     FrameReader,
     HealthMsg,
     HostMessage,
+    InlineResultMsg,
     ResultMsg,
     ShutdownMsg,
     handshake_frame,
     pack_length,
     too_deep,
 )
+from .._seam import fast_paths
 from ._eager import new_starter
 from ._hello import AuthVerifier, answer_hello
 from ._idle import IdleWait
@@ -46,13 +48,6 @@ _log = logging.getLogger("plugwire.sdk")
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
 _HEADER: Final = 4  # a frame's length prefix
-
-
-class _Result(msgspec.Struct, tag_field="type", tag="result"):
-    """`ResultMsg` holding the answer itself: the same bytes, encoded in one pass, not two."""
-
-    id: int
-    payload: Any
 
 
 def _before_handshake(payload: Any) -> Any:
@@ -114,6 +109,10 @@ class StdioServer(FrameReader):
         self._corked: bytearray | None = None  # answers held back until the end of this loop turn
         self._sent_since_read = False
         self._in_read = False  # inside `buffer_updated`: answers wait for the end of the read
+        # Write coalescing (`_push_batched`: answers of one read leave together), or each
+        # answer at once: the plain path (`_in_read` then stays False).
+        self._batching = fast_paths("batching")
+        self._push = self._push_batched if self._batching else self._push_now
 
     # --------------------------------------------------------------- wiring
     def attach_writer(self, writer: asyncio.WriteTransport) -> None:
@@ -176,9 +175,9 @@ class StdioServer(FrameReader):
         # Answers of the calls this read starts and finishes at once leave together, in one
         # write right after it: a read of many calls must not send the first answer alone
         # (on one CPU that wakes the host for a single answer).
-        self._in_read = True
+        self._in_read = self._batching
         try:
-            # `FrameReader.buffer_updated` inlined: a frame fewer on every read.
+            # `FrameReader.buffer_updated` inlined: ~1% of a sequential call (docs/hot-path.md).
             self._end += nbytes
             if not self._broken:
                 self._parse()
@@ -319,7 +318,7 @@ class StdioServer(FrameReader):
                     frame = bytearray()
                 start = len(frame)
                 try:
-                    self._encode_into(_Result(call_id, result), frame, start + _HEADER)
+                    self._encode_into(InlineResultMsg(call_id, result), frame, start + _HEADER)
                 except Exception:  # worded by the adapter, from encoding once more
                     del frame[start:]
                     frame = None
@@ -361,23 +360,20 @@ class StdioServer(FrameReader):
                 self._update_reading()
 
     async def _health(self, call_id: int) -> None:
-        try:
-            await self._run_health(call_id)
-        finally:
-            self._call_done(call_id)
-
-    async def _run_health(self, call_id: int) -> None:
-        reply: ResultMsg | ErrorMsg
+        reply: ResultMsg | ErrorMsg | None = None
         try:
             status = await self.adapter.health()
             reply = ResultMsg(id=call_id, payload=msgspec.Raw(encode(status, self._codec)))
         except asyncio.CancelledError:
-            return
+            pass  # no answer: the host gave up, or the server is stopping
         except PluginError as exc:
             reply = ErrorMsg(id=call_id, code=exc.code, message=exc.message, retryable=exc.retryable)
         except Exception as exc:
             reply = ErrorMsg(id=call_id, code=ErrorCode.HEALTH_CHECK_FAILED, message=f"{type(exc).__name__}: {exc}")
-        self._send(reply)
+        finally:
+            if reply is not None:
+                self._send(reply)
+            self._call_done(call_id)
 
     def _call_done(self, call_id: int) -> None:
         self._tasks.pop(call_id, None)
@@ -409,7 +405,12 @@ class StdioServer(FrameReader):
         pack_length(frame, 0, size)
         self._push(frame)
 
-    def _push(self, frame: bytearray) -> None:
+    def _push_now(self, frame: bytearray) -> None:  # the plain path of `_push`
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            writer.write(frame)
+
+    def _push_batched(self, frame: bytearray) -> None:
         writer = self._writer
         if writer is None or writer.is_closing():
             return
@@ -435,19 +436,17 @@ class StdioServer(FrameReader):
             writer.write(data)
 
     def _update_reading(self) -> None:
-        busy = self._paused_for_writes or len(self._tasks) >= self.max_concurrency
-        if busy is self._paused_for_calls:  # the common case: nothing to change
+        pause = self._paused_for_writes or len(self._tasks) >= self.max_concurrency
+        if pause is self._paused_for_calls:  # the common case: nothing to change
             return
         reader = cast(asyncio.ReadTransport | None, self._reader)
         if reader is None or not hasattr(reader, "pause_reading") or reader.is_closing():
             return
-        pause = self._paused_for_writes or len(self._tasks) >= self.max_concurrency
-        if pause and not self._paused_for_calls:
-            self._paused_for_calls = True
+        self._paused_for_calls = pause
+        if pause:
             self.hold_frames()  # frames already received wait in the buffer
             reader.pause_reading()
-        elif not pause and self._paused_for_calls:
-            self._paused_for_calls = False
+        else:
             reader.resume_reading()
             self.release_frames()
 

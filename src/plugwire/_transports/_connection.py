@@ -20,7 +20,6 @@ import msgspec
 from .._codec import CodecName
 from .._errors import (
     ErrorCode,
-    OutcomeUnknownError,
     PluginError,
     PluginTimeoutError,
     ProtocolError,
@@ -49,10 +48,13 @@ from .._protocol import (
     handshake_frame,
     too_deep,
 )
+from .._seam import cheap_clock, cheap_future_factory
 from ._deadlines import Deadlines, Sent
 from ._hello import check_reply
-from ._loop import future_factory, loop_clock
+from ._lost import closed_error, junk_error, lost_call_error, not_sent
+from ._outbox import new_outbox
 from ._readahead import ReadAhead, read_ahead_for
+from ._stalls import HalfFrameWatch, StallWatch
 from ._wakeups import Wakeups
 from .base import Call, attempt_timed_out
 
@@ -62,8 +64,6 @@ _Raw = msgspec.Raw
 
 _log = logging.getLogger("plugwire.transport.subprocess")
 _REMEMBERED_CANCELS: Final = 1024
-STALL_TIMEOUTS: Final = 2
-"""Calls that must time out, with no answer from the plugin in between, before it can be stuck."""
 
 
 class HostConnection(FrameReader):
@@ -90,21 +90,12 @@ class HostConnection(FrameReader):
         loop = asyncio.get_running_loop()
         self._loop = loop
         #: The event loop's clock, which call deadlines are measured on (its bound `time`).
-        self.loop_time: Callable[[], float] = loop_clock(loop)
-        self._new_future = future_factory(loop)
+        self.loop_time: Callable[[], float] = cheap_clock(loop)
+        self._new_future = cheap_future_factory(loop)
         self.name = name
         self.write_timeout = write_timeout
-        self.stall_timeout = stall_timeout
-        # Stall detection, looked at only when a call times out (nothing per call): how many
-        # calls left `_pending` unanswered (timed out, abandoned) and how many late answers
-        # came, so the answers received so far are a subtraction; and since when, and over
-        # how many timeouts, that number has not moved.
-        self._unanswered = 0
-        self._late_answers = 0
-        self._answers_seen = 0
-        self._quiet_since = loop.time()
-        self._quiet_timeouts = 0
-        self._quiet_timer: asyncio.TimerHandle | None = None  # looks again when the bound is reached
+        # Stall detection, looked at only when a call times out (nothing per call).
+        self._stalls = StallWatch(loop, self._settled, self._break, name, stall_timeout)
         self.handshake: asyncio.Future[PluginHello] = loop.create_future()
         self.lost: asyncio.Future[PluginError] = loop.create_future()
         #: False once the connection broke (`lost` holds why); a plain attribute, read on every call.
@@ -123,16 +114,12 @@ class HostConnection(FrameReader):
         self._next_id = 1
         self._control_calls = 0  # health checks sent, and those still waiting for their answer
         self._controls_pending = 0
-        self._written = 0
-        self._corked: bytearray | None = None  # frames held back until the end of this loop turn
-        self._sent_since_read = False
         self._writable: asyncio.Future[None] | None = None
         #: Whether `send_call` must wait: the plugin has not read our earlier writes yet
         #: (await `wait_writable` first). A plain attribute: it is read on every call.
         self.must_wait = False
         self._stall_timer: asyncio.TimerHandle | None = None
-        self._read_timer: asyncio.TimerHandle | None = None
-        self._partial_since = 0.0
+        self._half_frame = HalfFrameWatch(loop, write_timeout, self, self._break, name)
         self._deadlines = Deadlines(loop, self._pending, self._expire)
         self.stray_replies = 0
         #: Reads a call's answer right after its request went out (`attach_socket`).
@@ -141,6 +128,9 @@ class HostConnection(FrameReader):
         # every read but the one `send_call` makes inside its caller's task sets them aside.
         self._wakeups = Wakeups(loop)
         self._deferring = self._wakeups.enabled
+        # Frames to the plugin: coalesced per loop turn (`_outbox.py`), or each at once (plain).
+        self._out = new_outbox(loop, self._wakeups)
+        self._write = self._out.write
 
     # ------------------------------------------------------------- inspection
     @property
@@ -154,17 +144,21 @@ class HostConnection(FrameReader):
         """Calls sent on this connection so far (health checks not counted)."""
         return self._next_id - 1 - self._control_calls
 
+    def _settled(self) -> int:
+        """Calls sent so far minus those still pending (for the stall watch)."""
+        return self._next_id - 1 - len(self._pending)
+
     # -------------------------------------------------------------- handshake
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A cast, not an isinstance check: uvloop's transports have the methods but do not
         # subclass asyncio's ABCs, and a host may run on uvloop.
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = self._out.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=1024 * 1024)
 
     def attach_socket(self, sock: socket.socket) -> None:
         """The socket the transport reads: answers already there when a request goes out are
         read at once (`_readahead.py`; on the standard library's selector loops)."""
-        self.read_ahead = read_ahead_for(sock, self)
+        self.read_ahead = self._out.read_ahead = read_ahead_for(sock, self)
 
     def send_hello(self, codecs: list[str], auth: Mapping[str, str]) -> None:
         """Send the host's `hello` (the first frame of the connection)."""
@@ -184,13 +178,7 @@ class HostConnection(FrameReader):
         self.handshake.set_result(reply)
 
     def _junk_error(self) -> ProtocolError:
-        return ProtocolError(
-            f"the plugin wrote bytes that are not a handshake frame before the handshake: {self.peek(64)!r}"
-            " (a plugin must write nothing but frames on stdout)",
-            code=ErrorCode.HANDSHAKE_JUNK,
-            plugin=self.name,
-            details={"bytes": self.peek(64).decode("latin-1")},
-        )
+        return junk_error(self.peek(64), self.name)
 
     # ------------------------------------------------------------------ frames
     def frame_received(self, envelope: memoryview) -> None:
@@ -250,16 +238,17 @@ class HostConnection(FrameReader):
             return
         if message.id in self._cancelled:
             del self._cancelled[message.id]  # the late answer to a cancelled call: expected, dropped
-            self._late_answers += 1  # (slow, but alive)
+            self._stalls.late_answers += 1  # (slow, but alive)
             return
         self.stray_replies += 1
         kind = "unknown" if message.id >= self._next_id or message.id <= 0 else "duplicate"
         _log.warning("plugin %r answered %s id %d; the reply was dropped", self.name, kind, message.id)
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._sent_since_read = False
+        self._out.sent_since_read = False
         try:
-            # `FrameReader.buffer_updated` inlined: a frame fewer on every answer.
+            # `FrameReader.buffer_updated` inlined: a frame fewer per read, ~455 instructions, about
+            # 0.7% of a sequential call (docs/hot-path.md, "Strategies").
             self._end += nbytes
             if not self._broken:
                 self._parse()
@@ -269,26 +258,7 @@ class HostConnection(FrameReader):
             if self._wakeups.answers:
                 self._wakeups.wake()
         if self._end != self._start:  # rare: a frame split across reads; watch that the rest comes
-            self._partial_since = self._loop.time()
-            if self._read_timer is None:
-                self._read_timer = self._loop.call_later(self.write_timeout, self._check_read_stall)
-
-    def _check_read_stall(self) -> None:
-        self._read_timer = None
-        if not self.buffered or not self.alive:
-            return
-        idle = self._loop.time() - self._partial_since
-        if idle < self.write_timeout:
-            self._read_timer = self._loop.call_later(self.write_timeout - idle, self._check_read_stall)
-            return
-        self._break(
-            ProtocolError(
-                f"the plugin stopped in the middle of a frame ({self.buffered} bytes received, nothing more "
-                f"for {self.write_timeout:g}s): {self.peek(32)!r}",
-                code=ErrorCode.FRAME_TRUNCATED,
-                plugin=self.name,
-            )
-        )
+            self._half_frame.partial()
 
     def frame_error(self, error: ProtocolError) -> None:
         error.plugin = self.name
@@ -308,10 +278,7 @@ class HostConnection(FrameReader):
         if truncated is not None:
             truncated.plugin = self.name
             return truncated
-        reason = f": {exc}" if exc else ""
-        return TransportError(
-            f"the plugin closed its end of the connection{reason}", code=ErrorCode.CONNECTION_LOST, plugin=self.name
-        )
+        return closed_error(exc, self.name)
 
     # ------------------------------------------------------------------- calls
     async def call(
@@ -358,18 +325,19 @@ class HostConnection(FrameReader):
         assert codec is not None, "call before the handshake"
         call_id = self._next_id
         message = CallMsg(call_id, _Raw(payload), "execute", ctx)
-        corked = self._corked
-        if corked is not None:  # (`_uncork` writes it, unless the transport is closing by then)
+        out = self._out
+        corked = out.corked
+        if corked is not None:  # (written at the end of the turn, unless the transport is closing by then)
             # Joins the frames gathered for this turn's write: encoded in place, no copy.
             before = len(corked)
             codec.append_frame(message, corked, self._peer_max_frame)
-            self._written += len(corked) - before
+            out.written += len(corked) - before
             sent_now = False
         else:
             sent_now = self._write(codec.frame(message, self._peer_max_frame))
         self._next_id = call_id + 1
         future: asyncio.Future[bytes] = self._new_future()
-        self._pending[call_id] = (future, self._written, deadline, call)  # its deadline is watched from here
+        self._pending[call_id] = (future, out.written, deadline, call)  # its deadline is watched from here
         if deadline is not None and deadline < self._deadlines.armed_at:
             self._deadlines.arm(deadline)  # (in steady traffic the timer is set for an earlier call)
         if sent_now and self.read_ahead is not None:
@@ -412,7 +380,7 @@ class HostConnection(FrameReader):
         future: asyncio.Future[bytes] = self._new_future()
         try:
             self._write(self._envelopes.frame(kind(id=call_id)))
-            self._pending[call_id] = (future, self._written, None, None)
+            self._pending[call_id] = (future, self._out.written, None, None)
             return await future
         finally:
             self._controls_pending -= 1
@@ -438,94 +406,14 @@ class HostConnection(FrameReader):
             )
             future.set_exception(error)
 
-    def _check_stalled(self) -> None:
-        """A call timed out (or its caller gave up): break the connection (1311) if the plugin
-        has answered nothing for `stall_timeout` seconds, over `STALL_TIMEOUTS` such calls.
-
-        Looked at then, and once more when the bound is reached after enough such calls (no
-        later call may come to look: an open circuit breaker stops sending). An answer seen
-        at one of these moments arrived before it, so the silence measured from that moment
-        is never longer than the real one."""
-        if not self._answered_since_look():
-            self._quiet_timeouts += 1
-            self._judge_quiet()
-
-    def _answered_since_look(self) -> bool:
-        answers = self._next_id - 1 - len(self._pending) - self._unanswered + self._late_answers
-        if answers == self._answers_seen:
-            return False
-        self._answers_seen = answers  # it answered since the last look: not stuck
-        self._quiet_since = self._loop.time()
-        self._quiet_timeouts = 0
-        return True
-
-    def _look_again(self) -> None:
-        self._quiet_timer = None
-        if self.alive and not self._answered_since_look():
-            self._judge_quiet()
-
-    def _judge_quiet(self) -> None:
-        if not self.stall_timeout or self._quiet_timeouts < STALL_TIMEOUTS:
-            return
-        quiet = self._loop.time() - self._quiet_since
-        if quiet < self.stall_timeout:
-            if self._quiet_timer is None:
-                self._quiet_timer = self._loop.call_at(self._quiet_since + self.stall_timeout, self._look_again)
-            return
-        self._break(
-            TransportError(
-                f"the plugin answered nothing for {quiet:.1f}s while {self._quiet_timeouts} calls timed out "
-                f"(stall_timeout {self.stall_timeout:g}s): it is stuck",
-                code=ErrorCode.PLUGIN_STALLED,
-                plugin=self.name,
-                details={"quiet": quiet, "timeouts": self._quiet_timeouts},
-            )
-        )
-
     def _remember_cancel(self, call_id: int) -> None:
         """Call `call_id` left `_pending` unanswered (timed out, or its caller gave up)."""
         self._cancelled[call_id] = None
         if len(self._cancelled) > _REMEMBERED_CANCELS:
             self._cancelled.popitem(last=False)
-        self._unanswered += 1
-        self._check_stalled()
+        self._stalls.gave_up()
 
     # ---------------------------------------------------------- flow control
-    def _write(self, data: bytes | bytearray) -> bool:
-        """Send a frame at once, unless frames already went out since the plugin last wrote,
-        or (on the standard library's selector loops, `read_ahead.due`) other callbacks are
-        due in this loop turn: say, the other callers woken by the answers just read.
-
-        Then it is held back with any others until the end of this loop turn, so a burst of
-        calls (`gather`, many callers) reaches the plugin in one system call and wakes it once
-        instead of once per frame (on one CPU each wake-up is a full switch to the plugin and
-        back). One call at a time is never held back. Returns whether it went out now.
-        """
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return False
-        corked = self._corked
-        sent_now = False
-        read_ahead = self.read_ahead
-        if corked is not None:
-            corked += data
-        elif self._sent_since_read or self._wakeups.left or (read_ahead is not None and read_ahead.due):
-            self._corked = bytearray(data)
-            self._loop.call_soon(self._uncork)
-        else:
-            transport.write(data)
-            self._sent_since_read = sent_now = True
-        self._written += len(data)
-        return sent_now
-
-    def _uncork(self) -> None:
-        data, self._corked = self._corked, None
-        transport = self.transport
-        if data and transport is not None and not transport.is_closing():
-            transport.write(data)
-            if self.read_ahead is not None:
-                self.read_ahead.after_write()
-
     def pause_writing(self) -> None:
         self._writable = self._loop.create_future()
         self.must_wait = True
@@ -571,12 +459,7 @@ class HostConnection(FrameReader):
 
     # ------------------------------------------------------------------ break
     def _not_sent(self, reason: PluginError) -> TransportError:
-        code = reason.code if reason.code == ErrorCode.WRITE_TIMEOUT else ErrorCode.CONNECTION_LOST
-        error = TransportError(
-            f"the request was not sent: {reason.message}", code=code, plugin=self.name, request_sent=RequestSent.NO
-        )
-        error.__cause__ = reason
-        return error
+        return not_sent(reason, self.name)
 
     def _break(self, reason: PluginError) -> None:
         """Fail every pending call at once and close: sent calls are outcome-unknown."""
@@ -588,32 +471,19 @@ class HostConnection(FrameReader):
         if not self.handshake.done():
             self.handshake.set_exception(reason)
             self.handshake.exception()  # retrieved here; the starter reads `lost`
-        for timer in (self._stall_timer, self._read_timer, self._quiet_timer):
-            if timer is not None:
-                timer.cancel()
-        self._stall_timer = self._read_timer = self._quiet_timer = None
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        self._stalls.stop()
+        self._half_frame.stop()
         self._deadlines.clear()
         transport = self.transport
-        unflushed = transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
-        unflushed += len(self._corked or b"")
-        self._corked = None
-        flushed = self._written - unflushed
+        flushed = self._out.written - self._out.unflushed()
         pending = dict(self._pending)
         self._pending.clear()
         for future, frame_end, _, _ in pending.values():
-            if future.done():
-                continue
-            error: PluginError
-            if frame_end <= flushed:
-                error = OutcomeUnknownError(
-                    f"the plugin failed after receiving the request: {reason.message}",
-                    plugin=self.name,
-                    details={"reason_code": reason.code},
-                )
-                error.__cause__ = reason
-            else:
-                error = self._not_sent(reason)
-            future.set_exception(error)
+            if not future.done():
+                future.set_exception(lost_call_error(reason, self.name, sent=frame_end <= flushed))
         waiter, self._writable = self._writable, None
         self.must_wait = False
         if waiter is not None and not waiter.done():

@@ -29,7 +29,7 @@ from ._stderr import StderrForwarder
 
 __all__ = ["ENV_ALLOWLIST", "PluginProcess", "describe_status", "scrubbed_env"]
 
-ENV_ALLOWLIST: Final = ("PATH", "HOME", "LANG", "TZ", "TMPDIR")
+ENV_ALLOWLIST: Final = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "PLUGWIRE_FAST_PATHS")
 _PR_SET_PDEATHSIG: Final = 1
 
 

@@ -18,8 +18,10 @@ would make each of the others go out alone, a switch to the plugin and back per 
 of together in one write at the end of the turn.
 
 Only on the standard library's selector loops, whose socket transport reads the same socket
-and shrugs off finding it empty; the bytes go through the connection's own buffered-protocol
-methods, exactly as if the transport had read them.
+and shrugs off finding it empty (`_seam.ready_queue`, which also hands over the loop's queue);
+the bytes go through the connection's own buffered-protocol methods, exactly as if the
+transport had read them. The plain reference path is no `ReadAhead` at all (`read_ahead_for`
+returns None: accelerators off, another loop): the answer waits for the loop's next read.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from asyncio.selector_events import BaseSelectorEventLoop
 from collections.abc import Sized
 from typing import Final, Protocol
+
+from .._seam import ready_queue
 
 __all__ = ["ReadAhead", "read_ahead_for"]
 
@@ -97,11 +100,7 @@ class ReadAhead:
 
 
 def read_ahead_for(sock: socket.socket, reader: _Reader) -> ReadAhead | None:
-    """A `ReadAhead` when the running loop is one of the standard library's selector loops."""
-    loop = asyncio.get_running_loop()
-    # The loop's queue of callbacks ready to run: a private attribute of `BaseEventLoop`,
-    # the same since asyncio began; without it, no reading ahead.
-    due = getattr(loop, "_ready", None)
-    if isinstance(loop, BaseSelectorEventLoop) and isinstance(due, Sized):
-        return ReadAhead(sock, reader, due)
-    return None
+    """A `ReadAhead` when the running loop is one of the standard library's selector loops
+    and the accelerators are on; else None (the plain path)."""
+    due = ready_queue(asyncio.get_running_loop())
+    return None if due is None else ReadAhead(sock, reader, due)
