@@ -1,16 +1,79 @@
-"""Shared fixtures."""
+"""Shared fixtures, the kind of each test (by its folder), and the leak checks every test gets.
+
+Kinds: `tests/unit/` (one module at a time, mirroring `src/plugwire/`), `tests/integration/`
+(real plugin processes, gRPC servers, the examples, fault injection), `tests/contract/` (what
+the project promises in writing: docs match the code, the public surface, the layering, the
+typing checks) and `tests/bench/` (the benchmark harness, run once by `make test`, not per
+interpreter). Each kind is a marker, set here from the folder: `pytest -m unit`.
+
+Leak checks, on every test: a child process the test started and left running fails it
+(`procguard.leftover_children`), and so does an asyncio task it left pending on its loop; at
+its teardown the young generations of the garbage collector run, so that a file, socket,
+transport or SQLite connection it dropped without closing gives its `ResourceWarning`
+(an error: `filterwarnings = error`) inside that test, not in whichever test the collector
+happened to run next.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
-from procguard import no_leaks
+from procguard import child_pids, leftover_children, no_leaks
 
 from sample_plugins import AuthPlugin
 
 __all__ = ["no_leaks"]  # the leak check of tests/support/procguard.py, for every test folder
+
+TESTS = Path(__file__).resolve().parent
+KINDS = ("unit", "integration", "contract", "bench")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its kind, from the first folder under tests/."""
+    for item in items:
+        try:
+            top = item.path.relative_to(TESTS).parts[0]
+        except ValueError:
+            continue
+        if top in KINDS:
+            item.add_marker(top)
+        if isinstance(item, pytest.Function) and asyncio.iscoroutinefunction(item.obj):
+            # First, so that it is set up before the test's own async fixtures and torn down
+            # after them: what is still pending then was left behind by the test.
+            item.fixturenames.insert(0, "_no_tasks_left")
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Set up before every other fixture, so torn down after them (loops closed, servers
+    stopped): then collect, and look for child processes."""
+    children = child_pids()
+    yield
+    # Integration tests run long enough for what they drop to reach the oldest generation, and
+    # a full collection is small beside their processes; elsewhere the young generations hold
+    # what a test dropped, at a fraction of the cost (the session's end collects fully anyway).
+    gc.collect(2 if request.node.get_closest_marker("integration") else 1)
+    left = leftover_children(children)
+    assert not left, f"leaked child processes: {left}"
+
+
+@pytest.fixture
+async def _no_tasks_left() -> AsyncIterator[None]:
+    """Fail an async test that leaves a task pending on its loop (pytest-asyncio would
+    cancel it silently when it closes the loop)."""
+    yield
+    me = asyncio.current_task()
+    for _ in range(3):  # let tasks that were cancelled, or are just finishing, finish
+        await asyncio.sleep(0)
+    left = [task for task in asyncio.all_tasks() if task is not me and not task.done()]
+    for task in left:
+        task.cancel()
+    assert not left, f"tasks left pending: {left}"
 
 
 @pytest.fixture

@@ -104,13 +104,24 @@ async def eventually(predicate: Any, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.01)
 
 
+def leftover_children(before: set[int], timeout: float = 5.0) -> set[int]:
+    """Child processes started since `before` that are still there after `timeout` (a child
+    being stopped gets that long to exit and be reaped). Every test is checked with it
+    (tests/conftest.py); `no_leaks` adds the descriptors."""
+    if not (child_pids() - before):
+        return set()
+    wait_until(lambda: not (child_pids() - before), timeout)
+    return child_pids() - before
+
+
 @pytest.fixture
 def no_leaks() -> Iterator[None]:
     """Fail the test if it leaves a child process or an open file descriptor behind."""
     children = child_pids()
     fds = open_fds()
     yield
-    assert wait_until(lambda: not (child_pids() - children)), f"leaked child processes: {child_pids() - children}"
+    left = leftover_children(children)
+    assert not left, f"leaked child processes: {left}"
     # Give just-closed transports a moment to release their descriptors.
     wait_until(lambda: not _new_fds(fds), timeout=2.0)
     details = _new_fds(fds)

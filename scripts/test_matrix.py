@@ -1,0 +1,202 @@
+"""Run the test suite on every Python 3.11, 3.12 and 3.13 found on this machine (`make test`).
+
+Each version runs in its own virtual environment: the default interpreter's version in the
+project's `.venv` (which `make install` has just built), every other one in `.venvs/py3.X`,
+built from scratch the first time and again whenever `pyproject.toml` or the interpreter
+changes. An interpreter is looked for on PATH (`python3.X`), then under pyenv
+(`$(pyenv root)/versions/3.X.*/bin/python3.X`, `~/.pyenv` when pyenv is not on PATH). Every
+version is reported as run or skipped, with the reason. A free-threaded 3.13
+(`python3.13t`) gets a short smoke run (`scripts/ft_smoke.py`) where present, or a skip line.
+
+    python scripts/test_matrix.py [--only 3.12] [--no-ft] -- PYTEST_ARGS...
+
+Exit status: 0 when every version found passed (skips are not failures), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VERSIONS = ("3.11", "3.12", "3.13")
+EXTRAS = "dev,grpc,cli,watch,uvloop"
+FT_EXTRAS = ""  # the smoke needs the core only: extension extras may have no free-threaded wheel yet
+
+
+@dataclass
+class Outcome:
+    name: str
+    interpreter: str
+    status: str  # "passed", "failed", "skipped"
+    detail: str
+    seconds: float = 0.0
+
+
+def probe(candidate: str) -> tuple[str, bool] | None:
+    """`(X.Y, free_threaded)` of a runnable interpreter, or None (a pyenv shim for a version
+    that is not installed answers with an error)."""
+    code = (
+        "import sys, sysconfig; "
+        "print('%d.%d' % sys.version_info[:2], bool(sysconfig.get_config_var('Py_GIL_DISABLED')))"
+    )
+    try:
+        out = subprocess.run([candidate, "-c", code], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0 or not out.stdout.strip():
+        return None
+    version, free = out.stdout.split()
+    return version, free == "True"
+
+
+def pyenv_roots() -> list[Path]:
+    roots = []
+    if "PYENV_ROOT" in os.environ:
+        roots.append(Path(os.environ["PYENV_ROOT"]))
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        out = subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False, timeout=30)
+        if out.returncode == 0 and out.stdout.strip():
+            roots.append(Path(out.stdout.strip()))
+    roots.append(Path.home() / ".pyenv")
+    return list(dict.fromkeys(roots))
+
+
+def _patch(path: Path) -> tuple[int, ...]:
+    """Sort key for pyenv's version folders: 3.13.10 after 3.13.9."""
+    digits = path.parts[-3].rstrip("t").split(".")
+    return tuple(int(part) if part.isdigit() else -1 for part in digits)
+
+
+def candidates(name: str) -> list[str]:
+    """Where `name` (python3.12, python3.13t) may be: PATH first, then pyenv's versions,
+    newest patch release first."""
+    found = [path] if (path := shutil.which(name)) else []
+    for root in pyenv_roots():
+        found += [str(p) for p in sorted((root / "versions").glob(f"*/bin/{name}"), key=_patch, reverse=True)]
+    return list(dict.fromkeys(found))
+
+
+def find(version: str, free_threaded: bool = False) -> tuple[str | None, str]:
+    """An interpreter of `version`, or None and why none was taken."""
+    name = f"python{version}{'t' if free_threaded else ''}"
+    tried = candidates(name)
+    for candidate in tried:
+        probed = probe(candidate)
+        if probed == (version, free_threaded):
+            return candidate, ""
+    if not tried:
+        return None, f"no {name} on PATH or under pyenv"
+    return None, f"none of {', '.join(tried)} runs as {name}"
+
+
+def stamp_for(interpreter: str, extras: str) -> str:
+    resolved = os.path.realpath(interpreter)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    digest.update(f"{resolved}\0{extras}".encode())
+    return digest.hexdigest()
+
+
+def ensure_venv(interpreter: str, venv: Path, extras: str) -> Path:
+    """A virtual environment for `interpreter` with this project installed (editable):
+    reused when its stamp matches, else built from scratch."""
+    python = venv / "bin" / "python"
+    stamp = venv / ".plugwire-stamp"
+    wanted = stamp_for(interpreter, extras)
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        print(f"  reusing {venv} (pyproject.toml and interpreter unchanged)", flush=True)
+        return python
+    print(f"  building {venv} from scratch", flush=True)
+    subprocess.run([interpreter, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
+    target = f".[{extras}]" if extras else "."
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-e", target], check=True, cwd=ROOT)
+    stamp.write_text(wanted)
+    return python
+
+
+def run_suite(python: Path, pytest_args: list[str]) -> int:
+    """Development mode through the environment, so pytest-xdist's workers have it too."""
+    argv = [str(python), "-m", "pytest", *pytest_args]
+    print("  PYTHONDEVMODE=1 " + " ".join(argv), flush=True)
+    return subprocess.run(argv, cwd=ROOT, check=False, env={**os.environ, "PYTHONDEVMODE": "1"}).returncode
+
+
+def version_of(python: Path) -> str | None:
+    probed = probe(str(python))
+    return probed[0] if probed else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", choices=VERSIONS, help="run these versions only")
+    parser.add_argument("--default-venv", default=".venv", help="the venv `make install` built")
+    parser.add_argument("--no-ft", action="store_true", help="skip the free-threaded smoke")
+    parser.add_argument("--coverage", action="store_true", help="measure coverage on the default interpreter's run")
+    parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
+    args = parser.parse_args(argv)
+    pytest_args = [a for a in args.pytest_args if a != "--"] or ["-q"]
+    default_venv = ROOT / args.default_venv
+    default_python = default_venv / "bin" / "python"
+    default_version = version_of(default_python) if default_python.exists() else None
+
+    outcomes: list[Outcome] = []
+    for version in args.only or VERSIONS:
+        name = f"python{version}"
+        print(f"\n=== {name} ===", flush=True)
+        started = time.monotonic()
+        extra: list[str] = []
+        if version == default_version:
+            python, where = default_python, f"{args.default_venv} (the default interpreter's venv)"
+            if args.coverage:  # on one version only: it slows every process the suite starts
+                extra = ["--cov", "--cov-branch", "--cov-report=term"]
+        else:
+            interpreter, why = find(version)
+            if interpreter is None:
+                print(f"  SKIPPED: {why}", flush=True)
+                outcomes.append(Outcome(name, "-", "skipped", why))
+                continue
+            python = ensure_venv(interpreter, ROOT / ".venvs" / f"py{version}", EXTRAS)
+            where = f"{interpreter} in {python.parents[1].relative_to(ROOT)}"
+        code = run_suite(python, [*pytest_args, *extra])
+        status = "passed" if code == 0 else "failed"
+        outcomes.append(Outcome(name, where, status, f"pytest exit {code}", time.monotonic() - started))
+
+    if not args.no_ft:
+        outcomes.append(free_threaded_smoke())
+
+    print("\n=== test matrix ===")
+    for outcome in outcomes:
+        took = f"{outcome.seconds:6.0f}s" if outcome.status != "skipped" else "       "
+        print(f"  {outcome.name:<12} {outcome.status.upper():<8} {took}  {outcome.interpreter}  ({outcome.detail})")
+    ran = [o for o in outcomes if o.status != "skipped"]
+    if not ran:
+        print("no interpreter ran the suite")
+        return 1
+    return 0 if all(o.status == "passed" for o in ran) else 1
+
+
+def free_threaded_smoke() -> Outcome:
+    name = "python3.13t"
+    print(f"\n=== {name} (free-threaded smoke) ===", flush=True)
+    interpreter, why = find("3.13", free_threaded=True)
+    if interpreter is None:
+        print(f"  SKIPPED: {why}", flush=True)
+        return Outcome(name, "-", "skipped", why)
+    started = time.monotonic()
+    python = ensure_venv(interpreter, ROOT / ".venvs" / "py3.13t", FT_EXTRAS)
+    code = subprocess.run([str(python), "scripts/ft_smoke.py"], cwd=ROOT, check=False).returncode
+    status = "passed" if code == 0 else "failed"
+    return Outcome(name, interpreter, status, f"smoke exit {code}", time.monotonic() - started)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
