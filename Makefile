@@ -24,7 +24,7 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests examples scripts benchmarks
 
 typecheck: install
-	$(VENV)/bin/mypy src tests/typing benchmarks
+	$(VENV)/bin/mypy src tests/contract/typing benchmarks
 
 # The suite runs in development mode (PYTHONDEVMODE, inherited by pytest-xdist's workers):
 # ResourceWarnings and asyncio's debug checks are on, and the leak checks of tests/conftest.py

@@ -17,17 +17,21 @@ happened to run next.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from procguard import child_pids, leftover_children, no_leaks
 
-from sample_plugins import AuthPlugin
+from tests.support.procguard import child_pids, leftover_children, no_leaks
+from tests.support.sample_plugins import AuthPlugin
 
 __all__ = ["no_leaks"]  # the leak check of tests/support/procguard.py, for every test folder
+pytest_plugins = ["pytester"]  # tests/integration/test_suite_checks.py runs the checks below in a pytest of its own
 
 TESTS = Path(__file__).resolve().parent
 KINDS = ("unit", "integration", "contract", "bench")
@@ -59,6 +63,10 @@ def _no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
     # what a test dropped, at a fraction of the cost (the session's end collects fully anyway).
     gc.collect(2 if request.node.get_closest_marker("integration") else 1)
     left = leftover_children(children)
+    for pid in left:  # reported below; stopped here, so that they cannot disturb the next test
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
     assert not left, f"leaked child processes: {left}"
 
 

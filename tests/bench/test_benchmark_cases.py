@@ -8,12 +8,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from benchmarks._model import REGISTRY, Env, Kind, Verdict
 from benchmarks._pinning import descendants, restore
 from benchmarks._runner import Settings, run_case
 from benchmarks.cases import _plugin
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 # (case, baseline label, target text or None for an info row, kind): the speed targets of issues 3, 5 and 7.
 TARGETS = [

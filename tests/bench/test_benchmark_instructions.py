@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from benchmarks.instructions import BATCH, WORKLOADS, _count
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VALGRIND = shutil.which("valgrind")
 needs_valgrind = pytest.mark.skipif(VALGRIND is None, reason="valgrind is not installed (apt install valgrind)")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from benchmarks.__main__ import _pin_modes, _quick_check
 from benchmarks._docs import render_docs
 from benchmarks._model import REGISTRY, Case, Env, Kind, Op, Side, Verdict, Versus, at_least, at_most, register
@@ -496,7 +497,7 @@ def _has_mallinfo2() -> bool:
 def test_settling_the_allocator_stops_a_256k_read_buffer_from_costing_an_mmap() -> None:
     # In a fresh interpreter: asyncio's streams allocate 256 KiB per read, a fresh mapping each
     # time until glibc's mmap threshold has risen; the harness raises it before timing.
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     # Without coverage in the probe: its start-up could free a big block and raise the
     # threshold before the first measurement.
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}

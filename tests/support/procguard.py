@@ -16,7 +16,7 @@ import pytest
 import plugwire
 from plugwire._transports.subprocess import SubprocessOptions
 
-PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+PLUGINS = Path(__file__).resolve().parent / "plugins"
 SRC = Path(__file__).resolve().parents[2] / "src"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 
@@ -40,7 +40,7 @@ def plugin_env(**extra: str) -> dict[str, str]:
 
 
 def python_plugin(script: str, *args: str, options: SubprocessOptions | None = None, **env: str) -> Any:
-    """A subprocess source running tests/plugins/<script> with this interpreter."""
+    """A subprocess source running tests/support/plugins/<script> with this interpreter."""
     path = script if os.path.isabs(script) else str(PLUGINS / script)
     return plugwire.subprocess(sys.executable, path, *args, env=plugin_env(**env), options=options)
 

@@ -1,4 +1,4 @@
-"""Small typed plugins shared by the tests (importable because pytest puts tests/ on sys.path)."""
+"""Small typed plugins shared by the tests (`tests.support.sample_plugins`)."""
 
 from __future__ import annotations
 

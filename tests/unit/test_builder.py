@@ -6,7 +6,7 @@ import pytest
 
 import plugwire
 from plugwire import PluginConfig
-from sample_plugins import AuthPlugin, AuthRequest, AuthResponse
+from tests.support.sample_plugins import AuthPlugin, AuthRequest, AuthResponse
 
 
 async def test_development_builds_a_manager_with_longer_timeouts_and_debug_logging() -> None:

@@ -12,7 +12,7 @@ from plugwire import PluginError
 from plugwire._errors import _FAMILIES, _rebuild, answered, error_class_for_code, error_from_code
 from plugwire.errors import ErrorCode
 
-DOCS = Path(__file__).parent.parent / "docs" / "errors.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 
 
 def all_error_classes() -> list[type[PluginError]]:

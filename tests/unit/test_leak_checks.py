@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 
-import procguard
 import pytest
-from procguard import _new_fds, open_fds
+
+from tests.support import procguard
+from tests.support.procguard import _new_fds, open_fds
 
 
 def test_a_descriptor_left_open_is_reported_with_its_target() -> None:

@@ -17,7 +17,7 @@ from plugwire import (
     Status,
 )
 from plugwire.testing import MockTransport
-from sample_plugins import AuthPlugin, AuthRequest, AuthResponse
+from tests.support.sample_plugins import AuthPlugin, AuthRequest, AuthResponse
 
 
 @pytest.fixture

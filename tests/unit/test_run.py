@@ -1,5 +1,5 @@
 """`plugwire.run`: main runs to its end, or SIGTERM/SIGINT stops it as Ctrl-C would and the
-manager shuts down gracefully. (A real host process receiving SIGTERM: tests/transports/
+manager shuts down gracefully. (A real host process receiving SIGTERM: tests/integration/transports/
 test_host_death.py.)"""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import plugwire
-from sample_plugins import AuthPlugin, AuthRequest, AuthResponse
+from tests.support.sample_plugins import AuthPlugin, AuthRequest, AuthResponse
 
 
 def test_main_runs_to_its_end_and_the_previous_signal_handlers_come_back() -> None:

@@ -6,12 +6,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from procguard import python_plugin
 
 import plugwire
-from plugins.lifecycle_plugin import Req, Resp
 from plugwire import ExecutionContext, PluginManager, Status
-from sample_plugins import AuthPlugin, AuthRequest, AuthResponse
+from tests.support.plugins.lifecycle_plugin import Req, Resp
+from tests.support.procguard import python_plugin
+from tests.support.sample_plugins import AuthPlugin, AuthRequest, AuthResponse
 
 
 def manager_threads() -> list[threading.Thread]:

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from procguard import EXAMPLES, plugin_env
 
 from plugwire._cli._commands import cli
+from tests.support.procguard import EXAMPLES, plugin_env
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from procguard import EXAMPLES, SRC
+
+from tests.support.procguard import EXAMPLES, SRC
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

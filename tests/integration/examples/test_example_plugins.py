@@ -6,14 +6,15 @@ import shutil
 import sys
 
 import pytest
-from procguard import EXAMPLES, manager_for, plugin_env
 
 import plugwire
+from tests.support.procguard import EXAMPLES, manager_for, plugin_env
+from tests.support.scripts import load_script
 
-sys.path.insert(0, str(EXAMPLES))
-
-from auth_plugin import AuthRequest, AuthResponse
-from text_stats import StatsRequest, StatsResponse
+AuthRequest = load_script(EXAMPLES / "auth_plugin.py").AuthRequest
+AuthResponse = load_script(EXAMPLES / "auth_plugin.py").AuthResponse
+StatsRequest = load_script(EXAMPLES / "text_stats.py").StatsRequest
+StatsResponse = load_script(EXAMPLES / "text_stats.py").StatsResponse
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 ENV = plugin_env()

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from procguard import SRC
+
+from tests.support.procguard import SRC
 
 pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(90)]
 

@@ -1,6 +1,6 @@
 """The crash storm: hundreds of kill -9s in the middle of calls, and a ledger of what ran.
 
-A real plugin process pool (tests/plugins/ledger_plugin.py, run with this interpreter) writes
+A real plugin process pool (tests/support/plugins/ledger_plugin.py, run with this interpreter) writes
 one ledger line per execution that begins. Drivers issue calls with unique ids, some of them
 idempotent, some with a per-call timeout shorter than their work; a killer waits for
 executions to begin (the plugin reports each one through a FIFO as it writes its ledger line)
@@ -38,13 +38,13 @@ from pathlib import Path
 import pytest
 
 import plugwire
-from plugins.ledger_plugin import Done, Job
 from plugwire import ExecutionContext, PluginError
 from plugwire.errors import ErrorCode, RequestSent
 from plugwire.policies import BreakerState, BreakerStateChange
+from tests.support.plugins.ledger_plugin import Done, Job
 
-PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "ledger_plugin.py"
-SRC = Path(__file__).resolve().parents[2] / "src"
+PLUGIN = Path(__file__).resolve().parents[2] / "support" / "plugins" / "ledger_plugin.py"
+SRC = Path(__file__).resolve().parents[3] / "src"
 CYCLES = int(os.environ.get("PLUGWIRE_CHAOS_CYCLES", "200"))
 SEED = int(os.environ.get("PLUGWIRE_CHAOS_SEED", str(random.randrange(1 << 30))))
 DRIVERS = 8

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from grpc_certs import CertSet, make_cert_set
-from grpc_support import Answer, Ask, EchoPlugin, ServeFactory
 
 import plugwire
 from plugwire.sdk import GrpcPluginServer
+from tests.support.grpc_certs import CertSet, make_cert_set
+from tests.support.grpc_support import Answer, Ask, EchoPlugin, ServeFactory
 
 
 @pytest.fixture(scope="session")

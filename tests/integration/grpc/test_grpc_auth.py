@@ -8,12 +8,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from grpc_support import Answer, Ask, ServeFactory
 
 import plugwire
 from plugwire import AsyncPluginManager, AuthConfig, AuthMethod
 from plugwire._auth import credential_provider, credential_verifier
 from plugwire.errors import ErrorCode
+from tests.support.grpc_support import Answer, Ask, ServeFactory
 
 Manager = AsyncPluginManager[Ask, Answer]
 

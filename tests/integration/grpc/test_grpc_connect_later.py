@@ -8,13 +8,13 @@ import logging
 from pathlib import Path
 
 import pytest
-from grpc_support import Answer, Ask, ServeFactory
-from procguard import python_plugin
 
 import plugwire
 from plugwire import Status
 from plugwire.errors import ErrorCode
 from plugwire.testing import FakeClock
+from tests.support.grpc_support import Answer, Ask, ServeFactory
+from tests.support.procguard import python_plugin
 
 pytestmark = pytest.mark.timeout(30)
 

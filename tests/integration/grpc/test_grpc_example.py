@@ -6,16 +6,15 @@ import asyncio
 import os
 import signal
 import sys
-from pathlib import Path
 
 import pytest
 
 import plugwire
+from tests.support.procguard import EXAMPLES
+from tests.support.scripts import load_script
 
-EXAMPLES = Path(__file__).parent.parent.parent / "examples" / "plugins"
-sys.path.insert(0, str(EXAMPLES))
-
-from backup_auth_grpc import AuthRequest, AuthResponse  # noqa: E402 - found through the path above
+AuthRequest = load_script(EXAMPLES / "backup_auth_grpc.py").AuthRequest
+AuthResponse = load_script(EXAMPLES / "backup_auth_grpc.py").AuthResponse
 
 
 async def test_the_backup_auth_example_serves_the_readme_plugin_over_grpc_with_an_api_key() -> None:

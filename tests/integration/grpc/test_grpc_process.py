@@ -12,13 +12,13 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_support import Answer, Ask, short_socket_path
 
 import plugwire
 from plugwire import AsyncPluginManager, ExecutionContext
 from plugwire._proto import load
+from tests.support.grpc_support import Answer, Ask, short_socket_path
 
-SCRIPT = Path(__file__).parent.parent / "plugins" / "grpc_echo.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "support" / "plugins" / "grpc_echo.py"
 Manager = AsyncPluginManager[Ask, Answer]
 MODS = load()
 

@@ -10,12 +10,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from grpc_support import Answer, Ask, EchoPlugin, ServeFactory
 
 import plugwire
 from plugwire import AsyncPluginManager, ExecutionContext
 from plugwire.errors import RequestSent
 from plugwire.sdk import GrpcPluginServer
+from tests.support.grpc_support import Answer, Ask, EchoPlugin, ServeFactory
 
 Manager = AsyncPluginManager[Ask, Answer]
 

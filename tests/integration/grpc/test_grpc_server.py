@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from grpc_support import Answer, Ask, EchoPlugin, ServeFactory
 
 import plugwire
 from plugwire import AsyncPluginManager, ExecutionContext, HealthStatus, PluginInfo, Status
@@ -12,6 +11,7 @@ from plugwire._proto import load
 from plugwire._transports.base import Call
 from plugwire._transports.grpc import GrpcTransport
 from plugwire.errors import ErrorCode
+from tests.support.grpc_support import Answer, Ask, EchoPlugin, ServeFactory
 
 MODS = load()
 Manager = AsyncPluginManager[Ask, Answer]

@@ -16,7 +16,6 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_support import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 
 import plugwire
 from plugwire import ExecutionContext, HealthStatus, Status
@@ -24,11 +23,12 @@ from plugwire._proto import SERVICE_NAME, load
 from plugwire._sdk import grpc_health, grpc_server
 from plugwire._sdk import serve as serve_module
 from plugwire.sdk import GrpcPluginServer
+from tests.support.grpc_support import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 
 MODS = load()
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-DOCS = Path(__file__).parents[2] / "docs" / "grpc.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "grpc.md"
 
 
 class GatedPlugin(EchoPlugin):

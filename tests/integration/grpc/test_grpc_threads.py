@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from grpc_support import Answer, Ask, ServeFactory
-
 import plugwire
 from plugwire import ExecutionContext, Plugin, PluginInfo
+from tests.support.grpc_support import Answer, Ask, ServeFactory
 
 Manager = plugwire.AsyncPluginManager[Ask, Answer]
 

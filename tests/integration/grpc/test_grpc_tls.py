@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from grpc_certs import CertSet, Pair
-from grpc_support import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 
 import plugwire
 from plugwire import AsyncPluginManager, AuthConfig, AuthMethod
 from plugwire.errors import ErrorCode
 from plugwire.security import ServerTLSConfig, TLSConfig
+from tests.support.grpc_certs import CertSet, Pair
+from tests.support.grpc_support import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 
 Manager = AsyncPluginManager[Ask, Answer]
 

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from dns_stub import DnsStub
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_support import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 
 import plugwire
 from plugwire import AsyncPluginManager, ConnectionConfig, ExecutionContext, PluginConfig, Status
 from plugwire._sources import source_for_config
 from plugwire._transports.grpc import GrpcTransport, channel_options
 from plugwire.errors import ErrorCode
+from tests.support.dns_stub import DnsStub
+from tests.support.grpc_support import Answer, Ask, EchoPlugin, ServeFactory, short_socket_path
 
 Manager = AsyncPluginManager[Ask, Answer]
 

@@ -8,13 +8,13 @@ import sys
 
 import msgspec
 import pytest
-from procguard import PLUGINS, HandDriver, manager_for, python_plugin
-from standin_transport import RecordingTransport
 
 import plugwire
 from plugwire._codec import TypedCodec
 from plugwire._protocol import CallContext, PluginHello, handshake_frame
 from plugwire._transports._connection import HostConnection
+from tests.support.procguard import PLUGINS, HandDriver, manager_for, python_plugin
+from tests.support.standin_transport import RecordingTransport
 
 pytestmark = pytest.mark.faults
 

@@ -21,12 +21,12 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from procguard import PLUGINS, plugin_env
-from standin_transport import RecordingTransport
 
 import plugwire
 from plugwire._protocol import CallContext, PluginHello, handshake_frame
 from plugwire._transports._connection import HostConnection
+from tests.support.procguard import PLUGINS, plugin_env
+from tests.support.standin_transport import RecordingTransport
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("no_leaks")]
 

@@ -6,7 +6,8 @@ import sys
 
 import msgspec
 import pytest
-from procguard import PLUGINS, HandDriver, manager_for, python_plugin
+
+from tests.support.procguard import PLUGINS, HandDriver, manager_for, python_plugin
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

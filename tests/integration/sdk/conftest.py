@@ -1,17 +1,12 @@
-"""Shared fixtures for tests that start real plugin processes (see tests/support/procguard.py)."""
+"""Fixtures for the SDK tests that drive plugin processes by hand (see tests/support/procguard.py)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from tests.support.procguard import HandDriver
 
-from procguard import HandDriver, no_leaks
-
-__all__ = ["driver_factory", "no_leaks"]
+__all__ = ["driver_factory"]
 
 
 @pytest.fixture

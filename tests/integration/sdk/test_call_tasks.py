@@ -7,7 +7,8 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from procguard import PLUGINS, HandDriver
+
+from tests.support.procguard import PLUGINS, HandDriver
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

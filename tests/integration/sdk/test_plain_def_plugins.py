@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from procguard import PLUGINS, HandDriver
 
 import plugwire
 from plugwire import ExecutionContext, PluginInfo
+from tests.support.procguard import PLUGINS, HandDriver
 
 THREADS = [sys.executable, str(PLUGINS / "threads_plugin.py")]
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from procguard import PLUGINS, SRC, plugin_env
 
 import plugwire
+from tests.support.procguard import PLUGINS, SRC, plugin_env
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -10,22 +10,22 @@ import sys
 
 import msgspec
 import pytest
-from procguard import EXAMPLES, PLUGINS, HandDriver, manager_for, plugin_env, python_plugin
 
 import plugwire
 from plugwire._sdk.serve import loop_factory_for
 from plugwire.testing import check_plugin
+from tests.support.procguard import EXAMPLES, PLUGINS, HandDriver, manager_for, plugin_env, python_plugin
 
 uvloop = pytest.importorskip("uvloop")
 
 # Collected again under this module, with the plugin on uvloop (see `_plugins_on_uvloop`).
-from test_call_tasks import (  # noqa: E402
+from tests.integration.sdk.test_call_tasks import (  # noqa: E402
     driver,
     test_a_call_runs_inside_one_task_with_asyncio_timeout_usable,
     test_a_context_variable_set_by_one_call_is_not_seen_by_the_next,
     test_many_quick_calls_leave_no_call_in_flight_at_shutdown,
 )
-from test_serve import (  # noqa: E402
+from tests.integration.sdk.test_serve import (  # noqa: E402
     test_a_passed_deadline_answers_a_retryable_timeout,
     test_a_plugin_also_works_over_two_plain_pipes,
     test_cancel_stops_the_call_without_an_answer,

@@ -6,9 +6,9 @@ import shutil
 import sys
 
 import pytest
-from procguard import EXAMPLES, PLUGINS, plugin_env
 
 from plugwire.testing import check_plugin
+from tests.support.procguard import EXAMPLES, PLUGINS, plugin_env
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

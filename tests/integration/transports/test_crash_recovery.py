@@ -14,12 +14,12 @@ from typing import Any
 
 import msgspec
 import pytest
-from procguard import python_plugin
 
 import plugwire
 from plugwire._transports._pool import PoolState, ProcessPool, RestartPolicy
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
 from plugwire.testing import FakeClock
+from tests.support.procguard import python_plugin
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(20)]
 

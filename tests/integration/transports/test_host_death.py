@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from procguard import PLUGINS, pid_alive, plugin_env, wait_until
+
+from tests.support.procguard import PLUGINS, pid_alive, plugin_env, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("no_leaks")]
 
@@ -41,7 +42,7 @@ def test_every_plugin_child_exits_within_2_s_when_the_host_is_killed() -> None:
 
 @contextmanager
 def pool_host(mode: str, size: int, markers: Path) -> Iterator[tuple[subprocess.Popen[bytes], list[int]]]:
-    """tests/plugins/pool_host.py running `size` plugin processes; yields it and their pids."""
+    """tests/support/plugins/pool_host.py running `size` plugin processes; yields it and their pids."""
     host = subprocess.Popen(
         [sys.executable, str(PLUGINS / "pool_host.py"), mode, str(size)],
         stdout=subprocess.PIPE,

@@ -10,14 +10,14 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from procguard import eventually, python_plugin
 
 import plugwire
-from plugins.ledger_plugin import Done, Job
 from plugwire import ExecutionContext, PluginTimeoutError
 from plugwire._transports._pool import RestartPolicy
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
 from plugwire.errors import RequestSent
+from tests.support.plugins.ledger_plugin import Done, Job
+from tests.support.procguard import eventually, python_plugin
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

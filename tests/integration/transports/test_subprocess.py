@@ -11,12 +11,12 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from procguard import PLUGINS, eventually, manager_for, pid_alive, plugin_env, python_plugin
 
 import plugwire
 from plugwire._transports._pool import ProcessPool
 from plugwire._transports._process import PluginProcess
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
+from tests.support.procguard import PLUGINS, eventually, manager_for, pid_alive, plugin_env, python_plugin
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

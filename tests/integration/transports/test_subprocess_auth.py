@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from procguard import manager_for, no_leaks, python_plugin
 
 import plugwire
 from plugwire import AuthConfig, AuthMethod
 from plugwire.errors import ErrorCode
+from tests.support.procguard import manager_for, no_leaks, python_plugin
 
 __all__ = ["no_leaks"]
 

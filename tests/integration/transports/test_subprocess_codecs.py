@@ -10,13 +10,11 @@ import sys
 import uuid
 
 import pytest
-from procguard import PLUGINS, plugin_env, python_plugin
 
 import plugwire
 from plugwire._codec import Encoded, TypedCodec
-
-sys.path.insert(0, str(PLUGINS))
-from typed_echo_plugin import Color, Everything, Level
+from tests.support.plugins.typed_echo_plugin import Color, Everything, Level
+from tests.support.procguard import PLUGINS, plugin_env, python_plugin
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -9,12 +9,12 @@ from contextlib import asynccontextmanager
 
 import msgspec
 import pytest
-from procguard import eventually, python_plugin
 
 import plugwire
 from plugwire._transports._connection import HostConnection
 from plugwire._transports.base import Call
 from plugwire._transports.subprocess import SubprocessTransport
+from tests.support.procguard import eventually, python_plugin
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

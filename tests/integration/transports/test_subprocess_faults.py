@@ -1,4 +1,4 @@
-"""Bad input and faults, each with a real misbehaving child process (tests/plugins/raw_plugin.py
+"""Bad input and faults, each with a real misbehaving child process (tests/support/plugins/raw_plugin.py
 speaks the protocol by hand). Every test also checks that no process or fd is leaked."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from procguard import PLUGINS, eventually, manager_for, pid_alive, plugin_env, python_plugin, wait_until
 
 import plugwire
 from plugwire._transports._pool import PoolState, RestartPolicy
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
+from tests.support.procguard import PLUGINS, eventually, manager_for, pid_alive, plugin_env, python_plugin, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("no_leaks")]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from procguard import manager_for, python_plugin
 
 import plugwire
 from plugwire import Status
 from plugwire._transports._pool import RestartPolicy
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
+from tests.support.procguard import manager_for, python_plugin
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from procguard import PLUGINS, manager_for, plugin_env
 
 import plugwire
+from tests.support.procguard import PLUGINS, manager_for, plugin_env
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -8,7 +8,8 @@ import sys
 import textwrap
 
 import pytest
-from procguard import PLUGINS, SRC
+
+from tests.support.procguard import PLUGINS, SRC
 
 pytest.importorskip("uvloop", reason="the uvloop extra is not installed")
 pytestmark = pytest.mark.usefixtures("no_leaks")

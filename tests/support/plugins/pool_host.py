@@ -1,10 +1,10 @@
-"""A host run by `plugwire.run`, for the host-signal tests (tests/transports/test_host_death.py).
+"""A host run by `plugwire.run`, for the host-signal tests (tests/integration/transports/test_host_death.py).
 
     pool_host.py async N      one plugin grown to a pool of N processes, each holding calls
     pool_host.py blocking N   N plugins of one process each, on the blocking PluginManager
 
 It prints the pids of every plugin process on one line, then runs until it is stopped. The
-plugins are tests/plugins/lifecycle_plugin.py: with PLUGWIRE_TEST_MARKERS set (passed on to
+plugins are tests/support/plugins/lifecycle_plugin.py: with PLUGWIRE_TEST_MARKERS set (passed on to
 them), each writes `<pid>.closed` there when its `close()` runs.
 """
 

@@ -1,4 +1,4 @@
-"""A plugin with a plain `def execute`, for the worker-thread tests (`tests/sdk/test_plain_def_plugins.py`).
+"""A plugin with a plain `def execute`, for the worker-thread tests (`tests/integration/sdk/test_plain_def_plugins.py`).
 
 `python threads_plugin.py [MAX_THREADS]` serves with `serve(max_threads=MAX_THREADS)` (the
 default bound without it).

@@ -1,4 +1,5 @@
-"""A test plugin echoing a request of every type the codecs map (tests/transports/test_subprocess_codecs.py)."""
+"""A test plugin echoing a request of every type the codecs map
+(tests/integration/transports/test_subprocess_codecs.py)."""
 
 from __future__ import annotations
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from procguard import SRC
 
 import plugwire
 from plugwire import ConfigError, ManagerConfig, PluginConfig
 from plugwire._config import validate_plugin_config
+from tests.support.procguard import SRC
 
-PLUGINS = Path(__file__).parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[2] / "support" / "plugins"
 
 CONFIG = """\
 plugins:

@@ -11,7 +11,7 @@ import plugwire
 from plugwire import ExecutionContext, PluginInfo, Status
 from plugwire._codec import encode
 from plugwire._sdk.adapter import PluginAdapter, resolve_types
-from sample_plugins import AuthPlugin, AuthRequest, AuthResponse
+from tests.support.sample_plugins import AuthPlugin, AuthRequest, AuthResponse
 
 
 @dataclasses.dataclass

@@ -20,12 +20,12 @@ from typing import Any
 
 import msgspec
 import pytest
-from procguard import PLUGINS, HandDriver
 
 import plugwire
 from plugwire._sdk._idle import IdleWait
 from plugwire._sdk.adapter import PluginAdapter
 from plugwire._sdk.stdio import StdioServer
+from tests.support.procguard import PLUGINS, HandDriver
 
 pytestmark = pytest.mark.skipif(
     not hasattr(selectors, "EpollSelector"), reason="the wait between calls is built on epoll (Linux)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from procguard import SRC
+from tests.support.procguard import SRC
 
 
 def test_every_name_in_all_resolves_and_host_modules_load_only_on_first_use() -> None:

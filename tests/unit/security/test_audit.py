@@ -19,7 +19,7 @@ from plugwire.errors import ErrorCode, SecurityError
 
 from ._helpers import raw_sqlite, write_whitelist
 
-CHILD = Path(__file__).parent.parent / "plugins" / "audit_writer_child.py"
+CHILD = Path(__file__).resolve().parents[2] / "support" / "plugins" / "audit_writer_child.py"
 
 
 @pytest.fixture(params=["audit.db", "audit.jsonl"])

@@ -16,7 +16,7 @@ from plugwire.errors import ErrorCode, SecurityError
 
 from ._helpers import raw_sqlite
 
-HOST = Path(__file__).parent.parent / "plugins" / "audit_host_child.py"
+HOST = Path(__file__).resolve().parents[2] / "support" / "plugins" / "audit_host_child.py"
 
 
 @pytest.fixture(params=["audit.db", "audit.jsonl"])

@@ -11,12 +11,12 @@ from typing import Any
 
 import msgspec
 import pytest
-from procguard import no_leaks, plugin_env
 
 import plugwire
 from plugwire import SecurityAuditConfig, SecurityConfig, SecurityPolicy
 from plugwire._transports._pool import PoolState, RestartPolicy
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
+from tests.support.procguard import no_leaks, plugin_env
 
 from ._helpers import entry_for, write_whitelist
 

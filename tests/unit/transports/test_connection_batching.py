@@ -6,11 +6,11 @@ import asyncio
 
 import msgspec
 import pytest
-from standin_transport import RecordingTransport
 
 import plugwire
 from plugwire._protocol import CallContext, PluginHello, handshake_frame
 from plugwire._transports._connection import HostConnection
+from tests.support.standin_transport import RecordingTransport
 
 
 def frames_in(data: bytes) -> int:

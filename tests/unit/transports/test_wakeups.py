@@ -10,10 +10,10 @@ from typing import Any
 
 import msgspec
 import pytest
-from procguard import manager_for, python_plugin
 
 import plugwire
 from plugwire._transports._wakeups import Wakeups
+from tests.support.procguard import manager_for, python_plugin
 
 pytestmark = pytest.mark.timeout(30)
 
