@@ -44,7 +44,7 @@ test-bench: install
 # (.venvs/py3.X; the default interpreter's version in .venv, with coverage), then a smoke run
 # on a free-threaded 3.13 where present. Says which versions ran and which were skipped.
 test-matrix: install
-	$(PY) scripts/test_matrix.py --coverage -- $(SUITE) -q
+	$(PY) scripts/run_matrix.py --coverage -- $(SUITE) -q
 
 # Benchmarks (benchmarks/README.md). Quick: every case runs and produces numbers, no timing is
 # judged. Full: writes benchmarks/results/latest.json and regenerates docs/performance.md;

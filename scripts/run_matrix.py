@@ -8,7 +8,7 @@ changes. An interpreter is looked for on PATH (`python3.X`), then under pyenv
 version is reported as run or skipped, with the reason. A free-threaded 3.13
 (`python3.13t`) gets a short smoke run (`scripts/ft_smoke.py`) where present, or a skip line.
 
-    python scripts/test_matrix.py [--only 3.12] [--no-ft] -- PYTEST_ARGS...
+    python scripts/run_matrix.py [--only 3.12] [--no-ft] -- PYTEST_ARGS...
 
 Exit status: 0 when every version found passed (skips are not failures), 1 otherwise.
 """
