@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,20 +115,33 @@ def ensure_venv(interpreter: str, venv: Path, extras: str) -> Path:
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         print(f"  reusing {venv} (pyproject.toml and interpreter unchanged)", flush=True)
         return python
-    print(f"  building {venv} from scratch", flush=True)
-    subprocess.run([interpreter, "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
+    log = venv.with_name(venv.name + ".log")
+    print(f"  building {venv.relative_to(ROOT)} from scratch (log: {log.relative_to(ROOT)})", flush=True)
+    venv.parent.mkdir(parents=True, exist_ok=True)
     target = f".[{extras}]" if extras else "."
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-e", target], check=True, cwd=ROOT)
+    with log.open("w") as out:
+        for step in (
+            [interpreter, "-m", "venv", "--clear", str(venv)],
+            [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
+            [str(python), "-m", "pip", "install", "--quiet", "-e", target],
+        ):
+            out.write(f"$ {' '.join(step)}\n")
+            out.flush()
+            subprocess.run(step, check=True, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     stamp.write_text(wanted)
     return python
 
 
-def run_suite(python: Path, pytest_args: list[str]) -> int:
-    """Development mode through the environment, so pytest-xdist's workers have it too."""
+def run_suite(python: Path, pytest_args: list[str]) -> tuple[int, float]:
+    """Exit status and CPU seconds (user and system, its workers and plugin processes
+    included: what the run costs whatever else the machine is doing). Development mode
+    through the environment, so pytest-xdist's workers have it too."""
     argv = [str(python), "-m", "pytest", *pytest_args]
     print("  PYTHONDEVMODE=1 " + " ".join(argv), flush=True)
-    return subprocess.run(argv, cwd=ROOT, check=False, env={**os.environ, "PYTHONDEVMODE": "1"}).returncode
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONDEVMODE": "1"})
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def version_of(python: Path) -> str | None:
@@ -148,27 +162,29 @@ def main(argv: list[str] | None = None) -> int:
     default_python = default_venv / "bin" / "python"
     default_version = version_of(default_python) if default_python.exists() else None
 
+    # The default interpreter's version first (its venv is ready); the other versions' venvs
+    # are built meanwhile, one after the other, beside its run.
+    versions = sorted(args.only or VERSIONS, key=lambda v: v != default_version)
+    found = {v: find(v) for v in versions if v != default_version}
     outcomes: list[Outcome] = []
-    for version in args.only or VERSIONS:
-        name = f"python{version}"
-        print(f"\n=== {name} ===", flush=True)
-        started = time.monotonic()
-        extra: list[str] = []
-        if version == default_version:
-            python, where = default_python, f"{args.default_venv} (the default interpreter's venv)"
-            if args.coverage:  # on one version only: it slows every process the suite starts
-                extra = ["--cov", "--cov-branch", "--cov-report=term"]
-        else:
-            interpreter, why = find(version)
-            if interpreter is None:
-                print(f"  SKIPPED: {why}", flush=True)
-                outcomes.append(Outcome(name, "-", "skipped", why))
-                continue
-            python = ensure_venv(interpreter, ROOT / ".venvs" / f"py{version}", EXTRAS)
-            where = f"{interpreter} in {python.parents[1].relative_to(ROOT)}"
-        code = run_suite(python, [*pytest_args, *extra])
-        status = "passed" if code == 0 else "failed"
-        outcomes.append(Outcome(name, where, status, f"pytest exit {code}", time.monotonic() - started))
+    with ThreadPoolExecutor(max_workers=1) as builder:
+        venvs = {
+            v: builder.submit(ensure_venv, interpreter, ROOT / ".venvs" / f"py{v}", EXTRAS)
+            for v, (interpreter, _) in found.items()
+            if interpreter is not None
+        }
+        for version in versions:
+            outcomes.append(
+                run_version(
+                    version,
+                    default_version=default_version,
+                    default_python=default_python,
+                    args=args,
+                    pytest_args=pytest_args,
+                    found=found,
+                    venvs=venvs,
+                )
+            )
 
     if not args.no_ft:
         outcomes.append(free_threaded_smoke())
@@ -182,6 +198,40 @@ def main(argv: list[str] | None = None) -> int:
         print("no interpreter ran the suite")
         return 1
     return 0 if all(o.status == "passed" for o in ran) else 1
+
+
+def run_version(
+    version: str,
+    *,
+    default_version: str | None,
+    default_python: Path,
+    args: argparse.Namespace,
+    pytest_args: list[str],
+    found: dict[str, tuple[str | None, str]],
+    venvs: dict[str, Future[Path]],
+) -> Outcome:
+    name = f"python{version}"
+    print(f"\n=== {name} ===", flush=True)
+    started = time.monotonic()
+    extra: list[str] = []
+    if version == default_version:
+        python, where = default_python, f"{args.default_venv} (the default interpreter's venv)"
+        if args.coverage:  # on one version only: it slows every process the suite starts
+            extra = ["--cov", "--cov-branch", "--cov-report=term"]
+    else:
+        interpreter, why = found[version]
+        if interpreter is None:
+            print(f"  SKIPPED: {why}", flush=True)
+            return Outcome(name, "-", "skipped", why)
+        try:
+            python = venvs[version].result()
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"  FAILED to build its venv: {exc}", flush=True)
+            return Outcome(name, interpreter, "failed", f"venv build failed: {exc}", time.monotonic() - started)
+        where = f"{interpreter} in {python.parents[1].relative_to(ROOT)}"
+    code, cpu = run_suite(python, [*pytest_args, *extra])
+    status = "passed" if code == 0 else "failed"
+    return Outcome(name, where, status, f"pytest exit {code}, {cpu:.0f} CPU-s", time.monotonic() - started)
 
 
 def free_threaded_smoke() -> Outcome:
