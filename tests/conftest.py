@@ -32,7 +32,6 @@ from tests.support.procguard import child_pids, leftover_children, no_leaks
 from tests.support.sample_plugins import AuthPlugin
 
 __all__ = ["no_leaks"]  # the leak check of tests/support/procguard.py, for every test folder
-pytest_plugins = ["pytester"]  # tests/integration/test_suite_checks.py runs the checks below in a pytest of its own
 
 TESTS = Path(__file__).resolve().parent
 KINDS = ("unit", "integration", "contract", "bench")
