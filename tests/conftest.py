@@ -66,6 +66,7 @@ def _no_leftovers() -> Iterator[None]:
     """Set up before every other fixture, so torn down after them (loops closed, servers
     stopped): then collect, and look for child processes."""
     children = child_pids()
+    handlers = _signal_handlers()
     yield
     # A full collection: what a test held all along (a transport, a connection) has reached
     # the oldest generation by the time it drops it. Cheap, as the modules' objects are frozen.
@@ -76,6 +77,14 @@ def _no_leftovers() -> Iterator[None]:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
     assert not left, f"leaked child processes: {left}"
+    changed = {name for name, handler in _signal_handlers().items() if handler is not handlers[name]}
+    for name in changed:  # reported below; restored here, so that the next test gets Ctrl-C as usual
+        signal.signal(getattr(signal, name), handlers[name])
+    assert not changed, f"signal handlers left changed: {sorted(changed)}"
+
+
+def _signal_handlers() -> dict[str, object]:
+    return {name: signal.getsignal(getattr(signal, name)) for name in ("SIGINT", "SIGTERM")}
 
 
 @pytest.fixture
@@ -83,6 +92,9 @@ async def _no_tasks_left() -> AsyncIterator[None]:
     """Fail an async test that leaves a task pending on its loop (pytest-asyncio would
     cancel it silently when it closes the loop)."""
     yield
+    # First what the test dropped: a finalizer may stop the task of an object that owned one
+    # (the SDK's eager-start carrier on 3.11 stops with its server).
+    gc.collect()
     me = asyncio.current_task()
     for _ in range(3):  # let tasks that were cancelled, or are just finishing, finish
         await asyncio.sleep(0)
