@@ -8,9 +8,10 @@ changes. An interpreter is looked for on PATH (`python3.X`), then under pyenv
 version is reported as run or skipped, with the reason. A free-threaded 3.13
 (`python3.13t`) gets a short smoke run (`scripts/ft_smoke.py`) where present, or a skip line.
 
-    python scripts/run_matrix.py [--only 3.12] [--no-ft] -- PYTEST_ARGS...
+    python scripts/run_matrix.py [--only 3.12] [--require 3.13] [--no-ft] [--coverage] -- PYTEST_ARGS...
 
-Exit status: 0 when every version found passed (skips are not failures), 1 otherwise.
+Exit status: 0 when every version found passed (a skip is not a failure, unless that version
+is `--require`d: CI requires all three), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--default-venv", default=".venv", help="the venv `make install` built")
     parser.add_argument("--no-ft", action="store_true", help="skip the free-threaded smoke")
     parser.add_argument("--coverage", action="store_true", help="measure coverage on the default interpreter's run")
+    parser.add_argument("--require", action="append", default=[], choices=VERSIONS, help="fail if this one is skipped")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
     args = parser.parse_args(argv)
     pytest_args = [a for a in args.pytest_args if a != "--"] or ["-q"]
@@ -194,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         took = f"{outcome.seconds:6.0f}s" if outcome.status != "skipped" else "       "
         print(f"  {outcome.name:<12} {outcome.status.upper():<8} {took}  {outcome.interpreter}  ({outcome.detail})")
     ran = [o for o in outcomes if o.status != "skipped"]
+    missing = [f"python{v}" for v in args.require if f"python{v}" not in {o.name for o in ran}]
+    if missing:
+        print(f"required but skipped: {', '.join(missing)}")
+        return 1
     if not ran:
         print("no interpreter ran the suite")
         return 1

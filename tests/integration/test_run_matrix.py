@@ -69,3 +69,12 @@ def test_the_matrix_names_every_skipped_version_and_fails_when_none_ran(
     assert f"SKIPPED: no python{missing} on PATH or under pyenv" in out
     assert f"python{missing}" in out.split("=== test matrix ===")[1]
     assert "no interpreter ran the suite" in out
+
+
+def test_a_required_version_that_is_skipped_fails_the_matrix(
+    matrix: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = next(v for v in matrix.VERSIONS if v != HERE)
+    argv = ["--only", missing, "--require", missing, "--default-venv", "no-such-venv", "--no-ft"]
+    assert matrix.main(argv) == 1
+    assert f"required but skipped: python{missing}" in capsys.readouterr().out
