@@ -173,6 +173,9 @@ def test_ctrl_c_while_a_blocking_call_waits_cancels_that_call_so_leaving_the_wit
     handler = InterruptWhenHeld()
     logger = logging.getLogger("plugwire.plugin.hold")
     logger.addHandler(handler)
+    # Ctrl-C raises KeyboardInterrupt, as in a terminal: a shell starts a background job (a
+    # CI step, `make test &`) with SIGINT ignored, and Python keeps an inherited SIG_IGN.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with PluginManager(Req, Resp, config) as manager:
             manager.register(python_plugin("lifecycle_plugin.py"), config=plugin)
@@ -181,4 +184,5 @@ def test_ctrl_c_while_a_blocking_call_waits_cancels_that_call_so_leaving_the_wit
             assert handler.sent
             assert manager.execute("hold", Req(op="cancelled")).text == "1"  # the plugin saw the cancel
     finally:
+        signal.signal(signal.SIGINT, previous)
         logger.removeHandler(handler)
