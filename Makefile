@@ -27,10 +27,12 @@ typecheck: install
 	$(VENV)/bin/mypy src tests/contract/typing benchmarks
 
 # The suite runs in development mode (PYTHONDEVMODE, inherited by pytest-xdist's workers):
-# ResourceWarnings and asyncio's debug checks are on, and the leak checks of tests/conftest.py
-# fail the test that leaked. JOBS: pytest-xdist workers (`make test JOBS=0` runs in one process).
+# ResourceWarnings and the debug allocator's checks are on (pytest-asyncio keeps its loops out of
+# asyncio's debug mode), and the leak checks of tests/conftest.py
+# fail the test that leaked. JOBS: pytest-xdist workers (`make test JOBS=0` runs in one process);
+# worksteal: a worker left idle takes tests queued on the other (the crash storm runs long).
 JOBS ?= auto
-SUITE := -m "not bench" -n $(JOBS) -p no:randomly
+SUITE := -m "not bench" -n $(JOBS) --dist worksteal -p no:randomly
 
 # The suite on the default interpreter only, with coverage.
 pytest: install
