@@ -13,9 +13,7 @@ import pytest
 
 from plugwire import _seam
 
-__all__ = ["MARKER", "fast_paths", "parametrize_fast_paths"]
-
-MARKER = "fast_paths_only: a test of an accelerator itself, run with the accelerators on only"
+__all__ = ["fast_paths", "parametrize_fast_paths"]
 
 
 def parametrize_fast_paths(metafunc: pytest.Metafunc) -> None:

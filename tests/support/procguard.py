@@ -3,6 +3,7 @@ descriptor may outlive a test. Also helpers to point a manager at the test plugi
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sys
@@ -16,7 +17,7 @@ import pytest
 import plugwire
 from plugwire._transports.subprocess import SubprocessOptions
 
-PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+PLUGINS = Path(__file__).resolve().parent / "plugins"
 SRC = Path(__file__).resolve().parents[2] / "src"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 
@@ -41,13 +42,26 @@ def plugin_env(**extra: str) -> dict[str, str]:
 
 
 def python_plugin(script: str, *args: str, options: SubprocessOptions | None = None, **env: str) -> Any:
-    """A subprocess source running tests/plugins/<script> with this interpreter."""
+    """A subprocess source running tests/support/plugins/<script> with this interpreter."""
     path = script if os.path.isabs(script) else str(PLUGINS / script)
     return plugwire.subprocess(sys.executable, path, *args, env=plugin_env(**env), options=options)
 
 
 def child_pids() -> set[int]:
-    """Pids whose parent is this process (zombies included: they are not reaped yet)."""
+    """Pids whose parent is this process (zombies included: they are not reaped yet). Read
+    from each thread's /proc children list (every test calls this: a scan of all of /proc costs
+    ~10 ms on a busy machine); the scan where the kernel has no such list."""
+    found: set[int] = set()
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                found.update(map(int, Path(f"/proc/self/task/{tid}/children").read_text().split()))
+    except OSError:
+        return _scanned_child_pids()
+    return found
+
+
+def _scanned_child_pids() -> set[int]:
     me = os.getpid()
     found = set()
     for entry in os.listdir("/proc"):
@@ -105,13 +119,24 @@ async def eventually(predicate: Any, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.01)
 
 
+def leftover_children(before: set[int], timeout: float = 5.0) -> set[int]:
+    """Child processes started since `before` that are still there after `timeout` (a child
+    being stopped gets that long to exit and be reaped). Every test is checked with it
+    (tests/conftest.py); `no_leaks` adds the descriptors."""
+    if not (child_pids() - before):
+        return set()
+    wait_until(lambda: not (child_pids() - before), timeout)
+    return child_pids() - before
+
+
 @pytest.fixture
 def no_leaks() -> Iterator[None]:
     """Fail the test if it leaves a child process or an open file descriptor behind."""
     children = child_pids()
     fds = open_fds()
     yield
-    assert wait_until(lambda: not (child_pids() - children)), f"leaked child processes: {child_pids() - children}"
+    left = leftover_children(children)
+    assert not left, f"leaked child processes: {left}"
     # Give just-closed transports a moment to release their descriptors.
     wait_until(lambda: not _new_fds(fds), timeout=2.0)
     details = _new_fds(fds)
