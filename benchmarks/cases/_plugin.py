@@ -48,7 +48,8 @@ Manager = plugwire.AsyncPluginManager[Echo, Echo]
 def plugin_env(env: Env, **extra: str) -> dict[str, str]:
     """The variables the plugin needs from the host: its import path and hash seed, when the
     host has them (`instructions.py` fixes the seed), and `extra`."""
-    passed = {name: env.child_env[name] for name in ("PYTHONPATH", "PYTHONHASHSEED") if name in env.child_env}
+    names: tuple[str, ...] = ("PYTHONPATH", "PYTHONHASHSEED")
+    passed = {name: env.child_env[name] for name in names if name in env.child_env}
     return {**passed, **extra}
 
 
