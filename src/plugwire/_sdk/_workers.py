@@ -49,6 +49,9 @@ class WorkerThreads:
         self._idle = threading.Semaphore(0)  # one count per worker that finished a job
         self._lock = threading.Lock()  # guards _workers and _exit_waiters
         self._workers: list[threading.Thread] = []  # started and not yet exited
+        # Every worker started, until a later start finds it ended: one that has left
+        # `_workers` may still be running its last lines, which `wait_closed` waits out.
+        self._threads: list[threading.Thread] = []
         self._exit_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._closed = False
 
@@ -100,17 +103,18 @@ class WorkerThreads:
         """
         loop = asyncio.get_running_loop()
         with self._lock:
-            workers = list(self._workers)
-            if not workers:
-                return True
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._exit_waiters.append((loop, waiter))
-        await asyncio.wait({waiter}, timeout=timeout)
-        if not waiter.done():
-            waiter.cancel()
-            return False
-        for worker in workers:  # each is past its last line: the joins return at once
-            worker.join()
+            threads = list(self._threads)
+            waiter: asyncio.Future[None] | None = None
+            if self._workers:
+                waiter = loop.create_future()
+                self._exit_waiters.append((loop, waiter))
+        if waiter is not None:
+            await asyncio.wait({waiter}, timeout=timeout)
+            if not waiter.done():
+                waiter.cancel()
+                return False
+        for thread in threads:  # each has left the pool, so is past its last job: the joins are short
+            thread.join()
         return True
 
     def _start(self) -> None:
@@ -118,6 +122,8 @@ class WorkerThreads:
         self._started += 1
         with self._lock:
             self._workers.append(thread)
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
         thread.start()
 
     def _work(self) -> None:
