@@ -10,7 +10,6 @@ from standin_transport import RecordingTransport
 
 import plugwire
 from plugwire._transports._connection import HostConnection
-from plugwire._transports._outbox import BatchingOutbox, Outbox
 
 
 class Req(msgspec.Struct):
@@ -27,8 +26,7 @@ class Resp(msgspec.Struct):
 async def test_a_connection_takes_the_plain_strategies_when_the_accelerators_are_off(fast_paths: bool) -> None:
     conn = HostConnection("p")
     conn.connection_made(RecordingTransport())
-    assert isinstance(conn._out, BatchingOutbox) is fast_paths
-    assert type(conn._out) is (BatchingOutbox if fast_paths else Outbox)
+    assert conn.session.batching is fast_paths  # the batching rule of `_protocol/session.py`
     assert conn._wakeups.enabled is fast_paths
     assert (conn.loop_time != conn._loop.time) is fast_paths  # the loop's own method when plain
 
