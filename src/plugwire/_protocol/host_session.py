@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
@@ -61,7 +62,7 @@ class _Deadlines(Protocol):
 
 
 class _NoDeadlines:
-    armed_at = -1.0  # never armed: no deadline is earlier
+    armed_at = -math.inf  # no deadline is earlier: never armed
 
     def arm(self, deadline: float) -> None:  # pragma: no cover (never called)
         raise AssertionError

@@ -195,13 +195,14 @@ class PluginSession(Session):
     def send(self, message: Any) -> None:
         """Send `message` (an answer), under the batching rule; one too large for the host
         is replaced by the error saying so."""
-        if self.envelopes is None:
+        envelopes = self.envelopes
+        if envelopes is None:
             return
         try:
-            frame = self.frame_of(message)
+            frame = envelopes.frame(message, self.peer_max_frame)
         except ProtocolError as exc:  # an answer too large for the host: say so instead
             call_id = getattr(message, "id", 0)
-            frame = self.envelopes.frame(ErrorMsg(id=call_id, code=exc.code, message=exc.message))
+            frame = envelopes.frame(ErrorMsg(id=call_id, code=exc.code, message=exc.message))
         now = self.push(frame)
         if now is not None:
             self.write(now)
