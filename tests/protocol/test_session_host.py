@@ -80,7 +80,7 @@ def sent_messages(writes: list[bytes]) -> list[Any]:
 
 
 @pytest.mark.parametrize("module", SESSION_MODULES)
-def test_the_protocol_session_modules_import_no_asyncio(module: Path) -> None:
+def test_the_protocol_session_modules_import_no_asyncio(module: str) -> None:
     source = (Path(__file__).resolve().parents[2] / "src" / "plugwire" / "_protocol" / module).read_text()
     imported = set()
     for node in ast.walk(ast.parse(source)):
