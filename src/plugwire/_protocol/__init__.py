@@ -1,4 +1,5 @@
-"""Wire protocol v1 (layer 2): framing, envelope messages and the handshake.
+"""Wire protocol v1 (layer 2): framing, envelope messages, the handshake, and each end's
+protocol session (sans-I/O state machines: `HostSession`, `PluginSession`).
 
 Shared by the host transport and the plugin SDK; imports only layers 0-1.
 """
@@ -19,6 +20,7 @@ from .handshake import (
     handshake_env,
     parse_versions,
 )
+from .host_session import REMEMBERED_CANCELS, HostSession
 from .messages import (
     DEFAULT_MAX_FRAME,
     HEADER_SIZE,
@@ -41,6 +43,8 @@ from .messages import (
     pack_length,
     too_deep,
 )
+from .plugin_session import PluginSession
+from .session import Session, Token
 
 __all__ = [
     "COOKIE_ENV",
@@ -51,6 +55,7 @@ __all__ = [
     "NESTING_GUARANTEED",
     "NOT_A_PLUGIN_HOST_MESSAGE",
     "PROTOCOL_VERSION",
+    "REMEMBERED_CANCELS",
     "SUPPORTED_VERSIONS",
     "VERSIONS_ENV",
     "CallContext",
@@ -62,11 +67,15 @@ __all__ = [
     "HealthMsg",
     "HostHello",
     "HostMessage",
+    "HostSession",
     "InlineResultMsg",
     "PluginHello",
     "PluginMessage",
+    "PluginSession",
     "ResultMsg",
+    "Session",
     "ShutdownMsg",
+    "Token",
     "choose_codec",
     "choose_version",
     "decode_handshake",

@@ -3,11 +3,14 @@
 A frame is a 4-byte big-endian length followed by that many bytes of envelope. The reader
 checks every length against the maximum frame size *before* it makes room for the frame,
 so a hostile or broken peer cannot make the receiver allocate.
+
+No I/O here and no asyncio: the protocol sessions (`session.py`) are frame readers, and the
+asyncio adapters hand them the reads (`get_buffer`/`buffer_updated`, the names of asyncio's
+`BufferedProtocol`, so an adapter can expose a session's methods as its own).
 """
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from typing import Final
 
@@ -22,11 +25,11 @@ _INITIAL_BUFFER: Final = 256 * 1024
 _MIN_ROOM: Final = 64 * 1024
 
 
-class FrameReader(asyncio.BufferedProtocol):
-    """A protocol that reads frames into one reused buffer and hands each to `frame_received`.
+class FrameReader:
+    """Reads frames into one reused buffer and hands each to `frame_received`.
 
-    Socket transports fill the buffer directly (`get_buffer`/`buffer_updated`); pipe
-    transports, which call `data_received`, are copied into it. The memoryview given to
+    A read fills the buffer directly (`get_buffer`, then `buffer_updated` with the count);
+    bytes read elsewhere (a pipe transport's `data_received`) are copied into it. The memoryview given to
     `frame_received` is only valid during that call: keep a copy (`bytes(view)`) of
     anything needed later, because the buffer is reused for the next frames.
 
@@ -40,7 +43,8 @@ class FrameReader(asyncio.BufferedProtocol):
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
-        self._broken = False
+        #: Set by a framing error (or `stop_reading_frames`): nothing more is delivered.
+        self.broken = False
         self._held = False
         self._parsing = False
 
@@ -78,16 +82,16 @@ class FrameReader(asyncio.BufferedProtocol):
         if not self._held:
             return
         self._held = False
-        if not self._parsing and not self._broken:
+        if not self._parsing and not self.broken:
             self._parse()
 
     def stop_reading_frames(self) -> None:
         """Ignore everything received from now on."""
-        self._broken = True
+        self.broken = True
 
     def truncation_error(self) -> ProtocolError | None:
         """The error to report if the stream ends now: set when a frame is half received."""
-        if self._broken or self._end == self._start:
+        if self.broken or self._end == self._start:
             return None
         pending = self._end - self._start
         expected = ""
@@ -99,23 +103,28 @@ class FrameReader(asyncio.BufferedProtocol):
             details={"received": pending},
         )
 
-    # ---------------------------------------------------------- asyncio protocol
+    # ------------------------------------------------------------------ reading
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._broken:  # discard: nothing after a framing error can be trusted
+        if self._end == 0 and not self.broken:  # the usual read: nothing pending, the whole buffer
+            return self._view
+        if self.broken:  # discard: nothing after a framing error can be trusted
             self._start = self._end = 0
             return self._view
         if len(self._buf) - self._end < _MIN_ROOM:
             self._make_room()
         return self._view[self._end :]
 
-    def buffer_updated(self, nbytes: int) -> None:
+    def buffer_updated(self, nbytes: int) -> bytearray | None:
+        """`nbytes` more bytes were read into `get_buffer()`'s buffer. Returns what to write
+        now in answer, if anything (a protocol session may; a bare reader never does)."""
         self._end += nbytes
-        if not self._broken:
+        if not self.broken:
             self._parse()
+        return None
 
     def data_received(self, data: bytes) -> None:
         incoming = memoryview(data)
-        while incoming and not self._broken:
+        while incoming and not self.broken:
             room = self.get_buffer(len(incoming))
             count = min(len(room), len(incoming))
             room[:count] = incoming[:count]
@@ -124,46 +133,43 @@ class FrameReader(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------------- parsing
     def _parse(self) -> None:
+        # One frame for the whole read: this loop runs for every frame on both sides.
         self._parsing = True
         try:
-            self._parse_frames()
+            buf = self._buf
+            view = self._view
+            start = self._start
+            end = self._end
+            unpack = _LENGTH.unpack_from
+            header = HEADER_SIZE
+            max_frame = self.max_frame
+            received = self.frame_received
+            while end - start >= header and not self._held:
+                (size,) = unpack(buf, start)
+                if size > max_frame or not size:
+                    self._start = start
+                    self.broken = True
+                    self.frame_error(self._length_error(size))
+                    return
+                body = start + header
+                stop = body + size
+                if stop > end:
+                    break
+                self._start = stop
+                received(view[body:stop])
+                if self.broken or buf is not self._buf:
+                    return
+                start = stop
+                end = self._end
+            if start == end:
+                start = end = 0
+                if len(self._buf) > _INITIAL_BUFFER:  # a large frame is done: give its memory back
+                    self._replace(bytearray(_INITIAL_BUFFER), 0, 0)
+                    return
+            self._start = start
+            self._end = end
         finally:
             self._parsing = False
-
-    def _parse_frames(self) -> None:
-        buf = self._buf
-        view = self._view
-        start = self._start
-        end = self._end
-        # Bound once: this loop runs for every frame on both sides.
-        unpack = _LENGTH.unpack_from
-        header = HEADER_SIZE
-        max_frame = self.max_frame
-        received = self.frame_received
-        while end - start >= header and not self._held:
-            (size,) = unpack(buf, start)
-            if size > max_frame or not size:
-                self._start = start
-                self._broken = True
-                self.frame_error(self._length_error(size))
-                return
-            body = start + header
-            stop = body + size
-            if stop > end:
-                break
-            self._start = stop
-            received(view[body:stop])
-            if self._broken or buf is not self._buf:
-                return
-            start = stop
-            end = self._end
-        if start == end:
-            start = end = 0
-            if len(self._buf) > _INITIAL_BUFFER:  # a large frame is done: give its memory back
-                self._replace(bytearray(_INITIAL_BUFFER), 0, 0)
-                return
-        self._start = start
-        self._end = end
 
     def _length_error(self, size: int) -> ProtocolError:
         if size == 0:

@@ -1,19 +1,26 @@
-"""The host end of one plugin connection: handshake, multiplexed calls, cancel, health.
+"""The host end of one plugin connection: the asyncio adapter of the host's protocol session.
 
-Calls are futures in a dict keyed by id, resolved by the reader as frames arrive: no task
-per call. Attempt timeouts are enforced here too, by one timer per connection over a heap of
-deadlines instead of a timer per call. A timed-out or cancelled call sends `cancel {id}` and
-frees its slot at once; a reply that arrives later is dropped.
+The protocol itself (framing, call ids, the table of pending calls, cancel memory, stray and
+late answers, the batching rule) is `_protocol.HostSession`, with no I/O. This adapter moves
+its bytes over the socket and supplies what needs the loop: a future per call (the token the
+session resolves: no task per call), one timer per connection over a heap of deadlines
+(`_deadlines.py`) instead of a timer per call, flow control, the early wake-ups of a read's
+callers (`_wakeups.py`), reading ahead (`_readahead.py`), and stall watching (`_stalls.py`).
+A timed-out or cancelled call sends `cancel {id}` and frees its slot at once; a reply that
+arrives later is dropped (and counted as late).
+
+The session's hot methods are this protocol's own (`get_buffer`, `buffer_updated`,
+`send_call`: instance attributes bound to the session), so a read or a call costs no frame
+of the adapter's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import socket
 from collections.abc import Callable, Mapping
-from typing import Any, Final, cast
+from typing import cast
 
 import msgspec
 
@@ -25,8 +32,6 @@ from .._errors import (
     ProtocolError,
     RequestSent,
     TransportError,
-    answered,
-    error_from_code,
 )
 from .._models import HealthStatus
 from .._protocol import (
@@ -34,25 +39,18 @@ from .._protocol import (
     HEADER_SIZE,
     SUPPORTED_VERSIONS,
     CallContext,
-    CallMsg,
-    CancelMsg,
     EnvelopeCodec,
-    ErrorMsg,
-    FrameReader,
     HealthMsg,
     HostHello,
+    HostSession,
     PluginHello,
     PluginMessage,
-    ResultMsg,
-    ShutdownMsg,
     handshake_frame,
-    too_deep,
 )
-from .._seam import cheap_clock, cheap_future_factory
-from ._deadlines import Deadlines, Sent
+from .._seam import cheap_clock, cheap_future_factory, fast_paths
+from ._deadlines import Deadlines
 from ._hello import check_reply
 from ._lost import closed_error, junk_error, lost_call_error, not_sent
-from ._outbox import new_outbox
 from ._readahead import ReadAhead, read_ahead_for
 from ._stalls import HalfFrameWatch, StallWatch
 from ._wakeups import Wakeups
@@ -60,13 +58,10 @@ from .base import Call, attempt_timed_out
 
 __all__ = ["HostConnection"]
 
-_Raw = msgspec.Raw
-
 _log = logging.getLogger("plugwire.transport.subprocess")
-_REMEMBERED_CANCELS: Final = 1024
 
 
-class HostConnection(FrameReader):
+class HostConnection(asyncio.BufferedProtocol):
     """The host's protocol on the socket shared with one plugin process.
 
     Args:
@@ -78,6 +73,12 @@ class HostConnection(FrameReader):
             `STALL_TIMEOUTS` of them) before the connection is declared stuck (1311); 0: never.
     """
 
+    # The session's own methods, bound per connection (see the module's docstring).
+    get_buffer: Callable[[int], memoryview]  # type: ignore[assignment]
+    buffer_updated: Callable[[int], None]  # type: ignore[assignment]
+    data_received: Callable[[bytes], None]
+    send_call: Callable[..., tuple[int, asyncio.Future[bytes]]]
+
     def __init__(
         self,
         name: str,
@@ -86,85 +87,105 @@ class HostConnection(FrameReader):
         write_timeout: float = 10.0,
         stall_timeout: float = 10.0,
     ) -> None:
-        super().__init__(max_frame)
         loop = asyncio.get_running_loop()
         self._loop = loop
+        #: The protocol's state (`_protocol/host_session.py`).
+        self.session = session = HostSession(name, max_frame=max_frame, batching=fast_paths("batching"))
+        self.max_frame = max_frame
         #: The event loop's clock, which call deadlines are measured on (its bound `time`).
         self.loop_time: Callable[[], float] = cheap_clock(loop)
-        self._new_future = cheap_future_factory(loop)
         self.name = name
         self.write_timeout = write_timeout
-        # Stall detection, looked at only when a call times out (nothing per call).
-        self._stalls = StallWatch(loop, self._settled, self._break, name, stall_timeout)
         self.handshake: asyncio.Future[PluginHello] = loop.create_future()
         self.lost: asyncio.Future[PluginError] = loop.create_future()
         #: False once the connection broke (`lost` holds why); a plain attribute, read on every call.
         self.alive = True
         self.transport: asyncio.Transport | None = None
         self.codec: CodecName = "msgpack"
-        self._envelopes: EnvelopeCodec | None = None
-        # Its bare msgspec decoder, once the handshake chose a codec: a call's answer is
-        # decoded without a wrapper; what it refuses goes through `_bad_envelope`.
-        self._decode_envelope: Callable[[memoryview], Any] | None = None
-        self._peer_max_frame = DEFAULT_MAX_FRAME
-        # Every call sent and not answered, in the order sent: its answer's future, where its
-        # frame ends in what was written, its deadline and its `Call` (`Sent`).
-        self._pending: dict[int, Sent] = {}
-        self._cancelled: collections.OrderedDict[int, None] = collections.OrderedDict()
-        self._next_id = 1
-        self._control_calls = 0  # health checks sent, and those still waiting for their answer
-        self._controls_pending = 0
+        self._offered_codecs: list[str] = []
         self._writable: asyncio.Future[None] | None = None
         #: Whether `send_call` must wait: the plugin has not read our earlier writes yet
         #: (await `wait_writable` first). A plain attribute: it is read on every call.
         self.must_wait = False
         self._stall_timer: asyncio.TimerHandle | None = None
-        self._half_frame = HalfFrameWatch(loop, write_timeout, self, self._break, name)
-        self._deadlines = Deadlines(loop, self._pending, self._expire)
-        self.stray_replies = 0
+        self._unwritten = 0  # bytes of frames the transport, closing, did not take
         #: Reads a call's answer right after its request went out (`attach_socket`).
         self.read_ahead: ReadAhead | None = None
+        # Stall detection, looked at only when a call times out (nothing per call).
+        self._stalls = StallWatch(loop, lambda: session.settled, self._break, name, stall_timeout)
+        self._half_frame = HalfFrameWatch(loop, write_timeout, session, self._break, name)
+        self._deadlines = Deadlines(loop, session.pending, self._expire)
         # Answers read outside any task wake their callers at the end of the read (`_wakeups.py`):
         # every read but the one `send_call` makes inside its caller's task sets them aside.
-        self._wakeups = Wakeups(loop)
-        self._deferring = self._wakeups.enabled
-        # Frames to the plugin: coalesced per loop turn (`_outbox.py`), or each at once (plain).
-        self._out = new_outbox(loop, self._wakeups)
-        self._write = self._out.write
+        self._wakeups = wakeups = Wakeups(loop)
+        session.answers = wakeups.answers
+        session.deferring = wakeups.enabled
+        session.on_answers = wakeups.wake
+        session.waking = wakeups
+        session.new_token = cheap_future_factory(loop)
+        session.write_now = self._write_now
+        session.write = self._write
+        session.on_hold = self._hold
+        session.refuse = self._refusal
+        session.deadlines = self._deadlines
+        session.on_handshake = self._on_handshake
+        session.on_error = self._frame_error
+        session.on_partial = self._half_frame.partial
+        session.on_gave_up = self._stalls.gave_up
+        self.get_buffer = session.get_buffer
+        self.buffer_updated = session.buffer_updated
+        self.data_received = session.data_received
+        self.send_call = session.send_call
 
     # ------------------------------------------------------------- inspection
     @property
     def inflight(self) -> int:
         """Calls sent and not yet answered (health checks not counted)."""
-        # (A broken connection empties `_pending` before its health checks count themselves out.)
-        return max(len(self._pending) - self._controls_pending, 0)
+        return self.session.inflight
 
     @property
     def calls_started(self) -> int:
         """Calls sent on this connection so far (health checks not counted)."""
-        return self._next_id - 1 - self._control_calls
+        return self.session.calls_started
 
-    def _settled(self) -> int:
-        """Calls sent so far minus those still pending (for the stall watch)."""
-        return self._next_id - 1 - len(self._pending)
+    @property
+    def stray_replies(self) -> int:
+        """Answers for ids never sent, or answered already."""
+        return self.session.stray_replies
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet delivered as a frame (a partial frame)."""
+        return self.session.buffered
+
+    @property
+    def capacity(self) -> int:
+        """The current size of the receive buffer."""
+        return self.session.capacity
+
+    def peek(self, limit: int = 64) -> bytes:
+        """The first `limit` bytes received and not delivered, for error messages."""
+        return self.session.peek(limit)
 
     # -------------------------------------------------------------- handshake
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A cast, not an isinstance check: uvloop's transports have the methods but do not
         # subclass asyncio's ABCs, and a host may run on uvloop.
-        self.transport = self._out.transport = cast(asyncio.Transport, transport)
+        self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=1024 * 1024)
 
     def attach_socket(self, sock: socket.socket) -> None:
         """The socket the transport reads: answers already there when a request goes out are
         read at once (`_readahead.py`; on the standard library's selector loops)."""
-        self.read_ahead = self._out.read_ahead = read_ahead_for(sock, self)
+        self.read_ahead = read_ahead_for(sock, self)
+        if self.read_ahead is not None:
+            self.session.due = self.read_ahead.due
 
     def send_hello(self, codecs: list[str], auth: Mapping[str, str]) -> None:
         """Send the host's `hello` (the first frame of the connection)."""
         hello = HostHello(versions=list(SUPPORTED_VERSIONS), codecs=codecs, max_frame=self.max_frame, auth=dict(auth))
         self._offered_codecs = codecs
-        self._write(handshake_frame(hello))
+        self._send(handshake_frame(hello))
 
     def _on_handshake(self, envelope: memoryview) -> None:
         reply = check_reply(envelope, self._offered_codecs, self.name, self._junk_error)
@@ -172,97 +193,15 @@ class HostConnection(FrameReader):
             self._break(reply)
             return
         self.codec = cast(CodecName, reply.codec)  # one of the codecs offered: checked
-        self._peer_max_frame = reply.max_frame
-        self._envelopes = EnvelopeCodec(self.codec, PluginMessage)
-        self._decode_envelope = self._envelopes.raw_decoder
+        self.session.start(EnvelopeCodec(self.codec, PluginMessage), reply.max_frame)
         self.handshake.set_result(reply)
 
     def _junk_error(self) -> ProtocolError:
-        return junk_error(self.peek(64), self.name)
+        return junk_error(self.session.peek(64), self.name)
 
     # ------------------------------------------------------------------ frames
-    def frame_received(self, envelope: memoryview) -> None:
-        decode = self._decode_envelope
-        if decode is None:
-            self._on_handshake(envelope)
-            return
-        try:
-            message = decode(envelope)
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # (nested too deep)
-            self._bad_envelope(envelope)
-            return
-        sent = self._pending.pop(message.id, None)
-        if sent is None:
-            self._stray(message)
-            return
-        future = sent[0]
-        # Outside a task the caller is woken when the read is parsed (`_wakeups.py`, which
-        # also leaves alone a future cancelled meanwhile).
-        if type(message) is ResultMsg:
-            if self._deferring:
-                self._wakeups.answers.append((future, bytes(message.payload)))  # copied out of the reused buffer
-            elif not future.done():
-                future.set_result(bytes(message.payload))
-            return
-        if future.done():
-            return
-        error = error_from_code(
-            message.code,
-            message.message,
-            retryable=message.retryable,
-            plugin=self.name,
-            request_sent=answered(message.code),
-        )
-        if self._deferring:
-            self._wakeups.answers.append((future, error))
-        else:
-            future.set_exception(error)
-
-    def _bad_envelope(self, envelope: memoryview) -> None:
-        assert self._envelopes is not None
-        try:  # decoded again, rarely, for the error the envelope codec words
-            self._envelopes.decode(envelope)
-        except ProtocolError as exc:
-            exc.plugin = self.name
-            self._break(exc)
-            return
-        # It decoded this time: only nesting refused by the recursion limit depends on where
-        # the decoder ran (say, in a caller's task, reading ahead). Still one refused frame.
-        error = too_deep(f"{self.codec} envelope", envelope)
-        error.plugin = self.name
-        self._break(error)
-
-    def _stray(self, message: ResultMsg | ErrorMsg) -> None:
-        if type(message) is ErrorMsg and message.id == 0:
-            _log.error("plugin %r reported a connection error: [%d] %s", self.name, message.code, message.message)
-            return
-        if message.id in self._cancelled:
-            del self._cancelled[message.id]  # the late answer to a cancelled call: expected, dropped
-            self._stalls.late_answers += 1  # (slow, but alive)
-            return
-        self.stray_replies += 1
-        kind = "unknown" if message.id >= self._next_id or message.id <= 0 else "duplicate"
-        _log.warning("plugin %r answered %s id %d; the reply was dropped", self.name, kind, message.id)
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self._out.sent_since_read = False
-        try:
-            # `FrameReader.buffer_updated` inlined: a frame fewer per read, ~455 instructions, about
-            # 0.7% of a sequential call (docs/hot-path.md, "Strategies").
-            self._end += nbytes
-            if not self._broken:
-                self._parse()
-        finally:
-            # Answers read before anything went wrong are delivered whatever happened after
-            # them: they already left `_pending`, so no deadline would ever fail them.
-            if self._wakeups.answers:
-                self._wakeups.wake()
-        if self._end != self._start:  # rare: a frame split across reads; watch that the rest comes
-            self._half_frame.partial()
-
-    def frame_error(self, error: ProtocolError) -> None:
-        error.plugin = self.name
-        self._break(self._junk_error() if self._envelopes is None else error)
+    def _frame_error(self, error: ProtocolError) -> None:
+        self._break(self._junk_error() if self.session.envelopes is None else error)
 
     def eof_received(self) -> bool:
         self._break(self._eof_error())
@@ -272,13 +211,59 @@ class HostConnection(FrameReader):
         self._break(self._eof_error(exc))
 
     def _eof_error(self, exc: Exception | None = None) -> PluginError:
-        if self._envelopes is None and 0 < self.buffered < HEADER_SIZE:
+        session = self.session
+        if session.envelopes is None and 0 < session.buffered < HEADER_SIZE:
             return self._junk_error()
-        truncated = self.truncation_error()
+        truncated = session.truncation_error()
         if truncated is not None:
             truncated.plugin = self.name
             return truncated
         return closed_error(exc, self.name)
+
+    # ------------------------------------------------------------------ writes
+    def _write(self, frame: bytearray | bytes) -> bool:
+        """A frame the session sends at once. Returns whether it went out."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self._unwritten += len(frame)
+            return False
+        transport.write(frame)
+        return True
+
+    def _write_now(self, frame: bytearray | bytes) -> None:
+        """Calls the session sends at once: their answers may be read right after."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self._unwritten += len(frame)
+            return
+        transport.write(frame)
+        read_ahead = self.read_ahead
+        if read_ahead is not None:
+            # May answer a call (or fail it) right here, inside the caller's task: answers
+            # read now are not set aside for `_wakeups`, whose waiters need no task running.
+            session = self.session
+            deferring, session.deferring = session.deferring, False
+            try:
+                read_ahead.after_write()
+            finally:
+                session.deferring = deferring
+
+    def _send(self, frame: bytearray | bytes) -> None:
+        now = self.session.push(frame)
+        if now is not None:
+            self._write(now)
+
+    def _hold(self) -> None:
+        self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """The end of the loop turn: the frames held back leave together."""
+        data = self.session.take_held()
+        if data is not None and self._write(data) and self.read_ahead is not None:
+            self.read_ahead.after_write()  # outside any task: answers read now are set aside
+
+    def _refusal(self) -> BaseException:
+        return self._not_sent(self.lost.result())
 
     # ------------------------------------------------------------------- calls
     async def call(
@@ -309,53 +294,16 @@ class HostConnection(FrameReader):
             self.abandon(call_id)
             raise
 
-    def send_call(
-        self, payload: bytes, ctx: CallContext, deadline: float | None = None, call: Call | None = None
-    ) -> tuple[int, asyncio.Future[bytes]]:
-        """Send one call; its answer resolves the returned future. `call()` in two steps,
-        so a caller that awaits the future itself adds no coroutine frame of ours per call.
-
-        The caller must `abandon(call_id)` if it stops waiting (cancellation), and should
-        `await wait_writable()` first while `must_wait`. Raises what `call()` raises
-        before the request is sent.
-        """
-        if not self.alive:
-            raise self._not_sent(self.lost.result())
-        codec = self._envelopes
-        assert codec is not None, "call before the handshake"
-        call_id = self._next_id
-        message = CallMsg(call_id, _Raw(payload), "execute", ctx)
-        out = self._out
-        corked = out.corked
-        if corked is not None:  # (written at the end of the turn, unless the transport is closing by then)
-            # Joins the frames gathered for this turn's write: encoded in place, no copy.
-            before = len(corked)
-            codec.append_frame(message, corked, self._peer_max_frame)
-            out.written += len(corked) - before
-            sent_now = False
-        else:
-            sent_now = self._write(codec.frame(message, self._peer_max_frame))
-        self._next_id = call_id + 1
-        future: asyncio.Future[bytes] = self._new_future()
-        self._pending[call_id] = (future, out.written, deadline, call)  # its deadline is watched from here
-        if deadline is not None and deadline < self._deadlines.armed_at:
-            self._deadlines.arm(deadline)  # (in steady traffic the timer is set for an earlier call)
-        if sent_now and self.read_ahead is not None:
-            # May answer this call (or fail it) right here, inside the caller's task: answers
-            # read now are not set aside for `_wakeups`, whose waiters need no task running.
-            deferring, self._deferring = self._deferring, False
-            try:
-                self.read_ahead.after_write()
-            finally:
-                self._deferring = deferring
-        return call_id, future
+    # `send_call(payload, ctx, deadline=None, call=None) -> (call_id, future)` is the
+    # session's (`HostSession.send_call`): `call()` in two steps, so a caller that awaits the
+    # future itself adds no coroutine frame of ours per call. The caller must
+    # `abandon(call_id)` if it stops waiting (cancellation), and should `await
+    # wait_writable()` first while `must_wait`. It raises what `call()` raises before the
+    # request is sent.
 
     def abandon(self, call_id: int) -> None:
         """The caller of call `call_id` stopped waiting: tell the plugin to stop (`cancel`)."""
-        if self._pending.pop(call_id, None) is not None:
-            self._remember_cancel(call_id)
-            if self.alive and self._envelopes is not None:
-                self._write(self._envelopes.frame(CancelMsg(id=call_id)))
+        self.session.abandon(call_id)
 
     async def health(self) -> HealthStatus:
         """Ask the plugin for its health."""
@@ -372,32 +320,21 @@ class HostConnection(FrameReader):
     async def call_control(self, kind: type[HealthMsg]) -> bytes:
         if self.lost.done():
             raise self._not_sent(self.lost.result())
-        assert self._envelopes is not None
-        call_id = self._next_id
-        self._next_id = call_id + 1
-        self._control_calls += 1
-        self._controls_pending += 1
-        future: asyncio.Future[bytes] = self._new_future()
+        call_id, future = self.session.send_control(kind)
         try:
-            self._write(self._envelopes.frame(kind(id=call_id)))
-            self._pending[call_id] = (future, self._out.written, None, None)
-            return await future
+            return cast(bytes, await future)
         finally:
-            self._controls_pending -= 1
-            if self._pending.pop(call_id, None) is not None:
-                self._remember_cancel(call_id)
+            self.session.finish_control(call_id)
 
     def send_shutdown(self, grace: float) -> None:
         """Ask the plugin to stop within `grace` seconds."""
-        if self.alive and self._envelopes is not None:
-            self._write(self._envelopes.frame(ShutdownMsg(grace=grace)))
+        self.session.send_shutdown(grace)
 
     def _expire(self, call_id: int, call: Call | None) -> None:
         """Its deadline passed: fail the call with 1204 and tell the plugin to stop."""
-        future = self._pending.pop(call_id)[0]
-        self._remember_cancel(call_id)
-        if self.alive and self._envelopes is not None:
-            self._write(self._envelopes.frame(CancelMsg(id=call_id)))
+        pending = self.session.abandon(call_id)
+        assert pending is not None
+        future = pending[0]
         if not future.done():
             error = (
                 attempt_timed_out(call)
@@ -405,13 +342,6 @@ class HostConnection(FrameReader):
                 else PluginTimeoutError("no answer by the call's deadline", plugin=self.name)
             )
             future.set_exception(error)
-
-    def _remember_cancel(self, call_id: int) -> None:
-        """Call `call_id` left `_pending` unanswered (timed out, or its caller gave up)."""
-        self._cancelled[call_id] = None
-        if len(self._cancelled) > _REMEMBERED_CANCELS:
-            self._cancelled.popitem(last=False)
-        self._stalls.gave_up()
 
     # ---------------------------------------------------------- flow control
     def pause_writing(self) -> None:
@@ -467,7 +397,7 @@ class HostConnection(FrameReader):
             return
         self.alive = False
         self.lost.set_result(reason)
-        self.stop_reading_frames()
+        session = self.session
         if not self.handshake.done():
             self.handshake.set_exception(reason)
             self.handshake.exception()  # retrieved here; the starter reads `lost`
@@ -478,10 +408,13 @@ class HostConnection(FrameReader):
         self._half_frame.stop()
         self._deadlines.clear()
         transport = self.transport
-        flushed = self._out.written - self._out.unflushed()
-        pending = dict(self._pending)
-        self._pending.clear()
-        for future, frame_end, _, _ in pending.values():
+        # What reached the plugin: all that was written but the frames still held back and
+        # what the transport still buffers (or never took).
+        unflushed = len(session.take_held() or b"") + self._unwritten
+        if transport is not None and not transport.is_closing():
+            unflushed += transport.get_write_buffer_size()
+        flushed = session.written - unflushed
+        for future, frame_end, _, _ in session.close():
             if not future.done():
                 future.set_exception(lost_call_error(reason, self.name, sent=frame_end <= flushed))
         waiter, self._writable = self._writable, None

@@ -34,7 +34,8 @@ class StallWatch:
 
     Args:
         loop: The connection's loop (its clock and timers).
-        settled: Calls sent so far minus those still pending (answered or given up).
+        settled: Calls sent so far minus those still pending (answered or given up), plus
+            the late answers that came for calls given up.
         stuck: Breaks the connection with the error given.
         name: The plugin's name (for the error).
         stall_timeout: Seconds the plugin may answer nothing while calls time out (at least
@@ -54,10 +55,8 @@ class StallWatch:
         self._stuck = stuck
         self._name = name
         self.stall_timeout = stall_timeout
-        #: Calls that left the pending table unanswered (timed out, abandoned), and late
-        #: answers that came for them.
+        #: Calls that left the pending table unanswered (timed out, abandoned).
         self.unanswered = 0
-        self.late_answers = 0
         self._answers_seen = 0
         self._quiet_since = loop.time()
         self._quiet_timeouts = 0
@@ -83,7 +82,7 @@ class StallWatch:
             self._timer = None
 
     def _answered_since_look(self) -> bool:
-        answers = self._settled() - self.unanswered + self.late_answers
+        answers = self._settled() - self.unanswered
         if answers == self._answers_seen:
             return False
         self._answers_seen = answers  # it answered since the last look: not stuck

@@ -61,7 +61,8 @@ class Wakeups:
 
     def wake(self) -> None:
         """Resolve the answers set aside, running each one's waiter at once."""
-        batch, self.answers = self.answers, []
+        batch = self.answers.copy()  # (the same list stays: the connection's session appends to it)
+        self.answers.clear()
         if _current_task(self._loop) is not None:  # no task can be run from inside another
             for future, answer in batch:
                 if not future.done():

@@ -54,7 +54,7 @@ async def connected(*, wakeups: bool) -> HostConnection:
     conn.connection_made(RecordingTransport())
     conn.send_hello(["msgpack"], {})
     conn.data_received(handshake_frame(PluginHello(version=1, codec="msgpack", info=plugwire.PluginInfo(name="p"))))
-    conn._deferring = wakeups  # with and without the wake-up fast path (`_wakeups.py`)
+    conn.session.deferring = wakeups  # with and without the wake-up fast path (`_wakeups.py`)
     return conn
 
 
@@ -161,7 +161,7 @@ async def test_a_frame_refused_at_the_recursion_limit_stays_refused_if_decoding_
     # ahead): the frame the fast path refused is never dropped without a word.
     conn = await connected(wakeups=True)
     future = conn.send_call(b"\xc0", CallContext(), None, None)[1]
-    conn._bad_envelope(memoryview(msgspec.msgpack.encode({"type": "result", "id": 1, "payload": 1})))
+    conn.session._bad_envelope(memoryview(msgspec.msgpack.encode({"type": "result", "id": 1, "payload": 1})))
     assert (await conn.lost).code == plugwire.errors.ErrorCode.ENVELOPE_INVALID
     with pytest.raises(plugwire.PluginError):
         await future

@@ -111,7 +111,7 @@ async def _feed_host(codec: str, frames: list[bytes], cuts: list[int], wakeups: 
     conn.connection_made(RecordingTransport())
     conn.send_hello([codec], {})
     conn.data_received(handshake_frame(PluginHello(version=1, codec=codec, info=plugwire.PluginInfo(name="f"))))
-    conn._deferring = wakeups
+    conn.session.deferring = wakeups
     loop = asyncio.get_running_loop()
     futures = {}
     for _ in range(4):
@@ -129,7 +129,7 @@ async def _feed_host(codec: str, frames: list[bytes], cuts: list[int], wakeups: 
             assert error is None or (isinstance(error, plugwire.PluginError) and error.code in CODES), error
         else:  # still waiting: only on a live connection, with its deadline still watched
             assert conn.alive
-            assert call_id in conn._pending
+            assert call_id in conn.session.pending
             assert conn._deadlines.armed
     if conn.buffered and conn.alive:  # a partial frame is watched for the rest
         assert conn._read_timer is not None

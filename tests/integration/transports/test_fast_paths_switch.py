@@ -8,7 +8,6 @@ import msgspec
 
 import plugwire
 from plugwire._transports._connection import HostConnection
-from plugwire._transports._outbox import BatchingOutbox, Outbox
 from tests.support.procguard import PLUGINS, SRC, manager_for
 from tests.support.standin_transport import RecordingTransport
 
@@ -27,8 +26,7 @@ class Resp(msgspec.Struct):
 async def test_a_connection_takes_the_plain_strategies_when_the_accelerators_are_off(fast_paths: bool) -> None:
     conn = HostConnection("p")
     conn.connection_made(RecordingTransport())
-    assert isinstance(conn._out, BatchingOutbox) is fast_paths
-    assert type(conn._out) is (BatchingOutbox if fast_paths else Outbox)
+    assert conn.session.batching is fast_paths  # the batching rule of `_protocol/session.py`
     assert conn._wakeups.enabled is fast_paths
     assert (conn.loop_time != conn._loop.time) is fast_paths  # the loop's own method when plain
 

@@ -12,7 +12,7 @@ import msgspec
 
 from .._codec import CodecName
 from .._errors import ErrorCode
-from .._protocol import CallMsg, ErrorMsg
+from .messages import CallMsg, ErrorMsg
 
 __all__ = ["call_refusal", "readable_id"]
 
