@@ -19,11 +19,13 @@ connections and servers are made. Every accelerator is then left to its plain re
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import os
 import selectors
 import sys
 import time
+import warnings
 from collections.abc import Callable, Coroutine, Sized
 from operator import attrgetter
 from typing import Any, Final, NamedTuple, cast
@@ -56,20 +58,36 @@ _OFF: Final = frozenset({"0", "false", "no", "off", ""})
 _ON: Final = frozenset({"1", "true", "yes", "on"})
 
 
-def _parse(value: str) -> frozenset[str]:
+def _parse(value: str) -> tuple[frozenset[str], str]:
+    """The accelerators `value` turns on, and what is wrong with it ("" when nothing is)."""
     value = value.strip().lower()
     if value in _ON:
-        return frozenset(ACCELERATORS)
+        return frozenset(ACCELERATORS), ""
     if value in _OFF:
-        return frozenset()
-    return frozenset(name.strip() for name in value.split(",")) & frozenset(ACCELERATORS)  # unknown: ignored
+        return frozenset(), ""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ACCELERATORS]
+    problem = ""
+    if unknown:
+        hints = [difflib.get_close_matches(name, ACCELERATORS, n=1) for name in unknown]
+        said = ", ".join(
+            f"{name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            for name, hint in zip(unknown, hints, strict=True)
+        )
+        problem = (
+            f"{ENV_SWITCH}={value!r}: unknown accelerator {said}; known: {', '.join(ACCELERATORS)}, "
+            "or 0/1 for all off/on"
+        )
+    return frozenset(names) & frozenset(ACCELERATORS), problem
 
 
 class _Switch:
     __slots__ = ("on",)
 
     def __init__(self) -> None:
-        self.on = _parse(os.environ.get(ENV_SWITCH, "1"))
+        self.on, problem = _parse(os.environ.get(ENV_SWITCH, "1"))
+        if problem:  # a typo in the environment must not stop `import plugwire`: said, and ignored
+            warnings.warn(f"{problem} (the unknown names are ignored)", RuntimeWarning, stacklevel=1)
 
 
 _switch: Final = _Switch()
@@ -84,8 +102,15 @@ def fast_paths(name: str | None = None) -> bool:
 def use_fast_paths(enabled: bool | str) -> None:
     """Turn the accelerators on or off (True, False, or a value as `PLUGWIRE_FAST_PATHS` takes)
     for the connections and servers made from now on (tests run both ways; the plugins a host
-    starts get the switch through `PLUGWIRE_FAST_PATHS`)."""
-    _switch.on = _parse(enabled if isinstance(enabled, str) else "1" if enabled else "0")
+    starts get the switch through `PLUGWIRE_FAST_PATHS`).
+
+    Raises:
+        ValueError: A name that is not one of `ACCELERATORS`.
+    """
+    on, problem = _parse(enabled if isinstance(enabled, str) else "1" if enabled else "0")
+    if problem:
+        raise ValueError(problem)
+    _switch.on = on
 
 
 # ------------------------------------------------------------------ the loop's own methods

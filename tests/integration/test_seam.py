@@ -99,7 +99,7 @@ async def test_switched_off_every_function_answers_the_public_way(monkeypatch: p
 async def test_a_list_keeps_only_the_named_accelerators_on(monkeypatch: pytest.MonkeyPatch) -> None:
     loop = asyncio.get_running_loop()
     monkeypatch.setattr(_seam._switch, "on", _seam._switch.on)  # (put back afterwards)
-    _seam.use_fast_paths("wakeups, readahead,unknown")
+    _seam.use_fast_paths("wakeups, readahead")
     assert _seam.fast_paths()
     assert [name for name in _seam.ACCELERATORS if _seam.fast_paths(name)] == ["readahead", "wakeups"]
     assert _seam.waiters_getter() is not None
@@ -110,6 +110,29 @@ async def test_a_list_keeps_only_the_named_accelerators_on(monkeypatch: pytest.M
     _seam.use_fast_paths("off")
     assert not _seam.fast_paths()
     assert not any(_seam.fast_paths(name) for name in _seam.ACCELERATORS)
+
+
+def test_an_unknown_accelerator_is_refused_by_name_in_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_seam._switch, "on", _seam._switch.on)  # (put back afterwards)
+    with pytest.raises(ValueError, match=r"unknown accelerator 'wakeup' \(did you mean 'wakeups'\?\)"):
+        _seam.use_fast_paths("readahead,wakeup")
+    assert _seam._switch.on == frozenset(_seam.ACCELERATORS)  # unchanged
+
+
+def test_an_unknown_accelerator_in_the_environment_is_said_and_ignored_not_fatal() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDEVMODE"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import plugwire; from plugwire import _seam; print(sorted(_seam._switch.on))"],
+        env={**env, _seam.ENV_SWITCH: "batching,eagr", "PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['batching']"
+    assert "RuntimeWarning" in out.stderr
+    assert "unknown accelerator 'eagr' (did you mean 'eager'?)" in out.stderr
 
 
 def test_the_waiters_probe_refuses_futures_that_changed(monkeypatch: pytest.MonkeyPatch) -> None:
