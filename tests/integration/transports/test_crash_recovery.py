@@ -193,11 +193,15 @@ async def test_one_incident_that_kills_six_processes_of_a_grown_pool_counts_once
     config = plugwire.PluginConfig(name="echo", connection=plugwire.ConnectionConfig(max_connections=7))
     async with plugwire.AsyncPluginManager(Req, Resp) as manager:
         await manager.register(python_plugin("echo_plugin.py"), config=config)
+        transport, _ = pool_of(manager, "echo")
+        events = Events(transport)
         calls: list[asyncio.Future[Resp]] = []
         pool = await grow(manager, "echo", 7, calls)
         survivor = pool.workers[-1].process.pid
         kill([w.process.pid for w in pool.workers[:6]])
         await pool.wait_for(lambda: all(w.process.pid == survivor for w in pool.workers))
+        # Each exit is counted once reaped, after the pool let the process go: wait for all six.
+        await events.wait("crashed", 6)
         assert (await manager.execute("echo", Req(text="served"))).text == "served"
         assert pool.state is PoolState.RUNNING
         assert pool.incidents == 1  # not 6: under the old count, past max_restarts (5) and offline
