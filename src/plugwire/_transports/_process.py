@@ -124,9 +124,10 @@ class PluginProcess:
 
         Raises:
             ProcessError: The executable could not be started (1901): missing, not
-                executable, not on PATH, or a script whose interpreter is missing.
+                executable, not on PATH, a script whose interpreter is missing, or a Python
+                interpreter's script that is missing.
         """
-        program = find_program(argv[0] if argv else "", name=name, env=env, cwd=cwd)
+        program = find_program(argv[0] if argv else "", name=name, env=env, cwd=cwd, args=argv[1:])
         command, child_setup = _launch_argv(argv)
         try:
             # S603: argv comes from the plugin config. ASYNC220: Popen returns once exec is done

@@ -11,8 +11,9 @@ in between) are recognised from the launcher's first stderr line and reported th
 from __future__ import annotations
 
 import os
+import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from .._errors import ErrorCode, ProcessError
@@ -22,13 +23,16 @@ __all__ = ["EXEC_FAILED_STATUSES", "find_program", "launch_failed"]
 #: The exit statuses of a launcher whose exec failed (util-linux: 126 failed, 127 not found).
 EXEC_FAILED_STATUSES: Final = frozenset({126, 127})
 _SHEBANG_LIMIT: Final = 256  # what the kernel reads of a #! line
+_PYTHON: Final = re.compile(r"python(\d+(\.\d+)?)?t?")  # python, python3, python3.12, python3.13t
 
 
-def find_program(argv0: str, *, name: str, env: Mapping[str, str], cwd: str | None) -> str:
+def find_program(argv0: str, *, name: str, env: Mapping[str, str], cwd: str | None, args: Sequence[str] = ()) -> str:
     """The file `argv0` runs in `cwd` with `env`'s PATH, found as `execvp` finds it.
 
     Checked: it exists, is a regular file, may be executed, and a script's `#!` interpreter
-    (and the program an `env` interpreter looks up) exists and may be executed.
+    (and the program an `env` interpreter looks up) exists and may be executed; and when
+    `argv0` is a Python interpreter given a script (`args[0]`, not an option), that the
+    script exists.
 
     Returns:
         Its absolute path (for messages: the command itself is run unchanged).
@@ -51,7 +55,24 @@ def find_program(argv0: str, *, name: str, env: Mapping[str, str], cwd: str | No
     problem = _interpreter_problem(path, env, base)
     if problem is not None:
         raise _cannot_start(name, f"{_shown(argv0, path)} {problem}")
+    if args and not args[0].startswith("-") and _PYTHON.fullmatch(os.path.basename(path)):
+        problem = _script_problem(os.path.join(base, args[0]))
+        if problem is not None:  # else Python starts, says so on stderr and exits 2 (a 1902)
+            raise _cannot_start(name, f"the Python script {_shown(args[0], os.path.join(base, args[0]))} {problem}")
     return os.path.abspath(path)
+
+
+def _script_problem(path: str) -> str | None:
+    """Why Python could not run `path` as its script, or None."""
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "__main__.py")):
+            return None
+        return "is a folder without a __main__.py"
+    if os.path.isfile(path):
+        return None
+    if os.path.islink(path):
+        return f"is a broken symlink (to {os.readlink(path)})"
+    return "does not exist"
 
 
 def launch_failed(name: str, program: str, reason: str, exec_failed: bool) -> ProcessError:

@@ -91,6 +91,15 @@ def bad_work_dir(tmp: Path) -> tuple[list[str], dict[str, str], str]:
     return [sys.executable, str(PLUGINS / "echo_plugin.py")], {}, f"its work_dir {tmp / 'gone'} is not a folder"
 
 
+def python_script_missing(tmp: Path) -> tuple[list[str], dict[str, str], str]:
+    return [sys.executable, str(tmp / "plugin.py")], {}, f"the Python script {tmp / 'plugin.py'} does not exist"
+
+
+def python_script_a_folder(tmp: Path) -> tuple[list[str], dict[str, str], str]:
+    (tmp / "plugin").mkdir()
+    return [sys.executable, str(tmp / "plugin")], {}, f"{tmp / 'plugin'} is a folder without a __main__.py"
+
+
 CASES: list[Callable[[Path], tuple[list[str], dict[str, str], str]]] = [
     missing,
     directory,
@@ -103,6 +112,8 @@ CASES: list[Callable[[Path], tuple[list[str], dict[str, str], str]]] = [
     broken_symlink,
     below_a_file,
     bad_work_dir,
+    python_script_missing,
+    python_script_a_folder,
 ]
 
 
@@ -153,6 +164,20 @@ async def test_a_script_run_by_the_hosts_python_needs_no_execute_bit(tmp_path: P
     async with manager_for(Req, Resp) as manager:
         await manager.register(plugwire.subprocess(sys.executable, str(plugin), env=plugin_env()), name="echo")
         assert (await manager.execute("echo", Req(text="hi"))).text == "hi"
+
+
+async def test_pythons_own_options_and_a_package_folder_are_left_to_python(tmp_path: Path) -> None:
+    package = tmp_path / "echo"
+    package.mkdir()
+    (package / "__main__.py").write_bytes((PLUGINS / "echo_plugin.py").read_bytes())
+    async with manager_for(Req, Resp) as manager:
+        await manager.register(plugwire.subprocess(sys.executable, str(package), env=plugin_env()), name="folder")
+        # An option first: the script is not looked for (Python's own options are many).
+        await manager.register(
+            plugwire.subprocess(sys.executable, "-u", str(PLUGINS / "echo_plugin.py"), env=plugin_env()), name="opt"
+        )
+        assert (await manager.execute("folder", Req(text="a"))).text == "a"
+        assert (await manager.execute("opt", Req(text="b"))).text == "b"
 
 
 async def test_relative_commands_resolve_in_the_work_dir_and_on_the_plugins_path(tmp_path: Path) -> None:
