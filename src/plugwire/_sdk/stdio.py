@@ -282,10 +282,10 @@ class StdioServer(asyncio.BufferedProtocol):
                     message="cancelled: the plugin stopped before the call finished",
                     retryable=True,
                 )
+        except PluginError as exc:  # (before TimeoutError: a plugin's PluginTimeoutError keeps its words)
+            reply = ErrorMsg(id=call_id, code=exc.code, message=exc.message, retryable=exc.retryable)
         except TimeoutError:
             reply = ErrorMsg(id=call_id, code=ErrorCode.TIMEOUT, message="the call's deadline passed", retryable=True)
-        except PluginError as exc:
-            reply = ErrorMsg(id=call_id, code=exc.code, message=exc.message, retryable=exc.retryable)
         except Exception as exc:
             _log.exception("call %d failed", call_id)
             reply = ErrorMsg(id=call_id, code=ErrorCode.EXECUTION_FAILED, message=f"{type(exc).__name__}: {exc}")

@@ -75,6 +75,10 @@ async def test_plugin_errors_reach_the_host_coded_with_message_and_retryable() -
             await manager.execute("echo", Req(op="boom", text="oops"))
         assert "RuntimeError: oops" in unmarked.value.message
         assert unmarked.value.retryable is False
+        with pytest.raises(plugwire.PluginTimeoutError) as timed_out:  # its own words, not a generic timeout
+            await manager.execute("echo", Req(op="late", text="the upstream took 30s"))
+        assert timed_out.value.message == "the upstream took 30s"
+        assert timed_out.value.retryable is False
 
 
 async def test_many_calls_in_flight_on_one_process_are_matched_by_id() -> None:

@@ -42,6 +42,8 @@ class EchoPlugin(plugwire.Plugin[Req, Resp]):
             raise plugwire.ExecutionError(request.text, retryable=True)
         elif request.op == "boom":
             raise RuntimeError(request.text)
+        elif request.op == "late":  # the plugin's own timeout (a PluginError that is also a TimeoutError)
+            raise plugwire.PluginTimeoutError(request.text, retryable=False)
         elif request.op == "print":
             print(request.text)
         elif request.op == "log":
