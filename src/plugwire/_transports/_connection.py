@@ -112,7 +112,8 @@ class HostConnection(asyncio.BufferedProtocol):
         #: Reads a call's answer right after its request went out (`attach_socket`).
         self.read_ahead: ReadAhead | None = None
         # Stall detection, looked at only when a call times out (nothing per call).
-        self._stalls = StallWatch(loop, lambda: session.settled, self._break, name, stall_timeout)
+        #: Watches for a stuck plugin; `stalls.silent_since`/`suspect()` tell the pool's dispatch.
+        self.stalls = self._stalls = StallWatch(loop, lambda: session.settled, self._break, name, stall_timeout)
         self._half_frame = HalfFrameWatch(loop, write_timeout, session, self._break, name)
         self._deadlines = Deadlines(loop, session.pending, self._expire)
         # Answers read outside any task wake their callers at the end of the read (`_wakeups.py`):

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Final
 
 from .._clock import Clock
 from .._errors import ErrorCode, PluginError, PluginUnavailableError, ProcessError, RequestSent, TransportError
@@ -36,6 +36,8 @@ from ._restarts import CrashIncidents, RestartPolicy
 __all__ = ["PoolListener", "PoolState", "ProcessPool", "RestartPolicy", "Worker"]
 
 _log = logging.getLogger("plugwire.transport.subprocess")
+_SUSPECT: Final = 1 << 20
+"""The weight `pick` adds to a process that may be stuck: above any real load."""
 
 
 class ProcessPool:
@@ -150,7 +152,11 @@ class ProcessPool:
 
     # -------------------------------------------------------------- dispatch
     def pick(self) -> Worker | None:
-        """The least-loaded live worker; asks for growth when every worker is busy."""
+        """The least-loaded live worker; asks for growth when every worker is busy.
+
+        A process whose calls time out with no answer since (`StallWatch.suspect`) weighs as
+        if it were full: calls go to the others while any is live, and growth is asked for
+        beside it, until it answers again or its connection is declared stuck (1311)."""
         workers = self.workers
         if self.max_processes == 1 and len(workers) == 1:  # one process, no growth: nothing to weigh
             worker = workers[0]
@@ -158,8 +164,11 @@ class ProcessPool:
         best: Worker | None = None
         best_load = 1 << 30
         for worker in workers:
-            load = worker.conn.inflight
-            if load < best_load and worker.conn.alive:
+            conn = worker.conn
+            load = conn.inflight
+            if conn.stalls.silent_since is not None and conn.stalls.suspect():
+                load += _SUSPECT  # a last resort
+            if load < best_load and conn.alive:
                 best, best_load = worker, load
         # Grow only beside a busy live worker: with none left, the restart loop (and its
         # backoff) brings the pool back, not every waiting call.

@@ -60,6 +60,10 @@ class StallWatch:
         self._answers_seen = 0
         self._quiet_since = loop.time()
         self._quiet_timeouts = 0
+        #: The plugin's answers so far, counted when a call of it last timed out (or was given
+        #: up), while none has come since (`suspect`); None otherwise. A plain attribute: the
+        #: pool's dispatch reads it for every process it weighs.
+        self.silent_since: int | None = None
         self._timer: asyncio.TimerHandle | None = None  # looks again when the bound is reached
 
     def gave_up(self) -> None:
@@ -71,9 +75,21 @@ class StallWatch:
         at one of these moments arrived before it, so the silence measured from that moment
         is never longer than the real one."""
         self.unanswered += 1
+        self.silent_since = self._settled() - self.unanswered
         if not self._answered_since_look():
             self._quiet_timeouts += 1
             self._judge()
+
+    def suspect(self) -> bool:
+        """Whether the plugin has answered nothing since a call of it last timed out or was
+        given up (a health check's answer counts). Only worth asking while `silent_since` is set."""
+        mark = self.silent_since
+        if mark is None:
+            return False
+        if self._settled() - self.unanswered != mark:
+            self.silent_since = None  # it answered since
+            return False
+        return True
 
     def stop(self) -> None:
         """The connection broke: look no more."""

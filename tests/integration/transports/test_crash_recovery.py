@@ -188,6 +188,34 @@ async def test_an_open_breaker_turns_half_open_as_soon_as_the_restarted_process_
         assert breaker.transitions[(plugwire.policies.BreakerState.OPEN, plugwire.policies.BreakerState.HALF_OPEN)] == 1
 
 
+# ------------------------------------------------------------ a stuck process in a pool
+async def test_calls_leave_a_process_that_stopped_answering_for_the_others_in_its_pool() -> None:
+    # Before: ties at 0 in flight went to the first process, stuck or not, so every call timed
+    # out there until the connection was declared stuck (stall_timeout, 10 s by default).
+    config = plugwire.PluginConfig(
+        name="echo",
+        connection=plugwire.ConnectionConfig(max_connections=2, request_timeout=0.5),
+        retry=plugwire.RetryConfig(max_retries=0),
+    )
+    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+        await manager.register(python_plugin("echo_plugin.py"), config=config)
+        _, pool = pool_of(manager, "echo")
+        # Two calls at once: the second finds the only process busy, and the pool grows.
+        # They are answered (a call given up would count as unanswered, as a stuck one's do).
+        calls = [asyncio.ensure_future(manager.execute("echo", Req(op="sleep", seconds=0.2))) for _ in range(2)]
+        await pool.wait_for(lambda: len(pool.workers) == 2)
+        await asyncio.gather(*calls)
+        stuck, other = pool.workers
+        assert not stuck.conn.stalls.suspect()
+        assert not other.conn.stalls.suspect()
+        with pytest.raises(plugwire.PluginTimeoutError):  # least loaded, first: the stuck one
+            await manager.execute("echo", Req(op="block", seconds=2))
+        assert stuck.conn.stalls.suspect()
+        answers = [await manager.execute("echo", Req(text=str(n))) for n in range(5)]
+        assert [a.pid for a in answers] == [other.process.pid] * 5
+        assert stuck.conn.stalls.suspect()  # it answered nothing meanwhile
+
+
 # ------------------------------------------------------------ item 17: incidents, offline
 async def test_one_incident_that_kills_six_processes_of_a_grown_pool_counts_once() -> None:
     config = plugwire.PluginConfig(name="echo", connection=plugwire.ConnectionConfig(max_connections=7))

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 
 import msgspec
 
@@ -42,6 +43,8 @@ class EchoPlugin(plugwire.Plugin[Req, Resp]):
             raise plugwire.ExecutionError(request.text, retryable=True)
         elif request.op == "boom":
             raise RuntimeError(request.text)
+        elif request.op == "block":  # a stuck plugin: its event loop blocked, no answer to anything
+            time.sleep(request.seconds)  # noqa: ASYNC251 (on purpose)
         elif request.op == "late":  # the plugin's own timeout (a PluginError that is also a TimeoutError)
             raise plugwire.PluginTimeoutError(request.text, retryable=False)
         elif request.op == "print":
