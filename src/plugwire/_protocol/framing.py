@@ -123,13 +123,22 @@ class FrameReader:
         return None
 
     def data_received(self, data: bytes) -> None:
+        self.feed(data)
+
+    def feed(self, data: bytes) -> bytearray:
+        """Take `data` (read elsewhere: a pipe's `data_received`, tests) as if it had been read
+        into `get_buffer()`; returns what `buffer_updated` answered along the way, joined."""
+        out = bytearray()
         incoming = memoryview(data)
         while incoming and not self.broken:
             room = self.get_buffer(len(incoming))
             count = min(len(room), len(incoming))
             room[:count] = incoming[:count]
             incoming = incoming[count:]
-            self.buffer_updated(count)
+            now = self.buffer_updated(count)
+            if now:
+                out += now
+        return out
 
     # ------------------------------------------------------------------- parsing
     def _parse(self) -> None:

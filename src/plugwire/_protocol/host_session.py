@@ -280,6 +280,8 @@ class HostSession(Session):
         return answers
 
     def frame_received(self, envelope: memoryview) -> None:
+        # Its first lines are PluginSession's too, on purpose: a shared method would be a frame
+        # more per call on each side (docs/hot-path.md, "Strategies").
         decode = self._decode
         if decode is None:
             self.on_handshake(envelope)

@@ -113,7 +113,7 @@ class HostConnection(asyncio.BufferedProtocol):
         self.read_ahead: ReadAhead | None = None
         # Stall detection, looked at only when a call times out (nothing per call).
         #: Watches for a stuck plugin; `stalls.silent_since`/`suspect()` tell the pool's dispatch.
-        self.stalls = self._stalls = StallWatch(loop, lambda: session.settled, self._break, name, stall_timeout)
+        self.stalls = StallWatch(loop, lambda: session.settled, self._break, name, stall_timeout)
         self._half_frame = HalfFrameWatch(loop, write_timeout, session, self._break, name)
         self._deadlines = Deadlines(loop, session.pending, self._expire)
         # Answers read outside any task wake their callers at the end of the read (`_wakeups.py`):
@@ -132,7 +132,7 @@ class HostConnection(asyncio.BufferedProtocol):
         session.on_handshake = self._on_handshake
         session.on_error = self._frame_error
         session.on_partial = self._half_frame.partial
-        session.on_gave_up = self._stalls.gave_up
+        session.on_gave_up = self.stalls.gave_up
         self.get_buffer = session.get_buffer
         self.buffer_updated = session.buffer_updated
         self.data_received = session.data_received
@@ -405,7 +405,7 @@ class HostConnection(asyncio.BufferedProtocol):
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        self._stalls.stop()
+        self.stalls.stop()
         self._half_frame.stop()
         self._deadlines.clear()
         transport = self.transport
