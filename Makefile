@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := dev,grpc,cli,watch,uvloop,bench
+EXTRAS := dev,grpc,cli,watch,uvloop,bench,prometheus,otel
 
 .PHONY: demo test venv install lint typecheck pytest test-bench test-matrix check-proto clean bench bench-quick bench-install chaos
 

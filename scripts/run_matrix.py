@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSIONS = ("3.11", "3.12", "3.13")
-EXTRAS = "dev,grpc,cli,watch,uvloop"
+EXTRAS = "dev,grpc,cli,watch,uvloop,prometheus,otel"
 FT_EXTRAS = ""  # the smoke needs the core only: extension extras may have no free-threaded wheel yet
 
 

@@ -2,8 +2,8 @@
 
 The top level holds the names of the README's mapping table (the product's promise) and the
 types its calls return; everything else lives in a public namespace that only re-exports:
-`plugwire.config`, `plugwire.errors`, `plugwire.policies`, `plugwire.security`, `plugwire.sdk`
-and `plugwire.testing`. The names that used to be here as well still resolve, with a
+`plugwire.config`, `plugwire.errors`, `plugwire.observe`, `plugwire.policies`,
+`plugwire.security`, `plugwire.sdk` and `plugwire.testing`. The names that used to be here as well still resolve, with a
 `DeprecationWarning` naming their new place, for one release.
 
 Host-side names are imported on first use (PEP 562), so a plugin process that imports
@@ -40,6 +40,7 @@ from ._sdk.serve import serve as serve
 if TYPE_CHECKING:
     from . import config as config
     from . import errors as errors
+    from . import observe as observe
     from . import policies as policies
     from . import sdk as sdk
     from . import security as security
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from ._config import ConnectionConfig as ConnectionConfig
     from ._config import HealthCheckConfig as HealthCheckConfig
     from ._config import ManagerConfig as ManagerConfig
+    from ._config import MetricsConfig as MetricsConfig
     from ._config import PluginConfig as PluginConfig
     from ._config import RateLimitConfig as RateLimitConfig
     from ._config import RetryConfig as RetryConfig
@@ -97,6 +99,8 @@ if TYPE_CHECKING:
     from ._errors import RequestValidationError as RequestValidationError
     from ._errors import ResponseValidationError as ResponseValidationError
     from ._errors import SecurityError as SecurityError
+    from ._observe import ManagerMetrics as ManagerMetrics
+    from ._observe import PluginMetrics as PluginMetrics
     from ._policies import BreakerListener as BreakerListener
     from ._policies import BreakerState as BreakerState
     from ._policies import BreakerStateChange as BreakerStateChange
@@ -131,9 +135,12 @@ _LAZY: dict[str, str] = {
     "HealthCheckConfig": "._config",
     "ManagerBuilder": "._builder",
     "ManagerConfig": "._config",
+    "ManagerMetrics": "._observe",
+    "MetricsConfig": "._config",
     "PluginConfig": "._config",
     "PluginHandle": "._handle",
     "PluginManager": "._sync",
+    "PluginMetrics": "._observe",
     "PluginSource": "._sources",
     "RateLimitConfig": "._config",
     "RetryConfig": "._config",
@@ -151,7 +158,7 @@ _LAZY: dict[str, str] = {
 }
 
 # The public namespaces: modules that only re-export, imported on first use.
-_NAMESPACES = frozenset({"config", "errors", "policies", "sdk", "security", "testing"})
+_NAMESPACES = frozenset({"config", "errors", "observe", "policies", "sdk", "security", "testing"})
 
 # Names that were top-level before the namespaces: name -> the namespace that holds it now.
 # They resolve (with a DeprecationWarning) for one release, and are not in __all__ or dir().
@@ -219,6 +226,8 @@ __all__ = [
     "HealthStatus",
     "ManagerBuilder",
     "ManagerConfig",
+    "ManagerMetrics",
+    "MetricsConfig",
     "OutcomeUnknownError",
     "Plugin",
     "PluginConfig",
@@ -226,6 +235,7 @@ __all__ = [
     "PluginHandle",
     "PluginInfo",
     "PluginManager",
+    "PluginMetrics",
     "PluginNotFoundError",
     "PluginSource",
     "PluginTimeoutError",

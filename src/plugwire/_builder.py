@@ -12,6 +12,7 @@ from ._config import (
     ConnectionConfig,
     HealthCheckConfig,
     ManagerConfig,
+    MetricsConfig,
     PluginConfig,
     RateLimitConfig,
     RetryConfig,
@@ -28,7 +29,7 @@ from ._types import LoggerLike, ReqT, RespT
 __all__ = ["ManagerBuilder", "development", "production", "simple"]
 
 Profile = Literal["simple", "development", "production"]
-SectionT = TypeVar("SectionT", CircuitBreakerConfig, RetryConfig, RateLimitConfig, HealthCheckConfig)
+SectionT = TypeVar("SectionT", CircuitBreakerConfig, RetryConfig, RateLimitConfig, HealthCheckConfig, MetricsConfig)
 
 # How the profiles differ (README: development = verbose logging and longer timeouts;
 # production = shorter timeouts). Anything not listed keeps the README's defaults.
@@ -38,18 +39,21 @@ _PROFILES: dict[Profile, dict[str, Any]] = {
         "request_timeout": 30.0,
         "connection_timeout": 10.0,
         "health_interval": 30.0,
+        "metrics": False,
     },
     "development": {
         "log_level": "debug",
         "request_timeout": 120.0,
         "connection_timeout": 30.0,
         "health_interval": 60.0,
+        "metrics": False,
     },
     "production": {
         "log_level": "warning",
         "request_timeout": 10.0,
         "connection_timeout": 5.0,
         "health_interval": 15.0,
+        "metrics": True,
     },
 }
 
@@ -73,6 +77,7 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         self._request_timeout: float = settings["request_timeout"]
         self._connection_timeout: float = settings["connection_timeout"]
         self._health_interval: float = settings["health_interval"]
+        self._metrics = MetricsConfig(enabled=settings["metrics"])
         self._logger: LoggerLike | None = None
         self._plugins: list[tuple[PluginSource, str, PluginConfig | None]] = []
         self._security = SecurityConfig()
@@ -136,6 +141,16 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         )
         return self
 
+    def with_metrics(self, config: MetricsConfig | None = None, /, **settings: Any) -> Self:
+        """Count every call, its outcome and its latency (README `WithMetrics()`): read them
+        with `manager.get_metrics()` or an exporter. `production()` has them on already.
+
+        Args:
+            config: A `MetricsConfig`; or its fields as keywords (`buckets=(...)`).
+        """
+        self._metrics = msgspec.structs.replace(_section("with_metrics", MetricsConfig, config, settings), enabled=True)
+        return self
+
     def with_circuit_breaker(self, config: CircuitBreakerConfig | None = None, /, **settings: Any) -> Self:
         """Give every plugin this circuit breaker (a `CircuitBreakerConfig`, or its fields).
 
@@ -190,7 +205,7 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         return self._logger
 
     def _config(self) -> ManagerConfig:
-        return ManagerConfig(log_level=self._log_level, security=self._security)
+        return ManagerConfig(log_level=self._log_level, security=self._security, metrics=self._metrics)
 
     def build(self) -> AsyncPluginManager[ReqT, RespT]:
         """An `AsyncPluginManager`; `async with` it to start the plugins."""
@@ -234,7 +249,7 @@ def development(
 def production(
     request_type: type[ReqT], response_type: type[RespT], *, clock: Clock | None = None
 ) -> ManagerBuilder[ReqT, RespT]:
-    """A builder for production: warnings only and shorter timeouts (10 s per call)."""
+    """A builder for production: warnings only, shorter timeouts (10 s per call), metrics on."""
     return ManagerBuilder(request_type, response_type, "production", clock=clock)
 
 

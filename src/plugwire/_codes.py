@@ -108,6 +108,12 @@ class ErrorCode(enum.IntEnum):
     HANDSHAKE_FAILED = 2005
     NO_COMMON_VERSION = 2006
     UNKNOWN_METHOD = 2007
+    # 2100 observability (metrics exporters, tracing)
+    OBSERVABILITY = 2100
+    METRICS_DISABLED = 2101
+    EXPORTER_START_FAILED = 2102
+    EXPORTER_ADDRESS_IN_USE = 2103
+    EXPORTER_ALREADY_REGISTERED = 2104
 
 
 class RequestSent(enum.Enum):

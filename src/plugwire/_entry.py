@@ -11,7 +11,8 @@ from ._config import PluginConfig
 from ._errors import ErrorCode, PluginError, ProcessError, RequestValidationError, TransportError
 from ._health import HealthMonitor
 from ._models import ExecutionContext, HealthStatus, PluginInfo, Transport
-from ._policies import BreakerListener, CircuitBreaker, Policy, build_pipeline, make_breaker
+from ._observe.metrics import CallCounters, PluginMetrics
+from ._policies import BreakerListener, CallPipeline, CircuitBreaker, Policy, build_call_pipeline, compose, make_breaker
 from ._transports.base import BaseTransport
 from ._transports.subprocess import SubprocessTransport
 from ._types import LoggerLike
@@ -23,17 +24,20 @@ _NOT_THERE_YET = frozenset({ErrorCode.PROCESS_EXITED_DURING_START, ErrorCode.PRO
 
 
 class PluginEntry:
-    """One registered plugin: its transport, its pipeline and its in-flight count."""
+    """One registered plugin: its transport, its pipeline, its in-flight count and, with
+    metrics on, its call counters."""
 
     __slots__ = (
         "attempt_timeout",
         "breaker",
         "config",
+        "counters",
         "handler",
         "idle_waiters",
         "inflight",
         "info",
         "monitor",
+        "pipeline",
         "transport",
     )
 
@@ -47,7 +51,11 @@ class PluginEntry:
         self.info = info
         self.monitor = monitor
         self.breaker: CircuitBreaker | None = None
+        self.pipeline: CallPipeline | None = None
         self.handler: Any = None
+        #: The call counters (None while metrics are off): `execute` adds each call's outcome
+        #: and duration, the pipeline its retries.
+        self.counters: CallCounters | None = None
         self.inflight = 0
         # Futures of those waiting for `inflight` to reach 0 (`wait_idle`); a call only looks
         # at this list when it ends the last call in flight, so calls pay for no event.
@@ -71,6 +79,48 @@ class PluginEntry:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    def count_calls(self, counters: CallCounters) -> None:
+        """Turn metrics on for this plugin: from now on its calls are counted in `counters`."""
+        self.counters = counters
+        if self.pipeline is not None:
+            self.pipeline.counters = counters
+
+    def metrics(self) -> PluginMetrics:
+        """A snapshot of this plugin's counters (metrics must be on: `counters` set)."""
+        counters = self.counters
+        assert counters is not None, "metrics are off for this plugin"
+        monitor = self.monitor
+        breaker = self.breaker
+        by_code = dict(counters.failures_by_code)
+        succeeded = counters.successes
+        failed = counters.failures
+        ended = succeeded + failed
+        duration = counters.histogram()
+        return PluginMetrics(
+            name=self.config.name,
+            transport=self.config.transport.value,
+            status=monitor.last.status,
+            requests_total=ended + counters.cancelled + self.inflight,
+            requests_success=succeeded,
+            requests_failure=failed,
+            requests_cancelled=counters.cancelled,
+            active_requests=self.inflight,
+            failures_by_code=by_code,
+            retries=counters.retries,
+            rate_limited=by_code.get(ErrorCode.RATE_LIMITED, 0),
+            circuit_breaker_rejections=by_code.get(ErrorCode.CIRCUIT_OPEN, 0),
+            circuit_breaker_trips=breaker.trips if breaker is not None else 0,
+            circuit_breaker_state=breaker.state.value if breaker is not None else "disabled",
+            health_checks=monitor.checks,
+            health_check_failures=monitor.failed_checks,
+            health_check_latency=monitor.last.response_time,
+            restarts=monitor.restarts + self.transport.crash_restarts(),
+            processes=self.transport.processes(),
+            duration=duration,
+            response_time=duration.mean,
+            error_rate=failed / ended if ended else 0.0,
+        )
 
     def _restarted(self, info: PluginInfo) -> None:
         self.info = info
@@ -97,9 +147,11 @@ class PluginEntry:
         logger: LoggerLike,
         policies: Sequence[Policy],
         breaker_listeners: Sequence[BreakerListener],
+        counters: CallCounters | None = None,
     ) -> PluginEntry:
         """The entry of a started `transport`: its health monitor, breaker and pipeline (the
-        user's `policies` outermost, then the ones `config` turns on)."""
+        user's `policies` outermost, then the ones `config` turns on); `counters` when
+        metrics are on."""
         monitor = HealthMonitor(
             config.name,
             transport,
@@ -113,14 +165,17 @@ class PluginEntry:
         if isinstance(transport, SubprocessTransport):
             transport.listeners.append(entry._lifecycle)
         entry.breaker = make_breaker(config, clock=clock, listeners=breaker_listeners, logger=logger)
-        entry.handler = build_pipeline(
+        entry.counters = counters
+        entry.pipeline = build_call_pipeline(
             config,
             transport.call,
-            extra=policies,
             clock=clock,
             breaker=entry.breaker,
             transport_timeouts=transport.enforces_timeout,
+            counters=counters,
         )
+        # A bound method when there are no user policies: what `execute` calls on every call.
+        entry.handler = compose(policies, entry.pipeline.run)
         return entry
 
 

@@ -55,11 +55,14 @@ __all__ = [
     "ConfigFileError",
     "ErrorCode",
     "ExecutionError",
+    "ExporterError",
     "HealthError",
     "InvalidPluginError",
     "ManagerClosedError",
     "ManagerNotStartedError",
+    "MetricsDisabledError",
     "MissingDependencyError",
+    "ObservabilityError",
     "OutcomeUnknownError",
     "PluginAlreadyRegisteredError",
     "PluginConnectingError",
@@ -342,6 +345,27 @@ class ProtocolError(PluginError):
     code_range = (2000, 2099)
 
 
+class ObservabilityError(PluginError):
+    """Metrics or tracing could not do what was asked (an exporter's port is taken, metrics
+    are off). Never raised by a call: exporters and tracing fail apart from the call path."""
+
+    default_code = ErrorCode.OBSERVABILITY
+    code_range = (2100, 2199)
+
+
+class MetricsDisabledError(ObservabilityError):
+    """Metrics were read while they are off (turn them on with `with_metrics()`, the
+    config's `metrics.enabled`, or by registering an exporter)."""
+
+    default_code = ErrorCode.METRICS_DISABLED
+
+
+class ExporterError(ObservabilityError):
+    """A metrics exporter could not start (its port is in use, its endpoint is invalid)."""
+
+    default_code = ErrorCode.EXPORTER_START_FAILED
+
+
 _FAMILIES: tuple[type[PluginError], ...] = (
     ConfigError,
     AuthenticationError,
@@ -354,6 +378,7 @@ _FAMILIES: tuple[type[PluginError], ...] = (
     SecurityError,
     ProcessError,
     ProtocolError,
+    ObservabilityError,
 )
 
 

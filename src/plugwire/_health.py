@@ -83,6 +83,7 @@ class HealthMonitor:
         last: The status after the latest check (what `list_plugins()` reports).
         offline: True while the plugin is offline (calls to it fail fast).
         failures: Consecutive failed checks.
+        failed_checks: Failed checks since the monitor started (never reset).
         restarts: Restarts made so far.
         transitions: How many times each (old, new) status change happened.
     """
@@ -112,6 +113,7 @@ class HealthMonitor:
         self.failures = 0
         self.restarts = 0
         self.checks = 0
+        self.failed_checks = 0
         self.transitions: collections.Counter[tuple[Status, Status]] = collections.Counter()
         self._restarts_in_row = 0
         self._restart_failed = False
@@ -243,6 +245,7 @@ class HealthMonitor:
         if reported is not None:
             why = f"plugin reports {reported.status.value}: {reported.message}"
         self.failures += 1
+        self.failed_checks += 1
         if reported is not None and reported.status is Status.OFFLINE and self.config.enabled:
             return self._set(Status.OFFLINE, why, elapsed, reported.metadata)
         if not self.config.enabled:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Generic
@@ -30,13 +31,17 @@ from ._errors import (
     ConfigError,
     ErrorCode,
     ExecutionError,
+    ExporterError,
     ManagerClosedError,
+    MetricsDisabledError,
+    ObservabilityError,
     PluginError,
     RequestSent,
 )
 from ._guard import SecurityGuard
 from ._handle import PluginHandle
 from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, _request_ids
+from ._observe import CallCounters, ManagerMetrics, MetricsExporter
 from ._policies import BreakerListener, CircuitBreaker, Policy
 from ._registry import PluginRegistry
 from ._sdk.adapter import PluginAdapter
@@ -48,6 +53,8 @@ from ._types import LoggerLike, ReqT, RespT
 __all__ = ["AsyncPluginManager", "PluginHandle"]
 
 _EMPTY_CONTEXT = ExecutionContext()
+_clock = time.perf_counter  # what a call's duration is measured with (metrics on)
+_EXPORTER_CLOSE_LIMIT = 10.0  # seconds the manager waits for one exporter's `aclose`
 
 
 class AsyncPluginManager(Generic[ReqT, RespT]):
@@ -102,6 +109,11 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._shutdown_task: asyncio.Task[None] | None = None
         #: The manager's own task: the shutdown (it runs to its end if its caller is cancelled).
         self._tasks = TaskOwner("plugwire-manager")
+        #: Metrics (docs/observability.md): counters per plugin while on, the exporters that
+        #: read them, and the snapshot taken when the shutdown had drained the calls.
+        self._metrics_on = self.config.metrics.enabled
+        self._exporters: list[MetricsExporter] = []
+        self._final_metrics: ManagerMetrics | None = None
         self._guard = SecurityGuard(
             self.config, self.logger, lambda: [e.config for e in self._entries.values()], self._refuse
         )
@@ -165,7 +177,10 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                     await entry.wait_idle()
         except TimeoutError:
             self._log("warning", f"shutdown: in-flight calls still running after {timeout:g}s; closing")
+        if self._metrics_on:  # what `get_metrics()` and the exporters' last export report from now on
+            self._final_metrics = self._snapshot(entries)
         await asyncio.gather(*(self._close_entry(entry) for entry in entries))
+        await asyncio.gather(*(self._close_exporter(exporter) for exporter in self._exporters))
         await self._guard.aclose()
         await self._tasks.aclose()  # (this task itself is not waited for)
         self._log("info", f"shutdown complete ({len(entries)} plugins closed)")
@@ -275,6 +290,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             logger=self.logger,
             policies=self._policies,
             breaker_listeners=self._breaker_listeners,
+            counters=CallCounters(self.config.metrics.buckets) if self._metrics_on else None,
         )
         if unreachable is not None:
             entry.monitor.begin_connecting(unreachable)
@@ -359,43 +375,53 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         if entry is None:
             self._check_open()
             entry = self._registry.lookup(name)  # raises: disabled (1202), not started (1209), not found (1201)
+        # With metrics on, every call from here on ends in the counters: succeeded, failed
+        # (by code) or cancelled, with its duration.
+        counters = entry.counters
         if entry.monitor.offline:
-            raise entry.monitor.unavailable()
-        if context is not None and (context.headers or context.metadata):
-            check_context(context, name)
-        ctx = context or _EMPTY_CONTEXT
-        if not ctx.request_id:  # `ctx.with_request_id()` inlined: a frame fewer per call
-            ctx = replace(ctx, request_id=next(_request_ids.counter).to_bytes(16, "big").hex())
-        transport = entry.transport
-        payload = self._request_codec.encode(request) if transport.wants_bytes else request
-        # The attempt's timeout as the timeout policy will set it, so that it need not copy
-        # the call to do so (it still cuts it to an overall deadline, which copies).
-        timeout = entry.attempt_timeout if ctx.timeout is None else ctx.timeout
-        call = Call(name, payload, ctx, self._request_codec.codec, timeout)
+            error: PluginError = entry.monitor.unavailable()
+            if counters is not None:
+                counters.failed(error.code, 0.0)
+            raise error
+        started = _clock() if counters is not None else 0.0
         entry.inflight += 1
         try:
-            raw = await entry.handler(call)
+            if context is not None and (context.headers or context.metadata):
+                check_context(context, name)
+            ctx = context or _EMPTY_CONTEXT
+            if not ctx.request_id:  # `ctx.with_request_id()` inlined: a frame fewer per call
+                ctx = replace(ctx, request_id=next(_request_ids.counter).to_bytes(16, "big").hex())
+            transport = entry.transport
+            payload = self._request_codec.encode(request) if transport.wants_bytes else request
+            # The attempt's timeout as the timeout policy will set it, so that it need not
+            # copy the call to do so (it still cuts it to an overall deadline, which copies).
+            timeout = entry.attempt_timeout if ctx.timeout is None else ctx.timeout
+            raw = await entry.handler(Call(name, payload, ctx, self._request_codec.codec, timeout))
+            result: RespT = self._response_codec.decode(raw) if transport.wants_bytes else raw
         except PluginError as exc:
             if exc.plugin is None:
                 exc.plugin = name
             if isinstance(exc, AuthenticationError):
                 self._guard.record(AuditEvent.AUTH_FAILURE, name, code=exc.code, error=exc.message)
+            if counters is not None:
+                counters.failed(exc.code, _clock() - started)
             raise
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            if counters is not None:
+                counters.cancelled += 1
             raise
         except Exception as exc:  # from a user's policy or transport, at an unknown point of the call
-            raise ExecutionError(f"{type(exc).__name__}: {exc}", plugin=name, request_sent=RequestSent.MAYBE) from exc
+            failure = ExecutionError(f"{type(exc).__name__}: {exc}", plugin=name, request_sent=RequestSent.MAYBE)
+            if counters is not None:
+                counters.failed(failure.code, _clock() - started)
+            raise failure from exc
         finally:
             entry.inflight -= 1
             if not entry.inflight and entry.idle_waiters:
                 entry.wake_idle()
-        if not transport.wants_bytes:
-            return raw  # type: ignore[no-any-return]
-        try:
-            return self._response_codec.decode(raw)
-        except PluginError as exc:
-            exc.plugin = name
-            raise
+        if counters is not None:
+            counters.succeeded(_clock() - started)
+        return result
 
     async def execute_with_options(self, name: str, context: ExecutionContext, request: ReqT) -> RespT:
         """The README's `ExecuteWithOptions`: `execute` with an explicit context."""
@@ -437,6 +463,99 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             PluginNotFoundError: 1201.
         """
         return self._registry.lookup(name).breaker
+
+    # ------------------------------------------------------------------ metrics
+    @property
+    def metrics_enabled(self) -> bool:
+        """Whether calls are counted (`metrics.enabled`, `with_metrics()`, or an exporter)."""
+        return self._metrics_on
+
+    def get_metrics(self) -> ManagerMetrics:
+        """The README's `GetMetrics()`: every running plugin's counters, latency histogram
+        and health, and the manager-level totals, as one frozen snapshot.
+
+        Cheap enough to call every second (no health check is made, no lock is taken: it
+        reads the counters the calls add to). After `shutdown` it returns the snapshot taken
+        once the in-flight calls had ended.
+
+        Raises:
+            MetricsDisabledError: Metrics are off (2101): turn them on with
+                `with_metrics()`, the config's `metrics.enabled`, or an exporter.
+        """
+        if not self._metrics_on:
+            raise MetricsDisabledError(
+                "metrics are off: turn them on with with_metrics(), the config's metrics.enabled: true, "
+                "or register_metrics_exporter()"
+            )
+        if self._final_metrics is not None:
+            return self._final_metrics
+        return self._snapshot(self._entries.values())
+
+    # The README's Go name, for those who look for it.
+    metrics = get_metrics
+
+    def _snapshot(self, entries: Any) -> ManagerMetrics:
+        plugins = {entry.config.name: entry.metrics() for entry in entries if entry.counters is not None}
+        return ManagerMetrics.of(self.config.metrics.buckets, plugins)
+
+    def _enable_metrics(self) -> None:
+        """Count calls from now on, for every plugin running and every one registered later."""
+        if self._metrics_on:
+            return
+        self._metrics_on = True
+        for entry in self._entries.values():
+            entry.count_calls(CallCounters(self.config.metrics.buckets))
+        self._log("info", "metrics enabled")
+
+    async def register_metrics_exporter(self, exporter: MetricsExporter) -> None:
+        """Start `exporter` on this manager's metrics (README `RegisterMetricsExporter`).
+
+        Turns metrics on if they were off. The exporter reads `get_metrics()` when it needs
+        numbers (a scrape, its export timer), never on the call path, and is closed when the
+        manager shuts down (after the last in-flight call, so its last export has them all).
+
+        Args:
+            exporter: A `PrometheusExporter`, an `OTLPExporter`, or any object with
+                `async start(source)` and `async aclose()` (`plugwire.observe.MetricsExporter`).
+
+        Raises:
+            ConfigError: `exporter` is not an exporter (1002).
+            ObservabilityError: It is registered already (2104).
+            ExporterError: It could not start, e.g. its port is in use (2102, 2103).
+            ManagerClosedError: The manager is shut down (1208).
+        """
+        if not isinstance(exporter, MetricsExporter):
+            raise ConfigError(
+                f"register_metrics_exporter: expected an object with async start(source) and aclose(), "
+                f"got {type(exporter).__name__}",
+                code=ErrorCode.CONFIG_WRONG_TYPE,
+            )
+        self._check_open()
+        if any(known is exporter for known in self._exporters):
+            raise ObservabilityError(
+                f"{type(exporter).__name__} is registered already", code=ErrorCode.EXPORTER_ALREADY_REGISTERED
+            )
+        self._enable_metrics()
+        try:
+            await exporter.start(self.get_metrics)
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise ExporterError(f"{type(exporter).__name__} failed to start: {type(exc).__name__}: {exc}") from exc
+        self._exporters.append(exporter)
+        if self._closing:  # shut down while it started: it must not outlive the manager
+            await self._close_exporter(exporter)
+            raise ManagerClosedError("the manager is shut down")
+
+    async def _close_exporter(self, exporter: MetricsExporter) -> None:
+        """Close one exporter, bounded; a failure is logged, never raised into the shutdown."""
+        try:
+            async with asyncio.timeout(_EXPORTER_CLOSE_LIMIT):
+                await exporter.aclose()
+        except TimeoutError:
+            self._log("error", f"{type(exporter).__name__} did not close within {_EXPORTER_CLOSE_LIMIT:g}s")
+        except Exception as exc:
+            self._log("error", f"{type(exporter).__name__} failed to close: {type(exc).__name__}: {exc}")
 
     def __contains__(self, name: object) -> bool:
         return name in self._registry

@@ -17,6 +17,7 @@ from ._config import ManagerConfig, PluginConfig, SecurityConfig
 from ._errors import ManagerClosedError
 from ._manager import AsyncPluginManager, PluginHandle
 from ._models import ExecutionContext, HealthStatus, PluginInfo
+from ._observe import ManagerMetrics, MetricsExporter
 from ._policies import BreakerListener, BreakerState, Policy
 from ._security import AuditLog, SecurityEngine
 from ._sources import PluginSource
@@ -178,6 +179,25 @@ class PluginManager(Generic[ReqT, RespT]):
     def health(self) -> dict[str, HealthStatus]:
         """See `AsyncPluginManager.health`."""
         return self._call(self._async.health())
+
+    def get_metrics(self) -> ManagerMetrics:
+        """See `AsyncPluginManager.get_metrics` (read on the manager's loop)."""
+
+        async def snapshot() -> ManagerMetrics:
+            return self._async.get_metrics()
+
+        return self._call(snapshot())
+
+    metrics = get_metrics
+
+    @property
+    def metrics_enabled(self) -> bool:
+        """See `AsyncPluginManager.metrics_enabled`."""
+        return self._async.metrics_enabled
+
+    def register_metrics_exporter(self, exporter: MetricsExporter) -> None:
+        """See `AsyncPluginManager.register_metrics_exporter`."""
+        self._call(self._async.register_metrics_exporter(exporter))
 
     def enable_plugin_security(self, config: SecurityConfig, *, exec_dir: str | None = None) -> None:
         """See `AsyncPluginManager.enable_plugin_security`."""

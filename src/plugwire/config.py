@@ -11,6 +11,7 @@ from ._config import CircuitBreakerConfig as CircuitBreakerConfig
 from ._config import ConnectionConfig as ConnectionConfig
 from ._config import HealthCheckConfig as HealthCheckConfig
 from ._config import ManagerConfig as ManagerConfig
+from ._config import MetricsConfig as MetricsConfig
 from ._config import PluginConfig as PluginConfig
 from ._config import RateLimitConfig as RateLimitConfig
 from ._config import RetryConfig as RetryConfig
@@ -27,6 +28,7 @@ __all__ = [
     "ConnectionConfig",
     "HealthCheckConfig",
     "ManagerConfig",
+    "MetricsConfig",
     "PluginConfig",
     "RateLimitConfig",
     "RestartPolicy",

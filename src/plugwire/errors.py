@@ -14,11 +14,14 @@ from ._errors import ConfigError as ConfigError
 from ._errors import ConfigFileError as ConfigFileError
 from ._errors import ErrorCode as ErrorCode
 from ._errors import ExecutionError as ExecutionError
+from ._errors import ExporterError as ExporterError
 from ._errors import HealthError as HealthError
 from ._errors import InvalidPluginError as InvalidPluginError
 from ._errors import ManagerClosedError as ManagerClosedError
 from ._errors import ManagerNotStartedError as ManagerNotStartedError
+from ._errors import MetricsDisabledError as MetricsDisabledError
 from ._errors import MissingDependencyError as MissingDependencyError
+from ._errors import ObservabilityError as ObservabilityError
 from ._errors import OutcomeUnknownError as OutcomeUnknownError
 from ._errors import PluginAlreadyRegisteredError as PluginAlreadyRegisteredError
 from ._errors import PluginConnectingError as PluginConnectingError
@@ -46,11 +49,14 @@ __all__ = [
     "ConfigFileError",
     "ErrorCode",
     "ExecutionError",
+    "ExporterError",
     "HealthError",
     "InvalidPluginError",
     "ManagerClosedError",
     "ManagerNotStartedError",
+    "MetricsDisabledError",
     "MissingDependencyError",
+    "ObservabilityError",
     "OutcomeUnknownError",
     "PluginAlreadyRegisteredError",
     "PluginConnectingError",

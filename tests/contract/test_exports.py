@@ -16,6 +16,7 @@ import pytest
 import plugwire
 import plugwire.config
 import plugwire.errors
+import plugwire.observe
 import plugwire.policies
 import plugwire.sdk
 import plugwire.security
@@ -24,6 +25,7 @@ import plugwire.testing
 NAMESPACES: dict[str, ModuleType] = {
     "config": plugwire.config,
     "errors": plugwire.errors,
+    "observe": plugwire.observe,
     "policies": plugwire.policies,
     "sdk": plugwire.sdk,
     "security": plugwire.security,

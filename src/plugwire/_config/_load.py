@@ -392,6 +392,14 @@ def _check_semantics(config: ManagerConfig) -> None:
             )
         seen[plugin.name] = index
         check_plugin_config(plugin, here)
+    bounds = config.metrics.buckets
+    for index in range(1, len(bounds)):
+        if bounds[index] <= bounds[index - 1]:
+            raise ConfigError(
+                f"metrics.buckets[{index}]: bucket bounds must increase strictly, got {bounds[index]!r} "
+                f"after {bounds[index - 1]!r}",
+                code=ErrorCode.CONFIG_INVALID_VALUE,
+            )
     level = config.log_level.lower()
     if level not in {"debug", "info", "warning", "error", "critical"}:
         raise ConfigError(

@@ -17,6 +17,7 @@ __all__ = [
     "ConnectionConfig",
     "HealthCheckConfig",
     "ManagerConfig",
+    "MetricsConfig",
     "PluginConfig",
     "RateLimitConfig",
     "RetryConfig",
@@ -199,6 +200,28 @@ class TracingConfig(_Config, frozen=True):
     sample_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 1.0
 
 
+# The histogram's default bucket bounds (`plugwire._observe.metrics.DEFAULT_BUCKETS`, kept
+# equal by a test): the config layer sits below observability and does not import it.
+_DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class MetricsConfig(_Config, frozen=True):
+    """Per-plugin call metrics (README `WithMetrics()`; see docs/observability.md).
+
+    Attributes:
+        enabled: Count calls and time them into the latency histogram. Off by default
+            (`production()` and `with_metrics()` turn it on, and so does registering an
+            exporter); health, breaker and restart counts are kept either way.
+        buckets: Upper bounds, in seconds, of the latency histogram's buckets: positive and
+            strictly increasing (a +Inf bucket is always added).
+    """
+
+    enabled: bool = False
+    buckets: tuple[Annotated[float, msgspec.Meta(gt=0)], ...] = _DEFAULT_BUCKETS
+
+
 class ManagerConfig(_Config, frozen=True):
     """Everything a manager needs: global settings and the plugins to register."""
 
@@ -207,6 +230,7 @@ class ManagerConfig(_Config, frozen=True):
     plugins: tuple[PluginConfig, ...] = ()
     security: SecurityConfig = msgspec.field(default_factory=SecurityConfig)
     tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ManagerConfig:

@@ -18,7 +18,7 @@ from .breaker import (
     default_error_classifier,
 )
 from .chain import Handler, Policy, compose
-from .pipeline import CallPipeline, build_pipeline
+from .pipeline import CallPipeline, build_call_pipeline, build_pipeline
 from .ratelimit import RateLimiter, TokenBucket
 from .retry import RetrySchedule, is_retryable
 from .timeout import AttemptTimeout
@@ -37,6 +37,7 @@ __all__ = [
     "RetrySchedule",
     "Ticket",
     "TokenBucket",
+    "build_call_pipeline",
     "build_pipeline",
     "compose",
     "default_error_classifier",

@@ -5,16 +5,17 @@ the breaker, the retry schedule and the attempt timeout are plain objects it ask
 (`RateLimiter.acquire`, `CircuitBreaker.admit`/`record_*`, `RetrySchedule.next_delay`,
 `AttemptTimeout`). User policies (`Policy`) wrap it from outside (`build_pipeline`).
 
-Observability: the lines marked ``# observe:`` are where per-call counters and spans go
-(calls admitted or refused, attempts, retries and their delays, outcomes). They are comments
-today, so the call path costs nothing for them.
+Observability: the manager counts each call's outcome and duration around the pipeline
+(`_observe.metrics.CallCounters`); the pipeline adds only what happens inside it, the retries,
+on the retry path, when `counters` is set. Spans wrap the pipeline and its terminal from
+outside. The lines marked ``# observe:`` name the other points of the algorithm.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from msgspec.structs import replace
 
@@ -28,7 +29,14 @@ from .ratelimit import RateLimiter
 from .retry import RetrySchedule
 from .timeout import AttemptTimeout
 
-__all__ = ["CallPipeline", "build_pipeline"]
+__all__ = ["CallPipeline", "build_call_pipeline", "build_pipeline"]
+
+
+class RetryCounter(Protocol):
+    """Where the pipeline counts retries (`_observe.metrics.CallCounters`, a layer above)."""
+
+    retries: int
+
 
 _NO_RETRIES = RetryConfig(max_retries=0)
 _NO_BREAKER: Ticket = (0, None)  # the ticket of a call no breaker admitted: never a trial
@@ -49,9 +57,10 @@ class CallPipeline:
         breaker: The circuit breaker, or None.
         retry: When to retry; default: never, unless a call's context asks.
         timeout: The attempt timeout; default: none per attempt (the deadline still holds).
+        counters: Where retries are counted (metrics on), or None.
     """
 
-    __slots__ = ("breaker", "clock", "limiter", "retry", "terminal", "timeout")
+    __slots__ = ("breaker", "clock", "counters", "limiter", "retry", "terminal", "timeout")
 
     def __init__(
         self,
@@ -62,15 +71,17 @@ class CallPipeline:
         breaker: CircuitBreaker | None = None,
         retry: RetrySchedule | None = None,
         timeout: AttemptTimeout | None = None,
+        counters: RetryCounter | None = None,
     ) -> None:
         self.terminal = terminal
+        self.counters = counters
         self.clock = clock
         self.limiter = limiter
         self.breaker = breaker
         self.retry = retry if retry is not None else RetrySchedule(_NO_RETRIES, clock)
         self.timeout = timeout if timeout is not None else AttemptTimeout(None, clock)
 
-    async def run(self, call: Call) -> Any:
+    async def run(self, call: Call) -> Any:  # noqa: PLR0915 (the whole algorithm in one method, on purpose)
         """Send `call` through the policies to the transport; return the encoded response.
 
         Raises:
@@ -139,7 +150,8 @@ class CallPipeline:
                 )
                 if delay is None:
                     raise failure
-                # observe: retry after `delay`
+                if self.counters is not None:
+                    self.counters.retries += 1
                 if delay > 0:
                     await self.clock.sleep(delay)
                 call = replace(call, attempt=call.attempt + 1)
@@ -166,9 +178,27 @@ def build_pipeline(
     rng: Callable[[], float] = random.random,
     transport_timeouts: bool = False,
 ) -> Handler:
-    """The call path of one plugin: the user's policies (`extra`, outermost first) around
-    its `CallPipeline` (rate limit → breaker → attempts with retry and timeout) around
-    `terminal` (the transport).
+    """`build_call_pipeline` with the user's policies (`extra`, outermost first) around it:
+    the handler the manager calls."""
+    pipeline = build_call_pipeline(
+        config, terminal, clock=clock, breaker=breaker, rng=rng, transport_timeouts=transport_timeouts
+    )
+    # A bound method: what the manager (or the innermost user policy) calls on every call.
+    return compose(extra, pipeline.run)
+
+
+def build_call_pipeline(
+    config: PluginConfig,
+    terminal: Handler,
+    *,
+    clock: Clock = system_clock,
+    breaker: CircuitBreaker | None = None,
+    rng: Callable[[], float] = random.random,
+    transport_timeouts: bool = False,
+    counters: RetryCounter | None = None,
+) -> CallPipeline:
+    """The `CallPipeline` of one plugin (rate limit → breaker → attempts with retry and
+    timeout) around `terminal` (the transport).
 
     The rate limiter is built only when `rate_limit.enabled`, the breaker only when
     `circuit_breaker.enabled`: a part the config turns off costs nothing.
@@ -176,7 +206,6 @@ def build_pipeline(
     Args:
         config: The plugin's configuration.
         terminal: Delivers the call to the transport.
-        extra: User-supplied policies; they run outside the built-in ones, in order.
         clock: Where every part reads time and sleeps.
         breaker: The breaker to use (to observe it from outside); by default one is made
             from the config when enabled.
@@ -185,11 +214,12 @@ def build_pipeline(
             (`BaseTransport.enforces_timeout`); on the system clock the pipeline then sets
             no timer. On any other clock (a `FakeClock`) it keeps its own, so tests that
             move time still see timeouts: the transport times calls on the event loop's clock.
+        counters: Where retries are counted (metrics on), or None.
     """
     request_timeout = config.connection.request_timeout or None
     if breaker is None and config.circuit_breaker.enabled:
         breaker = CircuitBreaker(config.circuit_breaker, plugin=config.name, clock=clock)
-    pipeline = CallPipeline(
+    return CallPipeline(
         terminal,
         clock=clock,
         limiter=RateLimiter(config.rate_limit, clock, max_wait=request_timeout) if config.rate_limit.enabled else None,
@@ -198,6 +228,5 @@ def build_pipeline(
         timeout=AttemptTimeout(
             request_timeout, clock, transport_enforced=transport_timeouts and isinstance(clock, SystemClock)
         ),
+        counters=counters,
     )
-    # A bound method: what the manager (or the innermost user policy) calls on every call.
-    return compose(extra, pipeline.run)

@@ -54,6 +54,14 @@ class BaseTransport(abc.ABC):
     async def aclose(self) -> None:
         """Stop the plugin or disconnect from it; safe to call more than once."""
 
+    def processes(self) -> int:
+        """Live plugin processes this transport runs now (0: it runs none)."""
+        return 0
+
+    def crash_restarts(self) -> int:
+        """Processes its own supervisor started again after a crash (0 without one)."""
+        return 0
+
     async def restart(self) -> PluginInfo:
         """Recover a failing plugin: by default close it and start it again.
 

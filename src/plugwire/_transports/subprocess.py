@@ -112,6 +112,8 @@ class SubprocessTransport(BaseTransport):
         self._tasks = TaskOwner(f"plugwire-subprocess-{self.name}", close_timeout=3 * self._stop_bound)
         #: Told of crashes, restarts and going offline (the audit log listens here).
         self.listeners: list[PoolListener] = []
+        #: Crash restarts made by pools since replaced (`start` after offline, `restart`).
+        self._past_restarts = 0
 
     # --------------------------------------------------------------- lifecycle
     def _new_pool(self) -> ProcessPool:
@@ -136,6 +138,7 @@ class SubprocessTransport(BaseTransport):
                 return self._pool.info
             old, self._pool = self._pool, None
             if old is not None:  # offline or closed: replace it
+                self._past_restarts += old.restarts
                 await old.aclose()
             pool = self._new_pool()
             info = await pool.start()
@@ -155,11 +158,20 @@ class SubprocessTransport(BaseTransport):
             info = await pool.start()
             old, self._pool = self._pool, pool
             if old is not None:
+                self._past_restarts += old.restarts
                 if self._tasks.closed:  # restarted after aclose(): nothing waits in the background
                     await old.aclose()
                 else:
                     self._tasks.start(old.aclose(), name="close the replaced pool", shielded=True)
             return info
+
+    def processes(self) -> int:
+        pool = self._pool
+        return 0 if pool is None else sum(not worker.retired for worker in pool.workers)
+
+    def crash_restarts(self) -> int:
+        pool = self._pool
+        return self._past_restarts + (0 if pool is None else pool.restarts)
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
