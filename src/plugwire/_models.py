@@ -135,6 +135,9 @@ class ExecutionContext(msgspec.Struct, frozen=True, kw_only=True):
         idempotent: The call may be repeated even when its outcome is unknown.
         headers: Values passed to the plugin with the call.
         metadata: Values kept on the host side (logs, traces); also sent to the plugin.
+        traceparent: The W3C trace context of the call (`00-<trace id>-<span id>-<flags>`):
+            set by the host's tracing on each attempt (or by you, to continue a trace), sent
+            to the plugin, and seen there by its `execute`; "" when the call is not traced.
     """
 
     request_id: str = ""
@@ -144,6 +147,7 @@ class ExecutionContext(msgspec.Struct, frozen=True, kw_only=True):
     idempotent: bool = False
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    traceparent: str = ""
 
     def with_request_id(self) -> ExecutionContext:
         """Return this context with a generated request id if it has none."""

@@ -276,7 +276,11 @@ class _Servicer:
             remaining = max(request.deadline - time.time(), 0.0)
         metadata = dict(request.metadata) if request.metadata else {}
         ctx = ExecutionContext(
-            request_id=request.request_id or new_request_id(), timeout=remaining, headers=metadata, metadata=metadata
+            request_id=request.request_id or new_request_id(),
+            timeout=remaining,
+            headers=metadata,
+            metadata=metadata,
+            traceparent=metadata.get("traceparent", ""),
         )
         task = asyncio.current_task()
         assert task is not None  # grpc runs every handler in a task

@@ -222,6 +222,7 @@ class StdioServer(asyncio.BufferedProtocol):
             timeout=remaining,
             headers=wire_ctx.headers,
             metadata=wire_ctx.metadata,
+            traceparent=wire_ctx.traceparent,
         )
         session = self.session
         reply: ResultMsg | ErrorMsg | None = None

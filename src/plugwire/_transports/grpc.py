@@ -207,6 +207,8 @@ class GrpcTransport(BaseTransport):
             )
         ctx = call.context
         merged = {**ctx.metadata, **ctx.headers} if ctx.metadata else ctx.headers
+        if ctx.traceparent:
+            merged = {**merged, "traceparent": ctx.traceparent}
         request = self._execute_request(
             method="execute",
             payload=call.payload,

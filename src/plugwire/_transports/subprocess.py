@@ -114,6 +114,9 @@ class SubprocessTransport(BaseTransport):
         self.listeners: list[PoolListener] = []
         #: Crash restarts made by pools since replaced (`start` after offline, `restart`).
         self._past_restarts = 0
+        #: Variables added to the environment of every process started from now on (the
+        #: tracing's `OTEL_*` and `PLUGWIRE_TRACING`, set only while tracing is on).
+        self.extra_env: dict[str, str] = {}
 
     # --------------------------------------------------------------- lifecycle
     def _new_pool(self) -> ProcessPool:
@@ -206,7 +209,7 @@ class SubprocessTransport(BaseTransport):
             time.time() + timeout if timeout else 0.0,
             ctx.metadata,
             headers,
-            headers.get("traceparent", "") if headers else "",
+            ctx.traceparent or (headers.get("traceparent", "") if headers else ""),
         )
         payload = call.payload
         if call.codec != conn.codec:  # the plugin negotiated the other codec
@@ -298,7 +301,7 @@ class SubprocessTransport(BaseTransport):
             process = await PluginProcess.spawn(
                 argv,
                 name=self.name,
-                env=scrubbed_env(self.config.env, self.name),
+                env=scrubbed_env({**self.extra_env, **self.config.env}, self.name),
                 cwd=self.config.work_dir or None,
                 channel=child,
                 stderr_line_limit=self.options.stderr_line_limit,
