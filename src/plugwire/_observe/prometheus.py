@@ -71,7 +71,7 @@ class PrometheusConfig:
 
     Raises:
         ConfigError: A value is invalid; the message names the field
-            (`PrometheusConfig.port: ...`), code 1003 (wrong type) or 1004 (bad value).
+            (`PrometheusConfig.port: ...`), code 1002 (wrong type) or 1003 (bad value).
     """
 
     namespace: str = "plugwire"
@@ -446,7 +446,7 @@ class PrometheusExporter:
 
     Raises:
         MissingDependencyError: prometheus-client is not installed (1011).
-        ConfigError: `config` is not a `PrometheusConfig`, or `registry` not a registry (1003).
+        ConfigError: `config` is not a `PrometheusConfig`, or `registry` not a registry (1002).
     """
 
     def __init__(self, config: PrometheusConfig | None = None, *, registry: CollectorRegistry | None = None) -> None:
