@@ -43,6 +43,7 @@ class Scripted(plugwire.Plugin[Req, Resp]):
     def __init__(self, name: str, *, sick: bool = False) -> None:
         self.name = name
         self.sick = sick
+        self.hanging = asyncio.Semaphore(0)  # released by each call that starts to hang
 
     def info(self) -> plugwire.PluginInfo:
         return plugwire.PluginInfo(name=self.name, version="1.0.0")
@@ -51,6 +52,7 @@ class Scripted(plugwire.Plugin[Req, Resp]):
         if request.op == "fail":
             raise RuntimeError(request.text)
         if request.op == "hang":
+            self.hanging.release()
             await asyncio.Event().wait()
         return Resp(text=request.text)
 
@@ -212,7 +214,7 @@ async def test_a_scrape_counts_a_known_mix_of_calls_by_plugin_code_and_transport
     assert by_plugin(samples, p + "plugin_response_time_seconds")["echo"] > 0
     assert set(by_plugin(samples, p + "plugin_active_requests").values()) == {0}
     transports = {dict(key)["plugin"]: dict(key)["transport"] for key in samples[p + "plugin_requests_total"]}
-    assert transports == {name: "in-process" for name in ("echo", "flaky", "slow", "breaker", "sick")} | {
+    assert transports == dict.fromkeys(("echo", "flaky", "slow", "breaker", "sick"), "in-process") | {
         "proc": "executable"
     }
     processes = by_plugin(samples, p + "plugin_processes")
@@ -224,11 +226,12 @@ async def test_a_scrape_counts_a_known_mix_of_calls_by_plugin_code_and_transport
 
 async def test_active_requests_show_calls_in_flight_during_the_scrape() -> None:
     exporter = PrometheusExporter(PrometheusConfig(port=0))
-    async with builder().with_plugin("slow", Scripted("slow")).build() as manager:
+    slow = Scripted("slow")
+    async with builder().with_plugin("slow", slow).build() as manager:
         await manager.register_metrics_exporter(exporter)
         calls = [asyncio.create_task(manager.execute("slow", Req(op="hang"))) for _ in range(3)]
-        while manager.get_metrics().active_requests < 3:  # let them start (a few loop turns)
-            await asyncio.sleep(0)
+        for _ in calls:
+            await slow.hanging.acquire()
         assert exporter.url is not None
         samples = await scrape(exporter.url)
         for call in calls:
@@ -293,13 +296,15 @@ async def test_the_exporter_stops_with_the_manager_and_its_port_is_free_again() 
     async with builder().with_plugin("echo", Scripted("echo")).build() as manager:
         await manager.register_metrics_exporter(exporter)
         port, url = exporter.port, exporter.url
-        assert port is not None and url is not None
+        assert port is not None
+        assert url is not None
         await manager.execute("echo", Req(text="hi"))
         assert by_plugin(await scrape(url), "plugwire_plugin_requests_total") == {"echo": 1}
         names = [t.name for t in threading.enumerate()]
         assert f"plugwire-prometheus-{port}" in names
         assert not can_listen_on(port)
-    assert exporter.port is None and exporter.url is None
+    assert exporter.port is None
+    assert exporter.url is None
     assert f"plugwire-prometheus-{port}" not in [t.name for t in threading.enumerate()]
     assert can_listen_on(port)  # free: the server's socket is closed
     with pytest.raises(OSError):
