@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from plugwire._observe.prometheus import SERIES
+from plugwire._observe.prometheus_collector import SERIES
 from tests.support import grafana
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import plugwire
 from plugwire import ConfigError, PrometheusConfig, PrometheusExporter, Status
-from plugwire._observe.prometheus import PROMETHEUS_EXTRA_HINT, SERIES
+from plugwire._observe.prometheus import PROMETHEUS_EXTRA_HINT
+from plugwire._observe.prometheus_collector import SERIES
 from plugwire.errors import ErrorCode, ExporterError, MissingDependencyError, ObservabilityError
 from plugwire.observe import Histogram, ManagerMetrics, PluginMetrics
 
