@@ -110,6 +110,7 @@ async def auth_demo() -> None:
                 .with_plugin("backup-auth", backup)
                 .with_plugin("sloppy", SloppyAuth())
                 .with_timeout(5)
+                .with_metrics()
                 .build()
             )
             async with manager:
@@ -145,6 +146,25 @@ async def auth_calls(manager: plugwire.AsyncPluginManager[AuthRequest, AuthRespo
     heading("health")
     for name, status in (await manager.health()).items():
         show(name, f"{status.status.value}: {status.message} ({status.response_time * 1e3:.2f} ms)")
+
+    heading("metrics (manager.get_metrics(), a frozen snapshot)")
+    metrics = manager.get_metrics()
+    show(
+        "requests total / success / failure",
+        f"{metrics.requests_total} / {metrics.requests_success} / {metrics.requests_failure}",
+    )
+    latency = metrics.request_duration
+    show(
+        "latency p50 / p99 (from the histogram)",
+        f"{latency.quantile(0.5) * 1e3:.2f} ms / {latency.quantile(0.99) * 1e3:.2f} ms",
+    )
+    for name, plugin in metrics.plugins.items():
+        codes = ", ".join(f"{code}: {count}" for code, count in sorted(plugin.failures_by_code.items())) or "none"
+        show(
+            f"{name} ({plugin.transport})",
+            f"{plugin.requests_success} ok, failures {codes}, restarts {plugin.restarts}, "
+            f"{plugin.response_time * 1e3:.2f} ms mean",
+        )
 
 
 async def text_stats_demo() -> None:

@@ -94,8 +94,8 @@ def presets() -> str:
         PRESETS_BEGIN,
         "",
         "| preset | log level | request timeout (per attempt) | connect timeout | retries | circuit breaker"
-        " | health check |",
-        "|---|---|---|---|---|---|---|",
+        " | health check | metrics |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in PRESETS:
         builder = getattr(plugwire, name)(object, object)
@@ -120,7 +120,8 @@ def presets() -> str:
         )
         lines.append(
             f"| `{name}` | {builder._log_level} | {_seconds(config.connection.request_timeout)}"
-            f" | {_seconds(config.connection.connection_timeout)} | {retries} | {opens} | {checks} |"
+            f" | {_seconds(config.connection.connection_timeout)} | {retries} | {opens} | {checks}"
+            f" | {'on' if builder._metrics.enabled else 'off'} |"
         )
     lines += ["", PRESETS_END]
     return "\n".join(lines)

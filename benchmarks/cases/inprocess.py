@@ -13,14 +13,14 @@ from ..baselines.inprocess import HANDWRITTEN, REQUEST, Echo, EchoPlugin
 
 
 @asynccontextmanager
-async def _manager_execute(codec: bool) -> AsyncIterator[Op]:
+async def _manager_execute(codec: bool, manager_config: plugwire.ManagerConfig | None = None) -> AsyncIterator[Op]:
     # Every policy on (issue 5): the default pipeline plus a rate limit far above what the
     # benchmark can reach, so it is checked on every call but never refuses one.
     config = plugwire.PluginConfig(
         name="echo",
         rate_limit=plugwire.RateLimitConfig(enabled=True, requests_per_second=1e9, burst_size=1_000_000),
     )
-    manager: plugwire.AsyncPluginManager[Echo, Echo] = plugwire.AsyncPluginManager(Echo, Echo)
+    manager: plugwire.AsyncPluginManager[Echo, Echo] = plugwire.AsyncPluginManager(Echo, Echo, manager_config)
     async with manager:
         await manager.register(plugwire.in_process(EchoPlugin(), codec=codec), config=config)
         if await manager.execute("echo", REQUEST) != REQUEST:

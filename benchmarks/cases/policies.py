@@ -118,8 +118,13 @@ async def _shared_plugin(env: Env) -> AsyncIterator[_Loans]:
 
 
 @asynccontextmanager
-async def _echo_call(env: Env, policies: dict[str, Any]) -> AsyncIterator[Op]:
-    async with _shared_plugin(env) as loans, plugwire.AsyncPluginManager(Echo, Echo) as manager:
+async def _echo_call(
+    env: Env, policies: dict[str, Any], manager_config: plugwire.ManagerConfig | None = None
+) -> AsyncIterator[Op]:
+    """A manager (with `manager_config`) calling the case's shared echo plugin process with
+    the plugin config `policies`; the op sends one echo."""
+    manager: plugwire.AsyncPluginManager[Echo, Echo] = plugwire.AsyncPluginManager(Echo, Echo, manager_config)
+    async with _shared_plugin(env) as loans, manager:
         await manager.register(loans, config=plugin_config("echo", **policies))
         if await manager.execute("echo", REQUEST) != REQUEST:
             raise RuntimeError("the subprocess echo plugin answered with a different message")

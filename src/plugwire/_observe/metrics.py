@@ -107,15 +107,15 @@ class Histogram(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def merge(cls, bounds: tuple[float, ...], histograms: Iterable[Histogram]) -> Histogram:
         """One histogram holding every observation of `histograms` (all with `bounds`)."""
-        counts = [0] * (len(bounds) + 1)
-        total = 0.0
-        observed = 0
-        for histogram in histograms:
-            for index, count in enumerate(histogram.counts):
-                counts[index] += count
-            total += histogram.sum
-            observed += histogram.count
-        return cls(bounds=bounds, counts=tuple(counts), sum=total, count=observed)
+        histograms = list(histograms)
+        if not histograms:
+            return cls(bounds=bounds, counts=(0,) * (len(bounds) + 1))
+        # Bucket by bucket, summed in C (`zip` of the columns): 100 plugins' histograms merge
+        # in a few microseconds, which keeps `get_metrics()` cheap.
+        counts = tuple(map(sum, zip(*(h.counts for h in histograms), strict=True)))
+        total = math.fsum(h.sum for h in histograms)
+        observed = sum(h.count for h in histograms)
+        return cls(bounds=bounds, counts=counts, sum=total, count=observed)
 
 
 class PluginMetrics(msgspec.Struct, frozen=True, kw_only=True):
@@ -240,7 +240,7 @@ class CallCounters:
         self.failures_by_code: dict[int, int] = {}
 
     def succeeded(self, seconds: float) -> None:
-        """A call returned a valid response after `seconds`."""
+        """A call returned a valid response after `seconds` (`execute` inlines this)."""
         self.successes += 1
         self.buckets[bisect_left(self.bounds, seconds)] += 1
         self.seconds += seconds
