@@ -19,22 +19,12 @@ from prometheus_client.parser import text_string_to_metric_families
 import plugwire
 from plugwire import ExecutionContext, HealthStatus, PrometheusConfig, PrometheusExporter, Status
 from plugwire.errors import ErrorCode, ExporterError
+from tests.support.echo_types import Req, Resp
 from tests.support.procguard import python_plugin
 
 pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
-
-
-class Req(msgspec.Struct):  # what tests/support/plugins/echo_plugin.py takes
-    op: str = "echo"
-    text: str = ""
-    seconds: float = 0.0
-
-
-class Resp(msgspec.Struct):
-    text: str = ""
-    pid: int = 0
 
 
 class Scripted(plugwire.Plugin[Req, Resp]):

@@ -16,12 +16,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 import plugwire
 from plugwire import ExecutionContext, PrometheusConfig, PrometheusExporter
 from tests.support import grafana
+from tests.support.echo_types import Req, Resp
 from tests.support.procguard import python_plugin
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -37,17 +37,6 @@ pytestmark = [
 
 READY_WITHIN = 60.0  # seconds for Prometheus to open its TSDB and serve
 SCRAPED_WITHIN = 60.0  # seconds for the expected value to be scraped (every second) and queryable
-
-
-class Req(msgspec.Struct):  # what tests/support/plugins/echo_plugin.py takes
-    op: str = "echo"
-    text: str = ""
-    seconds: float = 0.0
-
-
-class Resp(msgspec.Struct):
-    text: str = ""
-    pid: int = 0
 
 
 class Echo(plugwire.Plugin[Req, Resp]):
