@@ -296,17 +296,17 @@ class PrometheusExporter:
         self._server, self._thread = server, thread
 
     async def aclose(self) -> None:
-        """Stop serving: the HTTP server is shut down and its port released (its thread
-        joined, at most 5 s), and the collector leaves the registry. Idempotent."""
+        """Stop serving: the collector leaves the registry, and the HTTP server is shut down
+        and its port released (its thread joined, at most 5 s). Idempotent."""
+        if self._started:  # first: a close cut short still leaves the registry clean
+            self._started = False
+            self.registry.unregister(self._collector)
+            self._collector.detach()
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is not None and thread is not None:
             # `shutdown` waits for the server's poll loop (up to half a second): not on the loop.
             await asyncio.to_thread(_stop_server, server, thread)
-        if self._started:
-            self._started = False
-            self.registry.unregister(self._collector)
-            self._collector.detach()
 
 
 def _stop_server(server: WSGIServer, thread: threading.Thread) -> None:
