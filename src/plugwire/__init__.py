@@ -64,6 +64,8 @@ if TYPE_CHECKING:
     from ._config import default_manager_config as default_manager_config
     from ._handle import PluginHandle as PluginHandle
     from ._manager import AsyncPluginManager as AsyncPluginManager
+    from ._observe import PrometheusConfig as PrometheusConfig
+    from ._observe import PrometheusExporter as PrometheusExporter
     from ._run import run as run
     from ._sources import PluginSource as PluginSource
     from ._sources import grpc as grpc
@@ -142,6 +144,8 @@ _LAZY: dict[str, str] = {
     "PluginManager": "._sync",
     "PluginMetrics": "._observe",
     "PluginSource": "._sources",
+    "PrometheusConfig": "._observe",
+    "PrometheusExporter": "._observe",
     "RateLimitConfig": "._config",
     "RetryConfig": "._config",
     "SecurityAuditConfig": "._config",
@@ -240,6 +244,8 @@ __all__ = [
     "PluginSource",
     "PluginTimeoutError",
     "PluginUnavailableError",
+    "PrometheusConfig",
+    "PrometheusExporter",
     "RateLimitConfig",
     "RateLimitedError",
     "RetryConfig",

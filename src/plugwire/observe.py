@@ -1,5 +1,5 @@
-"""Observability: the metrics snapshot types, what a custom exporter implements, and the
-latency histogram's default buckets (see docs/observability.md)."""
+"""Observability: the metrics snapshot types, what a custom exporter implements, the
+Prometheus exporter, and the latency histogram's default buckets (see docs/observability.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from ._observe import ManagerMetrics as ManagerMetrics
 from ._observe import MetricsExporter as MetricsExporter
 from ._observe import MetricsSource as MetricsSource
 from ._observe import PluginMetrics as PluginMetrics
+from ._observe import PrometheusConfig as PrometheusConfig
+from ._observe import PrometheusExporter as PrometheusExporter
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -17,4 +19,6 @@ __all__ = [
     "MetricsExporter",
     "MetricsSource",
     "PluginMetrics",
+    "PrometheusConfig",
+    "PrometheusExporter",
 ]

@@ -63,6 +63,8 @@ README_TABLE = {
     "SecurityPolicy",
     "PluginError",
     "ExecutionContext",
+    "PrometheusExporter",
+    "PrometheusConfig",
 }
 
 PACKAGE = Path(plugwire.__file__).parent

@@ -17,6 +17,7 @@ from .metrics import (
     MetricsSource,
     PluginMetrics,
 )
+from .prometheus import PrometheusConfig, PrometheusExporter
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -26,4 +27,6 @@ __all__ = [
     "MetricsExporter",
     "MetricsSource",
     "PluginMetrics",
+    "PrometheusConfig",
+    "PrometheusExporter",
 ]
