@@ -1,5 +1,5 @@
 """Observability: the metrics snapshot types, what a custom exporter implements, and the
-latency histogram's default buckets (see docs/observability.md)."""
+latency histogram's default buckets, and the OTLP exporter (see docs/observability.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from ._observe import Histogram as Histogram
 from ._observe import ManagerMetrics as ManagerMetrics
 from ._observe import MetricsExporter as MetricsExporter
 from ._observe import MetricsSource as MetricsSource
+from ._observe import OTLPConfig as OTLPConfig
+from ._observe import OTLPExporter as OTLPExporter
 from ._observe import PluginMetrics as PluginMetrics
 
 __all__ = [
@@ -16,5 +18,7 @@ __all__ = [
     "ManagerMetrics",
     "MetricsExporter",
     "MetricsSource",
+    "OTLPConfig",
+    "OTLPExporter",
     "PluginMetrics",
 ]

@@ -17,6 +17,7 @@ from .metrics import (
     MetricsSource,
     PluginMetrics,
 )
+from .otlp import OTLPConfig, OTLPExporter
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -25,5 +26,7 @@ __all__ = [
     "ManagerMetrics",
     "MetricsExporter",
     "MetricsSource",
+    "OTLPConfig",
+    "OTLPExporter",
     "PluginMetrics",
 ]
