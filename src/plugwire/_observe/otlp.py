@@ -198,7 +198,8 @@ def metrics_data(snapshot: ManagerMetrics, resource: Any, scope: Any, start_ns: 
     breaker state where those are attributes), cumulative since `start_ns`.
 
     `plugin_status` and `plugin_circuit_breaker_state` are state sets: one point per possible
-    value, 1 for the current one and 0 for the others (no breaker: no points).
+    value, 1 for the current one and 0 for the others (no breaker: no points). A metric with
+    no points at all is not sent.
     """
     from opentelemetry.sdk.metrics.export import (
         AggregationTemporality,
@@ -225,7 +226,7 @@ def metrics_data(snapshot: ManagerMetrics, resource: Any, scope: Any, start_ns: 
     for name, attr, unit, description in _COUNTERS:
         points = [point(p, getattr(p, attr)) for p in plugins]
         metrics.append(Metric(name, description, unit, Sum(points, cumulative, is_monotonic=True)))
-    by_code = [point(p, n, code=code) for p in plugins for code, n in sorted(p.failures_by_code.items())]
+    by_code = [point(p, n, code=int(code)) for p in plugins for code, n in sorted(p.failures_by_code.items())]
     metrics.append(
         Metric(
             "plugin_requests_failure_by_code",
@@ -263,6 +264,9 @@ def metrics_data(snapshot: ManagerMetrics, resource: Any, scope: Any, start_ns: 
         for s in _BREAKER_STATES
     ]
     metrics.append(Metric("plugin_circuit_breaker_state", "1 for the breaker's current state", "1", Gauge(states)))
+    # A metric without points (no plugin, no failure yet, no breaker) is left out: OTLP has
+    # no empty metric, and a collector may refuse one.
+    metrics = [metric for metric in metrics if metric.data.data_points]
     return SDKMetricsData([ResourceMetrics(resource, [ScopeMetrics(scope, metrics, "")], "")])
 
 
