@@ -277,24 +277,22 @@ def _sdk_exporter_class(protocol: str) -> Callable[..., MetricExporter]:
     """The SDK's OTLP metric exporter for `protocol`, or MissingDependencyError naming the install."""
     try:
         import opentelemetry.sdk.metrics.export  # noqa: F401
-
-        if protocol == "grpc":
-            try:
-                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-            except ImportError as exc:
-                raise MissingDependencyError(
-                    f"OTLPConfig.protocol 'grpc' needs the OTLP gRPC exporter: {_GRPC_HINT} "
-                    f"({type(exc).__name__}: {exc})",
-                    details={"extra": "otel", "package": "opentelemetry-exporter-otlp-proto-grpc"},
-                ) from exc
-            return OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HTTPExporter
     except ImportError as exc:
         raise MissingDependencyError(
             f"OTLPExporter needs the otel extra: {_OTEL_HINT} ({type(exc).__name__}: {exc})",
             details={"extra": "otel"},
         ) from exc
-    return HTTPExporter
+    if protocol != "grpc":
+        return HTTPExporter
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"OTLPConfig.protocol 'grpc' needs the OTLP gRPC exporter: {_GRPC_HINT} ({type(exc).__name__}: {exc})",
+            details={"extra": "otel", "package": "opentelemetry-exporter-otlp-proto-grpc"},
+        ) from exc
+    return OTLPMetricExporter
 
 
 class _State(enum.Enum):
@@ -304,20 +302,27 @@ class _State(enum.Enum):
 
 
 class _QuietWorker(logging.Filter):
-    """Drops the SDK's log records made on this exporter's worker thread, keeping the last
-    message as the reason of the failure the exporter logs once per streak."""
+    """Drops the SDK's log records made on this exporter's worker thread, keeping what they
+    said as the reason of the failure the exporter logs once per streak."""
 
     def __init__(self) -> None:
         super().__init__()
         self.thread: threading.Thread | None = None
-        self.last: str | None = None
+        self.said: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.thread is None or record.thread != self.thread.ident:
             return True
-        if record.levelno >= logging.WARNING:
-            self.last = record.getMessage()
+        if record.levelno >= logging.WARNING and len(self.said) < 2:
+            self.said.append(record.getMessage().rstrip("."))
+        elif record.levelno >= logging.WARNING:
+            self.said[-1] = record.getMessage().rstrip(".")
         return False
+
+    @property
+    def reason(self) -> str | None:
+        """The first thing the SDK said about the export, and the last if it said more."""
+        return " (then: ".join(self.said) + ")" * (len(self.said) - 1) if self.said else None
 
 
 class OTLPExporter:
@@ -430,7 +435,7 @@ class OTLPExporter:
         try:
             snapshot = self._source()
         except Exception as exc:  # an exporter must never raise into the manager
-            self._quiet.last = f"taking the snapshot failed: {type(exc).__name__}: {exc}"
+            self._quiet.said = [f"taking the snapshot failed: {type(exc).__name__}: {exc}"]
             self._record(False)
             return None
         self._inflight = self._worker.submit(self._export_in_worker, snapshot)
@@ -448,12 +453,12 @@ class OTLPExporter:
 
         assert self._sdk is not None
         self._quiet.thread = threading.current_thread()
-        self._quiet.last = None
+        self._quiet.said = []
         try:
             data = metrics_data(snapshot, self._resource, self._scope, self._start_ns)
             result = self._sdk.export(data, timeout_millis=self.config.timeout * 1000)
         except Exception as exc:  # an exporter must never raise into the manager
-            self._quiet.last = f"{type(exc).__name__}: {exc}"
+            self._quiet.said.append(f"{type(exc).__name__}: {exc}")
             return False
         return result is MetricExportResult.SUCCESS
 
@@ -466,7 +471,7 @@ class OTLPExporter:
                 _log.info("OTLP metrics export to %s works again", self.endpoint)
             return
         self._export_errors += 1
-        self._last_error = self._quiet.last or "the collector refused or did not answer in time"
+        self._last_error = self._quiet.reason or "the collector refused or did not answer in time"
         if not self._failing:
             self._failing = True
             _log.warning(

@@ -108,7 +108,10 @@ def test_grpc_without_its_exporter_package_names_what_to_install(monkeypatch: py
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc.metric_exporter", None)
     with pytest.raises(MissingDependencyError) as caught:
         OTLPExporter(OTLPConfig(protocol="grpc"))
-    assert "opentelemetry-exporter-otlp-proto-grpc" in str(caught.value)
+    assert caught.value.message.startswith(
+        "OTLPConfig.protocol 'grpc' needs the OTLP gRPC exporter: "
+        "pip install 'plugwire[otel]' opentelemetry-exporter-otlp-proto-grpc"
+    )
     assert caught.value.code == ErrorCode.MISSING_DEPENDENCY
     OTLPExporter(OTLPConfig())  # http/protobuf does not need it
 
