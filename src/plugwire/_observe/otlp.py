@@ -33,7 +33,6 @@ docs/observability.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import math
@@ -498,8 +497,7 @@ class OTLPExporter:
         assert self._worker is not None
         assert self._sdk is not None
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await asyncio.wait([self._task])  # (a cancellation of aclose itself still propagates)
         try:
             inflight, self._inflight = self._inflight, None
             if inflight is not None and not inflight.cancelled():
