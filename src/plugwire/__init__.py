@@ -64,8 +64,8 @@ if TYPE_CHECKING:
     from ._config import default_manager_config as default_manager_config
     from ._handle import PluginHandle as PluginHandle
     from ._manager import AsyncPluginManager as AsyncPluginManager
-    from ._observe import OTLPConfig as OTLPConfig
-    from ._observe import OTLPExporter as OTLPExporter
+    from ._observe.otlp import OTLPConfig as OTLPConfig
+    from ._observe.otlp import OTLPExporter as OTLPExporter
     from ._run import run as run
     from ._sources import PluginSource as PluginSource
     from ._sources import grpc as grpc
@@ -139,8 +139,8 @@ _LAZY: dict[str, str] = {
     "ManagerConfig": "._config",
     "ManagerMetrics": "._observe",
     "MetricsConfig": "._config",
-    "OTLPConfig": "._observe",
-    "OTLPExporter": "._observe",
+    "OTLPConfig": "._observe.otlp",
+    "OTLPExporter": "._observe.otlp",
     "PluginConfig": "._config",
     "PluginHandle": "._handle",
     "PluginManager": "._sync",

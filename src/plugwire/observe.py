@@ -8,9 +8,9 @@ from ._observe import Histogram as Histogram
 from ._observe import ManagerMetrics as ManagerMetrics
 from ._observe import MetricsExporter as MetricsExporter
 from ._observe import MetricsSource as MetricsSource
-from ._observe import OTLPConfig as OTLPConfig
-from ._observe import OTLPExporter as OTLPExporter
 from ._observe import PluginMetrics as PluginMetrics
+from ._observe.otlp import OTLPConfig as OTLPConfig
+from ._observe.otlp import OTLPExporter as OTLPExporter
 
 __all__ = [
     "DEFAULT_BUCKETS",

@@ -17,7 +17,6 @@ from .metrics import (
     MetricsSource,
     PluginMetrics,
 )
-from .otlp import OTLPConfig, OTLPExporter
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -26,7 +25,5 @@ __all__ = [
     "ManagerMetrics",
     "MetricsExporter",
     "MetricsSource",
-    "OTLPConfig",
-    "OTLPExporter",
     "PluginMetrics",
 ]
