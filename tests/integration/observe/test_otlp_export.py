@@ -80,7 +80,7 @@ async def test_the_final_export_at_shutdown_carries_the_exact_counts_headers_and
     with receiver_for(protocol) as receiver:
         config = OTLPConfig(
             receiver.endpoint,
-            headers={"api-key": "secret"},
+            headers={"Api-Key": "secret"},  # gRPC metadata must be lowercase: the exporter sees to it
             interval=3600,  # no timed export: what arrives is the final flush
             protocol=protocol,
             service_name="billing",
@@ -95,7 +95,7 @@ async def test_the_final_export_at_shutdown_carries_the_exact_counts_headers_and
 
     assert (exporter.exports, exporter.export_errors) == (1, 0)
     ((_, headers),) = receiver.requests
-    assert headers["api-key"] == "secret"
+    assert {name.lower(): value for name, value in headers.items()}["api-key"] == "secret"
     assert {item.resource["service.name"] for item in receiver.metrics} == {"billing"}
 
     echo = {"plugin": "echo", "transport": "executable"}
