@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plugwire._observe.otlp import METRICS
+from plugwire._observe.otlp_data import METRICS
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "observability.md"
 

@@ -16,7 +16,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 import plugwire
 from plugwire import ConfigError, Status
-from plugwire._observe.otlp import METRICS, metrics_data
+from plugwire._observe.otlp_data import METRICS, metrics_data
 from plugwire.errors import ErrorCode, MissingDependencyError, ObservabilityError
 from plugwire.observe import DEFAULT_BUCKETS, Histogram, ManagerMetrics, OTLPConfig, OTLPExporter, PluginMetrics
 from tests.support.otlp_receiver import OTLPReceiver, resource_attributes
