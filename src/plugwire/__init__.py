@@ -66,6 +66,8 @@ if TYPE_CHECKING:
     from ._manager import AsyncPluginManager as AsyncPluginManager
     from ._observe import PrometheusConfig as PrometheusConfig
     from ._observe import PrometheusExporter as PrometheusExporter
+    from ._observe.otlp import OTLPConfig as OTLPConfig
+    from ._observe.otlp import OTLPExporter as OTLPExporter
     from ._run import run as run
     from ._sources import PluginSource as PluginSource
     from ._sources import grpc as grpc
@@ -139,6 +141,8 @@ _LAZY: dict[str, str] = {
     "ManagerConfig": "._config",
     "ManagerMetrics": "._observe",
     "MetricsConfig": "._config",
+    "OTLPConfig": "._observe.otlp",
+    "OTLPExporter": "._observe.otlp",
     "PluginConfig": "._config",
     "PluginHandle": "._handle",
     "PluginManager": "._sync",
@@ -232,6 +236,8 @@ __all__ = [
     "ManagerConfig",
     "ManagerMetrics",
     "MetricsConfig",
+    "OTLPConfig",
+    "OTLPExporter",
     "OutcomeUnknownError",
     "Plugin",
     "PluginConfig",

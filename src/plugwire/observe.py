@@ -1,5 +1,6 @@
 """Observability: the metrics snapshot types, what a custom exporter implements, the
-Prometheus exporter, and the latency histogram's default buckets (see docs/observability.md)."""
+Prometheus and OTLP exporters, and the latency histogram's default buckets (see
+docs/observability.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from ._observe import MetricsSource as MetricsSource
 from ._observe import PluginMetrics as PluginMetrics
 from ._observe import PrometheusConfig as PrometheusConfig
 from ._observe import PrometheusExporter as PrometheusExporter
+from ._observe.otlp import OTLPConfig as OTLPConfig
+from ._observe.otlp import OTLPExporter as OTLPExporter
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -18,6 +21,8 @@ __all__ = [
     "ManagerMetrics",
     "MetricsExporter",
     "MetricsSource",
+    "OTLPConfig",
+    "OTLPExporter",
     "PluginMetrics",
     "PrometheusConfig",
     "PrometheusExporter",

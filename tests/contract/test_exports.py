@@ -57,6 +57,8 @@ README_TABLE = {
     "SecurityConfig",
     "SecurityAuditConfig",
     "TracingConfig",
+    "OTLPConfig",
+    "OTLPExporter",
     "Transport",
     "AuthMethod",
     "Status",
