@@ -60,7 +60,7 @@ __all__ = [
 
 TRACING_ENV: Final = "PLUGWIRE_TRACING"
 SPAN_NAME: Final = "plugwire.plugin.execute"
-FLUSH_LIMIT: Final = 5.0
+FLUSH_LIMIT: Final = 3.0
 """Seconds a stopping plugin waits for its spans to be exported."""
 
 _log = logging.getLogger("plugwire.sdk")
