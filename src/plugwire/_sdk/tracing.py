@@ -154,9 +154,13 @@ class _Spans:
         self, parsed: tuple[str, str, int], attributes: dict[str, str], call: Callable[[], Awaitable[_T]]
     ) -> _T:
         trace, context = self._trace, self._context
-        parent = self._remote_parent(parsed)
-        span = self.tracer.start_span(SPAN_NAME, context=parent, kind=self._kind, attributes=attributes)
-        token = context.attach(trace.set_span_in_context(span, parent))
+        try:
+            parent = self._remote_parent(parsed)
+            span = self.tracer.start_span(SPAN_NAME, context=parent, kind=self._kind, attributes=attributes)
+            token = context.attach(trace.set_span_in_context(span, parent))
+        except Exception:  # tracing never fails a call
+            _log.exception("tracing: the call's span could not be started; it runs untraced")
+            return await call()
         try:
             return await call()
         except BaseException as exc:
@@ -288,7 +292,10 @@ def plugin_tracing(name_of: Callable[[], str]) -> PluginTracing | None:
         if not _spans_by_process:
             try:
                 _spans_by_process.append(_Spans(name))
-            except ImportError:
+            except ImportError:  # no OpenTelemetry here: log records still get the traceparent's ids
+                return PluginTracing(name, None)
+            except Exception as exc:  # e.g. a bad OTEL_* value: the plugin serves, without spans
+                _log.warning("tracing: OpenTelemetry could not be set up (%s: %s); no spans", type(exc).__name__, exc)
                 return PluginTracing(name, None)
         spans = _spans_by_process[0]
     return PluginTracing(name, spans)
