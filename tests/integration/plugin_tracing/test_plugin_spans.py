@@ -302,4 +302,3 @@ async def test_a_grpc_plugin_prefers_the_traceparent_call_metadata_to_the_reques
     [span] = receiver.wait_for_spans(bool)
     assert span.parent_span_id == in_metadata.span_id
     assert span.attributes["plugwire.request_id"] == "r-1"
-
