@@ -21,8 +21,9 @@ metadata is preferred to the request's metadata map) is parsed:
   ``plugwire.plugin.execute``, a child of the traceparent's span, made current, so spans the
   plugin starts itself nest under it. Attributes: ``plugwire.plugin``, ``plugwire.request_id``,
   ``plugwire.transport``; on failure the status is ERROR (``plugwire.error_code`` for a coded
-  error). The sampler is parent-based: the traceparent's sampled flag decides (``-00``: no
-  span is recorded or exported);
+  error). The traceparent's sampled flag decides, as a parent-based sampler would: with ``-00``
+  no span is started; the caller's span context is made current instead (so the plugin's own
+  spans are not sampled either, and log records carry the caller's ids);
 - valid, without OpenTelemetry: no span; log records carry the traceparent's ids.
 
 Whose `TracerProvider`: if the plugin process already has a global provider when serving
@@ -42,6 +43,7 @@ import concurrent.futures
 import contextvars
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -59,12 +61,14 @@ __all__ = [
 ]
 
 TRACING_ENV: Final = "PLUGWIRE_TRACING"
+_SAMPLED: Final = 0x01  # the W3C trace-flags bit of the caller's sampling decision
 SPAN_NAME: Final = "plugwire.plugin.execute"
 FLUSH_LIMIT: Final = 3.0
 """Seconds a stopping plugin waits for its spans to be exported."""
 
 _log = logging.getLogger("plugwire.sdk")
-_HEX: Final = frozenset("0123456789abcdef")
+# version - trace id - parent span id - flags, and (a version above 00 only) more fields after a "-"
+_TRACEPARENT: Final = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.DOTALL)
 _T = TypeVar("_T")
 
 #: The ids of the traceparent of the call running in this context: set per call only while
@@ -77,24 +81,19 @@ def tracing_requested() -> bool:
     return os.environ.get(TRACING_ENV) == "1"
 
 
-def _is_hex(text: str) -> bool:
-    return bool(text) and all(char in _HEX for char in text)
-
-
 def parse_traceparent(value: str) -> tuple[str, str, int] | None:
     """The trace id, parent span id and flags of a W3C ``traceparent``; None when malformed.
 
     Follows the W3C Trace Context rules: lowercase hex, the version not ``ff``, ids not all
     zeros, and a version above ``00`` may carry more fields after a ``-``.
     """
-    if len(value) < 55 or value[2] != "-" or value[35] != "-" or value[52] != "-":
+    match = _TRACEPARENT.fullmatch(value)
+    if match is None:
         return None
-    version, trace_id, span_id, flags = value[:2], value[3:35], value[36:52], value[53:55]
-    if not (_is_hex(version) and _is_hex(trace_id) and _is_hex(span_id) and _is_hex(flags)) or version == "ff":
+    version, trace_id, span_id, flags, more = match.groups()
+    if version == "ff" or (more is not None and version == "00"):
         return None
-    if len(value) > 55 and (version == "00" or value[55] != "-"):
-        return None
-    if trace_id == "0" * 32 or span_id == "0" * 16:
+    if trace_id == "00000000000000000000000000000000" or span_id == "0000000000000000":
         return None
     return trace_id, span_id, int(flags, 16)
 
@@ -156,11 +155,23 @@ class _Spans:
         trace, context = self._trace, self._context
         try:
             parent = self._remote_parent(parsed)
-            span = self.tracer.start_span(SPAN_NAME, context=parent, kind=self._kind, attributes=attributes)
-            token = context.attach(trace.set_span_in_context(span, parent))
+            if not parsed[2] & _SAMPLED:
+                # Not sampled by the host: no span to start (a parent-based sampler would drop
+                # it); the host's span context is made current, so the plugin's own spans are
+                # not sampled either, and log records and onward propagation carry the trace.
+                token = context.attach(parent)
+                span = None
+            else:
+                span = self.tracer.start_span(SPAN_NAME, context=parent, kind=self._kind, attributes=attributes)
+                token = context.attach(trace.set_span_in_context(span, parent))
         except Exception:  # tracing never fails a call
             _log.exception("tracing: the call's span could not be started; it runs untraced")
             return await call()
+        if span is None:
+            try:
+                return await call()
+            finally:
+                context.detach(token)
         try:
             return await call()
         except BaseException as exc:

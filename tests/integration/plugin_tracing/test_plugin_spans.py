@@ -169,7 +169,8 @@ async def test_an_unsampled_traceparent_records_no_plugin_span(
 ) -> None:
     host = start_host_span(host_spans, sampled=False)
     [answer] = await call_stdio(tracing_env(receiver), ExecutionContext(traceparent=host.traceparent))
-    assert answer.trace_id == host.trace_id  # the trace goes on (log records carry it) ...
+    # No span was started: the caller's span context is current (log records carry its ids) ...
+    assert (answer.trace_id, answer.span_id) == (host.trace_id, host.span_id)
     assert receiver.spans == []  # ... but nothing is exported
 
 
