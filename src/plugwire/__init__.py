@@ -64,10 +64,10 @@ if TYPE_CHECKING:
     from ._config import default_manager_config as default_manager_config
     from ._handle import PluginHandle as PluginHandle
     from ._manager import AsyncPluginManager as AsyncPluginManager
-    from ._observe import PrometheusConfig as PrometheusConfig
-    from ._observe import PrometheusExporter as PrometheusExporter
     from ._observe.otlp import OTLPConfig as OTLPConfig
     from ._observe.otlp import OTLPExporter as OTLPExporter
+    from ._observe.prometheus import PrometheusConfig as PrometheusConfig
+    from ._observe.prometheus import PrometheusExporter as PrometheusExporter
     from ._run import run as run
     from ._sources import PluginSource as PluginSource
     from ._sources import grpc as grpc
@@ -148,8 +148,8 @@ _LAZY: dict[str, str] = {
     "PluginManager": "._sync",
     "PluginMetrics": "._observe",
     "PluginSource": "._sources",
-    "PrometheusConfig": "._observe",
-    "PrometheusExporter": "._observe",
+    "PrometheusConfig": "._observe.prometheus",
+    "PrometheusExporter": "._observe.prometheus",
     "RateLimitConfig": "._config",
     "RetryConfig": "._config",
     "SecurityAuditConfig": "._config",

@@ -10,10 +10,10 @@ from ._observe import ManagerMetrics as ManagerMetrics
 from ._observe import MetricsExporter as MetricsExporter
 from ._observe import MetricsSource as MetricsSource
 from ._observe import PluginMetrics as PluginMetrics
-from ._observe import PrometheusConfig as PrometheusConfig
-from ._observe import PrometheusExporter as PrometheusExporter
 from ._observe.otlp import OTLPConfig as OTLPConfig
 from ._observe.otlp import OTLPExporter as OTLPExporter
+from ._observe.prometheus import PrometheusConfig as PrometheusConfig
+from ._observe.prometheus import PrometheusExporter as PrometheusExporter
 
 __all__ = [
     "DEFAULT_BUCKETS",
