@@ -1,5 +1,6 @@
-"""Observability: the metrics snapshot types, what a custom exporter implements, and the
-latency histogram's default buckets (see docs/observability.md)."""
+"""Observability: the metrics snapshot types, what a custom exporter implements, the
+latency histogram's default buckets, and `Tracing` (what `manager.tracing` is while tracing is
+on; see docs/observability.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from ._observe import ManagerMetrics as ManagerMetrics
 from ._observe import MetricsExporter as MetricsExporter
 from ._observe import MetricsSource as MetricsSource
 from ._observe import PluginMetrics as PluginMetrics
+from ._observe import Tracing as Tracing
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -17,4 +19,5 @@ __all__ = [
     "MetricsExporter",
     "MetricsSource",
     "PluginMetrics",
+    "Tracing",
 ]
