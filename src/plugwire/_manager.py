@@ -281,6 +281,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         await self._guard.admit(config)  # under strict, refuses before any transport exists
         transport = (source or source_for_config(config)).create_transport(config, self.request_type)
         self._guard.watch(transport, config)
+        if self._tracing is not None:  # its processes start with the tracing environment
+            self._tracing.prepare(transport, config.name)
         unreachable: PluginError | None = None
         try:
             info = await transport.start()

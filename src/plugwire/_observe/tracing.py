@@ -281,8 +281,14 @@ class Tracing:
         if pipeline is not None:
             pipeline.terminal = self._traced_attempt(pipeline.terminal, plugin, transport)
         entry.handler = self._traced_execute(entry.handler, plugin, transport)
-        if isinstance(entry.transport, SubprocessTransport):
-            entry.transport.extra_env = self.plugin_env(plugin)
+        self.prepare(entry.transport, plugin)
+
+    def prepare(self, transport: Any, plugin: str) -> None:
+        """Give a subprocess transport the tracing environment (`plugin_env`), for every
+        process it starts from now on (before its first start, for a plugin registered while
+        tracing is on)."""
+        if isinstance(transport, SubprocessTransport):
+            transport.extra_env = self.plugin_env(plugin)
 
     def _traced_execute(self, handler: _Handler, plugin: str, transport: str) -> _Handler:
         begin, finish = self._begin_execute, self._finish
