@@ -625,11 +625,12 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         """A copy of `context` (or a new one) that joins the caller's trace (README `InjectTracing`).
 
         Its `traceparent` is the caller's active OpenTelemetry span (unless it has one
-        already), so the call's spans are children of it even when the call runs in another
-        task or thread (the blocking manager's loop); `operation` names the call's execute
-        span (kept in `metadata["plugwire.operation"]`). No span is started here, so none can
-        be left open. While tracing is off `context` is returned unchanged (a new empty one
-        for None): the same code runs with tracing on or off.
+        already), so the call's spans are children of it wherever the context is used later
+        (a queue, a worker, a thread the caller's OpenTelemetry context does not reach);
+        `operation` names the call's execute span (kept in `metadata["plugwire.operation"]`).
+        A call made directly inside the caller's span joins it without this. No span is
+        started here, so none can be left open. While tracing is off `context` is returned
+        unchanged (a new empty one for None): the same code runs with tracing on or off.
         """
         tracing = self._tracing
         if tracing is None:

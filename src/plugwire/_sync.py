@@ -209,9 +209,8 @@ class PluginManager(Generic[ReqT, RespT]):
         self._call(self._async.enable_tracing(config, tracer_provider=tracer_provider))
 
     def inject_tracing(self, context: ExecutionContext | None, operation: str) -> ExecutionContext:
-        """See `AsyncPluginManager.inject_tracing`. Runs on the calling thread, where the
-        application's active span is: use it so that the calls (which run on the manager's
-        loop thread) join the caller's trace."""
+        """See `AsyncPluginManager.inject_tracing` (runs on the calling thread, where the
+        application's active span is)."""
         return self._async.inject_tracing(context, operation)
 
     def enable_plugin_security(self, config: SecurityConfig, *, exec_dir: str | None = None) -> None:
