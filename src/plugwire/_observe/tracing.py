@@ -19,7 +19,6 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from importlib import metadata
 from typing import Any
 
 from msgspec.structs import replace
@@ -91,6 +90,10 @@ def check_tracing_config(config: Any) -> TracingConfig:
 
 
 def _version() -> str:
+    # Imported here, when tracing is turned on: importlib.metadata pulls in ~30 modules (email,
+    # zipfile, csv) whose objects every full garbage collection would scan, on every manager.
+    from importlib import metadata
+
     try:
         return metadata.version("plugwire")
     except metadata.PackageNotFoundError:  # pragma: no cover (a source tree without metadata)
