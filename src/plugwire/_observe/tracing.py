@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from random import getrandbits
 from typing import Any
 
 from msgspec.structs import replace
@@ -50,6 +51,8 @@ FLUSH_LIMIT = 5.0
 
 _OTEL_HINT = "pip install 'plugwire[otel]'"
 _Handler = Callable[[Call], Awaitable[Any]]
+_SAMPLED = frozenset("13579bdf")  # the last hex digit of a traceparent's flags with "sampled" (0x01) set
+_TRACE_ID_LIMIT = (1 << 64) - 1  # the bits of a trace id a ratio sampler looks at (OpenTelemetry's)
 _EVENTS: dict[int, str] = {
     ErrorCode.CIRCUIT_OPEN: "plugwire.circuit_open",
     ErrorCode.RATE_LIMITED: "plugwire.rate_limited",
@@ -211,6 +214,8 @@ class Tracing:
         self._error = trace.StatusCode.ERROR
         self._exporter: _CountingExporter | None = None
         self._processor: Any = None
+        self._ids: Any = None  # plugwire's own provider: its id generator (see `_begin_execute`)
+        self._bound = 0
         self._failing = False  # a streak of failures of the tracing code itself
         self.traces_url = ""
         if config.endpoint:
@@ -237,12 +242,26 @@ class Tracing:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
         from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
+        class ChosenIds(RandomIdGenerator):
+            """Random ids, except the next trace id when `_begin_execute` drew it already
+            (to decide on it): the SDK's sampler then decides the same."""
+
+            chosen = 0
+
+            def generate_trace_id(self) -> int:
+                chosen, self.chosen = self.chosen, 0
+                return chosen or super().generate_trace_id()
+
+        ratio = TraceIdRatioBased(config.sample_rate)
+        self._ids, self._bound = ChosenIds(), ratio.bound
         provider = TracerProvider(
             resource=Resource.create({"service.name": config.service_name}),
-            sampler=ParentBased(TraceIdRatioBased(config.sample_rate)),
+            sampler=ParentBased(ratio),
             shutdown_on_exit=False,  # the manager's shutdown flushes it, bounded
+            id_generator=self._ids,
         )
         self._exporter = _CountingExporter(
             OTLPSpanExporter(endpoint=self.traces_url, timeout=EXPORT_TIMEOUT),
@@ -299,10 +318,12 @@ class Tracing:
 
         async def execute_span(call: Call) -> Any:
             scope = begin(call, name, plugin, transport)
-            if scope is None:
+            if scope is None:  # the tracing code failed: the call goes on untraced
                 return await handler(call)
+            if scope[0] is None:  # not recorded: only its traceparent goes on, to the plugin
+                return await handler(scope[2])
             try:
-                result = await handler(call)
+                result = await handler(scope[2])
             except BaseException as exc:
                 finish(scope, exc)
                 raise
@@ -317,6 +338,11 @@ class Tracing:
         name = f"plugwire.attempt {plugin}"
 
         async def attempt_span(call: Call) -> Any:
+            traceparent = call.context.traceparent
+            # Sampled out (the execute span's flags say so): no attempt span; the plugin gets
+            # the execute span's context, unsampled, so it records nothing either.
+            if not traceparent or traceparent[-1] not in _SAMPLED:
+                return await terminal(call)
             scope = begin(call, name, plugin, transport)
             if scope is None:
                 return await terminal(call)
@@ -333,18 +359,36 @@ class Tracing:
 
     # ------------------------------------------------------------ span steps
     def _begin_execute(self, call: Call, name: str, plugin: str, transport: str) -> Any:
-        """Start the execute span and make it current; None if the tracing code failed."""
+        """Start the execute span: `(span, token, call)` with the span current and the call
+        carrying its traceparent; `(None, None, call)` when it is not recorded (the call
+        carries its traceparent, unsampled); None if the tracing code failed."""
         try:
             ctx = call.context
             parent = None  # the current context: the application's span, if any
             if ctx.traceparent:  # a context from `inject_tracing`, or one the caller set
                 parent = self._propagator.extract({"traceparent": ctx.traceparent}, self._context.get_current())
+            elif self._ids is not None and not self._trace.get_current_span().get_span_context().is_valid:
+                # A new trace of plugwire's own provider: its ratio alone decides, on the trace
+                # id. Sampled out, no span is made at all (the cost of `sample_rate=0`):
+                # only ids for the plugin. Sampled, the SDK makes the span with this trace id.
+                trace_id = getrandbits(128) or 1
+                if trace_id & _TRACE_ID_LIMIT >= self._bound:  # (flags 02: a random trace id, W3C level 2)
+                    traceparent = f"00-{trace_id:032x}-{getrandbits(64) or 1:016x}-02"
+                    return (None, None, replace(call, context=replace(ctx, traceparent=traceparent)))
+                self._ids.chosen = trace_id
             operation = ctx.metadata.get(OPERATION_KEY) if ctx.metadata else None
             span = self.tracer.start_span(operation or name, parent, self._kinds[0])
-            if span.is_recording():
-                span.set_attributes(
-                    {"plugwire.plugin": plugin, "plugwire.transport": transport, "plugwire.request_id": ctx.request_id}
-                )
+            if self._ids is not None:
+                self._ids.chosen = 0
+            sc = span.get_span_context()
+            if sc.is_valid:
+                traceparent = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
+                call = replace(call, context=replace(ctx, traceparent=traceparent))
+            if not span.is_recording():
+                return (None, None, call)
+            span.set_attributes(
+                {"plugwire.plugin": plugin, "plugwire.transport": transport, "plugwire.request_id": ctx.request_id}
+            )
             token = self._context.attach(self._trace.set_span_in_context(span, parent))
         except Exception as exc:
             self._tracing_failed("starting the execute span", exc)
