@@ -315,9 +315,28 @@ class Tracing:
     def _traced_execute(self, handler: _Handler, plugin: str, transport: str) -> _Handler:
         begin, finish = self._begin_execute, self._finish
         name = f"plugwire.execute {plugin}"
+        # plugwire's own provider: a call that starts a trace (no traceparent given, no
+        # OpenTelemetry context active) is decided here, on a trace id drawn here, as its
+        # ratio sampler would; sampled out, it costs no span at all (`sample_rate=0`), only
+        # the ids the plugin gets. Sampled, `begin` has the SDK make the span with that id.
+        own = self._ids is not None
+        bound = self._bound
+        current = self._context.get_current
 
         async def execute_span(call: Call) -> Any:
-            scope = begin(call, name, plugin, transport)
+            chosen = 0
+            if own and not call.context.traceparent:
+                try:
+                    if not current():  # (an empty OpenTelemetry context: no span, no baggage)
+                        chosen = getrandbits(128) or 1
+                        if chosen & _TRACE_ID_LIMIT >= bound:  # (flags 02: a random trace id, W3C level 2)
+                            traceparent = f"00-{chosen:032x}-{getrandbits(64) or 1:016x}-02"
+                            call = replace(call, context=replace(call.context, traceparent=traceparent))
+                            return await handler(call)
+                except Exception as exc:  # pragma: no cover (nothing above raises; never let it fail a call)
+                    self._tracing_failed("sampling a call", exc)
+                    chosen = 0
+            scope = begin(call, name, plugin, transport, chosen)
             if scope is None:  # the tracing code failed: the call goes on untraced
                 return await handler(call)
             if scope[0] is None:  # not recorded: only its traceparent goes on, to the plugin
@@ -358,7 +377,7 @@ class Tracing:
         return attempt_span
 
     # ------------------------------------------------------------ span steps
-    def _begin_execute(self, call: Call, name: str, plugin: str, transport: str) -> Any:
+    def _begin_execute(self, call: Call, name: str, plugin: str, transport: str, chosen: int = 0) -> Any:
         """Start the execute span: `(span, token, call)` with the span current and the call
         carrying its traceparent; `(None, None, call)` when it is not recorded (the call
         carries its traceparent, unsampled); None if the tracing code failed."""
@@ -367,15 +386,8 @@ class Tracing:
             parent = None  # the current context: the application's span, if any
             if ctx.traceparent:  # a context from `inject_tracing`, or one the caller set
                 parent = self._propagator.extract({"traceparent": ctx.traceparent}, self._context.get_current())
-            elif self._ids is not None and not self._trace.get_current_span().get_span_context().is_valid:
-                # A new trace of plugwire's own provider: its ratio alone decides, on the trace
-                # id. Sampled out, no span is made at all (the cost of `sample_rate=0`):
-                # only ids for the plugin. Sampled, the SDK makes the span with this trace id.
-                trace_id = getrandbits(128) or 1
-                if trace_id & _TRACE_ID_LIMIT >= self._bound:  # (flags 02: a random trace id, W3C level 2)
-                    traceparent = f"00-{trace_id:032x}-{getrandbits(64) or 1:016x}-02"
-                    return (None, None, replace(call, context=replace(ctx, traceparent=traceparent)))
-                self._ids.chosen = trace_id
+            elif chosen:  # sampled by `execute_span`: the SDK's root span gets this trace id
+                self._ids.chosen = chosen
             operation = ctx.metadata.get(OPERATION_KEY) if ctx.metadata else None
             span = self.tracer.start_span(operation or name, parent, self._kinds[0])
             if self._ids is not None:
