@@ -214,7 +214,7 @@ class Tracing:
         self._error = trace.StatusCode.ERROR
         self._exporter: _CountingExporter | None = None
         self._processor: Any = None
-        self._ids: Any = None  # plugwire's own provider: its id generator (see `_begin_execute`)
+        self._ids: Any = None  # plugwire's own provider: its id generator (see `_traced_execute`)
         self._bound = 0
         self._failing = False  # a streak of failures of the tracing code itself
         self.traces_url = ""
@@ -246,7 +246,7 @@ class Tracing:
         from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
         class ChosenIds(RandomIdGenerator):
-            """Random ids, except the next trace id when `_begin_execute` drew it already
+            """Random ids, except the next trace id when the execute wrapper drew it already
             (to decide on it): the SDK's sampler then decides the same."""
 
             chosen = 0
@@ -403,6 +403,8 @@ class Tracing:
             )
             token = self._context.attach(self._trace.set_span_in_context(span, parent))
         except Exception as exc:
+            if self._ids is not None:
+                self._ids.chosen = 0  # never left for another trace
             self._tracing_failed("starting the execute span", exc)
             return None
         return (span, token, call)
