@@ -18,6 +18,7 @@ from ._config import (
     RetryConfig,
     SecurityAuditConfig,
     SecurityConfig,
+    TracingConfig,
 )
 from ._errors import ConfigError, ErrorCode
 from ._manager import AsyncPluginManager
@@ -29,7 +30,9 @@ from ._types import LoggerLike, ReqT, RespT
 __all__ = ["ManagerBuilder", "development", "production", "simple"]
 
 Profile = Literal["simple", "development", "production"]
-SectionT = TypeVar("SectionT", CircuitBreakerConfig, RetryConfig, RateLimitConfig, HealthCheckConfig, MetricsConfig)
+SectionT = TypeVar(
+    "SectionT", CircuitBreakerConfig, RetryConfig, RateLimitConfig, HealthCheckConfig, MetricsConfig, TracingConfig
+)
 
 # How the profiles differ (README: development = verbose logging and longer timeouts;
 # production = shorter timeouts). Anything not listed keeps the README's defaults.
@@ -81,6 +84,7 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         self._logger: LoggerLike | None = None
         self._plugins: list[tuple[PluginSource, str, PluginConfig | None]] = []
         self._security = SecurityConfig()
+        self._tracing = TracingConfig()
         self.clock = clock
         self._sections: dict[str, Any] = {}
 
@@ -151,6 +155,18 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         self._metrics = msgspec.structs.replace(_section("with_metrics", MetricsConfig, config, settings), enabled=True)
         return self
 
+    def with_tracing(self, config: TracingConfig | None = None, /, **settings: Any) -> Self:
+        """Trace every call with OpenTelemetry from the start (README `EnableTracing`; needs
+        `plugwire[otel]`; see docs/observability.md).
+
+        Args:
+            config: A `TracingConfig`; or its fields as keywords
+                (``endpoint="http://localhost:4318", sample_rate=0.1``). Without `endpoint`
+                the spans go to the application's global `TracerProvider`.
+        """
+        self._tracing = msgspec.structs.replace(_section("with_tracing", TracingConfig, config, settings), enabled=True)
+        return self
+
     def with_circuit_breaker(self, config: CircuitBreakerConfig | None = None, /, **settings: Any) -> Self:
         """Give every plugin this circuit breaker (a `CircuitBreakerConfig`, or its fields).
 
@@ -205,7 +221,9 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         return self._logger
 
     def _config(self) -> ManagerConfig:
-        return ManagerConfig(log_level=self._log_level, security=self._security, metrics=self._metrics)
+        return ManagerConfig(
+            log_level=self._log_level, security=self._security, metrics=self._metrics, tracing=self._tracing
+        )
 
     def build(self) -> AsyncPluginManager[ReqT, RespT]:
         """An `AsyncPluginManager`; `async with` it to start the plugins."""

@@ -114,6 +114,7 @@ class ErrorCode(enum.IntEnum):
     EXPORTER_START_FAILED = 2102
     EXPORTER_ADDRESS_IN_USE = 2103
     EXPORTER_ALREADY_REGISTERED = 2104
+    TRACING_ALREADY_ENABLED = 2105
 
 
 class RequestSent(enum.Enum):

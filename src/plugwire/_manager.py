@@ -20,9 +20,9 @@ from ._config import (
     ManagerConfig,
     PluginConfig,
     SecurityConfig,
+    TracingConfig,
     config_from_data,
     load_config_file,
-    refuse_unbuilt_features,
     validate_plugin_config,
     with_host_python,
 )
@@ -42,7 +42,7 @@ from ._errors import (
 from ._guard import SecurityGuard
 from ._handle import PluginHandle
 from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, _request_ids
-from ._observe import CallCounters, ManagerMetrics, MetricsExporter
+from ._observe import CallCounters, ManagerMetrics, MetricsExporter, Tracing, check_tracing_config, require_otel
 from ._policies import BreakerListener, CircuitBreaker, Policy
 from ._registry import PluginRegistry
 from ._sdk.adapter import PluginAdapter
@@ -119,7 +119,11 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._guard = SecurityGuard(
             self.config, self.logger, lambda: [e.config for e in self._entries.values()], self._refuse
         )
-        refuse_unbuilt_features(self.config)
+        #: Tracing (docs/observability.md), None while off; the config's `tracing.enabled`
+        #: turns it on when the manager starts (or registers its first plugin).
+        self._tracing: Tracing | None = None
+        if self.config.tracing.enabled:
+            require_otel()  # a missing extra fails here, not at the first call
 
     # ----------------------------------------------------------------- lifecycle
     def _queue(self, source: PluginSource, config: PluginConfig) -> None:
@@ -138,6 +142,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             return
         pending = self._registry.take_pending()
         await self._guard.ensure()
+        await self._tracing_from_config(self.config.tracing)
         for source, config in pending:
             await self._register_config(config, source)
 
@@ -183,6 +188,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             self._final_metrics = self._snapshot(entries)
         await asyncio.gather(*(self._close_entry(entry) for entry in entries))
         await asyncio.gather(*(self._close_exporter(exporter) for exporter in self._exporters))
+        if self._tracing is not None:  # after the plugins: every call's spans have ended
+            await self._tracing.aclose()
         await self._guard.aclose()
         await self._tasks.aclose()  # (this task itself is not waited for)
         self._log("info", f"shutdown complete ({len(entries)} plugins closed)")
@@ -243,6 +250,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._check_open()
         config = with_host_python(config)  # a config's `executable: sys.executable`
         await self._guard.ensure()
+        await self._tracing_from_config(self.config.tracing)
         name = config.name
         if not await self._registry.reserve(config):  # known by name (calls get 1202), never started
             self._log("info", f"registered plugin {name!r} as disabled; it is not started")
@@ -252,6 +260,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             async with self._registry.lock:
                 closing = self._closing  # shutdown began while the plugin was starting
                 if not closing:
+                    if self._tracing is not None:  # (in the same step as the insertion: none is missed)
+                        self._tracing.instrument(entry)
                     self._entries[name] = entry
                     entry.monitor.start()
             if closing:
@@ -273,6 +283,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         await self._guard.admit(config)  # under strict, refuses before any transport exists
         transport = (source or source_for_config(config)).create_transport(config, self.request_type)
         self._guard.watch(transport, config)
+        if self._tracing is not None:  # its processes start with the tracing environment
+            self._tracing.prepare(transport, config.name)
         unreachable: PluginError | None = None
         try:
             info = await transport.start()
@@ -348,7 +360,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             loaded = config
         else:
             loaded = await asyncio.to_thread(load_config_file, config)  # a large file never stalls the loop
-        refuse_unbuilt_features(loaded)
+        await self._tracing_from_config(loaded.tracing)
         source = "" if isinstance(config, ManagerConfig) else os.fspath(config)
         self._guard.record(AuditEvent.CONFIG_CHANGED, None, file=source, plugins=[p.name for p in loaded.plugins])
         if not self._registry.started:
@@ -561,6 +573,74 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             self._log("error", f"{type(exporter).__name__} did not close within {_EXPORTER_CLOSE_LIMIT:g}s")
         except Exception as exc:
             self._log("error", f"{type(exporter).__name__} failed to close: {type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ tracing
+    @property
+    def tracing(self) -> Tracing | None:
+        """The tracing of this manager's calls while it is on (its settings, provider and
+        `export_errors`), else None."""
+        return self._tracing
+
+    async def enable_tracing(self, config: TracingConfig, *, tracer_provider: Any = None) -> None:
+        """Trace every call from now on (README `EnableTracing`; see docs/observability.md).
+
+        Each `execute` gets a span, each attempt a child span whose W3C `traceparent` the
+        plugin receives. With `config.endpoint` set, plugwire exports the spans itself (its
+        own `TracerProvider`, sampled at `sample_rate`, shut down with the manager); without
+        it they go to the application's provider (`tracer_provider`, default the global
+        one), which then decides sampling and export. Running plugins are traced at once;
+        subprocess plugins get the tracing environment (`PLUGWIRE_TRACING=1`, `OTEL_*`) in
+        the processes they start from now on.
+
+        A coroutine because it changes what the manager's calls run (on its loop); the
+        blocking `PluginManager.enable_tracing` runs it there.
+
+        Args:
+            config: The settings (`enabled` is implied).
+            tracer_provider: An OpenTelemetry `TracerProvider` of the application to make
+                the spans with instead of the global one (only without `config.endpoint`).
+
+        Raises:
+            MissingDependencyError: `plugwire[otel]` is not installed (1011).
+            ConfigError: A bad setting, naming it (`tracing.endpoint`, `tracing.sample_rate`).
+            ObservabilityError: Tracing is on already (2105).
+            ManagerClosedError: The manager is shut down (1208).
+        """
+        self._check_open()
+        checked = check_tracing_config(config)
+        if self._tracing is not None:
+            raise ObservabilityError(
+                "tracing is enabled already (by enable_tracing() or the config's tracing.enabled)",
+                code=ErrorCode.TRACING_ALREADY_ENABLED,
+            )
+        tracing = Tracing(checked, self.logger, tracer_provider=tracer_provider)
+        self._tracing = tracing
+        for entry in self._entries.values():
+            tracing.instrument(entry)
+        where = tracing.traces_url or "the application's tracer provider"
+        self._log("info", f"tracing enabled: spans go to {where}")
+
+    async def _tracing_from_config(self, config: TracingConfig) -> None:
+        """Turn tracing on as a config's `tracing.enabled` says (once; a later file's section
+        does not replace tracing that is on)."""
+        if config.enabled and self._tracing is None:
+            await self.enable_tracing(config)
+
+    def inject_tracing(self, context: ExecutionContext | None, operation: str) -> ExecutionContext:
+        """A copy of `context` (or a new one) that joins the caller's trace (README `InjectTracing`).
+
+        Its `traceparent` is the caller's active OpenTelemetry span (unless it has one
+        already), so the call's spans are children of it wherever the context is used later
+        (a queue, a worker, a thread the caller's OpenTelemetry context does not reach);
+        `operation` names the call's execute span (kept in `metadata["plugwire.operation"]`).
+        A call made directly inside the caller's span joins it without this. No span is
+        started here, so none can be left open. While tracing is off `context` is returned
+        unchanged (a new empty one for None): the same code runs with tracing on or off.
+        """
+        tracing = self._tracing
+        if tracing is None:
+            return context if context is not None else ExecutionContext()
+        return tracing.inject(context, operation)
 
     def __contains__(self, name: object) -> bool:
         return name in self._registry

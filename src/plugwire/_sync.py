@@ -13,11 +13,11 @@ from typing import Any, Generic, TypeVar
 
 from ._clock import Clock
 from ._codec import CodecName
-from ._config import ManagerConfig, PluginConfig, SecurityConfig
+from ._config import ManagerConfig, PluginConfig, SecurityConfig, TracingConfig
 from ._errors import ManagerClosedError
 from ._manager import AsyncPluginManager, PluginHandle
 from ._models import ExecutionContext, HealthStatus, PluginInfo
-from ._observe import ManagerMetrics, MetricsExporter
+from ._observe import ManagerMetrics, MetricsExporter, Tracing
 from ._policies import BreakerListener, BreakerState, Policy
 from ._security import AuditLog, SecurityEngine
 from ._sources import PluginSource
@@ -198,6 +198,20 @@ class PluginManager(Generic[ReqT, RespT]):
     def register_metrics_exporter(self, exporter: MetricsExporter) -> None:
         """See `AsyncPluginManager.register_metrics_exporter`."""
         self._call(self._async.register_metrics_exporter(exporter))
+
+    @property
+    def tracing(self) -> Tracing | None:
+        """See `AsyncPluginManager.tracing`."""
+        return self._async.tracing
+
+    def enable_tracing(self, config: TracingConfig, *, tracer_provider: Any = None) -> None:
+        """See `AsyncPluginManager.enable_tracing` (run on the manager's loop)."""
+        self._call(self._async.enable_tracing(config, tracer_provider=tracer_provider))
+
+    def inject_tracing(self, context: ExecutionContext | None, operation: str) -> ExecutionContext:
+        """See `AsyncPluginManager.inject_tracing` (runs on the calling thread, where the
+        application's active span is)."""
+        return self._async.inject_tracing(context, operation)
 
     def enable_plugin_security(self, config: SecurityConfig, *, exec_dir: str | None = None) -> None:
         """See `AsyncPluginManager.enable_plugin_security`."""

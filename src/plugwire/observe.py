@@ -1,6 +1,6 @@
 """Observability: the metrics snapshot types, what a custom exporter implements, the
-Prometheus and OTLP exporters, and the latency histogram's default buckets (see
-docs/observability.md)."""
+Prometheus and OTLP exporters, the latency histogram's default buckets, and `Tracing` (what
+`manager.tracing` is while tracing is on; see docs/observability.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ._observe import ManagerMetrics as ManagerMetrics
 from ._observe import MetricsExporter as MetricsExporter
 from ._observe import MetricsSource as MetricsSource
 from ._observe import PluginMetrics as PluginMetrics
+from ._observe import Tracing as Tracing
 from ._observe.otlp import OTLPConfig as OTLPConfig
 from ._observe.otlp import OTLPExporter as OTLPExporter
 from ._observe.prometheus import PrometheusConfig as PrometheusConfig
@@ -26,4 +27,5 @@ __all__ = [
     "PluginMetrics",
     "PrometheusConfig",
     "PrometheusExporter",
+    "Tracing",
 ]

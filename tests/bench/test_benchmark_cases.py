@@ -31,6 +31,8 @@ TARGETS = [
     ("policies.subprocess", "subprocess call, every policy off", "≤ 1.1x", Kind.LATENCY),
     ("security.whitelist_hash", "sha256sum", "≤ 1.3x", Kind.LATENCY),
     ("security.audit_overhead", "subprocess call, security off", "≤ 1.05x", Kind.LATENCY),
+    ("tracing.subprocess.sampled_out", "subprocess call, tracing off", "≤ 1.05x", Kind.LATENCY),
+    ("tracing.subprocess.sampled", "subprocess call, tracing off", None, Kind.LATENCY),
 ]
 
 
@@ -70,6 +72,7 @@ def test_the_plugin_gets_the_hosts_import_path_through_its_configured_env(tmp_pa
         "subprocess.startup",
         "subprocess.memory.host",
         "subprocess.small.uvloop",
+        "tracing.subprocess.sampled_out",
     ],
 )
 async def test_a_plugin_case_produces_numbers_and_leaves_no_process_behind(name: str, tmp_path: Path) -> None:

@@ -431,13 +431,6 @@ async def test_config_plugins_are_registered_on_start() -> None:
         await manager.register(AuthPlugin())
 
 
-@pytest.mark.parametrize("feature", ["tracing"])
-def test_features_not_built_yet_refuse_to_be_enabled(feature: str) -> None:
-    config = ManagerConfig.from_dict({feature: {"enabled": True}})
-    with pytest.raises(plugwire.ConfigError, match=f"{feature}.enabled: this feature is not available"):
-        AsyncPluginManager(AuthRequest, AuthResponse, config)
-
-
 async def test_graceful_unregister_drains_in_flight_calls_then_closes() -> None:
     plugin = GatedPlugin()
     async with AsyncPluginManager(AuthRequest, AuthResponse) as manager:

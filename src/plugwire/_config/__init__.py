@@ -15,7 +15,7 @@ from ._load import (
     load_data_file,
     parse_data,
     read_data_file,
-    refuse_unbuilt_features,
+    tracing_traces_url,
     validate_plugin_config,
 )
 from ._paths import HOST_PYTHON, with_host_python
@@ -63,7 +63,7 @@ __all__ = [
     "parse_data",
     "parse_duration",
     "read_data_file",
-    "refuse_unbuilt_features",
+    "tracing_traces_url",
     "validate_plugin_config",
     "with_host_python",
 ]

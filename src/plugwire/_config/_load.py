@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -30,7 +31,7 @@ __all__ = [
     "load_data_file",
     "parse_data",
     "read_data_file",
-    "refuse_unbuilt_features",
+    "tracing_traces_url",
     "validate_plugin_config",
 ]
 
@@ -406,18 +407,38 @@ def _check_semantics(config: ManagerConfig) -> None:
             f"log_level: expected one of debug, info, warning, error, critical, got {config.log_level!r}",
             code=ErrorCode.CONFIG_INVALID_VALUE,
         )
+    if config.tracing.endpoint:
+        tracing_traces_url(config.tracing.endpoint)
 
 
-def refuse_unbuilt_features(config: ManagerConfig) -> None:
-    """Settings that exist in the README's config but whose feature is not built yet: turning
-    one on must fail with a coded error, not silently do nothing."""
-    unbuilt = {"tracing.enabled": config.tracing.enabled}
-    for path, on in unbuilt.items():
-        if on:
-            raise ConfigError(
-                f"{path}: this feature is not available in this version of plugwire",
-                code=ErrorCode.CONFIG_INVALID_VALUE,
-            )
+def tracing_traces_url(endpoint: str, where: str = "tracing.endpoint") -> str:
+    """The OTLP/HTTP traces URL of a `tracing.endpoint`: an ``http://`` or ``https://`` URL.
+
+    A base URL (``http://collector:4318``, or one with a path prefix such as
+    ``https://gateway/otlp``) gets ``/v1/traces`` appended, as `OTEL_EXPORTER_OTLP_ENDPOINT`
+    does; a URL that already ends in ``/v1/traces`` is used as written.
+
+    Raises:
+        ConfigError: `where` names the field (1003): not an http(s) URL with a host, a bad
+            port, or a query or fragment.
+    """
+    try:
+        parts = urlsplit(endpoint)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError as exc:
+        raise ConfigError(
+            f"{where}: not a valid URL ({exc}): {endpoint[:200]!r}", code=ErrorCode.CONFIG_INVALID_VALUE
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok or parts.query or parts.fragment:
+        raise ConfigError(
+            f"{where}: expected an http:// or https:// URL of an OTLP/HTTP collector, such as "
+            f"'http://localhost:4318' (no query or fragment), got {endpoint[:200]!r}",
+            code=ErrorCode.CONFIG_INVALID_VALUE,
+        )
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1/traces"):
+        path = f"{path}/v1/traces"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 def check_plugin_config(plugin: Any, here: str) -> None:

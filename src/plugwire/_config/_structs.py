@@ -192,7 +192,21 @@ class SecurityConfig(_Config, frozen=True):
 
 
 class TracingConfig(_Config, frozen=True):
-    """Distributed tracing settings (README `TracingConfig`)."""
+    """Distributed tracing settings (README `TracingConfig`; see docs/observability.md).
+
+    Attributes:
+        enabled: Trace every call from the start (a span per `execute`, a child span per
+            attempt, the context sent to the plugin); needs `plugwire[otel]`. Or call
+            `manager.enable_tracing(...)` at run time.
+        service_name: The `service.name` of the spans when plugwire exports them itself
+            (`endpoint` set); with the application's own provider, its resource decides.
+        endpoint: An OTLP/HTTP collector (``http://host:4318``; ``/v1/traces`` is appended
+            unless the URL ends with it): plugwire then builds its own tracer provider and
+            exporter. Empty: the spans go to the application's global `TracerProvider`.
+        sample_rate: The share of new traces recorded (0.0-1.0), as a parent-based ratio
+            sampler: a call inside a trace follows its parent's decision. Applies to
+            plugwire's own provider only (`endpoint` set).
+    """
 
     enabled: bool = False
     service_name: str = "plugwire"

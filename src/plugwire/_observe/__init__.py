@@ -21,13 +21,18 @@ from .metrics import (
     MetricsSource,
     PluginMetrics,
 )
+from .tracing import OPERATION_KEY, Tracing, check_tracing_config, require_otel
 
 __all__ = [
     "DEFAULT_BUCKETS",
+    "OPERATION_KEY",
     "CallCounters",
     "Histogram",
     "ManagerMetrics",
     "MetricsExporter",
     "MetricsSource",
     "PluginMetrics",
+    "Tracing",
+    "check_tracing_config",
+    "require_otel",
 ]

@@ -277,6 +277,8 @@ class GrpcTransport(BaseTransport):
 
     async def _unary(self, method: Any, request: Any, timeout: float | None, *, attempt: Call | None = None) -> Any:
         metadata = self._metadata()
+        if attempt is not None and attempt.context.traceparent:  # also as gRPC call metadata (W3C)
+            metadata = (*(metadata or ()), ("traceparent", attempt.context.traceparent))
         aio = self._mods.aio
         try:
             reply = await method(request, timeout=timeout, metadata=metadata)
