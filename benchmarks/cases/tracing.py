@@ -2,9 +2,10 @@
 
 The same small call to the same subprocess echo plugin, with tracing enabled (plugwire's own
 tracer provider, exporting to a local OTLP/HTTP sink) and with tracing off. At
-`sample_rate=0` every call still makes its two spans (not recorded) and sends their
-`traceparent` to the plugin: the target is at most 5%. At `sample_rate=1` every span is
-recorded and exported by the SDK's batch thread: an info row.
+`sample_rate=0` every call passes the two tracing wrappers, which find it sampled out (no
+application span is active) and make no span and send no `traceparent`: the target is at
+most 5%. At `sample_rate=1` every span is recorded and exported by the SDK's batch thread:
+an info row.
 
 As in `policies.py`, both sides call *one* plugin process, lent to each manager, so the
 ratio measures only what tracing adds on the host (a lent transport is no subprocess
@@ -78,8 +79,8 @@ _OFF = Side("subprocess call, tracing off", partial(_echo_call, sample_rate=None
     baseline=_OFF,
     target=at_most(1.05),
     requires=("opentelemetry.sdk",),
-    note="issue 17: tracing enabled at sample_rate=0 (spans made, not recorded; traceparent sent) adds "
-    "at most 5% to a subprocess call; both through the same plugin process.",
+    note="issue 17: tracing enabled at sample_rate=0 (each new trace sampled out: no span, no traceparent "
+    "sent) adds at most 5% to a subprocess call; both through the same plugin process.",
 )
 @asynccontextmanager
 async def tracing_sampled_out(env: Env) -> AsyncIterator[Op]:

@@ -317,8 +317,10 @@ class Tracing:
         name = f"plugwire.execute {plugin}"
         # plugwire's own provider: a call that starts a trace (no traceparent given, no
         # OpenTelemetry context active) is decided here, on a trace id drawn here, as its
-        # ratio sampler would; sampled out, it costs no span at all (`sample_rate=0`), only
-        # the ids the plugin gets. Sampled, `begin` has the SDK make the span with that id.
+        # ratio sampler would. Sampled out, it costs no span and sends no traceparent (no
+        # trace was recorded for the plugin to continue, and a fresh traceparent per call
+        # measured ~3 µs of a 30 µs subprocess round trip); at `sample_rate=0` not even an
+        # id is drawn. Sampled, `begin` has the SDK make the span with that id.
         own = self._ids is not None
         bound = self._bound
         current = self._context.get_current
@@ -328,10 +330,10 @@ class Tracing:
             if own and not call.context.traceparent:
                 try:
                     if not current():  # (an empty OpenTelemetry context: no span, no baggage)
+                        if not bound:
+                            return await handler(call)
                         chosen = getrandbits(128) or 1
-                        if chosen & _TRACE_ID_LIMIT >= bound:  # (flags 02: a random trace id, W3C level 2)
-                            traceparent = f"00-{chosen:032x}-{getrandbits(64) or 1:016x}-02"
-                            call = replace(call, context=replace(call.context, traceparent=traceparent))
+                        if chosen & _TRACE_ID_LIMIT >= bound:
                             return await handler(call)
                 except Exception as exc:  # pragma: no cover (nothing above raises; never let it fail a call)
                     self._tracing_failed("sampling a call", exc)

@@ -78,7 +78,7 @@ def ids(traceparent: str) -> str:
 
 
 def sampled(traceparent: str) -> bool:
-    return bool(int(traceparent.rsplit("-", 1)[1], 16) & 0x01)
+    return bool(traceparent) and bool(int(traceparent.rsplit("-", 1)[1], 16) & 0x01)
 
 
 def plugin_config(name: str = "tp", **sections: Any) -> PluginConfig:
@@ -270,9 +270,8 @@ async def test_sample_rate_zero_records_nothing_and_one_records_everything(recei
     spans = host_spans(receiver)
     if rate == 0.0:
         assert spans == []
-        # Not recorded, but still propagated: the plugin sees the trace, flagged unsampled.
-        assert not any(sampled(answer.traceparent) for answer in answers)
-        assert len({answer.traceparent.split("-")[1] for answer in answers}) == calls
+        # A new trace sampled out is neither recorded nor sent: nothing to continue.
+        assert [answer.traceparent for answer in answers] == [""] * calls
     else:
         assert len(named(spans, "plugwire.execute")) == calls
         assert len(named(spans, "plugwire.attempt")) == calls
@@ -293,6 +292,8 @@ async def test_sample_rate_one_half_records_about_half_the_calls(receiver: OTLPR
     # Parent-based: every recorded call has its attempt recorded, every other one none.
     assert len(named(spans, "plugwire.attempt")) == len(recorded)
     assert sum(sampled(answer.traceparent) for answer in answers) == len(recorded)
+    # The others carried no traceparent at all (a new trace sampled out sends none).
+    assert sum(answer.traceparent == "" for answer in answers) == calls - len(recorded)
 
 
 def _closed_port() -> int:
