@@ -303,3 +303,59 @@ async def test_a_grpc_plugin_prefers_the_traceparent_call_metadata_to_the_reques
     [span] = receiver.wait_for_spans(bool)
     assert span.parent_span_id == in_metadata.span_id
     assert span.attributes["plugwire.request_id"] == "r-1"
+
+
+# ------------------------------------------------------------ end to end, host and plugin
+
+
+def by_name(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
+    [span] = [s for s in spans if s.span.name == name]
+    return span
+
+
+def assert_one_trace_across_the_boundary(spans: list[ReceivedSpan], answer: Resp, host_service: str) -> None:
+    """execute (host) → attempt (host) → the plugin's server span → the plugin's own span:
+    one trace id, each the parent of the next, exported from both processes."""
+    execute = by_name(spans, "plugwire.execute traced")
+    attempt = by_name(spans, "plugwire.attempt traced")
+    server = by_name(spans, SPAN_NAME)
+    child = by_name(spans, "plugin-work")
+    assert len({s.trace_id for s in (execute, attempt, server, child)}) == 1
+    assert execute.parent_span_id == ""  # the host started the trace
+    assert attempt.parent_span_id == execute.span_id
+    assert server.parent_span_id == attempt.span_id
+    assert child.parent_span_id == server.span_id
+    assert (execute.resource["service.name"], attempt.resource["service.name"]) == (host_service, host_service)
+    assert (server.resource["service.name"], child.resource["service.name"]) == ("traced", "traced")
+    # What the plugin's `execute` saw: the attempt span's context, sampled (flags `01`, with
+    # W3C level 2's random-trace-id bit `02` as the SDK sets it).
+    head, flags = answer.traceparent.rsplit("-", 1)
+    assert head == f"00-{attempt.trace_id}-{attempt.span_id}"
+    assert int(flags, 16) & 0x01
+    assert (answer.trace_id, answer.child_span_id) == (server.trace_id, child.span_id)
+
+
+async def test_a_traced_host_and_its_subprocess_plugin_export_one_trace(receiver: OTLPReceiver) -> None:
+    """The host's tracing starts the plugin with the tracing environment (PLUGWIRE_TRACING,
+    OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); both export to one collector."""
+    config = plugwire.TracingConfig(service_name="host-app", endpoint=receiver.endpoint, sample_rate=1.0)
+    async with manager_for(Req, Resp) as manager:
+        await manager.enable_tracing(config)
+        await manager.register(python_plugin("traced_plugin.py", "async"), name="traced")
+        answer = await manager.execute("traced", Req(op="child"))
+    # The manager's shutdown flushed its spans and stopped the plugin, which flushed its own.
+    spans = receiver.wait_for_spans(lambda spans: len(spans) >= 4)
+    assert_one_trace_across_the_boundary(spans, answer, "host-app")
+
+
+async def test_a_traced_host_and_its_grpc_plugin_export_one_trace(
+    receiver: OTLPReceiver, grpc_plugin: GrpcPlugin
+) -> None:
+    config = plugwire.TracingConfig(service_name="host-app", endpoint=receiver.endpoint, sample_rate=1.0)
+    async with manager_for(Req, Resp) as manager:
+        await manager.enable_tracing(config)
+        await manager.register(plugwire.grpc(grpc_plugin.address), name="traced")
+        answer = await manager.execute("traced", Req(op="child"))
+    await stop(grpc_plugin)
+    spans = receiver.wait_for_spans(lambda spans: len(spans) >= 4)
+    assert_one_trace_across_the_boundary(spans, answer, "host-app")
