@@ -46,6 +46,7 @@ from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, _reques
 from ._observe import CallCounters, ManagerMetrics, MetricsExporter
 from ._policies import BreakerListener, CircuitBreaker, Policy
 from ._registry import PluginRegistry
+from ._reload import HotReloader, Reloader, ReloadReport
 from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
 from ._sources import InProcess, PluginSource, source_for_config
@@ -123,6 +124,9 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         refuse_unbuilt_features(self.config)
         #: Generations: replacement, draining, what a shutdown cut (docs/lifecycle.md).
         self._lifecycle = Lifecycle(self)
+        #: Configuration reloads, and the file watcher of `hot_reload` once started.
+        self._reloader = Reloader(self)
+        self._hot_reload: HotReloader | None = None
 
     # ----------------------------------------------------------------- lifecycle
     def _queue(self, source: PluginSource, config: PluginConfig) -> None:
@@ -143,6 +147,10 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         await self._guard.ensure()
         for source, config in pending:
             await self._register_config(config, source)
+        hot = self.config.hot_reload
+        if hot.enabled and self._hot_reload is None:  # watch the config file from now on
+            self._hot_reload = HotReloader(self, hot.file, hot.debounce)
+            await self._hot_reload.start()
 
     async def __aenter__(self) -> AsyncPluginManager[ReqT, RespT]:
         try:
@@ -177,6 +185,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     aclose = shutdown
 
     async def _shutdown(self, timeout: float) -> ShutdownReport:
+        if self._hot_reload is not None:  # no reload may start during the shutdown
+            await self._hot_reload.aclose()
         entries = await self._registry.clear()
         # Monitors stop first: no health check or restart may race the shutdown.
         await asyncio.gather(*(entry.monitor.aclose() for entry in entries))
@@ -394,6 +404,28 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             ManagerClosedError: The manager is shut down (1208).
         """
         return await self._lifecycle.replace(name, plugin_or_source, config=config, drain_timeout=drain_timeout)
+
+    async def reload_config(self, config: ManagerConfig | str | os.PathLike[str]) -> ReloadReport:
+        """Apply a changed configuration while running, without a failed call.
+
+        The new config (a `ManagerConfig` or a file path) is validated whole first: if it is
+        invalid nothing changes and the error names the file, path and line. Then, by plugin
+        name: new plugins are registered, removed ones drained and closed, a changed launch
+        setting (executable, args, env, work_dir, endpoint, auth, transport, connection)
+        starts a new generation (`replace`), and a change of policies only (timeouts, retry,
+        breaker, rate limit, health checks) is applied in place, with the same processes.
+        Plugins registered in code are left alone. Reloads run one at a time; those asked for
+        meanwhile coalesce into one reload of the latest config. See docs/lifecycle.md.
+
+        Returns:
+            What happened to each plugin, and why (`failed` lists what could not be applied).
+
+        Raises:
+            ConfigFileError: The file is missing, unreadable or malformed (17xx).
+            ConfigError: The config is invalid (10xx), naming the path.
+            ManagerClosedError: The manager is shut down (1208).
+        """
+        return await self._reloader.reload(config)
 
     async def load_config(self, config: ManagerConfig | str | os.PathLike[str]) -> None:
         """Register every plugin of a config (a `ManagerConfig` or a file path)."""

@@ -20,6 +20,7 @@ from ._manager import AsyncPluginManager, PluginHandle
 from ._models import ExecutionContext, HealthStatus, PluginInfo
 from ._observe import ManagerMetrics, MetricsExporter
 from ._policies import BreakerListener, BreakerState, Policy
+from ._reload import ReloadReport
 from ._security import AuditLog, SecurityEngine
 from ._sources import PluginSource
 from ._types import LoggerLike, ReqT, RespT
@@ -159,6 +160,10 @@ class PluginManager(Generic[ReqT, RespT]):
     ) -> ReplaceResult:
         """See `AsyncPluginManager.replace`."""
         return self._call(self._async.replace(name, plugin_or_source, config=config, drain_timeout=drain_timeout))
+
+    def reload_config(self, config: ManagerConfig | str | os.PathLike[str]) -> ReloadReport:
+        """See `AsyncPluginManager.reload_config`."""
+        return self._call(self._async.reload_config(config))
 
     def load_config(self, config: ManagerConfig | str | os.PathLike[str]) -> None:
         """See `AsyncPluginManager.load_config`."""

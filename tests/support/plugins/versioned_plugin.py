@@ -10,6 +10,7 @@ itself unhealthy. Ops:
 - `hold`: logs "holding <request id>" (a host log record the test can wait for), then waits
   until cancelled; the cancellation is counted.
 - `cancelled`: answers how many calls were cancelled so far (waits up to 10 s for one).
+- `sleep`: answers after `text` seconds (a call that is still running when the test acts).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class VersionedPlugin(plugwire.Plugin[Req, Resp]):
                 self.cancelled += 1
                 self.any_cancelled.set()
                 raise
+        if request.op == "sleep":
+            await asyncio.sleep(float(request.text))
         if request.op == "cancelled":
             try:
                 async with asyncio.timeout(10):
