@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import plugwire
-from plugwire import AsyncPluginManager, PluginConfig
+from plugwire import AsyncPluginManager
 from plugwire.errors import ErrorCode
 from tests.support.plugins.versioned_plugin import Req, Resp
 from tests.support.procguard import PLUGINS, plugin_env, python_plugin
@@ -114,13 +114,15 @@ async def test_a_policy_only_change_keeps_the_processes_the_breaker_and_the_toke
         assert await pids(manager, "a") == before
         assert manager._entries["a"] is entry
         assert entry.breaker is breaker  # its settings did not change: its state carries on
-        assert entry.pipeline is not None and entry.pipeline.limiter is limiter
+        assert entry.pipeline is not None
+        assert entry.pipeline.limiter is limiter
         assert entry.monitor.config.interval == 1.0
         # A changed breaker is new (its settings differ), still the same process.
         write(config, plugin("a", rate_limit=limited, circuit_breaker={"failure_threshold": 9}))
         report = await manager.reload_config(config)
         assert "circuit_breaker" in report.updated["a"]
-        assert entry.breaker is not breaker and entry.breaker is not None
+        assert entry.breaker is not breaker
+        assert entry.breaker is not None
         assert entry.breaker.config.failure_threshold == 9
         assert await pids(manager, "a") == before
 
@@ -158,7 +160,8 @@ async def test_a_failed_replacement_is_reported_and_the_rest_applied(tmp_path: P
         broken["args"].append("crash")
         write(config, broken, plugin("b", "2"))
         report = await manager.reload_config(config)
-        assert "1210" in report.failed["a"] and "missing library" in report.failed["a"]
+        assert "1210" in report.failed["a"]
+        assert "missing library" in report.failed["a"]
         assert set(report.replaced) == {"b"}
         assert not report.ok
         assert await pids(manager, "a") == before
