@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from msgspec.structs import replace as struct_replace
 
 from ._config import PluginConfig, validate_plugin_config, with_host_python
@@ -44,8 +44,7 @@ __all__ = ["Lifecycle", "ReplaceResult", "ShutdownReport"]
 _CANCEL_GRACE = 2.0  # seconds a cancelled call gets to unwind (and send `cancel`) before the close
 
 
-@dataclass(frozen=True)
-class ReplaceResult:
+class ReplaceResult(msgspec.Struct, frozen=True, kw_only=True):
     """What one `replace()` did.
 
     Attributes:
@@ -71,8 +70,7 @@ class ReplaceResult:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class ShutdownReport:
+class ShutdownReport(msgspec.Struct, frozen=True, kw_only=True):
     """What `shutdown()` had to cut: per plugin, the calls still running at its timeout.
 
     Attributes:
@@ -82,7 +80,7 @@ class ShutdownReport:
     """
 
     plugins: int = 0
-    cut: dict[str, int] = field(default_factory=dict)
+    cut: dict[str, int] = msgspec.field(default_factory=dict)
 
     @property
     def drained(self) -> bool:
@@ -109,10 +107,14 @@ def callers_of(entry: PluginEntry, execute: Any) -> list[asyncio.Task[Any]]:
     return found
 
 
-@dataclass
 class _Retiring:
-    entry: PluginEntry
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    """A generation switched away from, until it is closed."""
+
+    __slots__ = ("closed", "entry")
+
+    def __init__(self, entry: PluginEntry) -> None:
+        self.entry = entry
+        self.closed = asyncio.Event()
 
 
 class Lifecycle:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -57,8 +56,7 @@ POLICY_FIELDS = ("retry", "circuit_breaker", "health_check", "rate_limit", "prio
 _DEFAULT = PluginConfig(name="x")
 
 
-@dataclass(frozen=True)
-class ReloadReport:
+class ReloadReport(msgspec.Struct, kw_only=True):
     """What one `reload_config()` did, by plugin name; each value says why.
 
     Attributes:
@@ -74,12 +72,12 @@ class ReloadReport:
     """
 
     source: str = ""
-    added: dict[str, str] = field(default_factory=dict)
-    removed: dict[str, str] = field(default_factory=dict)
-    replaced: dict[str, str] = field(default_factory=dict)
-    updated: dict[str, str] = field(default_factory=dict)
-    unchanged: dict[str, str] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
+    added: dict[str, str] = msgspec.field(default_factory=dict)
+    removed: dict[str, str] = msgspec.field(default_factory=dict)
+    replaced: dict[str, str] = msgspec.field(default_factory=dict)
+    updated: dict[str, str] = msgspec.field(default_factory=dict)
+    unchanged: dict[str, str] = msgspec.field(default_factory=dict)
+    failed: dict[str, str] = msgspec.field(default_factory=dict)
     not_applied: tuple[str, ...] = ()
 
     @property
