@@ -281,11 +281,22 @@ class Lifecycle:
         Waits on its idle event up to `drain_timeout` (default: the manager's
         `shutdown_timeout`), then cancels the calls still running (each fails with 1211 and
         the plugin gets `cancel`), gives them a moment to unwind, and closes the transport.
+        The work runs in a task of the manager: if the caller is cancelled, the generation is
+        still drained and closed (and a shutdown waits for it).
         """
         m = self._m
-        name = entry.config.name
         record = _Retiring(entry)
-        self.retiring.setdefault(name, []).append(record)
+        self.retiring.setdefault(entry.config.name, []).append(record)  # seen by a shutdown from now on
+        work = self._retire(record, drain_timeout)
+        if m._tasks.closed:  # the manager's own tasks are closed: its shutdown is ending
+            return await work
+        what = f"retire {entry.config.name!r} generation {entry.generation}"
+        return await asyncio.shield(m._tasks.start(work, name=what, shielded=True))
+
+    async def _retire(self, record: _Retiring, drain_timeout: float | None) -> tuple[int, int]:
+        m = self._m
+        entry = record.entry
+        name = entry.config.name
         limit = m.config.shutdown_timeout if drain_timeout is None else drain_timeout
         cancelled = cut = 0
         try:
@@ -301,15 +312,17 @@ class Lifecycle:
                     await m._drain(entry, _CANCEL_GRACE)
                 cut = entry.inflight
         finally:
-            for task in [task for task, generation in self.cut.items() if task.done()]:
+            for task in [task for task in self.cut if task.done()]:
                 del self.cut[task]
-            await m._close_entry(entry)
-            record.closed.set()
-            records = self.retiring.get(name, [])
-            if record in records:
-                records.remove(record)
-            if not records:
-                self.retiring.pop(name, None)
+            try:
+                await m._close_entry(entry)
+            finally:
+                record.closed.set()
+                records = self.retiring.get(name, [])
+                if record in records:
+                    records.remove(record)
+                if not records:
+                    self.retiring.pop(name, None)
         return cancelled, cut
 
     def cancel_calls(self, entry: PluginEntry) -> int:
