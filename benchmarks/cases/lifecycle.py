@@ -80,7 +80,7 @@ async def _hundred(env: Env, change: bool) -> AsyncIterator[Op]:
     async with manager:
         for config in configs:
             await manager.register(plugwire.in_process(EchoPlugin(), codec=False), config=config)
-            manager._lifecycle.sources[config.name] = None  # managed by reloads, as a config plugin is
+            manager._lifecycle.registered(config.name, None)  # managed by reloads, as a config plugin is
         turn = 0
 
         async def reload() -> None:

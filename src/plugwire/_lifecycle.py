@@ -123,12 +123,23 @@ class Lifecycle:
     def __init__(self, manager: AsyncPluginManager[Any, Any]) -> None:
         self._m = manager
         self._locks: dict[str, asyncio.Lock] = {}
-        #: The source each running plugin was registered from (None: from its config).
+        #: What `replace(name)` starts again: the source each plugin was last started from
+        #: (None: from its config).
         self.sources: dict[str, PluginSource | None] = {}
+        #: Plugins registered from a configuration: the ones a config reload manages.
+        self.from_config: set[str] = set()
         #: Generations switched away from and not closed yet, by name.
         self.retiring: dict[str, list[_Retiring]] = {}
         #: Tasks whose call the drain cancelled -> the generation it ran on (`drain_error`).
         self.cut: dict[asyncio.Task[Any], int] = {}
+
+    def registered(self, name: str, source: PluginSource | None) -> None:
+        """A registration started plugin `name` from `source` (None: from a config)."""
+        self.sources[name] = source
+        if source is None:
+            self.from_config.add(name)
+        else:
+            self.from_config.discard(name)
 
     def lock(self, name: str) -> asyncio.Lock:
         """The lock that serialises replacements (and reloads) of `name`."""
@@ -145,7 +156,10 @@ class Lifecycle:
         *,
         config: PluginConfig | None = None,
         drain_timeout: float | None = None,
+        from_config: bool = False,
     ) -> ReplaceResult:
+        """See `AsyncPluginManager.replace`; `from_config` starts `config` alone (a reload),
+        not the source the plugin was last started from."""
         m = self._m
         m._check_open()
         if config is not None and config.name != name:
@@ -157,7 +171,9 @@ class Lifecycle:
         async with self.lock(name):
             old = m._registry.lookup(name)  # 1201/1202/1209 when there is nothing to replace
             began = time.perf_counter()
-            if plugin_or_source is None:
+            if from_config:
+                source = None
+            elif plugin_or_source is None:
                 source = self.sources.get(name)
             elif isinstance(plugin_or_source, PluginSource):
                 source = plugin_or_source

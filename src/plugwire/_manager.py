@@ -280,7 +280,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                 if not closing:
                     self._entries[name] = entry
                     entry.monitor.start()
-                    self._lifecycle.sources[name] = source  # what `replace(name)` starts again
+                    self._lifecycle.registered(name, source)  # what `replace(name)` starts again
             if closing:
                 await entry.transport.aclose()
                 raise ManagerClosedError("the manager is shut down")

@@ -208,10 +208,8 @@ class Reloader:
     def _pairs(self, loaded: ManagerConfig) -> list[tuple[str, PluginConfig | None, PluginConfig | None]]:
         """(name, running config or None, new config or None) for every config-managed name."""
         m = self._m
-        sources = m._lifecycle.sources
-        current: dict[str, PluginConfig] = {
-            name: entry.config for name, entry in m._entries.items() if sources.get(name, None) is None
-        }
+        managed = m._lifecycle.from_config
+        current: dict[str, PluginConfig] = {name: entry.config for name, entry in m._entries.items() if name in managed}
         current.update(m._registry.disabled)
         wanted = {p.name: p for p in loaded.plugins}
         names = list(dict.fromkeys([*current, *wanted]))
@@ -225,6 +223,8 @@ class Reloader:
                     report.failed[name] = "a plugin of that name is registered in code; a config cannot change it"
                     return
                 await m._register_config(new, None)
+                if not new.enabled:
+                    m._lifecycle.from_config.add(name)
                 report.added[name] = "new in the config" if new.enabled else "new in the config, disabled"
             elif new is None or (old is not None and old.enabled and not new.enabled):
                 await self._remove(name)
@@ -248,7 +248,7 @@ class Reloader:
                     await self._update(name, new)
                     report.updated[name] = ", ".join(what)
                 else:
-                    await m._lifecycle.replace(name, None, config=new)
+                    await m._lifecycle.replace(name, None, config=new, from_config=True)
                     report.replaced[name] = ", ".join(what)
         except PluginError as exc:
             report.failed[name] = str(exc)

@@ -223,3 +223,16 @@ async def test_100_reloads_under_load_fail_no_call(tmp_path: Path) -> None:
     for answer in answers:
         versions_by_pid.setdefault(answer.pid, set()).add(answer.version)
     assert all(len(v) == 1 for v in versions_by_pid.values())
+
+
+async def test_a_config_plugin_replaced_in_code_is_still_the_configs(tmp_path: Path) -> None:
+    """The file stays the source of truth of the plugins it lists: a reload that changes one
+    starts what the file says, not the source a `replace()` in code last used."""
+    config = write(tmp_path / "plugins.yaml", plugin("a", "1"))
+    async with Manager(Req, Resp, plugwire.ManagerConfig.load(config)) as manager:
+        await manager.replace("a", python_plugin("versioned_plugin.py", "2"))
+        assert (await manager.execute("a", Req())).version == "2"
+        write(config, plugin("a", "3"))
+        report = await manager.reload_config(config)
+        assert set(report.replaced) == {"a"}
+        assert (await manager.execute("a", Req())).version == "3"
