@@ -53,6 +53,8 @@ async def _calls(env: Env, replacing: bool) -> AsyncIterator[Op]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+                if manager._entries["echo"].generation < 3:  # the calls must have overlapped replacements
+                    raise RuntimeError("the plugin was not replaced while the calls were measured")
 
 
 @case(
