@@ -64,6 +64,10 @@ if TYPE_CHECKING:
     from ._config import default_manager_config as default_manager_config
     from ._handle import PluginHandle as PluginHandle
     from ._manager import AsyncPluginManager as AsyncPluginManager
+    from ._observe.otlp import OTLPConfig as OTLPConfig
+    from ._observe.otlp import OTLPExporter as OTLPExporter
+    from ._observe.prometheus import PrometheusConfig as PrometheusConfig
+    from ._observe.prometheus import PrometheusExporter as PrometheusExporter
     from ._run import run as run
     from ._sources import PluginSource as PluginSource
     from ._sources import grpc as grpc
@@ -137,11 +141,15 @@ _LAZY: dict[str, str] = {
     "ManagerConfig": "._config",
     "ManagerMetrics": "._observe",
     "MetricsConfig": "._config",
+    "OTLPConfig": "._observe.otlp",
+    "OTLPExporter": "._observe.otlp",
     "PluginConfig": "._config",
     "PluginHandle": "._handle",
     "PluginManager": "._sync",
     "PluginMetrics": "._observe",
     "PluginSource": "._sources",
+    "PrometheusConfig": "._observe.prometheus",
+    "PrometheusExporter": "._observe.prometheus",
     "RateLimitConfig": "._config",
     "RetryConfig": "._config",
     "SecurityAuditConfig": "._config",
@@ -228,6 +236,8 @@ __all__ = [
     "ManagerConfig",
     "ManagerMetrics",
     "MetricsConfig",
+    "OTLPConfig",
+    "OTLPExporter",
     "OutcomeUnknownError",
     "Plugin",
     "PluginConfig",
@@ -240,6 +250,8 @@ __all__ = [
     "PluginSource",
     "PluginTimeoutError",
     "PluginUnavailableError",
+    "PrometheusConfig",
+    "PrometheusExporter",
     "RateLimitConfig",
     "RateLimitedError",
     "RetryConfig",

@@ -1,5 +1,6 @@
-"""Observability: the metrics snapshot types, what a custom exporter implements, and the
-latency histogram's default buckets (see docs/observability.md)."""
+"""Observability: the metrics snapshot types, what a custom exporter implements, the
+Prometheus and OTLP exporters, and the latency histogram's default buckets (see
+docs/observability.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from ._observe import ManagerMetrics as ManagerMetrics
 from ._observe import MetricsExporter as MetricsExporter
 from ._observe import MetricsSource as MetricsSource
 from ._observe import PluginMetrics as PluginMetrics
+from ._observe.otlp import OTLPConfig as OTLPConfig
+from ._observe.otlp import OTLPExporter as OTLPExporter
+from ._observe.prometheus import PrometheusConfig as PrometheusConfig
+from ._observe.prometheus import PrometheusExporter as PrometheusExporter
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -16,5 +21,9 @@ __all__ = [
     "ManagerMetrics",
     "MetricsExporter",
     "MetricsSource",
+    "OTLPConfig",
+    "OTLPExporter",
     "PluginMetrics",
+    "PrometheusConfig",
+    "PrometheusExporter",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import os
 import subprocess
 import sys
 import warnings
@@ -57,12 +58,16 @@ README_TABLE = {
     "SecurityConfig",
     "SecurityAuditConfig",
     "TracingConfig",
+    "OTLPConfig",
+    "OTLPExporter",
     "Transport",
     "AuthMethod",
     "Status",
     "SecurityPolicy",
     "PluginError",
     "ExecutionContext",
+    "PrometheusExporter",
+    "PrometheusConfig",
 }
 
 PACKAGE = Path(plugwire.__file__).parent
@@ -175,6 +180,20 @@ def test_a_plugin_process_importing_plugwire_sdk_loads_no_host_code() -> None:
         "'plugwire._policies', 'plugwire._security', 'yaml', 'grpc'))]; print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_plugin_process_loads_no_opentelemetry_until_tracing_is_asked_for() -> None:
+    # The plugin side's trace ids for log records are in plugwire.sdk; OpenTelemetry is
+    # imported only by a server started with PLUGWIRE_TRACING=1 (plugin start-up stays lean).
+    code = (
+        "import sys, plugwire, plugwire.sdk; "
+        "from plugwire.sdk import TraceIdsFilter, add_trace_ids, current_trace_ids, loguru_trace_ids; "
+        "current_trace_ids(); "
+        "print([m for m in sys.modules if m.startswith(('opentelemetry', 'structlog', 'loguru'))])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PLUGWIRE_TRACING"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30, env=env)
     assert out.stdout.strip() == "[]"
 
 

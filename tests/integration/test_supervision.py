@@ -12,26 +12,15 @@ import signal
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import msgspec
 import pytest
 
 import plugwire
 from plugwire._transports._pool import ProcessPool, RestartPolicy
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
+from tests.support.echo_types import Req, Resp
 from tests.support.procguard import python_plugin
 
 pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(30)]
-
-
-class Req(msgspec.Struct):
-    op: str = "echo"
-    text: str = ""
-    seconds: float = 0.0
-
-
-class Resp(msgspec.Struct):
-    text: str = ""
-    pid: int = 0
 
 
 @pytest.fixture

@@ -7,6 +7,10 @@ send with the `opentelemetry-proto` classes, as a collector would.
 
 Spans and metric points come back as the protobuf messages themselves (with their resource
 attributes alongside), so tests assert on exactly what went over the wire.
+
+`OTLPGrpcReceiver` is the same over OTLP/gRPC: a real `grpc.server` on loopback serving the
+collector's metrics and trace services. Both take `hold`: an Event every export waits on before
+it is answered (a collector that does not answer); it is set when the receiver closes.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import gzip
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,7 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-__all__ = ["OTLPReceiver", "ReceivedMetric", "ReceivedSpan", "resource_attributes"]
+__all__ = ["OTLPGrpcReceiver", "OTLPReceiver", "ReceivedMetric", "ReceivedSpan", "resource_attributes"]
 
 
 def resource_attributes(resource: Any) -> dict[str, Any]:
@@ -67,16 +72,36 @@ class ReceivedMetric:
     resource: dict[str, Any]
 
 
+def _spans_of(traces: ExportTraceServiceRequest) -> list[ReceivedSpan]:
+    received: list[ReceivedSpan] = []
+    for resource_spans in traces.resource_spans:
+        resource = resource_attributes(resource_spans.resource)
+        for scope in resource_spans.scope_spans:
+            received.extend(ReceivedSpan(span, resource) for span in scope.spans)
+    return received
+
+
+def _metrics_of(exported: ExportMetricsServiceRequest) -> list[ReceivedMetric]:
+    received: list[ReceivedMetric] = []
+    for resource_metrics in exported.resource_metrics:
+        resource = resource_attributes(resource_metrics.resource)
+        for scope in resource_metrics.scope_metrics:
+            received.extend(ReceivedMetric(metric, resource) for metric in scope.metrics)
+    return received
+
+
 class OTLPReceiver:
     """Collects OTLP/HTTP protobuf exports on `endpoint` (``http://127.0.0.1:<port>``).
 
     Args:
         status: The HTTP status every export is answered with (e.g. 503 for a collector
             that refuses everything); 200 by default.
+        hold: If given, every export waits for it before it is answered (set at close).
     """
 
-    def __init__(self, *, status: int = 200) -> None:
+    def __init__(self, *, status: int = 200, hold: threading.Event | None = None) -> None:
         self.status = status
+        self.hold = hold
         self.spans: list[ReceivedSpan] = []
         self.metrics: list[ReceivedMetric] = []
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of each POST
@@ -89,6 +114,8 @@ class OTLPReceiver:
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 reply = receiver._accept(self.path, dict(self.headers.items()), body)
+                if receiver.hold is not None:
+                    receiver.hold.wait()
                 self.send_response(receiver.status)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(reply)))
@@ -111,6 +138,8 @@ class OTLPReceiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.hold is not None:
+            self.hold.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
@@ -119,18 +148,10 @@ class OTLPReceiver:
         with self._changed:
             self.requests.append((path, headers))
             if path.endswith("/v1/traces"):
-                traces = ExportTraceServiceRequest.FromString(body)
-                for resource_spans in traces.resource_spans:
-                    resource = resource_attributes(resource_spans.resource)
-                    for scope in resource_spans.scope_spans:
-                        self.spans.extend(ReceivedSpan(span, resource) for span in scope.spans)
+                self.spans.extend(_spans_of(ExportTraceServiceRequest.FromString(body)))
                 reply: Any = ExportTraceServiceResponse()
             else:
-                exported = ExportMetricsServiceRequest.FromString(body)
-                for resource_metrics in exported.resource_metrics:
-                    resource = resource_attributes(resource_metrics.resource)
-                    for scope in resource_metrics.scope_metrics:
-                        self.metrics.extend(ReceivedMetric(metric, resource) for metric in scope.metrics)
+                self.metrics.extend(_metrics_of(ExportMetricsServiceRequest.FromString(body)))
                 reply = ExportMetricsServiceResponse()
             self._changed.notify_all()
         return bytes(reply.SerializeToString())
@@ -152,3 +173,62 @@ class OTLPReceiver:
                     f"metrics not received within {timeout}s; got {[m.metric.name for m in self.metrics]}"
                 )
             return list(self.metrics)
+
+
+class OTLPGrpcReceiver(OTLPReceiver):
+    """Collects OTLP/gRPC exports on `endpoint` (``http://127.0.0.1:<port>``, plaintext): a
+    real `grpc.server` serving the collector's MetricsService and TraceService. `requests`
+    holds ``(method, metadata)`` per export; the rest is as `OTLPReceiver`."""
+
+    def __init__(self, *, hold: threading.Event | None = None) -> None:
+        import grpc
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        self.status = 200
+        self.hold = hold
+        self.spans = []
+        self.metrics = []
+        self.requests = []
+        self._changed = threading.Condition()
+        receiver = self
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request: ExportMetricsServiceRequest, context: Any) -> ExportMetricsServiceResponse:
+                with receiver._changed:
+                    receiver.requests.append(("metrics", dict(context.invocation_metadata())))
+                    receiver.metrics.extend(_metrics_of(request))
+                    receiver._changed.notify_all()
+                if receiver.hold is not None:
+                    receiver.hold.wait()
+                return ExportMetricsServiceResponse()
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:
+                with receiver._changed:
+                    receiver.requests.append(("traces", dict(context.invocation_metadata())))
+                    receiver.spans.extend(_spans_of(request))
+                    receiver._changed.notify_all()
+                if receiver.hold is not None:
+                    receiver.hold.wait()
+                return ExportTraceServiceResponse()
+
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="otlp-grpc-receiver")
+        self._grpc_server = grpc.server(self._pool)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._grpc_server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._grpc_server)
+        self._port = self._grpc_server.add_insecure_port("127.0.0.1:0")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def __enter__(self) -> OTLPGrpcReceiver:
+        self._grpc_server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.hold is not None:
+            self.hold.set()
+        self._grpc_server.stop(grace=None).wait(10)
+        self._pool.shutdown(wait=True)

@@ -5,7 +5,10 @@ is the blocking entry point of a plugin process, stopping gracefully on SIGTERM 
 the health service turns NOT_SERVING and new calls are refused (1304) while the listener stays
 open, in-flight calls get the grace period (`DEFAULT_GRACE`) to finish, calls still running
 then end with 1207, and only then does the listener close and the plugin's `close()` run.
-Requests go through the same `PluginAdapter` as every other transport.
+Requests go through the same `PluginAdapter` as every other transport. With
+``PLUGWIRE_TRACING=1`` each call runs in a span continuing the caller's trace (`tracing.py`):
+the ``traceparent`` gRPC call metadata is preferred to the request's metadata map, and the
+spans are flushed when the server closes.
 Imports only layers 0-2 (plus grpc), so a plugin process loads no host code.
 """
 
@@ -18,7 +21,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
 from .._auth import CredentialVerifier, credential_verifier
@@ -42,6 +45,7 @@ from .._proto import CODE_TRAILER, CODEC_BY_CONTENT_TYPE, DETAILS_TRAILER, RETRY
 from .._tls import ServerTLSConfig
 from .adapter import PluginAdapter
 from .grpc_health import PluginHealthService
+from .tracing import PluginTracing, plugin_tracing
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_MAX_MESSAGE_SIZE", "GrpcPluginServer", "serve_grpc"]
 
@@ -105,6 +109,10 @@ class GrpcPluginServer:
         self._running: set[asyncio.Task[Any]] = set()  # handlers inside the plugin's execute
         self._cut_off: set[asyncio.Task[Any]] = set()  # ...and those the end of the grace cancelled
         self.address = address
+        #: Tracing from the environment (``PLUGWIRE_TRACING=1``), set up at `start()`.
+        self.tracing: PluginTracing | None = None
+        #: What runs a call: the adapter's execute, wrapped in the call's span when tracing.
+        self.execute: Callable[..., Awaitable[bytes]] = self.adapter.execute
 
     @property
     def port(self) -> int:
@@ -152,6 +160,9 @@ class GrpcPluginServer:
             self.address = f"{self._requested.rsplit(':', 1)[0]}:{port}"
         await server.start()
         self._server = server
+        tracing = self.tracing = plugin_tracing(lambda: self.adapter.info().name)
+        if tracing is not None:
+            self.execute = tracing.wrap(self.adapter.execute, "grpc")
         return self.address
 
     @property
@@ -182,6 +193,8 @@ class GrpcPluginServer:
             await server.stop(_CLOSE_WAIT)
         finally:
             await self.adapter.close()
+            if self.tracing is not None:
+                await self.tracing.aflush()  # bounded: a dead collector never holds the stop
 
     async def _drain(self, grace: float) -> None:
         """Wait up to `grace` for the calls in flight; cancel the rest (they answer 1207)."""
@@ -280,14 +293,14 @@ class _Servicer:
             timeout=remaining,
             headers=metadata,
             metadata=metadata,
-            traceparent=metadata.get("traceparent", ""),
+            traceparent=_call_traceparent(context) or metadata.get("traceparent", ""),
         )
         task = asyncio.current_task()
         assert task is not None  # grpc runs every handler in a task
         running = owner.running
         running.add(task)
         try:
-            payload = await owner.adapter.execute(ctx, request.payload, codec)
+            payload = await owner.execute(ctx, request.payload, codec)
         except PluginError as exc:
             await owner.abort(context, exc)
         except asyncio.CancelledError:
@@ -324,6 +337,14 @@ class _Servicer:
             capabilities=list(info.capabilities),
             metadata=info.metadata,
         )
+
+
+def _call_traceparent(context: Any) -> str:
+    """The ``traceparent`` gRPC call metadata (W3C trace context), or ""."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent" and isinstance(value, str):
+            return value
+    return ""
 
 
 def _stopping_error() -> TransportError:
@@ -383,7 +404,11 @@ def serve_grpc(
         max_message_size=max_message_size,
         max_threads=max_threads,
     )
-    asyncio.run(_serve_until_signal(server))
+    try:
+        asyncio.run(_serve_until_signal(server))
+    finally:
+        if server.tracing is not None:
+            server.tracing.shutdown()  # the last spans, bounded: a dead collector never holds the exit
 
 
 async def _serve_until_signal(server: GrpcPluginServer) -> None:

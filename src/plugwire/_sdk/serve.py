@@ -22,6 +22,7 @@ from .._protocol import COOKIE_ENV, DEFAULT_MAX_FRAME, MAGIC_COOKIE, NOT_A_PLUGI
 from .adapter import PluginAdapter
 from .logs import install_logging
 from .stdio import AuthVerifier, StdioServer
+from .tracing import plugin_tracing
 
 __all__ = ["ServeSettings", "serve"]
 
@@ -58,6 +59,9 @@ def serve(
     The protocol runs on private duplicates of stdin and stdout; fd 1 is pointed at stderr
     (so `print()` becomes a log line) and fd 0 at /dev/null. Logging goes to stderr as
     JSON lines, which the host turns into records under `plugwire.plugin.<name>`.
+    With ``PLUGWIRE_TRACING=1`` in the environment (a tracing host sets it), each call runs
+    in a span continuing the host's trace, and log lines carry its ids (`_sdk/tracing.py`,
+    docs/observability.md).
 
     Args:
         plugin: A `plugwire.Plugin` (its methods may be `async def` or plain `def`; plain
@@ -176,16 +180,22 @@ def _serve_stdio(adapter: PluginAdapter, settings: ServeSettings) -> int:
         sys.stderr.flush()
         return 1
     install_logging(settings.log_level)
+    tracing = plugin_tracing(lambda: adapter.info().name)
     in_fd, out_fd = _take_protocol_fds()
     server_kwargs: dict[str, Any] = {
+        "tracing": tracing,
         "max_concurrency": settings.max_concurrency,
         "grace": settings.grace,
         "auth": settings.auth,
         "max_frame": settings.max_frame,
         "codecs": settings.codecs,
     }
-    with asyncio.Runner(loop_factory=settings.loop_factory) as runner:
-        return runner.run(_run(adapter, in_fd, out_fd, server_kwargs))
+    try:
+        with asyncio.Runner(loop_factory=settings.loop_factory) as runner:
+            return runner.run(_run(adapter, in_fd, out_fd, server_kwargs))
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # the last spans, bounded: a dead collector never holds the exit
 
 
 def _serve_grpc(

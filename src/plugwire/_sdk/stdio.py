@@ -37,6 +37,7 @@ from ._eager import new_starter
 from ._hello import AuthVerifier, answer_hello
 from ._idle import IdleWait
 from .adapter import PluginAdapter
+from .tracing import PluginTracing
 
 __all__ = ["AuthVerifier", "StdioServer"]
 
@@ -60,6 +61,8 @@ class StdioServer(asyncio.BufferedProtocol):
         auth: Verifies the host's credentials during the handshake.
         max_frame: The largest frame accepted from the host.
         codecs: Codecs this plugin accepts, in no particular order (the host chooses).
+        tracing: Runs each call in its span (`tracing.plugin_tracing()`); None: untraced,
+            at no cost per call (the choice is made once, at the handshake).
     """
 
     # The session's own method, bound per server (a read costs no frame of the adapter's).
@@ -74,8 +77,10 @@ class StdioServer(asyncio.BufferedProtocol):
         auth: AuthVerifier | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         codecs: tuple[CodecName, ...] = CODECS,
+        tracing: PluginTracing | None = None,
     ) -> None:
         self.adapter = adapter
+        self.tracing = tracing
         self.max_concurrency = max_concurrency
         self.max_frame = max_frame
         self.grace = grace
@@ -97,6 +102,7 @@ class StdioServer(asyncio.BufferedProtocol):
         # the slow path), and an `async def execute` to await directly (None: the adapter's way).
         self._decode_request: Callable[[Any], Any] = _before_handshake
         self._execute: Callable[..., Any] | None = None
+        self._adapter_execute: Callable[..., Any] = adapter.execute  # the other way (traced when tracing)
         self._encode_into: Callable[[Any, bytearray, int], None] = msgspec.msgpack.Encoder().encode_into
         self._codec: CodecName = "msgpack"
         self._paused_for_calls = False
@@ -202,7 +208,14 @@ class StdioServer(asyncio.BufferedProtocol):
         else:
             self._encode_into = msgspec.msgpack.Encoder(enc_hook=_enc_hook).encode_into
         self._decode_request = self.adapter.request_decoder(codec)
-        self._execute = self.adapter.plugin.execute if self.adapter.execute_is_async else None
+        execute = self.adapter.plugin.execute if self.adapter.execute_is_async else None
+        tracing = self.tracing
+        if tracing is not None:  # chosen once: an untraced server's calls pay nothing for tracing
+            if execute is not None:
+                execute = tracing.wrap(execute, "stdio")
+            else:
+                self._adapter_execute = tracing.wrap(self.adapter.execute, "stdio")
+        self._execute = execute
         self.session.start(EnvelopeCodec(codec, HostMessage), answer.peer_max_frame)
 
     # ----------------------------------------------------------------- calls
@@ -233,7 +246,7 @@ class StdioServer(asyncio.BufferedProtocol):
             # No timer per call: when the deadline passes the host sends `cancel`.
             execute = self._execute
             if execute is None:
-                result = await self.adapter.execute(ctx, payload, self._codec)
+                result = await self._adapter_execute(ctx, payload, self._codec)
                 reply = ResultMsg(id=call_id, payload=msgspec.Raw(result))
             else:
                 # `PluginAdapter.execute` inlined for `async def execute`, with the same errors:

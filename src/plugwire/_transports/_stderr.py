@@ -24,7 +24,8 @@ class StderrForwarder(asyncio.Protocol):
     """Turns a plugin's stderr into log records.
 
     JSON lines written by the SDK's handler (``{"level", "logger", "message"}``) become
-    records at their level; any other line becomes an INFO record.
+    records at their level (with ``trace_id`` and ``span_id`` attributes when the line has
+    them: logged in a traced call); any other line becomes an INFO record.
 
     Args:
         name: The plugin's name; records go to the logger `plugwire.plugin.<name>`.
@@ -165,5 +166,8 @@ class StderrForwarder(asyncio.Protocol):
                 if parsed.get("exc"):
                     message += "\n" + str(parsed["exc"])
                 extra["plugin_logger"] = str(parsed.get("logger", ""))
+                if parsed.get("trace_id"):  # the plugin logged inside a traced call
+                    extra["trace_id"] = str(parsed["trace_id"])
+                    extra["span_id"] = str(parsed.get("span_id", ""))
         if self.logger.isEnabledFor(level):
             self.logger.log(level, "%s", message, extra=extra)

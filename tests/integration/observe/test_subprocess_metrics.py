@@ -7,25 +7,14 @@ import asyncio
 import os
 import signal
 
-import msgspec
 import pytest
 
 import plugwire
 from plugwire._transports.subprocess import SubprocessTransport
+from tests.support.echo_types import Req, Resp
 from tests.support.procguard import python_plugin
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("no_leaks")]
-
-
-class Req(msgspec.Struct):
-    op: str = "echo"
-    text: str = ""
-    seconds: float = 0.0
-
-
-class Resp(msgspec.Struct):
-    text: str = ""
-    pid: int = 0
 
 
 ON = plugwire.ManagerConfig(metrics=plugwire.MetricsConfig(enabled=True))

@@ -12,13 +12,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 import plugwire
 from plugwire._transports._pool import PoolState, ProcessPool, RestartPolicy
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
 from plugwire.testing import FakeClock
+from tests.support.echo_types import Req, Resp
 from tests.support.procguard import python_plugin
 
 pytestmark = [
@@ -27,17 +27,6 @@ pytestmark = [
     pytest.mark.timeout(20),
     pytest.mark.fast_paths_only,
 ]  # process lifecycle: once, fast
-
-
-class Req(msgspec.Struct):
-    op: str = "echo"
-    text: str = ""
-    seconds: float = 0.0
-
-
-class Resp(msgspec.Struct):
-    text: str = ""
-    pid: int = 0
 
 
 SLOW = Req(op="sleep", seconds=60)

@@ -8,27 +8,16 @@ import logging
 import os
 import signal
 
-import msgspec
 import pytest
 
 import plugwire
 from plugwire._transports._pool import PoolState, RestartPolicy
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
 from plugwire.testing import FakeClock
+from tests.support.echo_types import Req, Resp
 from tests.support.procguard import python_plugin
 
 pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(20)]
-
-
-class Req(msgspec.Struct):
-    op: str = "echo"
-    text: str = ""
-    seconds: float = 0.0
-
-
-class Resp(msgspec.Struct):
-    text: str = ""
-    pid: int = 0
 
 
 class ClockWithABug(FakeClock):

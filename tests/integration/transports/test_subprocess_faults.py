@@ -16,20 +16,10 @@ import pytest
 import plugwire
 from plugwire._transports._pool import PoolState, RestartPolicy
 from plugwire._transports.subprocess import SubprocessOptions, SubprocessTransport
+from tests.support.echo_types import Req, Resp
 from tests.support.procguard import PLUGINS, eventually, manager_for, pid_alive, plugin_env, python_plugin, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("no_leaks")]
-
-
-class Req(msgspec.Struct):
-    op: str = "echo"
-    text: str = ""
-    seconds: float = 0.0
-
-
-class Resp(msgspec.Struct):
-    text: str = ""
-    pid: int = 0
 
 
 FAST = SubprocessOptions(
