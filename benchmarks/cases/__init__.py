@@ -5,6 +5,17 @@ Add an area by adding a module here and importing it below (order = order in the
 
 from __future__ import annotations
 
-from . import grpc, inprocess, metrics, peers, policies, process, security, subprocess, tracing
+from . import grpc, inprocess, lifecycle, metrics, peers, policies, process, security, subprocess, tracing
 
-__all__ = ["grpc", "inprocess", "metrics", "peers", "policies", "process", "security", "subprocess", "tracing"]
+__all__ = [
+    "grpc",
+    "inprocess",
+    "lifecycle",
+    "metrics",
+    "peers",
+    "policies",
+    "process",
+    "security",
+    "subprocess",
+    "tracing",
+]

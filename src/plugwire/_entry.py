@@ -32,6 +32,7 @@ class PluginEntry:
         "breaker",
         "config",
         "counters",
+        "generation",
         "handler",
         "idle_waiters",
         "inflight",
@@ -57,6 +58,8 @@ class PluginEntry:
         #: and duration, the pipeline its retries.
         self.counters: CallCounters | None = None
         self.inflight = 0
+        #: Which start of this plugin this is: 1, then one more per `replace()` (docs/lifecycle.md).
+        self.generation = 1
         # Futures of those waiting for `inflight` to reach 0 (`wait_idle`); a call only looks
         # at this list when it ends the last call in flight, so calls pay for no event.
         self.idle_waiters: list[asyncio.Future[None]] = []

@@ -16,7 +16,9 @@ PluginError                              .code .retryable .plugin .details .requ
 │   ├── ResponseValidationError (1206)
 │   ├── OutcomeUnknownError (1207)
 │   ├── ManagerClosedError (1208)       also RuntimeError
-│   └── ManagerNotStartedError (1209)   also RuntimeError
+│   ├── ManagerNotStartedError (1209)   also RuntimeError
+│   ├── ReplacementError (1210)
+│   └── DrainCancelledError (1211)
 ├── TransportError (1300-1399)
 ├── CircuitBreakerError (1400-1499)
 │   └── CircuitOpenError (1401)
@@ -53,6 +55,7 @@ __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "ConfigFileError",
+    "DrainCancelledError",
     "ErrorCode",
     "ExecutionError",
     "ExporterError",
@@ -75,6 +78,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "RateLimitedError",
+    "ReplacementError",
     "RequestSent",
     "RequestValidationError",
     "ResponseValidationError",
@@ -256,6 +260,22 @@ class ManagerNotStartedError(CallError, RuntimeError):
     """The manager was never started, so the plugins of its config are not registered yet."""
 
     default_code = ErrorCode.MANAGER_NOT_STARTED
+
+
+class ReplacementError(CallError):
+    """A new generation of a plugin did not start, or failed its first health check; the old
+    generation keeps serving. The cause is the start's own error."""
+
+    default_code = ErrorCode.REPLACEMENT_FAILED
+
+
+class DrainCancelledError(CallError):
+    """A call still running on a replaced (or removed) generation when its drain timeout ran
+    out was cancelled; the plugin was sent `cancel`. The new generation serves a retry."""
+
+    default_code = ErrorCode.DRAIN_CANCELLED
+    default_request_sent = RequestSent.MAYBE
+    default_retryable = True
 
 
 class TransportError(PluginError):

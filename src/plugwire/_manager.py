@@ -41,10 +41,12 @@ from ._errors import (
 )
 from ._guard import SecurityGuard
 from ._handle import PluginHandle
+from ._lifecycle import Lifecycle, ReplaceResult, ShutdownReport
 from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, _request_ids
 from ._observe import CallCounters, ManagerMetrics, MetricsExporter, Tracing, check_tracing_config, require_otel
 from ._policies import BreakerListener, CircuitBreaker, Policy
 from ._registry import PluginRegistry
+from ._reload import HotReloader, Reloader, ReloadReport
 from ._sdk.adapter import PluginAdapter
 from ._security import AuditEvent, AuditLog, SecurityEngine
 from ._sources import InProcess, PluginSource, source_for_config
@@ -108,7 +110,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         #: The running plugins by name (the registry's own dict: read on every call, no lock).
         self._entries = self._registry.entries
         self._closing = False
-        self._shutdown_task: asyncio.Task[None] | None = None
+        self._shutdown_task: asyncio.Task[ShutdownReport] | None = None
         #: The manager's own task: the shutdown (it runs to its end if its caller is cancelled).
         self._tasks = TaskOwner("plugwire-manager")
         #: Metrics (docs/observability.md): counters per plugin while on, the exporters that
@@ -124,6 +126,11 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._tracing: Tracing | None = None
         if self.config.tracing.enabled:
             require_otel()  # a missing extra fails here, not at the first call
+        #: Generations: replacement, draining, what a shutdown cut (docs/lifecycle.md).
+        self._lifecycle = Lifecycle(self)
+        #: Configuration reloads, and the file watcher of `hot_reload` once started.
+        self._reloader = Reloader(self)
+        self._hot_reload: HotReloader | None = None
 
     # ----------------------------------------------------------------- lifecycle
     def _queue(self, source: PluginSource, config: PluginConfig) -> None:
@@ -145,6 +152,10 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         await self._tracing_from_config(self.config.tracing)
         for source, config in pending:
             await self._register_config(config, source)
+        hot = self.config.hot_reload
+        if hot.enabled and self._hot_reload is None:  # watch the config file from now on
+            self._hot_reload = HotReloader(self, hot.file, hot.debounce)
+            await self._hot_reload.start()
 
     async def __aenter__(self) -> AsyncPluginManager[ReqT, RespT]:
         try:
@@ -159,31 +170,44 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     ) -> None:
         await self.shutdown()
 
-    async def shutdown(self, timeout: float | None = None) -> None:
+    async def shutdown(self, timeout: float | None = None) -> ShutdownReport:
         """Stop taking calls, wait for in-flight calls, then close every plugin once.
 
         Args:
             timeout: Seconds to wait for in-flight calls before closing anyway; defaults to
                 the config's `shutdown_timeout`. Idempotent: later calls wait for the first.
+
+        Returns:
+            What had to be cut: per plugin, the calls still running at the timeout (also
+            logged). Every call returns the same report.
         """
         if self._shutdown_task is None:
             self._closing = True
             limit = self.config.shutdown_timeout if timeout is None else timeout
             self._shutdown_task = self._tasks.start(self._shutdown(limit), name="shutdown", shielded=True)
-        await asyncio.shield(self._shutdown_task)
+        return await asyncio.shield(self._shutdown_task)
 
     aclose = shutdown
 
-    async def _shutdown(self, timeout: float) -> None:
+    async def _shutdown(self, timeout: float) -> ShutdownReport:
+        if self._hot_reload is not None:  # no reload may start during the shutdown
+            await self._hot_reload.aclose()
         entries = await self._registry.clear()
         # Monitors stop first: no health check or restart may race the shutdown.
         await asyncio.gather(*(entry.monitor.aclose() for entry in entries))
+        cut: dict[str, int] = {}
         try:
             async with asyncio.timeout(timeout):  # one deadline for all: no waiter outlives it
                 for entry in entries:
                     await entry.wait_idle()
+                await self._lifecycle.wait_retired()  # generations being replaced drain too
         except TimeoutError:
-            self._log("warning", f"shutdown: in-flight calls still running after {timeout:g}s; closing")
+            cut = await self._lifecycle.cut_calls(entries)  # cancelled: 1211, and the plugins get `cancel`
+            self._log(
+                "warning",
+                f"shutdown: in-flight calls still running after {timeout:g}s; cancelled them "
+                f"({', '.join(f'{name}: {count}' for name, count in sorted(cut.items()))})",
+            )
         if self._metrics_on:  # what `get_metrics()` and the exporters' last export report from now on
             self._final_metrics = self._snapshot(entries)
         await asyncio.gather(*(self._close_entry(entry) for entry in entries))
@@ -192,7 +216,9 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             await self._tracing.aclose()
         await self._guard.aclose()
         await self._tasks.aclose()  # (this task itself is not waited for)
+        await self._lifecycle.wait_retired()
         self._log("info", f"shutdown complete ({len(entries)} plugins closed)")
+        return ShutdownReport(plugins=len(entries), cut=cut)
 
     async def _drain(self, entry: PluginEntry, timeout: float | None) -> bool:
         """Wait (on an event) until `entry` has no call in flight; False if `timeout` ran out."""
@@ -264,6 +290,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
                         self._tracing.instrument(entry)
                     self._entries[name] = entry
                     entry.monitor.start()
+                    self._lifecycle.registered(name, source)  # what `replace(name)` starts again
             if closing:
                 await entry.transport.aclose()
                 raise ManagerClosedError("the manager is shut down")
@@ -353,6 +380,65 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._log("info", f"unregistered plugin {name!r} after draining" if drained else f"unregistered {name!r}")
         return drained
 
+    async def replace(
+        self,
+        name: str,
+        plugin_or_source: Plugin[ReqT, RespT] | PluginSource | Any = None,
+        *,
+        config: PluginConfig | None = None,
+        drain_timeout: float | None = None,
+    ) -> ReplaceResult:
+        """Upgrade a running plugin without a gap: a new generation starts beside the old.
+
+        The new generation is started (checked against the whitelist in force now), must
+        answer its first health check as healthy, and then takes every new call at once;
+        calls already running on the old generation finish there, and it is closed when
+        they have (waiting on an event). Calls still running after `drain_timeout` are
+        cancelled: they fail with `DrainCancelledError` (1211) and the plugin gets `cancel`.
+        Replacements of one name run one at a time. See docs/lifecycle.md.
+
+        Args:
+            name: The running plugin.
+            plugin_or_source: What to start: a `Plugin` object, a source
+                (`plugwire.subprocess(...)`, ...), or None to start what runs now again
+                (e.g. after its binary was upgraded on disk).
+            config: The new generation's settings; default: the running ones.
+            drain_timeout: Seconds the old generation's calls get; default: `shutdown_timeout`.
+
+        Returns:
+            The generations, and how many calls were drained, cancelled or cut.
+
+        Raises:
+            ReplacementError: The new generation failed to start or is not healthy (1210;
+                its cause is why); the old one keeps serving and nothing changed.
+            PluginNotFoundError: No plugin of that name (1201). PluginDisabledError: 1202.
+            ConfigError: `config` names another plugin or is invalid.
+            ManagerClosedError: The manager is shut down (1208).
+        """
+        return await self._lifecycle.replace(name, plugin_or_source, config=config, drain_timeout=drain_timeout)
+
+    async def reload_config(self, config: ManagerConfig | str | os.PathLike[str]) -> ReloadReport:
+        """Apply a changed configuration while running, without a failed call.
+
+        The new config (a `ManagerConfig` or a file path) is validated whole first: if it is
+        invalid nothing changes and the error names the file, path and line. Then, by plugin
+        name: new plugins are registered, removed ones drained and closed, a changed launch
+        setting (executable, args, env, work_dir, endpoint, auth, transport, connection)
+        starts a new generation (`replace`), and a change of policies only (timeouts, retry,
+        breaker, rate limit, health checks) is applied in place, with the same processes.
+        Plugins registered in code are left alone. Reloads run one at a time; those asked for
+        meanwhile coalesce into one reload of the latest config. See docs/lifecycle.md.
+
+        Returns:
+            What happened to each plugin, and why (`failed` lists what could not be applied).
+
+        Raises:
+            ConfigFileError: The file is missing, unreadable or malformed (17xx).
+            ConfigError: The config is invalid (10xx), naming the path.
+            ManagerClosedError: The manager is shut down (1208).
+        """
+        return await self._reloader.reload(config)
+
     async def load_config(self, config: ManagerConfig | str | os.PathLike[str]) -> None:
         """Register every plugin of a config (a `ManagerConfig` or a file path)."""
         if isinstance(config, ManagerConfig):
@@ -420,7 +506,13 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             if counters is not None:
                 counters.failed(exc.code, _clock() - started)
             raise
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as exc:
+            if self._lifecycle.cut and isinstance(exc, asyncio.CancelledError):  # a drain's cut (1211)?
+                drained = self._lifecycle.drain_error(name)
+                if drained is not None:
+                    if counters is not None:
+                        counters.failed(drained.code, _clock() - started)
+                    raise drained from None
             if counters is not None:
                 counters.cancelled += 1
             raise
@@ -456,7 +548,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     def list_plugins(self) -> dict[str, HealthStatus]:
         """Each registered plugin's status as its health monitor last saw it (no new checks);
         plugins disabled in config are listed as offline."""
-        return self._registry.statuses({name: entry.monitor.snapshot() for name, entry in self._entries.items()})
+        running = {name: entry.monitor.snapshot() for name, entry in self._entries.items()}
+        return self._registry.statuses(self._lifecycle.annotate(running))
 
     async def health(self) -> dict[str, HealthStatus]:
         """Check every plugin now, concurrently, each bounded by its health-check timeout.
@@ -466,7 +559,7 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         """
         monitors = {name: entry.monitor for name, entry in self._entries.items()}
         results = await asyncio.gather(*(monitor.check() for monitor in monitors.values()))
-        return self._registry.statuses(dict(zip(monitors, results, strict=True)))
+        return self._registry.statuses(self._lifecycle.annotate(dict(zip(monitors, results, strict=True))))
 
     async def _check(self, name: str) -> HealthStatus:
         return await self._registry.lookup(name).monitor.check()

@@ -15,10 +15,12 @@ from ._clock import Clock
 from ._codec import CodecName
 from ._config import ManagerConfig, PluginConfig, SecurityConfig, TracingConfig
 from ._errors import ManagerClosedError
+from ._lifecycle import ReplaceResult, ShutdownReport
 from ._manager import AsyncPluginManager, PluginHandle
 from ._models import ExecutionContext, HealthStatus, PluginInfo
 from ._observe import ManagerMetrics, MetricsExporter, Tracing
 from ._policies import BreakerListener, BreakerState, Policy
+from ._reload import ReloadReport
 from ._security import AuditLog, SecurityEngine
 from ._sources import PluginSource
 from ._types import LoggerLike, ReqT, RespT
@@ -148,6 +150,21 @@ class PluginManager(Generic[ReqT, RespT]):
         """See `AsyncPluginManager.graceful_unregister`."""
         return self._call(self._async.graceful_unregister(name, timeout))
 
+    def replace(
+        self,
+        name: str,
+        plugin_or_source: Any = None,
+        *,
+        config: PluginConfig | None = None,
+        drain_timeout: float | None = None,
+    ) -> ReplaceResult:
+        """See `AsyncPluginManager.replace`."""
+        return self._call(self._async.replace(name, plugin_or_source, config=config, drain_timeout=drain_timeout))
+
+    def reload_config(self, config: ManagerConfig | str | os.PathLike[str]) -> ReloadReport:
+        """See `AsyncPluginManager.reload_config`."""
+        return self._call(self._async.reload_config(config))
+
     def load_config(self, config: ManagerConfig | str | os.PathLike[str]) -> None:
         """See `AsyncPluginManager.load_config`."""
         self._call(self._async.load_config(config))
@@ -243,20 +260,25 @@ class PluginManager(Generic[ReqT, RespT]):
     def __len__(self) -> int:
         return len(self._async)
 
-    def shutdown(self, timeout: float | None = None) -> None:
+    def shutdown(self, timeout: float | None = None) -> ShutdownReport | None:
         """Shut the plugins down (see `AsyncPluginManager.shutdown`) and end the loop thread.
 
         Calls from other threads that are already running finish (or time out) as the async
         manager's shutdown allows; calls made after this point fail with `ManagerClosedError`.
+
+        Returns:
+            What the shutdown had to cut (`ShutdownReport`); None from a later call, or when
+            the loop thread was already gone.
         """
         with self._guard:
             if self._closed:
-                return
+                return None
             self._closed = True
         try:
-            self._call(self._async.shutdown(timeout), closing=True)
+            report: ShutdownReport = self._call(self._async.shutdown(timeout), closing=True)
         finally:
             self._stop_loop()
+        return report
 
     close = shutdown
 

@@ -10,6 +10,7 @@ from ._config import AuthConfig as AuthConfig
 from ._config import CircuitBreakerConfig as CircuitBreakerConfig
 from ._config import ConnectionConfig as ConnectionConfig
 from ._config import HealthCheckConfig as HealthCheckConfig
+from ._config import HotReloadConfig as HotReloadConfig
 from ._config import ManagerConfig as ManagerConfig
 from ._config import MetricsConfig as MetricsConfig
 from ._config import PluginConfig as PluginConfig
@@ -27,6 +28,7 @@ __all__ = [
     "CircuitBreakerConfig",
     "ConnectionConfig",
     "HealthCheckConfig",
+    "HotReloadConfig",
     "ManagerConfig",
     "MetricsConfig",
     "PluginConfig",

@@ -12,6 +12,7 @@ from ._errors import CircuitBreakerError as CircuitBreakerError
 from ._errors import CircuitOpenError as CircuitOpenError
 from ._errors import ConfigError as ConfigError
 from ._errors import ConfigFileError as ConfigFileError
+from ._errors import DrainCancelledError as DrainCancelledError
 from ._errors import ErrorCode as ErrorCode
 from ._errors import ExecutionError as ExecutionError
 from ._errors import ExporterError as ExporterError
@@ -34,6 +35,7 @@ from ._errors import ProcessError as ProcessError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import RateLimitedError as RateLimitedError
 from ._errors import RateLimitError as RateLimitError
+from ._errors import ReplacementError as ReplacementError
 from ._errors import RequestSent as RequestSent
 from ._errors import RequestValidationError as RequestValidationError
 from ._errors import ResponseValidationError as ResponseValidationError
@@ -47,6 +49,7 @@ __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "ConfigFileError",
+    "DrainCancelledError",
     "ErrorCode",
     "ExecutionError",
     "ExporterError",
@@ -69,6 +72,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "RateLimitedError",
+    "ReplacementError",
     "RequestSent",
     "RequestValidationError",
     "ResponseValidationError",

@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "_observe": 5,
     "_manager": 6,
     "_reload": 6,
+    "_lifecycle": 6,
     "_discovery": 6,
     "_sources": 6,
     "_guard": 6,

@@ -401,6 +401,11 @@ def _check_semantics(config: ManagerConfig) -> None:
                 f"after {bounds[index - 1]!r}",
                 code=ErrorCode.CONFIG_INVALID_VALUE,
             )
+    if config.hot_reload.enabled and not config.hot_reload.file:
+        raise ConfigError(
+            "hot_reload.file: required when hot_reload.enabled is true (the configuration file to watch)",
+            code=ErrorCode.CONFIG_MISSING_FIELD,
+        )
     level = config.log_level.lower()
     if level not in {"debug", "info", "warning", "error", "critical"}:
         raise ConfigError(

@@ -45,7 +45,10 @@ def resolve_paths(config: ManagerConfig, base_dir: str | os.PathLike[str] | None
             _joined(security, ("whitelist_file",), base),
             audit_config=_joined(security.audit_config, ("audit_file",), base),
         )
-    return msgspec.structs.replace(config, plugins=plugins, security=security)
+    hot_reload = config.hot_reload
+    if base is not None:
+        hot_reload = _joined(hot_reload, ("file",), base)
+    return msgspec.structs.replace(config, plugins=plugins, security=security, hot_reload=hot_reload)
 
 
 def with_host_python(plugin: PluginConfig) -> PluginConfig:

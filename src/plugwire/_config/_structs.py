@@ -236,6 +236,23 @@ class MetricsConfig(_Config, frozen=True):
     buckets: tuple[Annotated[float, msgspec.Meta(gt=0)], ...] = _DEFAULT_BUCKETS
 
 
+class HotReloadConfig(_Config, frozen=True):
+    """Reload the configuration when its file changes (see docs/lifecycle.md).
+
+    Attributes:
+        enabled: Watch `file` and call `reload_config(file)` after each change (with the
+            `watch` extra through watchfiles, else by polling the file's stat).
+        file: The configuration file to watch; a relative path resolves against the folder of
+            the file it is written in. Required when enabled.
+        debounce: Seconds a burst of changes is gathered (and, when polling, how often the
+            file is looked at) before one reload.
+    """
+
+    enabled: bool = False
+    file: str = ""
+    debounce: Seconds = 0.2
+
+
 class ManagerConfig(_Config, frozen=True):
     """Everything a manager needs: global settings and the plugins to register."""
 
@@ -245,6 +262,7 @@ class ManagerConfig(_Config, frozen=True):
     security: SecurityConfig = msgspec.field(default_factory=SecurityConfig)
     tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    hot_reload: HotReloadConfig = msgspec.field(default_factory=HotReloadConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ManagerConfig:

@@ -54,6 +54,8 @@ class AuditEvent(enum.StrEnum):
     STOPPED = "plugin.stopped"
     CRASHED = "plugin.crashed"
     RESTARTED = "plugin.restarted"
+    REPLACED = "plugin.replaced"
+    REPLACE_FAILED = "plugin.replace_failed"
     WHITELIST_LOADED = "whitelist.loaded"
     WHITELIST_CHANGED = "whitelist.changed"
     WHITELIST_REJECTED = "whitelist.rejected"

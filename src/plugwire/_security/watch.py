@@ -48,6 +48,8 @@ class WhitelistWatcher:
             once the file has held still for one poll).
         close_timeout: Seconds `aclose()` lets a change handler in progress finish before it
             cancels it.
+        debounce: Seconds `watchfiles` gathers events into one batch (the configuration's
+            hot reload sets it from `hot_reload.debounce`).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class WhitelistWatcher:
         use_watchfiles: bool | None = None,
         poll_interval: float = 0.2,
         close_timeout: float = 10.0,
+        debounce: float = 0.05,
     ) -> None:
         self.path = Path(os.path.abspath(path))
         self._on_change = on_change
@@ -71,6 +74,7 @@ class WhitelistWatcher:
                 "watching with watchfiles needs: pip install 'plugwire[watch]'", code=ErrorCode.MISSING_DEPENDENCY
             )
         self._poll_interval = poll_interval
+        self._debounce_ms = max(1, round(debounce * 1000))
         self._stop = asyncio.Event()
         #: Resolved once the watch is in place (a future, so `start` needs no helper task).
         self._ready: asyncio.Future[None] | None = None
@@ -126,7 +130,7 @@ class WhitelistWatcher:
         try:
             await self._on_change()
         except Exception:  # a failing reload must not end the watch
-            _LOG.exception("whitelist change handler failed")
+            _LOG.exception("change handler of %s failed", self.path)
 
     async def _watch_events(self) -> None:
         import watchfiles
@@ -137,7 +141,7 @@ class WhitelistWatcher:
         watcher = watchfiles.awatch(
             folder,
             stop_event=self._stop,
-            debounce=50,
+            debounce=self._debounce_ms,
             step=20,
             recursive=False,
             yield_on_timeout=True,

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import plugwire
@@ -347,3 +348,22 @@ async def test_export_failures_are_counted_and_logged_once_per_streak(
 
 def host_spans_of(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
     return [span for span in spans if span.resource.get("service.name") == SERVICE]
+
+
+async def test_a_replaced_generation_and_a_policy_reload_stay_traced(receiver: OTLPReceiver) -> None:
+    """`replace()` starts a new generation and `reload_config()` rebuilds a plugin's pipeline:
+    both keep the plugin's calls traced (and the new process has the tracing environment)."""
+    plugin = PluginConfig(name="tp", executable=sys.executable, args=(PLUGIN,))
+    async with plugwire.AsyncPluginManager(TraceReq, TraceResp, plugwire.ManagerConfig(plugins=(plugin,))) as manager:
+        await manager.enable_tracing(traced(receiver.endpoint))
+        first = await manager.execute("tp", TraceReq())
+        await manager.replace("tp")
+        second = await manager.execute("tp", TraceReq())
+        changed = msgspec.structs.replace(plugin, retry=plugwire.RetryConfig(max_retries=1))
+        report = await manager.reload_config(plugwire.ManagerConfig(plugins=(changed,)))
+        assert list(report.updated) == ["tp"]
+        third = await manager.execute("tp", TraceReq())
+    assert all(sampled(answer.traceparent) for answer in (first, second, third))
+    spans = host_spans(receiver)
+    assert len(named(spans, "plugwire.execute tp")) == 3
+    assert len(named(spans, "plugwire.attempt tp")) == 3
