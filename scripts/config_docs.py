@@ -35,6 +35,7 @@ TYPES = (
     "SecurityConfig",
     "SecurityAuditConfig",
     "TracingConfig",
+    "DiscoveryConfig",
 )
 
 

@@ -26,6 +26,7 @@ from ._config import (
     validate_plugin_config,
     with_host_python,
 )
+from ._discovery import Discovery
 from ._entry import PluginEntry, check_context, connects_later
 from ._errors import (
     AuthenticationError,
@@ -120,6 +121,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             self.config, self.logger, lambda: [e.config for e in self._entries.values()], self._refuse
         )
         refuse_unbuilt_features(self.config)
+        #: Plugins found in folders (docs/lifecycle.md, "Discovery"), registered on start.
+        self._discovery = Discovery(self, self.config.discovery) if self.config.discovery.enabled else None
 
     # ----------------------------------------------------------------- lifecycle
     def _queue(self, source: PluginSource, config: PluginConfig) -> None:
@@ -140,6 +143,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         await self._guard.ensure()
         for source, config in pending:
             await self._register_config(config, source)
+        if self._discovery is not None:
+            await self._discovery.start()
 
     async def __aenter__(self) -> AsyncPluginManager[ReqT, RespT]:
         try:
@@ -170,6 +175,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     aclose = shutdown
 
     async def _shutdown(self, timeout: float) -> None:
+        if self._discovery is not None:  # no plugin is added or replaced from here on
+            await self._discovery.aclose()
         entries = await self._registry.clear()
         # Monitors stop first: no health check or restart may race the shutdown.
         await asyncio.gather(*(entry.monitor.aclose() for entry in entries))
@@ -567,6 +574,12 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
 
     def __len__(self) -> int:
         return len(self._registry)
+
+    @property
+    def discovery(self) -> Discovery | None:
+        """Discovery (`plugwire.auto()`, the config's `discovery` section): its `report` of
+        what was registered and refused, `rescan()` and `wait_for()`; None when off."""
+        return self._discovery
 
     # ------------------------------------------------------------------ security
     @property

@@ -60,6 +60,10 @@ class WhitelistWatcher:
         close_timeout: float = 10.0,
     ) -> None:
         self.path = Path(os.path.abspath(path))
+        #: The folder the OS watch is on, and whether it covers its subfolders (a subclass
+        #: that watches a whole folder, as discovery does, sets both).
+        self.folder = self.path.parent
+        self.recursive = False
         self._on_change = on_change
         self.backend = (
             "watchfiles" if (watchfiles_available() if use_watchfiles is None else use_watchfiles) else "poll"
@@ -126,12 +130,12 @@ class WhitelistWatcher:
         try:
             await self._on_change()
         except Exception:  # a failing reload must not end the watch
-            _LOG.exception("whitelist change handler failed")
+            _LOG.exception("change handler for %s failed", self.path)
 
     async def _watch_events(self) -> None:
         import watchfiles
 
-        folder = self.path.parent
+        folder = self.folder
         # Rust's notify backend starts watching when the generator is first stepped; a short
         # debounce keeps reloads well under a second after the last write.
         watcher = watchfiles.awatch(
@@ -139,7 +143,7 @@ class WhitelistWatcher:
             stop_event=self._stop,
             debounce=50,
             step=20,
-            recursive=False,
+            recursive=self.recursive,
             yield_on_timeout=True,
             rust_timeout=100,
         )
