@@ -18,6 +18,7 @@ from .._errors import ErrorCode, ManagerClosedError, PluginError, SecurityError
 from .._models import PluginInfo
 from .._security import AuditEvent, AuditLog, WhitelistWatcher
 from .._tasks import TaskOwner
+from .manifest import PluginManifest
 from .scan import Candidate, Fingerprint, Refusal, scan
 
 if TYPE_CHECKING:
@@ -48,13 +49,13 @@ class DiscoveredPlugin:
         name: Its name.
         path: The executable, or the folder of its manifest.
         info: What the plugin said about itself in its handshake (`info()`).
-        manifest: Its manifest's fields as plain data, or None for a bare executable.
+        manifest: Its manifest, or None for a bare executable.
     """
 
     name: str
     path: str
     info: PluginInfo
-    manifest: Mapping[str, Any] | None = None
+    manifest: PluginManifest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,8 +306,7 @@ class Discovery:
             audited = isinstance(exc, SecurityError) and exc.details.get("by") != "discovery"
             return Refusal(str(candidate.path), exc.code, exc.message, name, candidate.fingerprint, audited)
         info = self._manager.get_plugin(name).info()
-        manifest = None if candidate.manifest is None else msgspec.to_builtins(candidate.manifest)
-        self._running[name] = (candidate, DiscoveredPlugin(name, str(candidate.path), info, manifest))
+        self._running[name] = (candidate, DiscoveredPlugin(name, str(candidate.path), info, candidate.manifest))
         return None
 
     async def _replace(self, candidate: Candidate) -> Refusal | None:
