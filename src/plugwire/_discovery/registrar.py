@@ -5,6 +5,7 @@ go and change."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class _Manager(Protocol):
     async def graceful_unregister(self, name: str, timeout: float | None = None) -> bool: ...
     def get_plugin(self, name: str) -> PluginHandle[Any, Any]: ...
     def _log(self, level: str, message: str) -> None: ...
+    def __contains__(self, name: object) -> bool: ...
 
     config: Any
 
@@ -143,7 +145,8 @@ class Discovery:
         self.plugin_config: Callable[[str], PluginConfig] = plugin_config or (lambda name: PluginConfig(name=name))
         self._manager = manager
         self._running: dict[str, tuple[Candidate, DiscoveredPlugin]] = {}
-        self._refused: dict[str, Refusal] = {}  # by path: not tried again until its files change
+        #: Registrations that failed, by path: not tried again until their files change.
+        self._failed: dict[str, Refusal] = {}
         self._waiting: dict[str, Fingerprint] = {}  # by path: seen once, not yet seen unchanged
         self._lock = asyncio.Lock()
         self._changed = asyncio.Condition()
@@ -191,8 +194,10 @@ class Discovery:
         """Look at the folders now and bring the manager in step; scans run one at a time.
 
         Args:
-            settled: Take new and changed files as complete at once (the start's scan);
-                otherwise a file must look the same in two scans `settle` seconds apart.
+            settled: Take new and changed files as complete at once (the start's scan), and
+                try again the plugins that failed; otherwise a file must look the same in two
+                scans `settle` seconds apart, and a plugin that failed is tried again only
+                once its files change.
 
         Returns:
             The report of this scan. A plugin that fails is logged and reported, never
@@ -220,6 +225,10 @@ class Discovery:
         await self.rescan()
 
     async def _apply(self, found: list[Candidate | Refusal], settled: bool) -> DiscoveryReport:
+        for name in [name for name in self._running if name not in self._manager]:
+            # Unregistered by other means (by hand, or stopped by a whitelist change): forgotten,
+            # so a later scan registers it again (and, refused, audits it again).
+            del self._running[name]
         refused = [item for item in found if isinstance(item, Refusal)]
         candidates = self._without_collisions([item for item in found if isinstance(item, Candidate)], refused)
         start: list[Candidate] = []
@@ -230,9 +239,9 @@ class Discovery:
             running = self._running.get(candidate.name)
             if running is not None and _same_files(running[0], candidate):
                 continue  # unchanged (a name that moved to other files is a change too)
-            earlier = self._refused.get(key)
-            if earlier is not None and earlier.fingerprint == candidate.fingerprint:
-                refused.append(earlier)  # failed with these very files: wait for a change
+            failed = self._failed.get(key)
+            if not settled and failed is not None and failed.fingerprint == candidate.fingerprint:
+                refused.append(failed)  # failed with these very files: wait for a change
                 continue
             if not settled and self._waiting.get(key) != candidate.fingerprint:
                 waiting[key] = candidate.fingerprint
@@ -240,26 +249,35 @@ class Discovery:
             (restart if running is not None else start).append(candidate)
         gone = [name for name in self._running if name not in candidates]
         self._waiting = waiting
+        self._failed = {path: item for path, item in self._failed.items() if item in refused}
+        removed: list[str] = []
+        outcomes: list[Refusal | BaseException | None] = []
         try:
             removed = [name for name in gone if await self._remove(name)]
-            results = await asyncio.gather(*(self._register(c) for c in start), *(self._replace(c) for c in restart))
+            outcomes = await asyncio.gather(
+                *(self._register(c) for c in start), *(self._replace(c) for c in restart), return_exceptions=True
+            )
         except ManagerClosedError:
-            results, removed = [], []
-        for outcome in results:
+            pass
+        done: set[str] = set()
+        for candidate, outcome in zip([*start, *restart], outcomes, strict=False):
             if isinstance(outcome, Refusal):
                 refused.append(outcome)
-        self._refused = {item.path: item for item in refused}
+                self._failed[outcome.path] = outcome
+            elif outcome is None:
+                done.add(candidate.name)
+            elif not isinstance(outcome, ManagerClosedError):
+                raise outcome
         for item in refused:
             if item not in self._report.refused:
                 self._audit(item)
-        failed = {item.name for item in refused}
         return DiscoveryReport(
-            registered={name: plugin for name, (_, plugin) in self._running.items()},
+            registered={name: self._running[name][1] for name in sorted(self._running)},
             refused=tuple(refused),
             waiting=tuple(sorted(waiting)),
-            added=tuple(c.name for c in start if c.name not in failed),
+            added=tuple(c.name for c in start if c.name in done),
             removed=tuple(removed),
-            replaced=tuple(c.name for c in restart if c.name not in failed),
+            replaced=tuple(c.name for c in restart if c.name in done),
             scans=self._report.scans + 1,
         )
 
@@ -305,6 +323,10 @@ class Discovery:
             self._manager._log("warning", f"discovery: not registering {candidate.path}: {exc.message}")
             audited = isinstance(exc, SecurityError) and exc.details.get("by") != "discovery"
             return Refusal(str(candidate.path), exc.code, exc.message, name, candidate.fingerprint, audited)
+        except Exception as exc:  # not a plugwire error: a bug somewhere below; still only this plugin's
+            logging.getLogger("plugwire.manager").exception("discovery: registering %s failed", candidate.path)
+            reason = f"{candidate.path}: {type(exc).__name__}: {exc}"
+            return Refusal(str(candidate.path), ErrorCode.PROCESS, reason, name, candidate.fingerprint)
         info = self._manager.get_plugin(name).info()
         self._running[name] = (candidate, DiscoveredPlugin(name, str(candidate.path), info, candidate.manifest))
         return None

@@ -166,3 +166,46 @@ def test_the_builder_refuses_bad_discovery_settings() -> None:
     with pytest.raises(ConfigError, match="watch"):
         builder.watch(settle=-1)
     assert DiscoveryConfig().enabled is False
+
+
+async def test_a_failed_plugin_is_tried_again_only_once_its_files_change(tmp_path: Path, folder: Path) -> None:
+    runs = tmp_path / "runs.log"
+    broken = folder / "flaky"
+    broken.write_text(f"#!/bin/sh\necho run >> '{runs}'\nexit 3\n")
+    broken.chmod(0o755)
+    async with plugwire.auto(Req, Resp).from_directory(folder).build() as manager:
+        assert manager.discovery is not None
+        started = runs.read_text()
+        report = await manager.discovery.rescan()
+        assert [r.path for r in report.refused] == [str(broken)]
+        assert runs.read_text() == started  # the same files: not started again
+        write_plugin(broken, "1.0.1")
+        assert str(broken) in (await manager.discovery.rescan()).waiting  # changed: seen once
+        report = await manager.discovery.rescan()  # seen again, unchanged: started
+        assert report.added == ("flaky",)
+        assert report.refused == ()
+        assert (await manager.execute("flaky", Req(text="ok"))).text == "1.0.1:ok"
+
+
+async def test_when_one_of_two_twins_goes_the_other_registers(folder: Path) -> None:
+    for twin in ("a", "b"):
+        write_manifest(folder / twin, "name: twin\ncommand: run\n")
+        write_plugin(folder / twin / "run", f"1.0.{twin == 'b':d}")
+    async with plugwire.auto(Req, Resp).from_directory(folder).build() as manager:
+        assert manager.discovery is not None
+        assert "twin" not in manager
+        (folder / "b" / "plugin.yaml").unlink()
+        await manager.discovery.rescan()
+        report = await manager.discovery.rescan()
+        assert report.added == ("twin",)
+        assert (await manager.execute("twin", Req(text="x"))).text == "1.0.0:x"
+
+
+async def test_a_plugin_unregistered_by_hand_is_forgotten_and_found_again(folder: Path) -> None:
+    write_plugin(folder / "echo")
+    async with plugwire.auto(Req, Resp).from_directory(folder).build() as manager:
+        assert manager.discovery is not None
+        await manager.unregister("echo")
+        report = await manager.discovery.rescan(settled=True)
+        assert report.added == ("echo",)
+        assert "echo" in manager
