@@ -8,19 +8,12 @@ import os
 import sys
 from pathlib import Path
 
-import msgspec
+from tests.support.scripts import load_script
 
-
-class Req(msgspec.Struct):
-    op: str = "echo"
-    text: str = ""
-    seconds: float = 0.0
-
-
-class Resp(msgspec.Struct):
-    text: str
-    pid: int = 0
-
+# The host's message types: the echo plugin's, whose shapes the scripts below answer in.
+_ECHO = load_script(Path(__file__).resolve().parent / "plugins" / "echo_plugin.py")
+Req = _ECHO.Req
+Resp = _ECHO.Resp
 
 _BODY = """
 import asyncio
