@@ -14,7 +14,8 @@ import pytest
 import plugwire
 from plugwire import AsyncPluginManager
 from plugwire._discovery import DiscoveryReport
-from tests.support.discovered import Req, Resp, plugin_source, write_plugin
+from plugwire.errors import ErrorCode
+from tests.support.discovered import Req, Resp, plugin_source, write_manifest, write_plugin
 
 #: The promise (README: a plugin dropped in is callable within 2 s).
 CALLABLE_WITHIN = 2.0
@@ -109,3 +110,31 @@ async def test_a_file_still_being_written_is_not_started_until_it_holds_still(
         await until(manager, lambda r: "slow-copy" in r.registered)
         assert (await manager.execute("slow-copy", Req(text="whole"))).text == "1.0.0:whole"
     assert runs.read_text() == "run\n"  # started once: whole
+
+
+async def test_an_edited_manifest_restarts_its_plugin(folder: Path, manager: AsyncPluginManager[Req, Resp]) -> None:
+    write_plugin(folder / "shout" / "run", "1.0.0")
+    write_manifest(folder / "shout", "name: shouter\ncommand: run\nenv: [MODE=quiet]\n")
+    await until(manager, lambda r: "shouter" in r.registered)
+    assert (await manager.execute("shouter", Req(op="env", text="MODE"))).text == "quiet"
+    write_manifest(folder / "shout", "name: shouter\ncommand: run\nenv: [MODE=loud]\n")
+    await until(manager, lambda r: "shouter" in r.replaced)
+    assert (await manager.execute("shouter", Req(op="env", text="MODE"))).text == "loud"
+
+
+async def test_a_dropped_in_plugin_the_whitelist_does_not_pin_is_refused_and_audited(
+    tmp_path: Path, folder: Path, backend: str
+) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    listed = host / "plugins.whitelist"
+    listed.write_text('{"version": "1.0", "plugins": []}')
+    builder = plugwire.auto(Req, Resp).from_directory(folder).watch()
+    async with builder.with_security(str(listed), audit_file=str(host / "audit.db")).build() as manager:
+        write_plugin(folder / "intruder")
+        report = await until(manager, lambda r: any(x.name == "intruder" for x in r.refused))
+        assert "intruder" not in manager
+        assert [x.code for x in report.refused] == [ErrorCode.NOT_WHITELISTED]
+        assert manager.audit is not None
+        await manager.audit.aflush()
+        assert [row.event for row in manager.audit.query(plugin="intruder")] == ["plugin.unauthorized"]
