@@ -36,6 +36,7 @@ TYPES = (
     "SecurityAuditConfig",
     "TracingConfig",
     "HotReloadConfig",
+    "DiscoveryConfig",
 )
 
 

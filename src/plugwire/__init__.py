@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from . import security as security
     from . import testing as testing
     from ._builder import ManagerBuilder as ManagerBuilder
+    from ._builder import auto as auto
     from ._builder import development as development
     from ._builder import production as production
     from ._builder import simple as simple
@@ -155,6 +156,7 @@ _LAZY: dict[str, str] = {
     "SecurityAuditConfig": "._config",
     "SecurityConfig": "._config",
     "TracingConfig": "._config",
+    "auto": "._builder",
     "default_manager_config": "._config",
     "development": "._builder",
     "grpc": "._sources",
@@ -263,6 +265,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "__version__",
+    "auto",
     "default_manager_config",
     "development",
     "grpc",

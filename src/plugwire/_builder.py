@@ -1,7 +1,9 @@
-"""Builders: `simple()`, `development()`, `production()` — the README's fluent Simple API."""
+"""Builders: `simple()`, `development()`, `production()` and `auto()` — the README's fluent
+Simple API."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Generic, Literal, Self, TypeVar
 
 import msgspec
@@ -10,6 +12,7 @@ from ._clock import Clock
 from ._config import (
     CircuitBreakerConfig,
     ConnectionConfig,
+    DiscoveryConfig,
     HealthCheckConfig,
     ManagerConfig,
     MetricsConfig,
@@ -27,11 +30,18 @@ from ._sources import InProcess, PluginSource
 from ._sync import PluginManager
 from ._types import LoggerLike, ReqT, RespT
 
-__all__ = ["ManagerBuilder", "development", "production", "simple"]
+__all__ = ["ManagerBuilder", "auto", "development", "production", "simple"]
 
 Profile = Literal["simple", "development", "production"]
 SectionT = TypeVar(
-    "SectionT", CircuitBreakerConfig, RetryConfig, RateLimitConfig, HealthCheckConfig, MetricsConfig, TracingConfig
+    "SectionT",
+    CircuitBreakerConfig,
+    RetryConfig,
+    RateLimitConfig,
+    HealthCheckConfig,
+    MetricsConfig,
+    TracingConfig,
+    DiscoveryConfig,
 )
 
 # How the profiles differ (README: development = verbose logging and longer timeouts;
@@ -87,6 +97,7 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         self._tracing = TracingConfig()
         self.clock = clock
         self._sections: dict[str, Any] = {}
+        self._discovery = DiscoveryConfig()
 
     def with_plugin(self, name: str, plugin: PluginSource | Any, config: PluginConfig | None = None) -> Self:
         """Add a plugin: a source such as `plugwire.in_process(obj)`, or a plugin object.
@@ -105,6 +116,48 @@ class ManagerBuilder(Generic[ReqT, RespT]):
             )
         source = plugin if isinstance(plugin, PluginSource) else InProcess(plugin)
         self._plugins.append((source, name, config))
+        return self
+
+    def from_directory(self, path: str | os.PathLike[str]) -> Self:
+        """Discover plugins in the folder `path` when the manager starts (README
+        `FromDirectory`); call it again to add folders. See docs/lifecycle.md, "Discovery".
+
+        Found: executable files (matching `with_pattern`, if set) and subfolders holding a
+        `plugin.yaml` manifest. Each gets the settings `plugin_config(name)` describes.
+        """
+        folder = os.fspath(path)
+        if not folder.strip() or "\x00" in folder:
+            raise ConfigError(
+                f"from_directory: expected a folder path, got {folder!r}", code=ErrorCode.CONFIG_INVALID_VALUE
+            )
+        directories = (*self._discovery.directories, folder)
+        self._discovery = msgspec.structs.replace(self._discovery, enabled=True, directories=directories)
+        return self
+
+    def with_pattern(self, pattern: str) -> Self:
+        """Discover only the executable files whose name matches the glob `pattern`
+        (README `WithPattern`, e.g. ``"*-plugin"``); without it every executable file is taken."""
+        if not isinstance(pattern, str) or "/" in pattern or "\x00" in pattern:
+            raise ConfigError(
+                f"with_pattern: a pattern matches file names, without '/': got {pattern!r}",
+                code=ErrorCode.CONFIG_INVALID_VALUE,
+            )
+        self._discovery = msgspec.structs.replace(self._discovery, pattern=pattern)
+        return self
+
+    def watch(self, enabled: bool = True, *, settle: float | None = None) -> Self:
+        """Keep watching the discovery folders: a plugin dropped in is started, a removed
+        one drained, a changed one restarted (watchfiles with the `watch` extra, else polling).
+
+        Args:
+            enabled: Watch (default) or not.
+            settle: Seconds a new or changed file must hold still before it is started
+                (default 0.25); also the polling interval.
+        """
+        settings: dict[str, Any] = {"watch": enabled}
+        if settle is not None:
+            settings["settle"] = settle
+        self._discovery = _section("watch", DiscoveryConfig, self._discovery, settings)
         return self
 
     def with_logger(self, logger: LoggerLike) -> Self:
@@ -222,7 +275,11 @@ class ManagerBuilder(Generic[ReqT, RespT]):
 
     def _config(self) -> ManagerConfig:
         return ManagerConfig(
-            log_level=self._log_level, security=self._security, metrics=self._metrics, tracing=self._tracing
+            log_level=self._log_level,
+            security=self._security,
+            metrics=self._metrics,
+            tracing=self._tracing,
+            discovery=self._discovery,
         )
 
     def build(self) -> AsyncPluginManager[ReqT, RespT]:
@@ -232,6 +289,8 @@ class ManagerBuilder(Generic[ReqT, RespT]):
         )
         for source, name, given in self._plugins:
             manager._queue(source, self._plugin_config(source, name, given))
+        if manager.discovery is not None:  # discovered plugins get the profile's settings too
+            manager.discovery.plugin_config = self.plugin_config
         return manager
 
     def build_blocking(self) -> PluginManager[ReqT, RespT]:
@@ -244,6 +303,10 @@ class ManagerBuilder(Generic[ReqT, RespT]):
             plugins.sort(key=lambda item: item[2].priority)  # as `start()` orders them; stable
             for source, name, config in plugins:
                 manager.register(source, name=name, config=config)
+            discovery = manager.async_manager.discovery
+            if discovery is not None:
+                discovery.plugin_config = self.plugin_config
+                manager.start()  # discovers and registers the folders' plugins
         except BaseException:
             manager.close()
             raise
@@ -269,6 +332,20 @@ def production(
 ) -> ManagerBuilder[ReqT, RespT]:
     """A builder for production: warnings only, shorter timeouts (10 s per call), metrics on."""
     return ManagerBuilder(request_type, response_type, "production", clock=clock)
+
+
+def auto(
+    request_type: type[ReqT], response_type: type[RespT], *, clock: Clock | None = None
+) -> ManagerBuilder[ReqT, RespT]:
+    """A builder that discovers its plugins (README `Auto[Req, Resp]()`): name the folders
+    with `from_directory`, optionally `with_pattern` and `watch`, then `build()`.
+
+    Example: ``plugwire.auto(Req, Resp).from_directory("./plugins").with_pattern("*-plugin").build()``.
+    The README's defaults otherwise apply, as with `simple()`.
+    """
+    builder = ManagerBuilder(request_type, response_type, "simple", clock=clock)
+    builder._discovery = DiscoveryConfig(enabled=True)
+    return builder
 
 
 def _section(where: str, kind: type[SectionT], config: SectionT | None, settings: dict[str, Any]) -> SectionT:

@@ -26,6 +26,7 @@ from ._config import (
     validate_plugin_config,
     with_host_python,
 )
+from ._discovery import Discovery
 from ._entry import PluginEntry, check_context, connects_later
 from ._errors import (
     AuthenticationError,
@@ -131,6 +132,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         #: Configuration reloads, and the file watcher of `hot_reload` once started.
         self._reloader = Reloader(self)
         self._hot_reload: HotReloader | None = None
+        #: Plugins found in folders (docs/lifecycle.md, "Discovery"), registered on start.
+        self._discovery = Discovery(self, self.config.discovery) if self.config.discovery.enabled else None
 
     # ----------------------------------------------------------------- lifecycle
     def _queue(self, source: PluginSource, config: PluginConfig) -> None:
@@ -156,6 +159,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         if hot.enabled and self._hot_reload is None:  # watch the config file from now on
             self._hot_reload = HotReloader(self, hot.file, hot.debounce)
             await self._hot_reload.start()
+        if self._discovery is not None:
+            await self._discovery.start()
 
     async def __aenter__(self) -> AsyncPluginManager[ReqT, RespT]:
         try:
@@ -192,6 +197,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     async def _shutdown(self, timeout: float) -> ShutdownReport:
         if self._hot_reload is not None:  # no reload may start during the shutdown
             await self._hot_reload.aclose()
+        if self._discovery is not None:  # no plugin is added or replaced from here on
+            await self._discovery.aclose()
         entries = await self._registry.clear()
         # Monitors stop first: no health check or restart may race the shutdown.
         await asyncio.gather(*(entry.monitor.aclose() for entry in entries))
@@ -440,13 +447,26 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         return await self._reloader.reload(config)
 
     async def load_config(self, config: ManagerConfig | str | os.PathLike[str]) -> None:
-        """Register every plugin of a config (a `ManagerConfig` or a file path)."""
+        """Register every plugin of a config (a `ManagerConfig` or a file path).
+
+        Its `tracing` section turns tracing on when enabled; its other sections (security,
+        metrics, discovery, hot reload, ...) belong to the config the manager was built with:
+        any that differ are named in a warning and not applied (`reload_config` reports them
+        as `not_applied` too).
+        """
         if isinstance(config, ManagerConfig):
             config_from_data(config.to_dict())  # built in Python: check it as a file would be
             loaded = config
         else:
             loaded = await asyncio.to_thread(load_config_file, config)  # a large file never stalls the loop
         await self._tracing_from_config(loaded.tracing)
+        ignored = [section for section in self._reloader.other_sections(loaded) if section != "tracing"]
+        if ignored:
+            self._log(
+                "warning",
+                f"load_config: registering its plugins; its {', '.join(ignored)} settings differ from the "
+                "manager's and are not applied (give them to the manager's own config or builder)",
+            )
         source = "" if isinstance(config, ManagerConfig) else os.fspath(config)
         self._guard.record(AuditEvent.CONFIG_CHANGED, None, file=source, plugins=[p.name for p in loaded.plugins])
         if not self._registry.started:
@@ -740,6 +760,12 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
 
     def __len__(self) -> int:
         return len(self._registry)
+
+    @property
+    def discovery(self) -> Discovery | None:
+        """Discovery (`plugwire.auto()`, the config's `discovery` section): its `report` of
+        what was registered and refused, `rescan()` and `wait_for()`; None when off."""
+        return self._discovery
 
     # ------------------------------------------------------------------ security
     @property

@@ -174,7 +174,7 @@ class Reloader:
             m._guard.record(AuditEvent.CONFIG_CHANGED, None, file=where, accepted=False, error=exc.message)
             m._log("error", f"config reload refused, nothing changed: {exc}")
             raise
-        report = ReloadReport(source=source, not_applied=self._other_sections(loaded))
+        report = ReloadReport(source=source, not_applied=self.other_sections(loaded))
         if not m._registry.started:  # before start(): what start() will register
             m._registry.pending = [(s, p) for s, p in m._registry.pending if s is not None]
             m._registry.pending.extend((None, p) for p in loaded.plugins)
@@ -195,7 +195,8 @@ class Reloader:
             m._log("warning", f"config reload: plugin {name!r} not changed: {why}")
         return report
 
-    def _other_sections(self, loaded: ManagerConfig) -> tuple[str, ...]:
+    def other_sections(self, loaded: ManagerConfig) -> tuple[str, ...]:
+        """The sections of `loaded`, other than its plugins, that differ from the running config."""
         running = self._m.config
         return tuple(
             name

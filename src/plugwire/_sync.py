@@ -14,7 +14,8 @@ from typing import Any, Generic, TypeVar
 from ._clock import Clock
 from ._codec import CodecName
 from ._config import ManagerConfig, PluginConfig, SecurityConfig, TracingConfig
-from ._errors import ManagerClosedError
+from ._discovery import DiscoveryReport
+from ._errors import ConfigError, ErrorCode, ManagerClosedError
 from ._lifecycle import ReplaceResult, ShutdownReport
 from ._manager import AsyncPluginManager, PluginHandle
 from ._models import ExecutionContext, HealthStatus, PluginInfo
@@ -233,6 +234,31 @@ class PluginManager(Generic[ReqT, RespT]):
     def enable_plugin_security(self, config: SecurityConfig, *, exec_dir: str | None = None) -> None:
         """See `AsyncPluginManager.enable_plugin_security`."""
         self._call(self._async.enable_plugin_security(config, exec_dir=exec_dir))
+
+    @property
+    def discovery_report(self) -> DiscoveryReport | None:
+        """What discovery registered and refused at its last scan (None when discovery is
+        off); see `AsyncPluginManager.discovery`."""
+        discovery = self._async.discovery
+        return None if discovery is None else discovery.report
+
+    def rescan(self) -> DiscoveryReport:
+        """Look at the discovery folders now (see `Discovery.rescan`).
+
+        Raises:
+            ConfigError: Discovery is off (1003).
+        """
+
+        async def rescan() -> DiscoveryReport:
+            discovery = self._async.discovery
+            if discovery is None:
+                raise ConfigError(
+                    "rescan: discovery is off (plugwire.auto(), or the config's discovery section)",
+                    code=ErrorCode.CONFIG_INVALID_VALUE,
+                )
+            return await discovery.rescan()
+
+        return self._call(rescan())
 
     @property
     def audit(self) -> AuditLog | None:

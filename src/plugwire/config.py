@@ -1,7 +1,8 @@
 """Configuration values: the manager's and each plugin's config, and subprocess options.
 
 The config Structs named in the README's mapping table are also at the top level
-(`plugwire.ManagerConfig`, ...); `SubprocessOptions` and `RestartPolicy` live here only.
+(`plugwire.ManagerConfig`, ...); `SubprocessOptions`, `RestartPolicy`, `DiscoveryConfig` and
+the discovered plugins' `PluginManifest` live here only.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from ._config import AuthConfig as AuthConfig
 from ._config import CircuitBreakerConfig as CircuitBreakerConfig
 from ._config import ConnectionConfig as ConnectionConfig
+from ._config import DiscoveryConfig as DiscoveryConfig
 from ._config import HealthCheckConfig as HealthCheckConfig
 from ._config import HotReloadConfig as HotReloadConfig
 from ._config import ManagerConfig as ManagerConfig
@@ -20,6 +22,7 @@ from ._config import SecurityAuditConfig as SecurityAuditConfig
 from ._config import SecurityConfig as SecurityConfig
 from ._config import TracingConfig as TracingConfig
 from ._config import default_manager_config as default_manager_config
+from ._discovery import PluginManifest as PluginManifest
 from ._transports._restarts import RestartPolicy as RestartPolicy
 from ._transports.subprocess import SubprocessOptions as SubprocessOptions
 
@@ -27,11 +30,13 @@ __all__ = [
     "AuthConfig",
     "CircuitBreakerConfig",
     "ConnectionConfig",
+    "DiscoveryConfig",
     "HealthCheckConfig",
     "HotReloadConfig",
     "ManagerConfig",
     "MetricsConfig",
     "PluginConfig",
+    "PluginManifest",
     "RateLimitConfig",
     "RestartPolicy",
     "RetryConfig",

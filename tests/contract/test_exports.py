@@ -36,6 +36,7 @@ NAMESPACES: dict[str, ModuleType] = {
 # The names of the README's mapping table ("The README's API in Python") and of DESIGN.md's:
 # the product's promise, so they stay at the top level.
 README_TABLE = {
+    "auto",
     "development",
     "production",
     "simple",

@@ -292,3 +292,10 @@ def test_the_blocking_twin_reads_metrics_on_its_loop() -> None:
         assert manager.execute("echo", "hi") == "hi"
         assert manager.get_metrics().plugins["echo"].requests_success == 1
         assert manager.metrics_enabled
+
+
+async def test_load_config_names_the_sections_it_does_not_apply(caplog: pytest.LogCaptureFixture) -> None:
+    async with AsyncPluginManager(str, str) as manager:
+        await manager.load_config(ManagerConfig(metrics=MetricsConfig(enabled=True)))
+        assert not manager.metrics_enabled
+    assert "its metrics settings differ from the manager's and are not applied" in caplog.text

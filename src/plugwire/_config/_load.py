@@ -25,6 +25,7 @@ from ._structs import ManagerConfig, PluginConfig
 
 __all__ = [
     "config_from_data",
+    "convert_document",
     "data_format",
     "did_you_mean",
     "load_config_file",
@@ -43,6 +44,8 @@ MAX_NESTING = 64
 #: Upper bound on the size of a config or whitelist file we read: a whitelist of 10,000
 #: entries (name, path, hash, a few metadata keys) is about 3 MiB.
 MAX_FILE_BYTES = 4 * 1024 * 1024
+
+_S = typing.TypeVar("_S", bound=msgspec.Struct)
 
 _MSGSPEC_ERROR = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
@@ -102,6 +105,25 @@ def validate_plugin_config(config: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {error.message}", code=error.code) from None
     check_plugin_config(checked, where)
     return with_host_python(checked) if isinstance(checked, PluginConfig) else checked
+
+
+def convert_document(data: object, kind: type[_S], where: str) -> _S:
+    """Validate a parsed document (a plugin manifest, say) into the Struct `kind`, with the
+    config's rules: durations as "250ms", `env` as a list of "NAME=value", and errors that
+    name `where` (the file) and the field.
+
+    Raises:
+        ConfigError: ``<where>: <field>: <what is wrong>``, coded as for a config file.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}", code=ErrorCode.CONFIG_WRONG_TYPE)
+    try:
+        return msgspec.convert(_normalize(data, kind, ""), kind)
+    except msgspec.ValidationError as exc:
+        error = _translate(str(exc), kind)
+    except ConfigError as exc:
+        error = exc
+    raise ConfigError(f"{where}: {error.message}", code=error.code) from None
 
 
 def load_data_file(path: str | os.PathLike[str], *, default_suffix: str | None = None) -> Any:
@@ -303,15 +325,16 @@ def _env_from_list(items: list[Any], path: str) -> dict[str, str]:
     return env
 
 
-def _translate(text: str) -> ConfigError:
-    """Rewrite a msgspec validation message as a coded error that names the path."""
+def _translate(text: str, root: type[msgspec.Struct] = ManagerConfig) -> ConfigError:
+    """Rewrite a msgspec validation message as a coded error that names the path (in a
+    document of type `root`)."""
     match = _MSGSPEC_ERROR.match(text)
     message = match.group("message") if match else text
     path = (match.group("path") or "") if match else ""
     path = path.removeprefix(".")
     field = re.search(r"field `([^`]+)`", message)
     if message.startswith("Object contains unknown field") and field:
-        hint = did_you_mean(field.group(1), _fields_at(path))
+        hint = did_you_mean(field.group(1), _fields_at(path, root))
         path = f"{path}.{field.group(1)}" if path else field.group(1)
         return ConfigError(f"{path}: unknown key{hint}", code=ErrorCode.CONFIG_UNKNOWN_KEY)
     if message.startswith("Object missing required field") and field:
@@ -320,7 +343,7 @@ def _translate(text: str) -> ConfigError:
     where = path or "<root>"
     message = message.replace("`", "")
     if message.startswith("Invalid enum value"):
-        return _bad_enum_value(where, path, message.removeprefix("Invalid enum value "))
+        return _bad_enum_value(where, path, message.removeprefix("Invalid enum value "), root)
     if (path == "name" or path.endswith(".name")) and "matching" in message:
         return ConfigError(
             f"{where}: a plugin name is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
@@ -334,9 +357,9 @@ def _translate(text: str) -> ConfigError:
     return ConfigError(f"{where}: {message}", code=ErrorCode.CONFIG_INVALID)
 
 
-def _bad_enum_value(where: str, path: str, value: str) -> ConfigError:
+def _bad_enum_value(where: str, path: str, value: str, root: type[msgspec.Struct]) -> ConfigError:
     """A value that is none of its enum's: name the choices, and the closest one if any."""
-    enum = _field_type(path)
+    enum = _field_type(path, root)
     if not (isinstance(enum, type) and issubclass(enum, Enum)):
         return ConfigError(f"{where}: {value} is not a valid value", code=ErrorCode.CONFIG_INVALID_VALUE)
     what, code = _ENUMS.get(enum.__name__, ("a valid value", ErrorCode.CONFIG_INVALID_VALUE))
@@ -353,11 +376,13 @@ _ENUMS = {
 }
 
 
-def _field_type(path: str) -> Any:
-    """The declared type at a msgspec path such as ``plugins[0].auth.method`` (of a
-    `ManagerConfig`, or of a `PluginConfig` checked alone), else None."""
+def _field_type(path: str, root: type[msgspec.Struct] = ManagerConfig) -> Any:
+    """The declared type at a msgspec path such as ``plugins[0].auth.method`` (of a `root`
+    document; of a `PluginConfig` checked alone when the path is none of a config's), else None."""
     parts = [part for part in re.sub(r"\[\d+\]", "", path).split(".") if part]
-    struct: Any = ManagerConfig if parts and parts[0] in ManagerConfig.__struct_fields__ else PluginConfig
+    struct: Any = root
+    if root is ManagerConfig and not (parts and parts[0] in ManagerConfig.__struct_fields__):
+        struct = PluginConfig
     for part in parts[:-1]:
         struct = _struct_type(typing.get_type_hints(struct, include_extras=True).get(part))
         if struct is None:
@@ -371,9 +396,9 @@ def did_you_mean(key: str, valid: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _fields_at(path: str) -> tuple[str, ...]:
+def _fields_at(path: str, root: type[msgspec.Struct] = ManagerConfig) -> tuple[str, ...]:
     """The keys valid at a msgspec path such as ``plugins[2].retry`` (none if unknown)."""
-    struct: Any = ManagerConfig
+    struct: Any = root
     for part in filter(None, re.sub(r"\[\d+\]", "", path).split(".")):
         struct = _struct_type(typing.get_type_hints(struct, include_extras=True).get(part))
         if struct is None:
@@ -406,6 +431,7 @@ def _check_semantics(config: ManagerConfig) -> None:
             "hot_reload.file: required when hot_reload.enabled is true (the configuration file to watch)",
             code=ErrorCode.CONFIG_MISSING_FIELD,
         )
+    _check_discovery(config)
     level = config.log_level.lower()
     if level not in {"debug", "info", "warning", "error", "critical"}:
         raise ConfigError(
@@ -444,6 +470,26 @@ def tracing_traces_url(endpoint: str, where: str = "tracing.endpoint") -> str:
     if not path.endswith("/v1/traces"):
         path = f"{path}/v1/traces"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _check_discovery(config: ManagerConfig) -> None:
+    discovery = config.discovery
+    if discovery.enabled and not discovery.directories:
+        raise ConfigError(
+            "discovery.directories: discovery is enabled but names no folder to look in",
+            code=ErrorCode.CONFIG_MISSING_FIELD,
+        )
+    for index, folder in enumerate(discovery.directories):
+        if not folder.strip() or "\x00" in folder:
+            raise ConfigError(
+                f"discovery.directories[{index}]: expected a folder path, got {folder!r}",
+                code=ErrorCode.CONFIG_INVALID_VALUE,
+            )
+    if "/" in discovery.pattern or "\x00" in discovery.pattern:
+        raise ConfigError(
+            f"discovery.pattern: a pattern matches file names, without '/': got {discovery.pattern!r}",
+            code=ErrorCode.CONFIG_INVALID_VALUE,
+        )
 
 
 def check_plugin_config(plugin: Any, here: str) -> None:

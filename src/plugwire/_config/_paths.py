@@ -35,7 +35,7 @@ def resolve_paths(config: ManagerConfig, base_dir: str | os.PathLike[str] | None
 
     The paths: each plugin's `executable` (when it has a slash; a bare name is looked up on
     PATH), `work_dir` and `auth.*_file`; `security.whitelist_file` and
-    `security.audit_config.audit_file`. `args` and `endpoint` are passed as written.
+    `security.audit_config.audit_file`; `discovery.directories`. `args` and `endpoint` are passed as written.
     """
     base = None if base_dir is None else os.path.abspath(base_dir)
     plugins = tuple(_plugin(plugin, base) for plugin in config.plugins)
@@ -46,9 +46,14 @@ def resolve_paths(config: ManagerConfig, base_dir: str | os.PathLike[str] | None
             audit_config=_joined(security.audit_config, ("audit_file",), base),
         )
     hot_reload = config.hot_reload
+    discovery = config.discovery
     if base is not None:
         hot_reload = _joined(hot_reload, ("file",), base)
-    return msgspec.structs.replace(config, plugins=plugins, security=security, hot_reload=hot_reload)
+        folders = tuple(os.path.join(base, folder) for folder in discovery.directories)
+        discovery = msgspec.structs.replace(discovery, directories=folders)
+    return msgspec.structs.replace(
+        config, plugins=plugins, security=security, hot_reload=hot_reload, discovery=discovery
+    )
 
 
 def with_host_python(plugin: PluginConfig) -> PluginConfig:

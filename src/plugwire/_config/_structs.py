@@ -15,7 +15,9 @@ __all__ = [
     "AuthConfig",
     "CircuitBreakerConfig",
     "ConnectionConfig",
+    "DiscoveryConfig",
     "HealthCheckConfig",
+    "HotReloadConfig",
     "ManagerConfig",
     "MetricsConfig",
     "PluginConfig",
@@ -253,6 +255,30 @@ class HotReloadConfig(_Config, frozen=True):
     debounce: Seconds = 0.2
 
 
+class DiscoveryConfig(_Config, frozen=True):
+    """Plugins found in folders instead of listed one by one (`plugwire.auto()`).
+
+    See docs/lifecycle.md, "Discovery".
+
+    Attributes:
+        enabled: Look for plugins in `directories` when the manager starts.
+        directories: The folders to look in (relative ones resolve against a config file's
+            folder); their subfolders are looked in only for a `plugin.yaml` manifest.
+        pattern: A shell glob matched against file names (``*-plugin``); "" takes every
+            executable file. Only executable files are taken either way.
+        watch: Keep watching the folders: a new plugin is started, a removed one drained, a
+            changed one restarted (watchfiles with the `watch` extra, else polling).
+        settle: Seconds a new or changed file must stay unchanged before it is started (a
+            file still being copied is never started); also the polling interval.
+    """
+
+    enabled: bool = False
+    directories: tuple[str, ...] = ()
+    pattern: str = ""
+    watch: bool = False
+    settle: Annotated[float, msgspec.Meta(gt=0, extra={"duration": True})] = 0.25
+
+
 class ManagerConfig(_Config, frozen=True):
     """Everything a manager needs: global settings and the plugins to register."""
 
@@ -263,6 +289,7 @@ class ManagerConfig(_Config, frozen=True):
     tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     hot_reload: HotReloadConfig = msgspec.field(default_factory=HotReloadConfig)
+    discovery: DiscoveryConfig = msgspec.field(default_factory=DiscoveryConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ManagerConfig:

@@ -62,6 +62,7 @@ class AuditEvent(enum.StrEnum):
     POLICY_CHANGED = "policy.changed"
     CONFIG_CHANGED = "config.changed"
     AUTH_FAILURE = "auth.failure"
+    DISCOVERY_REFUSED = "discovery.refused"
 
 
 _CONFIG_EVENTS = frozenset(
@@ -73,7 +74,7 @@ _CONFIG_EVENTS = frozenset(
         AuditEvent.CONFIG_CHANGED,
     }
 )
-_UNAUTHORIZED_EVENTS = frozenset({AuditEvent.UNAUTHORIZED, AuditEvent.HASH_MISMATCH})
+_UNAUTHORIZED_EVENTS = frozenset({AuditEvent.UNAUTHORIZED, AuditEvent.HASH_MISMATCH, AuditEvent.DISCOVERY_REFUSED})
 
 
 def default_audit_path() -> Path:

@@ -63,6 +63,10 @@ class WhitelistWatcher:
         debounce: float = 0.05,
     ) -> None:
         self.path = Path(os.path.abspath(path))
+        #: The folder the OS watch is on, and whether it covers its subfolders (a subclass
+        #: that watches a whole folder, as discovery does, sets both).
+        self.folder = self.path.parent
+        self.recursive = False
         self._on_change = on_change
         self.backend = (
             "watchfiles" if (watchfiles_available() if use_watchfiles is None else use_watchfiles) else "poll"
@@ -135,7 +139,7 @@ class WhitelistWatcher:
     async def _watch_events(self) -> None:
         import watchfiles
 
-        folder = self.path.parent
+        folder = self.folder
         # Rust's notify backend starts watching when the generator is first stepped; a short
         # debounce keeps reloads well under a second after the last write.
         watcher = watchfiles.awatch(
@@ -143,7 +147,7 @@ class WhitelistWatcher:
             stop_event=self._stop,
             debounce=self._debounce_ms,
             step=20,
-            recursive=False,
+            recursive=self.recursive,
             yield_on_timeout=True,
             rust_timeout=100,
         )

@@ -90,3 +90,15 @@ if __name__ == "__main__":
     blocking_usage()
     run_usage()
     config_usage()
+
+
+async def discovery_usage() -> list[str]:
+    manager = plugwire.auto(Req, Resp).from_directory("./plugins").with_pattern("*-plugin").watch().build()
+    assert_type(manager, plugwire.AsyncPluginManager[Req, Resp])
+    async with manager:
+        if manager.discovery is None:
+            return []
+        report = await manager.discovery.rescan()
+        for refusal in report.refused:
+            assert_type(refusal.code, int)
+        return [plugin.info.version for plugin in report.registered.values()]
