@@ -53,7 +53,9 @@ async def _calls(env: Env, replacing: bool) -> AsyncIterator[Op]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-                if manager._entries["echo"].generation < 3:  # the calls must have overlapped replacements
+                # The calls must have overlapped a replacement: at least one completed while they ran
+                # (pinned to one CPU with its plugin, a replacement takes ~130 ms: there may be only one).
+                if manager._entries["echo"].generation < 2:
                     raise RuntimeError("the plugin was not replaced while the calls were measured")
 
 
