@@ -206,6 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(o.status == "passed" for o in ran) else 1
 
 
+def without_load_tests(pytest_args: list[str]) -> list[str]:
+    """A `-m` option that adds `not load` to the selection of `pytest_args` (pytest keeps
+    the last `-m` given)."""
+    selection = ""
+    for index, arg in enumerate(pytest_args):
+        if arg == "-m" and index + 1 < len(pytest_args):
+            selection = pytest_args[index + 1]
+        elif arg.startswith("-m") and len(arg) > 2:
+            selection = arg[2:]
+    return ["-m", f"({selection}) and not load" if selection else "not load"]
+
+
 def run_version(
     version: str,
     *,
@@ -225,6 +237,10 @@ def run_version(
         if args.coverage:  # on one version only: it slows every process the suite starts
             extra = ["--cov", "--cov-branch", "--cov-report=term"]
     else:
+        # The long load tests (marker `load`) run on the default interpreter only: they test
+        # plugwire's logic under load, which the rest of the suite covers on every version,
+        # and they are a large share of the matrix's time.
+        extra = without_load_tests(pytest_args)
         interpreter, why = found[version]
         if interpreter is None:
             print(f"  SKIPPED: {why}", flush=True)

@@ -89,8 +89,10 @@ class PluginEntry:
         if self.pipeline is not None:
             self.pipeline.counters = counters
 
-    def metrics(self) -> PluginMetrics:
-        """A snapshot of this plugin's counters (metrics must be on: `counters` set)."""
+    def metrics(self, draining: int = 0) -> PluginMetrics:
+        """A snapshot of this plugin's counters (metrics must be on: `counters` set);
+        `draining`: calls still in flight on its older generations (`replace`), which share
+        the counters and count as active until they end."""
         counters = self.counters
         assert counters is not None, "metrics are off for this plugin"
         monitor = self.monitor
@@ -104,11 +106,11 @@ class PluginEntry:
             name=self.config.name,
             transport=self.config.transport.value,
             status=monitor.last.status,
-            requests_total=ended + counters.cancelled + self.inflight,
+            requests_total=ended + counters.cancelled + self.inflight + draining,
             requests_success=succeeded,
             requests_failure=failed,
             requests_cancelled=counters.cancelled,
-            active_requests=self.inflight,
+            active_requests=self.inflight + draining,
             failures_by_code=by_code,
             retries=counters.retries,
             rate_limited=by_code.get(ErrorCode.RATE_LIMITED, 0),

@@ -148,6 +148,12 @@ class Lifecycle:
             lock = self._locks[name] = asyncio.Lock()
         return lock
 
+    def draining_calls(self) -> dict[str, int]:
+        """Calls still in flight on generations being retired, by plugin name."""
+        return {
+            name: sum(record.entry.inflight for record in records) for name, records in self.retiring.items() if records
+        }
+
     # ------------------------------------------------------------- replacement
     async def replace(
         self,

@@ -625,7 +625,12 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
     metrics = get_metrics
 
     def _snapshot(self, entries: Any) -> ManagerMetrics:
-        plugins = {entry.config.name: entry.metrics() for entry in entries if entry.counters is not None}
+        draining = self._lifecycle.draining_calls()
+        plugins = {
+            entry.config.name: entry.metrics(draining.get(entry.config.name, 0))
+            for entry in entries
+            if entry.counters is not None
+        }
         return ManagerMetrics.of(self.config.metrics.buckets, plugins)
 
     def _enable_metrics(self) -> None:

@@ -339,6 +339,7 @@ def problems(storm: Storm) -> Iterator[str]:
                 yield f"{job_id}: {kind} call ran {ran}x, but its error ({said}) allows {fewest}-{most}: {error}"
 
 
+@pytest.mark.load
 async def test_a_crash_storm_loses_no_call_runs_none_twice_and_codes_every_error(tmp_path: Path) -> None:
     storm = await run_storm(tmp_path)
     found = list(problems(storm))

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 import plugwire
+import plugwire._observe.tracing
 from plugwire import (
     CircuitBreakerConfig,
     PluginConfig,
@@ -303,7 +304,12 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def test_a_collector_that_is_down_fails_no_call_and_the_shutdown_is_bounded() -> None:
+async def test_a_collector_that_is_down_fails_no_call_and_the_shutdown_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The bounds made short (5 s to flush, 10 s per export by default), so the test is too.
+    monkeypatch.setattr(plugwire._observe.tracing, "FLUSH_LIMIT", 0.5)
+    monkeypatch.setattr(plugwire._observe.tracing, "EXPORT_TIMEOUT", 3.0)  # retries outlast the flush
     logger = Recorder()
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     async with plugwire.AsyncPluginManager(TraceReq, TraceResp, logger=logger) as manager:

@@ -186,6 +186,7 @@ async def test_a_reload_before_start_sets_what_start_registers(tmp_path: Path) -
         assert (await manager.execute("a", Req())).version == "4"
 
 
+@pytest.mark.load
 @pytest.mark.timeout(300)  # 20 plugin starts among the 100 reloads; slow on a busy machine
 async def test_100_reloads_under_load_fail_no_call(tmp_path: Path) -> None:
     """16 callers on 2 plugins while the config is reloaded 100 times: policy changes in

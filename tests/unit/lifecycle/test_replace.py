@@ -151,7 +151,8 @@ async def test_calls_in_flight_finish_on_the_old_generation() -> None:
     manager_log.addHandler(switched)
     level = manager_log.level
     manager_log.setLevel(logging.INFO)  # the switch is logged at info (another test may have raised it)
-    async with Manager(Req, Resp) as manager:
+    metrics_on = plugwire.ManagerConfig(metrics=plugwire.MetricsConfig(enabled=True))
+    async with Manager(Req, Resp, metrics_on) as manager:
         gate = asyncio.Event()
         entered = asyncio.Event()
 
@@ -175,11 +176,16 @@ async def test_calls_in_flight_finish_on_the_old_generation() -> None:
             manager_log.setLevel(level)
         assert manager.list_plugins()["inproc"].metadata["generation"] == "2"
         assert manager.list_plugins()["inproc"].metadata["draining"] == "1:1"
+        # The call draining on generation 1 is still an active request of the plugin.
+        during = manager.get_metrics().plugins["inproc"]
+        assert (during.active_requests, during.requests_total) == (1, 1)
         assert not replacing.done()  # still draining generation 1
         gate.set()
         assert (await running).text == "old"
         result = await replacing
         assert (result.drained, result.cancelled, result.cut) == (1, 0, 0)
+        after = manager.get_metrics().plugins["inproc"]
+        assert (after.active_requests, after.requests_total, after.requests_success) == (0, 1, 1)
 
 
 async def test_drain_timeout_cancels_with_1211_and_the_plugin_gets_cancel(holding: Holding) -> None:
@@ -290,6 +296,7 @@ async def test_shutdown_reports_what_it_cut(holding: Holding) -> None:
     assert (await manager.shutdown()) is report
 
 
+@pytest.mark.load
 @pytest.mark.timeout(300)  # 104 plugin starts: ~30 s on a quiet 2-CPU machine, far more on a busy one
 async def test_100_replacements_under_load_fail_no_call() -> None:
     """16 concurrent callers while 4 plugins are replaced 25 times each (100 in
