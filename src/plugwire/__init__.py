@@ -2,9 +2,10 @@
 
 The top level holds the names of the README's mapping table (the product's promise) and the
 types its calls return; everything else lives in a public namespace that only re-exports:
-`plugwire.config`, `plugwire.errors`, `plugwire.observe`, `plugwire.policies`,
-`plugwire.security`, `plugwire.sdk` and `plugwire.testing`. The names that used to be here as well still resolve, with a
-`DeprecationWarning` naming their new place, for one release.
+`plugwire.config`, `plugwire.errors`, `plugwire.lifecycle`, `plugwire.observe`,
+`plugwire.policies`, `plugwire.security`, `plugwire.sdk` and `plugwire.testing`. The names
+that used to be here as well still resolve, with a `DeprecationWarning` naming their new
+place, for one release.
 
 Host-side names are imported on first use (PEP 562), so a plugin process that imports
 `plugwire` to call `plugwire.serve()` loads only the SDK and its layers 0-2, never the
@@ -40,6 +41,7 @@ from ._sdk.serve import serve as serve
 if TYPE_CHECKING:
     from . import config as config
     from . import errors as errors
+    from . import lifecycle as lifecycle
     from . import observe as observe
     from . import policies as policies
     from . import sdk as sdk
@@ -168,7 +170,7 @@ _LAZY: dict[str, str] = {
 }
 
 # The public namespaces: modules that only re-export, imported on first use.
-_NAMESPACES = frozenset({"config", "errors", "observe", "policies", "sdk", "security", "testing"})
+_NAMESPACES = frozenset({"config", "errors", "lifecycle", "observe", "policies", "sdk", "security", "testing"})
 
 # Names that were top-level before the namespaces: name -> the namespace that holds it now.
 # They resolve (with a DeprecationWarning) for one release, and are not in __all__ or dir().

@@ -192,6 +192,10 @@ class Lifecycle:
             new = await self._start_generation(new_config, source, generation)
             if old.counters is not None:  # one plugin's metrics go on across generations
                 new.count_calls(old.counters)
+            # Its health-check and restart counts too (the monitor's own state starts afresh).
+            new.monitor.checks += old.monitor.checks
+            new.monitor.failed_checks += old.monitor.failed_checks
+            new.monitor.restarts += old.monitor.restarts + old.transport.crash_restarts()
             async with m._registry.lock:
                 switched = not m._closing and m._entries.get(name) is old
                 if switched:

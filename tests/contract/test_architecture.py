@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     # The public namespaces: faces that only re-export (tests/contract/test_exports.py checks it).
     "config": 7,
     "errors": 7,
+    "lifecycle": 7,
     "observe": 7,
     "policies": 7,
     "security": 7,

@@ -17,6 +17,7 @@ import pytest
 import plugwire
 import plugwire.config
 import plugwire.errors
+import plugwire.lifecycle
 import plugwire.observe
 import plugwire.policies
 import plugwire.sdk
@@ -26,6 +27,7 @@ import plugwire.testing
 NAMESPACES: dict[str, ModuleType] = {
     "config": plugwire.config,
     "errors": plugwire.errors,
+    "lifecycle": plugwire.lifecycle,
     "observe": plugwire.observe,
     "policies": plugwire.policies,
     "sdk": plugwire.sdk,

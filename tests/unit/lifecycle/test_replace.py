@@ -255,9 +255,13 @@ async def test_counters_carry_across_a_replacement() -> None:
     async with Manager(Req, Resp, plugwire.ManagerConfig(metrics=plugwire.MetricsConfig(enabled=True))) as manager:
         await manager.register(versioned("1"), name="v")
         await manager.execute("v", Req())
+        await manager.health()
         await manager.replace("v", versioned("2"))
         await manager.execute("v", Req())
-        assert manager.get_metrics().plugins["v"].requests_success == 2
+        await manager.health()
+        metrics = manager.get_metrics().plugins["v"]
+        assert metrics.requests_success == 2
+        assert metrics.health_checks == 2  # generation 1's check, carried, and generation 2's
 
 
 async def test_replacement_is_audited(tmp_path: object) -> None:
