@@ -631,7 +631,13 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
             for entry in entries
             if entry.counters is not None
         }
-        return ManagerMetrics.of(self.config.metrics.buckets, plugins)
+        reloads = self._reloader
+        return ManagerMetrics.of(
+            self.config.metrics.buckets,
+            plugins,
+            config_reloads=reloads.count,
+            config_reload_failures=reloads.failed,
+        )
 
     def _enable_metrics(self) -> None:
         """Count calls from now on, for every plugin running and every one registered later."""

@@ -122,8 +122,9 @@ class Reloader:
         self._done = 0  # the newest ask the last finished reload covered
         self._latest: ManagerConfig | str | os.PathLike[str] | None = None
         self._outcome: ReloadReport | BaseException | None = None
-        #: Reloads applied (or failed validation) so far.
+        #: Reloads run so far (applied, or refused whole), and how many were refused.
         self.count = 0
+        self.failed = 0
 
     async def reload(self, config: ManagerConfig | str | os.PathLike[str]) -> ReloadReport:
         self._m._check_open()
@@ -138,6 +139,7 @@ class Reloader:
                 self._outcome = await self._apply(wanted)
             except BaseException as exc:
                 self._outcome = exc
+                self.failed += 1
                 raise
             finally:
                 self._done = covers

@@ -189,6 +189,10 @@ class ManagerMetrics(msgspec.Struct, frozen=True, kw_only=True):
         health_check_failures: `plugin_health_check_failures`.
         active_requests: Calls in flight now, over all plugins.
         plugins: Each plugin's `PluginMetrics` by name.
+        config_reloads: Configuration reloads run (`reload_config()`, the hot reload's);
+            reloads asked for while one ran and coalesced into the next count once.
+        config_reload_failures: Those of them refused whole (an invalid config: nothing
+            changed).
     """
 
     taken_at: float
@@ -200,10 +204,19 @@ class ManagerMetrics(msgspec.Struct, frozen=True, kw_only=True):
     health_check_failures: int
     active_requests: int
     plugins: dict[str, PluginMetrics]
+    config_reloads: int = 0
+    config_reload_failures: int = 0
 
     @classmethod
-    def of(cls, bounds: tuple[float, ...], plugins: Mapping[str, PluginMetrics]) -> ManagerMetrics:
-        """The totals of `plugins` (each with a histogram on `bounds`)."""
+    def of(
+        cls,
+        bounds: tuple[float, ...],
+        plugins: Mapping[str, PluginMetrics],
+        *,
+        config_reloads: int = 0,
+        config_reload_failures: int = 0,
+    ) -> ManagerMetrics:
+        """The totals of `plugins` (each with a histogram on `bounds`), and the manager's own counts."""
         values = plugins.values()
         return cls(
             taken_at=time.time(),
@@ -215,6 +228,8 @@ class ManagerMetrics(msgspec.Struct, frozen=True, kw_only=True):
             health_check_failures=sum(p.health_check_failures for p in values),
             active_requests=sum(p.active_requests for p in values),
             plugins=dict(plugins),
+            config_reloads=config_reloads,
+            config_reload_failures=config_reload_failures,
         )
 
 

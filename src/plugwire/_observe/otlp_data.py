@@ -41,7 +41,8 @@ _GAUGES: tuple[tuple[str, str, str, str], ...] = (
 _BREAKER_STATES = ("closed", "open", "half-open")
 
 #: Every metric this exporter sends: (name, OTLP type, unit, attributes). The README's names;
-#: each point also has the `plugin` and `transport` attributes.
+#: each per-plugin point has the `plugin` and `transport` attributes; the manager's own counts
+#: (`config_reloads`, `config_reload_failures`) have none.
 METRICS: tuple[tuple[str, str, str, str], ...] = (
     *((name, "Sum", unit, "plugin, transport") for name, _, unit, _ in _COUNTERS),
     ("plugin_requests_failure_by_code", "Sum", "{request}", "plugin, transport, code"),
@@ -49,6 +50,8 @@ METRICS: tuple[tuple[str, str, str, str], ...] = (
     *((name, "Gauge", unit, "plugin, transport") for name, _, unit, _ in _GAUGES),
     ("plugin_status", "Gauge", "1", "plugin, transport, status"),
     ("plugin_circuit_breaker_state", "Gauge", "1", "plugin, transport, state"),
+    ("config_reloads", "Sum", "{reload}", "(none)"),
+    ("config_reload_failures", "Sum", "{reload}", "(none)"),
 )
 
 
@@ -123,6 +126,12 @@ def metrics_data(snapshot: ManagerMetrics, resource: Any, scope: Any, start_ns: 
         for s in _BREAKER_STATES
     ]
     metrics.append(Metric("plugin_circuit_breaker_state", "1 for the breaker's current state", "1", Gauge(states)))
+    for name, value, description in (
+        ("config_reloads", snapshot.config_reloads, "Configuration reloads run"),
+        ("config_reload_failures", snapshot.config_reload_failures, "Configuration reloads refused whole"),
+    ):
+        manager_point = NumberDataPoint(attributes={}, start_time_unix_nano=start_ns, time_unix_nano=now, value=value)
+        metrics.append(Metric(name, description, "{reload}", Sum([manager_point], cumulative, is_monotonic=True)))
     # A metric without points (no plugin, no failure yet, no breaker) is left out: OTLP has
     # no empty metric, and a collector may refuse one.
     metrics = [metric for metric in metrics if metric.data.data_points]

@@ -125,6 +125,8 @@ SERIES: tuple[Series, ...] = (
         "plugin_restarts_total", "counter", "", _PLUGIN, "Plugin processes started again after a crash or failed check."
     ),
     Series("plugin_processes", "gauge", "", _PLUGIN, "Live plugin processes (0 for gRPC and in-process plugins)."),
+    Series("config_reloads_total", "counter", "", (), "Configuration reloads run (reload_config(), hot reload)."),
+    Series("config_reload_failures_total", "counter", "", (), "Configuration reloads refused whole (invalid config)."),
     Series(
         "metrics_snapshot_timestamp_seconds",
         "gauge",
@@ -294,4 +296,8 @@ class SnapshotCollector:
                         family.add_metric((*labels, state), 1.0 if plugin.circuit_breaker_state == state else 0.0)
             if series.name == "metrics_snapshot_timestamp_seconds" and snapshot is not None:
                 family.add_metric((), snapshot.taken_at)
+            elif series.name == "config_reloads_total" and snapshot is not None:
+                family.add_metric((), snapshot.config_reloads)
+            elif series.name == "config_reload_failures_total" and snapshot is not None:
+                family.add_metric((), snapshot.config_reload_failures)
             yield family

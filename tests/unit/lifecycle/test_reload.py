@@ -237,3 +237,15 @@ async def test_a_config_plugin_replaced_in_code_is_still_the_configs(tmp_path: P
         report = await manager.reload_config(config)
         assert set(report.replaced) == {"a"}
         assert (await manager.execute("a", Req())).version == "3"
+
+
+async def test_reloads_are_counted_in_the_metrics_refused_ones_too(tmp_path: Path) -> None:
+    config = write(tmp_path / "plugins.yaml", plugin("a"), metrics={"enabled": True})
+    async with Manager(Req, Resp, plugwire.ManagerConfig.load(config)) as manager:
+        write(config, plugin("a", retry={"max_retries": 1}), metrics={"enabled": True})
+        await manager.reload_config(config)
+        config.write_text("plugins: [")
+        with pytest.raises(plugwire.PluginError):
+            await manager.reload_config(config)
+        metrics = manager.get_metrics()
+    assert (metrics.config_reloads, metrics.config_reload_failures) == (2, 1)

@@ -9,6 +9,7 @@ import sys
 import threading
 from typing import Any
 
+import msgspec
 import pytest
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk.resources import Resource
@@ -245,7 +246,8 @@ def test_gauges_and_state_sets() -> None:
 
 
 def test_a_metric_without_points_is_left_out() -> None:
-    assert encoded(ManagerMetrics.of(DEFAULT_BUCKETS, {})) == {}
+    # No plugin: only the manager's own counts, one point each.
+    assert set(encoded(ManagerMetrics.of(DEFAULT_BUCKETS, {}))) == {"config_reloads", "config_reload_failures"}
     quiet = plugin_metrics("a", failures_by_code={}, circuit_breaker_state="disabled")
     metrics = encoded(ManagerMetrics.of((0.1, 1.0), {"a": quiet}))
     assert set(metrics) == {name for name, *_ in METRICS} - {
@@ -311,3 +313,14 @@ def test_the_names_are_public() -> None:
     assert plugwire.OTLPExporter is OTLPExporter
     assert plugwire.OTLPConfig is OTLPConfig
     assert "OTLPExporter" in repr(OTLPExporter(OTLPConfig("http://collector:4318")))
+
+
+def test_the_managers_reload_counts_are_sums_without_attributes() -> None:
+    snapshot = msgspec.structs.replace(
+        ManagerMetrics.of(DEFAULT_BUCKETS, {}), config_reloads=2, config_reload_failures=1
+    )
+    metrics = encoded(snapshot)
+    for name, value in (("config_reloads", 2), ("config_reload_failures", 1)):
+        [point] = metrics[name].sum.data_points
+        assert (point.as_int or point.as_double, list(point.attributes)) == (value, [])
+        assert metrics[name].sum.is_monotonic

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -280,6 +281,18 @@ async def test_every_series_of_a_snapshot_is_exposed_with_its_labels_and_values(
     assert samples[p + "plugin_restarts_total"][echo] == 1
     assert samples[p + "plugin_processes"] == {echo: 2, calc: 0}
     assert samples[p + "metrics_snapshot_timestamp_seconds"][()] > 0
+
+
+async def test_the_managers_reload_counts_are_series_without_labels() -> None:
+    reloaded = msgspec.structs.replace(snapshot(plugin_metrics()), config_reloads=3, config_reload_failures=1)
+    exporter = PrometheusExporter(PrometheusConfig())
+    await exporter.start(CountingSource(reloaded))
+    try:
+        samples = scrape(exporter.registry)
+    finally:
+        await exporter.aclose()
+    assert samples["plugwire_config_reloads_total"] == {(): 3}
+    assert samples["plugwire_config_reload_failures_total"] == {(): 1}
 
 
 async def test_the_series_table_lists_exactly_what_a_scrape_shows() -> None:
