@@ -8,7 +8,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from plugwire._cli._commands import cli
+from plugwire._cli._app import cli
 from tests.support.procguard import EXAMPLES, plugin_env
 
 pytestmark = pytest.mark.usefixtures("no_leaks")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from plugwire._cli._commands import cli
+from plugwire._cli._app import cli
 from plugwire._security import AuditEvent, AuditLog
 
 
@@ -92,7 +92,7 @@ def test_whitelist_verify_reports_a_malformed_file_with_its_code(tmp_path: Path)
     whitelist.write_text("plugins: [{name: x, path: ../x, hash: '" + "0" * 64 + "'}]")
     code, output = run("whitelist", "verify", str(whitelist))
     assert code == 2
-    assert "[1808]" in output
+    assert "[1808 PATH_TRAVERSAL]" in output
 
 
 def test_audit_tail_and_query_show_rows_as_tables_and_json(audit_db: Path) -> None:
@@ -166,7 +166,7 @@ def test_audit_verify_prints_the_head_and_checks_it_again_with_expect(tmp_path: 
 def test_audit_commands_on_a_missing_file_fail_with_a_coded_message(tmp_path: Path) -> None:
     code, output = run("audit", "tail", str(tmp_path / "absent.db"))
     assert code == 2
-    assert "[1811]" in output
+    assert "[1811 AUDIT_FAILED]" in output
 
 
 def test_the_module_runs_as_a_real_process(plugin: Path, audit_db: Path) -> None:

@@ -1,4 +1,4 @@
-"""The `plugwire` command group: `hash`, `whitelist verify`, `audit tail|query|verify`, and `check`."""
+"""`plugwire hash`, `plugwire whitelist verify` and `plugwire audit tail|query|verify`."""
 
 from __future__ import annotations
 
@@ -13,46 +13,22 @@ from typing import Any
 
 import click
 import msgspec
-from rich.console import Console
 from rich.table import Table
 
 from .._config import parse_duration
 from .._errors import PluginError
 from .._security import ALGORITHMS, AuditRow, digest_file, inspect_file, load_whitelist, query_log, verify_log
-from ._check import check_command
+from ._common import JSON_OPTION, console, fail, print_json
 
-__all__ = ["cli"]
+__all__ = ["audit_group", "hash_command", "whitelist_group"]
 
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of a table.")
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
-
-
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-
-
-def _fail(error: PluginError, code: int = 2) -> None:
-    click.echo(f"plugwire: {error}", err=True)
-    raise SystemExit(code)
-
-
-@click.group()
-@click.version_option(package_name="plugwire")
-def cli() -> None:
-    """plugwire: typed, out-of-process plugins."""
-
-
-cli.add_command(check_command)
-
-
-@cli.command("hash")
+@click.command("hash")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--algorithm", "-a", type=click.Choice(sorted(ALGORITHMS)), default="sha256", show_default=True)
-@_JSON
+@JSON_OPTION
 def hash_command(files: Sequence[Path], algorithm: str, as_json: bool) -> None:
     """Print ready-to-paste whitelist entries for FILES."""
     entries = []
@@ -63,7 +39,7 @@ def hash_command(files: Sequence[Path], algorithm: str, as_json: bool) -> None:
             {"name": name, "path": os.path.abspath(file), "hash": f"{algorithm}:{digest}", "algorithm": algorithm}
         )
     if as_json:
-        _print_json([{**entry, "enabled": True} for entry in entries])
+        print_json([{**entry, "enabled": True} for entry in entries])
         return
     for entry in entries:
         click.echo(f"  - name: {json.dumps(entry['name'])}")
@@ -73,21 +49,20 @@ def hash_command(files: Sequence[Path], algorithm: str, as_json: bool) -> None:
         click.echo("    enabled: true")
 
 
-@cli.group()
-def whitelist() -> None:
+@click.group("whitelist")
+def whitelist_group() -> None:
     """Check whitelist files."""
 
 
-@whitelist.command("verify")
+@whitelist_group.command("verify")
 @click.argument("file", type=click.Path(path_type=Path))
-@_JSON
+@JSON_OPTION
 def whitelist_verify(file: Path, as_json: bool) -> None:
     """Check every entry of FILE against the file on disk; exit 1 on any mismatch."""
     try:
         loaded = load_whitelist(file)
     except PluginError as exc:
-        _fail(exc)
-        return
+        fail(exc)
     results = []
     for entry in loaded:
         row: dict[str, Any] = {
@@ -114,7 +89,7 @@ def whitelist_verify(file: Path, as_json: bool) -> None:
         results.append(row)
     failed = any(row["status"] in {"mismatch", "error"} for row in results)
     if as_json:
-        _print_json({"file": str(file), "ok": not failed, "entries": results})
+        print_json({"file": str(file), "ok": not failed, "entries": results})
     else:
         table = Table(title=f"{file} ({len(results)} entries)")
         table.add_column("name", no_wrap=True)
@@ -125,19 +100,19 @@ def whitelist_verify(file: Path, as_json: bool) -> None:
         for row in results:
             style = styles.get(row["status"], "bold red")
             table.add_row(row["name"], f"[{style}]{row['status']}[/]", row["target"], row["detail"])
-        _console().print(table)
+        console().print(table)
     if failed:
         raise SystemExit(1)
 
 
-@cli.group()
-def audit() -> None:
+@click.group("audit")
+def audit_group() -> None:
     """Read and verify audit logs (SQLite, or .jsonl)."""
 
 
 def _show_rows(rows: list[AuditRow], as_json: bool, title: str) -> None:
     if as_json:
-        _print_json([msgspec.to_builtins(row) for row in rows])
+        print_json([msgspec.to_builtins(row) for row in rows])
         return
     table = Table(title=title)
     table.add_column("seq", no_wrap=True, justify="right")
@@ -152,7 +127,7 @@ def _show_rows(rows: list[AuditRow], as_json: bool, title: str) -> None:
             for key, value in sorted(row.fields.items())
         )
         table.add_row(str(row.seq), when, row.event, row.plugin or "", fields)
-    _console().print(table)
+    console().print(table)
 
 
 def _parse_since(value: str | None) -> float | None:
@@ -175,27 +150,26 @@ def _parse_since(value: str | None) -> float | None:
         raise click.BadParameter(f"{value!r}: use Unix seconds, an ISO 8601 time, or a duration like 15m") from None
 
 
-@audit.command("tail")
+@audit_group.command("tail")
 @click.argument("db", type=click.Path(path_type=Path))
 @click.option("-n", "--lines", default=20, show_default=True, help="How many of the newest rows.")
-@_JSON
+@JSON_OPTION
 def audit_tail(db: Path, lines: int, as_json: bool) -> None:
     """Show the newest rows of the audit log DB."""
     try:
         rows = query_log(db, limit=lines, newest=True)
     except PluginError as exc:
-        _fail(exc)
-        return
+        fail(exc)
     _show_rows(rows, as_json, f"{db}: last {len(rows)} rows")
 
 
-@audit.command("query")
+@audit_group.command("query")
 @click.argument("db", type=click.Path(path_type=Path))
 @click.option("--since", help="Unix seconds, ISO 8601 time, or a duration back from now (15m).")
 @click.option("--plugin", help="Only rows about this plugin.")
 @click.option("--event", help="Only rows of this event, e.g. plugin.hash_mismatch.")
 @click.option("--limit", type=int, help="At most this many rows (the oldest).")
-@_JSON
+@JSON_OPTION
 def audit_query(
     db: Path, *, since: str | None, plugin: str | None, event: str | None, limit: int | None, as_json: bool
 ) -> None:
@@ -203,8 +177,7 @@ def audit_query(
     try:
         rows = query_log(db, since=_parse_since(since), plugin=plugin, event=event, limit=limit)
     except PluginError as exc:
-        _fail(exc)
-        return
+        fail(exc)
     _show_rows(rows, as_json, f"{db}: {len(rows)} rows")
 
 
@@ -218,26 +191,25 @@ def _parse_expect(value: str | None) -> tuple[int, str] | None:
     return int(seq), digest
 
 
-@audit.command("verify")
+@audit_group.command("verify")
 @click.argument("db", type=click.Path(path_type=Path))
 @click.option("--expect", metavar="SEQ:HASH", help="A head printed by an earlier verify: that row must still be there.")
-@_JSON
+@JSON_OPTION
 def audit_verify(db: Path, expect: str | None, as_json: bool) -> None:
     """Check the hash chain of the audit log DB; exit 1 at the first broken or missing row."""
     anchor = _parse_expect(expect)
     try:
         report = verify_log(db, expect=anchor)
     except PluginError as exc:
-        _fail(exc)
-        return
+        fail(exc)
     if as_json:
-        _print_json(msgspec.to_builtins(report))
+        print_json(msgspec.to_builtins(report))
     elif report.ok:
-        _console().print(f"[green]ok[/]: {report.rows} rows, the chain is intact")
+        console().print(f"[green]ok[/]: {report.rows} rows, the chain is intact")
         click.echo(f"head {report.last_seq}:{report.last_hash}")
         if not report.tail_checked:
-            _console().print("this file does not record its head: rows cut off its end would not show")
+            console().print("this file does not record its head: rows cut off its end would not show")
     else:
-        _console().print(f"[bold red]broken[/] at row {report.first_broken}: {report.reason} ({report.rows} rows read)")
+        console().print(f"[bold red]broken[/] at row {report.first_broken}: {report.reason} ({report.rows} rows read)")
     if not report.ok:
         raise SystemExit(1)
