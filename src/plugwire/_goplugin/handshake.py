@@ -163,8 +163,7 @@ class HandshakeLine:
             raise ConfigError("HandshakeLine.address must not be empty", code=ErrorCode.CONFIG_INVALID_VALUE)
         if self.server_cert and _decode_cert(self.server_cert) is None:
             raise ConfigError(
-                "HandshakeLine.server_cert must be base64 DER (a certificate's bytes), "
-                f"not {_quote(self.server_cert)}",
+                f"HandshakeLine.server_cert must be base64 DER (a certificate's bytes), not {_quote(self.server_cert)}",
                 code=ErrorCode.CONFIG_INVALID_VALUE,
             )
 
