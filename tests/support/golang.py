@@ -12,12 +12,14 @@ protoc-gen-go 1.3, `plugins=grpc`), and `go build` writes the program.
 Built programs are cached in one folder (`build/go-fixtures/` at the project root, or
 $PLUGWIRE_GO_FIXTURES), named by a hash of the Go sources, kv.proto, the Go version and the
 go-plugin and grpc sources: pytest-xdist's workers and the interpreter matrix's runs build
-each program once. A build happens in a temporary folder that is renamed into place, so two
-processes building at once both succeed and one result stays.
+each program once. A lock file makes a second builder wait for the first; the build itself
+happens in a temporary folder renamed into place, so a half-built program is never seen.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import importlib.util
@@ -26,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -180,7 +183,28 @@ def build_go_program(name: str) -> Path:
     program = target / name
     if program.is_file():
         return program
-    work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache))
+    with _exclusive(cache / f".{target.name}.lock"):
+        if program.is_file():  # built by another process while this one waited
+            return program
+        _build(toolchain, name, target)
+    return program
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """One build of a program at a time across processes (a second builder waits, then finds
+    it built), so the workers of a loaded 2-CPU machine do not compile the same sources twice.
+    The build itself still publishes by rename, so a lock that is not honoured costs only time."""
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(toolchain: GoToolchain, name: str, target: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         src = work / "gopath" / "src"
         (src / "kvproto").mkdir(parents=True)
@@ -204,7 +228,6 @@ def build_go_program(name: str) -> Path:
         _publish(out, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return program
 
 
 def kv_stubs_dir() -> Path:

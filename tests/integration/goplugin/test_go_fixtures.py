@@ -16,10 +16,8 @@ import grpc
 import pytest
 
 from plugwire._goplugin import HandshakeConfig, parse_handshake_line
+from tests.support import golang
 from tests.support.golang import build_go_program, kv_stubs, kv_stubs_dir
-
-# A cold build compiles grpc and go-plugin from Debian's sources (~7 s idle, longer under load).
-pytestmark = pytest.mark.timeout(300)
 
 EXAMPLE = HandshakeConfig(protocol_version=1, magic_cookie_key="BASIC_PLUGIN", magic_cookie_value="hello")
 
@@ -136,3 +134,34 @@ def test_the_stubs_folder_serves_a_plugin_subprocess() -> None:
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, env=env
     )
     assert done.stdout.strip() == "proto.KV", done.stderr
+
+
+def test_a_line_on_stdin_ends_the_hosts_wait(kvhost_program: Path, kvplugin_program: Path) -> None:
+    with subprocess.Popen(
+        [str(kvhost_program), "wait", "exited", "--", str(kvplugin_program)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as host:
+        out, _ = host.communicate("go on\n", timeout=60)
+    ops = [json.loads(line) for line in out.splitlines()]
+    assert [op["op"] for op in ops] == ["start", "wait", "wait", "exited", "killed"]
+    assert ops[2] == {"op": "wait", "ended": "stdin"}
+    assert ops[3] == {"op": "exited", "exited": False}
+    assert host.returncode == 0
+
+
+def test_without_go_plugins_sources_a_test_skips_naming_the_packages(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(golang, "GO_PLUGIN_SOURCES", tmp_path / "missing")
+    golang._toolchain.cache_clear()
+    try:
+        assert golang.go_missing_reason() is not None
+        with pytest.raises(pytest.skip.Exception) as skipped:
+            golang.build_go_program("kvhost")
+    finally:
+        golang._toolchain.cache_clear()
+    assert "go-plugin sources not installed" in str(skipped.value)
+    assert golang.INSTALL_HINT in str(skipped.value)
