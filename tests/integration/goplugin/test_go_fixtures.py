@@ -14,10 +14,13 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from plugwire._goplugin import HandshakeConfig, parse_handshake_line
 from tests.support import golang
 from tests.support.golang import build_go_program, kv_stubs, kv_stubs_dir
+from tests.support.grpc_certs import make_ca
 
 EXAMPLE = HandshakeConfig(protocol_version=1, magic_cookie_key="BASIC_PLUGIN", magic_cookie_value="hello")
 
@@ -165,3 +168,35 @@ def test_without_go_plugins_sources_a_test_skips_naming_the_packages(
         golang._toolchain.cache_clear()
     assert "go-plugin sources not installed" in str(skipped.value)
     assert golang.INSTALL_HINT in str(skipped.value)
+
+
+def test_the_go_host_and_plugin_negotiate_automtls(kvhost_program: Path, kvplugin_program: Path) -> None:
+    ops, log, status = run_host(kvhost_program, "-automtls", "put", "k", "v", "get", "k", "--", str(kvplugin_program))
+    assert status == 0, log
+    assert ops[2] == {"op": "get", "key": "k", "value": "v"}
+    assert "kvhost.kvplugin: configuring server automatic mTLS" in log
+
+
+def test_the_go_plugins_automtls_certificate_is_read_from_its_line(kvplugin_program: Path, tmp_path: Path) -> None:
+    client = make_ca(tmp_path, "host")  # any certificate will do as the host's
+    env = {
+        **os.environ,
+        EXAMPLE.magic_cookie_key: EXAMPLE.magic_cookie_value,
+        "PLUGIN_PROTOCOL_VERSIONS": "1",
+        "PLUGIN_CLIENT_CERT": client.cert_file.read_text(),
+    }
+    with subprocess.Popen(
+        [str(kvplugin_program)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
+    ) as plugin:
+        try:
+            assert plugin.stdout is not None
+            line = parse_handshake_line(plugin.stdout.readline(), app_versions=(1,))
+        finally:
+            plugin.terminate()
+            plugin.wait(timeout=30)
+    cert = x509.load_der_x509_certificate(line.server_cert_der())
+    key = cert.public_key()
+    # go-plugin's AutoMTLS keys are ECDSA on P-521 (a curve grpcio's BoringSSL refuses).
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    assert key.curve.name == "secp521r1"
+    assert not line.server_cert.endswith("=")  # unpadded base64, as go-plugin writes it
