@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "_protocol": 2,
     "_proto": 2,
     "_sdk": 2,
+    "_goplugin": 2,  # go-plugin's handshake: shared by the host transport and the plugin side
     "sdk": 2,  # the public face of the plugin side: like `_sdk`, it may load no host code
     "_transports": 3,
     "_policies": 4,
