@@ -207,15 +207,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def without_load_tests(pytest_args: list[str]) -> list[str]:
-    """A `-m` option that adds `not load` to the selection of `pytest_args` (pytest keeps
-    the last `-m` given)."""
+    """A `-m` option that adds `not load and not once` to the selection of `pytest_args`
+    (pytest keeps the last `-m` given)."""
     selection = ""
     for index, arg in enumerate(pytest_args):
         if arg == "-m" and index + 1 < len(pytest_args):
             selection = pytest_args[index + 1]
         elif arg.startswith("-m") and len(arg) > 2:
             selection = arg[2:]
-    return ["-m", f"({selection}) and not load" if selection else "not load"]
+    excluded = "not load and not once"
+    return ["-m", f"({selection}) and {excluded}" if selection else excluded]
 
 
 def run_version(
@@ -239,7 +240,8 @@ def run_version(
     else:
         # The long load tests (marker `load`) run on the default interpreter only: they test
         # plugwire's logic under load, which the rest of the suite covers on every version,
-        # and they are a large share of the matrix's time.
+        # and they are a large share of the matrix's time. So do the `once` tests: the
+        # README's Quick start from the wheel in a fresh venv is the same on every version.
         extra = without_load_tests(pytest_args)
         interpreter, why = found[version]
         if interpreter is None:

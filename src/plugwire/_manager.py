@@ -480,16 +480,24 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         """Send one typed request to a plugin and return its validated response.
 
         Raises:
-            PluginNotFoundError: 1201. PluginDisabledError: 1202. ManagerNotStartedError:
-                1209, no such plugin, and the manager was never started to register the
-                plugins of its config.
+            PluginNotFoundError: 1201, no plugin of that name.
+            PluginDisabledError: 1202, the plugin is disabled.
+            ManagerNotStartedError: 1209, no such plugin, and the manager was never
+                started to register the plugins of its config.
             RequestValidationError: 1205, the request cannot be encoded or the plugin
-                refused its shape. ResponseValidationError: 1206, the plugin's answer has
-                the wrong shape. ExecutionError: 1203, the plugin raised.
-            PluginTimeoutError: 1204. ManagerClosedError: 1208. CircuitOpenError: 1401.
-            RateLimitedError: 1501. PluginUnavailableError: 1602, the plugin is offline.
+                refused its shape.
+            ResponseValidationError: 1206, the plugin's answer has the wrong shape.
+            ExecutionError: 1203, the plugin raised.
+            PluginTimeoutError: 1204, no answer within the timeout.
+            OutcomeUnknownError: 1207, the request reached the plugin, which failed (its
+                process crashed, its connection was cut) before answering.
+            ManagerClosedError: 1208, the manager is shut down.
+            CircuitOpenError: 1401, the plugin's circuit breaker is open.
+            RateLimitedError: 1501, the plugin's rate limit refused the call.
+            PluginUnavailableError: 1602, the plugin is offline.
             PluginConnectingError: 1603, the plugin has not been reached yet.
-            Plus transport errors.
+            TransportError: 1300-1399, the connection to the plugin failed; also
+                ProcessError (1900-1999) and ProtocolError (2000-2099) from a subprocess.
         """
         entry = self._entries.get(name)
         if entry is None:

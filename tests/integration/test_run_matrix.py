@@ -80,7 +80,7 @@ def test_a_required_version_that_is_skipped_fails_the_matrix(
     assert f"required but skipped: python{missing}" in capsys.readouterr().out
 
 
-def test_the_other_versions_run_the_selection_without_the_load_tests(matrix: ModuleType) -> None:
-    assert matrix.without_load_tests(["-m", "not bench", "-q"]) == ["-m", "(not bench) and not load"]
-    assert matrix.without_load_tests(["-mfaults"]) == ["-m", "(faults) and not load"]
-    assert matrix.without_load_tests(["-q"]) == ["-m", "not load"]
+def test_the_other_versions_run_the_selection_without_the_load_and_once_tests(matrix: ModuleType) -> None:
+    assert matrix.without_load_tests(["-m", "not bench", "-q"]) == ["-m", "(not bench) and not load and not once"]
+    assert matrix.without_load_tests(["-mfaults"]) == ["-m", "(faults) and not load and not once"]
+    assert matrix.without_load_tests(["-q"]) == ["-m", "not load and not once"]

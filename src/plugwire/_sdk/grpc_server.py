@@ -66,7 +66,8 @@ class GrpcPluginServer:
         tls: Serve TLS (and demand client certificates) instead of plaintext.
         auth: Check each call's credentials: an `AuthConfig` (api-key, bearer, basic; none
             and mtls check nothing in metadata) or a `CredentialVerifier`.
-        request_type, response_type: Override the types found on the plugin.
+        request_type: Overrides the request type found on the plugin.
+        response_type: Overrides the response type found on the plugin.
         grace: Seconds in-flight calls may take to finish when the server stops.
         max_message_size: Largest request or response in bytes.
         max_threads: The most worker threads for plain `def` methods (`plugwire.serve`).

@@ -69,7 +69,8 @@ def serve(
             `contextvars` context).
         transport: "stdio" (started by a host as a subprocess) or "grpc" (a gRPC service
             on `address`; needs the `grpc` extra, see `plugwire.sdk.serve_grpc`).
-        request_type, response_type: Override the types read from the plugin's annotations.
+        request_type: Overrides the request type read from the plugin's annotations.
+        response_type: Overrides the response type read from the plugin's annotations.
         max_concurrency: Calls run at once; further calls wait (the host is pushed back).
         max_threads: The most worker threads for plain `def` methods (default
             `min(32, CPUs + 4)`, the bound of `concurrent.futures.ThreadPoolExecutor`); 1 for
