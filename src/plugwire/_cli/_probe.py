@@ -120,6 +120,7 @@ def _fetch(url: str, timeout: float) -> str:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
             body: bytes = response.read(MAX_BYTES + 1)
     except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response (and its socket)
         raise TransportError(f"{url}: HTTP {exc.code} {exc.reason}", code=ErrorCode.CONNECT_FAILED) from None
     except urllib.error.URLError as exc:
         raise TransportError(f"{url}: cannot reach it: {exc.reason}", code=ErrorCode.CONNECT_FAILED) from None
