@@ -319,7 +319,7 @@ def static_server(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, directory=str(tmp_path), **kwargs)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        def log_message(self, format: str, *args: Any) -> None:
             return None
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
