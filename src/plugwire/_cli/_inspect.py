@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich import box
 from rich.table import Table
 
 from .._codes import ErrorCode
@@ -131,6 +132,9 @@ def _row_data(row: PluginRow) -> dict[str, Any]:
     return data
 
 
+#: How every table of these commands looks: no side borders, to fit 80 columns.
+_TABLE: dict[str, Any] = {"title_justify": "left", "box": box.SIMPLE_HEAD, "pad_edge": False}
+
 _STATE_STYLES = {"running": "green", "failed": "bold red", "disabled": "yellow", "not started": "dim"}
 
 
@@ -155,13 +159,13 @@ def _print_list(survey: Survey, where: str, *, started: bool) -> None:
                 out.print(f"  {describe_error(row.error)}", markup=False)
         _print_policy(survey)
         return
-    table = Table(title=f"{where}: {count} plugin{'' if count == 1 else 's'}", title_justify="left")
+    table = Table(title=f"{where}: {count} plugin{'' if count == 1 else 's'}", **_TABLE)
     table.add_column("name", overflow="fold")
     table.add_column("transport", overflow="fold")
     if started:
         table.add_column("version", overflow="fold")
     table.add_column("state", overflow="fold")
-    table.add_column("hash", overflow="fold")
+    table.add_column("hash", no_wrap=True, overflow="ellipsis")
     if judged:
         table.add_column("whitelist", overflow="fold")
     for row in survey.rows:
@@ -189,11 +193,11 @@ def _print_policy(survey: Survey) -> None:
 
 
 def _short_hash(value: str) -> str:
-    """`sha256:0123456789ab…`: enough to tell files apart in a table (--json has it whole)."""
+    """`sha256:0123456789…`: enough to tell files apart in a table (--json has it whole)."""
     if not value:
         return "-"
     algorithm, _, digest = value.partition(":")
-    return f"{algorithm}:{digest[:12]}…"
+    return f"{algorithm}:{digest[:10]}…"
 
 
 # ----------------------------------------------------------------------------- health
@@ -312,7 +316,7 @@ def _print_health(rows: list[PluginRow], where: str, ok: bool) -> None:
             if message:
                 out.print(f"  {message}", markup=False)
         return
-    table = Table(title=f"{where}: {'healthy' if ok else 'NOT healthy'}", title_justify="left")
+    table = Table(title=f"{where}: {'healthy' if ok else 'NOT healthy'}", **_TABLE)
     table.add_column("name", overflow="fold")
     table.add_column("status", overflow="fold")
     table.add_column("message", overflow="fold")
@@ -351,7 +355,7 @@ def _metrics_report(reading: MetricsHealth, accepted: set[str], max_age: float, 
             }
         )
     else:
-        table = Table(title=f"{reading.url}: {'healthy' if ok else 'NOT healthy'}", title_justify="left")
+        table = Table(title=f"{reading.url}: {'healthy' if ok else 'NOT healthy'}", **_TABLE)
         table.add_column("name", overflow="fold")
         table.add_column("transport", overflow="fold")
         table.add_column("status", overflow="fold")
