@@ -54,8 +54,8 @@ def list_command(config_file: Path | None, folder: Path | None, pattern: str, no
     For each: its transport, its version (from its info(): each plugin is started once, then
     stopped), the hash of its file, and the whitelist's verdict when the config names a
     whitelist (allowed, not listed, hash mismatch, disabled). A plugin that cannot start is
-    listed with its error. Exit status: 0 every plugin started, 1 one did not, 2 a bad
-    config, whitelist or folder.
+    listed with its error. Exit status: 0 every plugin started (with --no-start: every
+    plugin's file is there), 1 one did not, 2 a bad config, whitelist or folder.
     """
     if (config_file is None) == (folder is None):
         raise click.UsageError("give a CONFIG file or --dir DIR (one of the two)")

@@ -17,7 +17,7 @@ import msgspec
 from .._codes import ErrorCode
 from .._config import DiscoveryConfig, HotReloadConfig, ManagerConfig, PluginConfig
 from .._discovery import Candidate, Discovery, PluginManifest, Refusal, scan
-from .._errors import PluginError
+from .._errors import ConfigFileError, PluginError
 from .._models import HealthStatus, PluginInfo, Transport
 from .._security import Decision, SecurityEngine, digest_file, load_whitelist
 from .._sources import Grpc, Subprocess, source_for_config
@@ -138,7 +138,8 @@ class Survey:
 
     @property
     def failed(self) -> list[PluginRow]:
-        return [row for row in self.rows if row.state == "failed"]
+        """The rows with an error: a plugin that did not start, or whose file is missing."""
+        return [row for row in self.rows if row.error is not None]
 
     def look(self) -> None:
         """Add what discovery would find now, without starting anything (`list --no-start`)."""
@@ -229,9 +230,11 @@ def _judge(row: PluginRow, engine: SecurityEngine | None, algorithm: str) -> Non
     try:
         row.hash = f"{algorithm}:{digest_file(file, algorithm)}"
     except (OSError, ValueError) as exc:
-        if row.error is None:
+        if row.error is None:  # a start that failed said it first
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            row.error = PluginError(f"{file}: cannot hash: {reason}", code=ErrorCode.CONFIG_FILE_UNREADABLE)
+            missing = isinstance(exc, FileNotFoundError)
+            code = ErrorCode.CONFIG_FILE_NOT_FOUND if missing else ErrorCode.CONFIG_FILE_UNREADABLE
+            row.error = ConfigFileError(f"{file}: cannot hash it: {reason}", code=code, plugin=row.name)
 
 
 def plugin_file(argv: Sequence[str], cwd: str | None) -> Path | None:
@@ -248,8 +251,8 @@ def plugin_file(argv: Sequence[str], cwd: str | None) -> Path | None:
     program = argv[0] if argv else ""
     if not program:
         return None
-    found = shutil.which(program) if os.sep not in program else program
-    return Path(base, found) if found else None
+    found = shutil.which(program) if os.sep not in program else None
+    return Path(base, found or program)
 
 
 def _discovered(name: str, path: Path, manifest: PluginManifest | None, candidate: Candidate | None) -> PluginRow:

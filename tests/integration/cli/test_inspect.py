@@ -182,6 +182,16 @@ def test_list_dir_no_start_runs_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "quiet-plugin.ran").exists()
 
 
+def test_list_no_start_fails_on_a_plugin_whose_file_is_missing(tmp_path: Path) -> None:
+    config = write_config(tmp_path, plugin("a", "1.0.0"), {"name": "ghost", "executable": "./no-such-plugin"})
+    code, out, _ = run("list", "--no-start", "--json", str(config))
+    assert code == 1
+    rows = {row["name"]: row for row in json.loads(out)["plugins"]}
+    assert rows["a"]["error"] is None
+    assert rows["ghost"]["state"] == "not started"
+    assert (rows["ghost"]["error"]["code"], rows["ghost"]["hash"]) == (1701, None)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
