@@ -28,10 +28,10 @@ from ._common import (
     load_config,
     print_json,
 )
-from ._survey import PluginRow, Survey
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported when a command runs: `plugwire -h` stays quick
     from ._probe import MetricsHealth
+    from ._survey import PluginRow, Survey
 
 __all__ = ["health_command", "list_command"]
 
@@ -62,6 +62,8 @@ def list_command(config_file: Path | None, folder: Path | None, pattern: str, no
     if pattern and folder is None:
         raise click.UsageError("--pattern goes with --dir")
     config = load_config(config_file) if config_file is not None else _folder_config(folder, pattern)
+    from ._survey import Survey
+
     survey = Survey(config, connect_now=True)
     try:
         asyncio.run(_survey_list(survey, start=not no_start))
@@ -255,6 +257,8 @@ def health_command(
         return
     assert config_file is not None
     config = load_config(config_file)
+    from ._survey import Survey
+
     survey = Survey(config, health_timeout=timeout)
     asyncio.run(_survey_health(survey))
     rows = survey.rows
