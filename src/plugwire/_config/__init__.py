@@ -21,6 +21,7 @@ from ._load import (
 )
 from ._paths import HOST_PYTHON, with_host_python
 from ._structs import (
+    SECRET_NAME,
     AuthConfig,
     CircuitBreakerConfig,
     ConnectionConfig,
@@ -36,6 +37,7 @@ from ._structs import (
     SecurityAuditConfig,
     SecurityConfig,
     TracingConfig,
+    secret_kind,
 )
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "MAX_DOCUMENT_NODES",
     "MAX_FILE_BYTES",
     "MAX_NESTING",
+    "SECRET_NAME",
     "AuthConfig",
     "CircuitBreakerConfig",
     "ConnectionConfig",
@@ -69,6 +72,7 @@ __all__ = [
     "parse_data",
     "parse_duration",
     "read_data_file",
+    "secret_kind",
     "tracing_traces_url",
     "validate_plugin_config",
     "with_host_python",

@@ -433,9 +433,10 @@ def _check_semantics(config: ManagerConfig) -> None:
         )
     _check_discovery(config)
     level = config.log_level.lower()
-    if level not in {"debug", "info", "warning", "error", "critical"}:
+    levels = ("debug", "info", "warning", "error", "critical")
+    if level not in levels:
         raise ConfigError(
-            f"log_level: expected one of debug, info, warning, error, critical, got {config.log_level!r}",
+            f"log_level: expected one of {', '.join(levels)}, got {config.log_level!r}{did_you_mean(level, levels)}",
             code=ErrorCode.CONFIG_INVALID_VALUE,
         )
     if config.tracing.endpoint:

@@ -5,6 +5,8 @@ Durations are seconds (`float`); files and `from_dict` also accept strings like 
 
 from __future__ import annotations
 
+import re
+import typing
 from typing import Annotated, Any
 
 import msgspec
@@ -12,6 +14,7 @@ import msgspec
 from .._models import AuthMethod, SecurityPolicy, Transport
 
 __all__ = [
+    "SECRET_NAME",
     "AuthConfig",
     "CircuitBreakerConfig",
     "ConnectionConfig",
@@ -27,10 +30,24 @@ __all__ = [
     "SecurityAuditConfig",
     "SecurityConfig",
     "TracingConfig",
+    "secret_kind",
 ]
 
 Seconds = Annotated[float, msgspec.Meta(ge=0, extra={"duration": True})]
 """A duration in seconds; config files may write it as "250ms", "30s", "5m"."""
+
+#: A credential: never shown (`repr()`, `plugwire config show` print "***").
+Secret = Annotated[str, msgspec.Meta(extra={"secret": True})]
+#: A field whose name sounds like a credential but holds where to find one (a file path, an
+#: environment variable's name): shown as written. Declared so that every credential-like
+#: field is classified one way or the other (a test checks it).
+SecretReference = Annotated[str, msgspec.Meta(extra={"secret": False})]
+#: A mapping of names to values (a plugin's `env`) whose values are credentials when their
+#: name looks like one: `API_KEY`, `DB_PASSWORD`, `GITHUB_TOKEN` (see `SECRET_NAME`).
+SecretsByName = Annotated[dict[str, str], msgspec.Meta(extra={"secret": "by-name"})]
+#: Names that sound like a credential: a `SecretsByName` value under such a name is one, and
+#: a config field so named must be declared `Secret` or `SecretReference`.
+SECRET_NAME = re.compile(r"key|token|secret|passw|pwd|credential|auth|cookie|session|private", re.IGNORECASE)
 
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -120,19 +137,19 @@ class AuthConfig(_Config, frozen=True):
     """
 
     method: AuthMethod = AuthMethod.NONE
-    api_key: str = ""
-    token: str = ""
+    api_key: Secret = ""
+    token: Secret = ""
     username: str = ""
-    password: str = ""
+    password: Secret = ""
     cert_file: str = ""
-    key_file: str = ""
+    key_file: SecretReference = ""
     ca_file: str = ""
-    api_key_file: str = ""
-    api_key_env: str = ""
-    token_file: str = ""
-    token_env: str = ""
-    password_file: str = ""
-    password_env: str = ""
+    api_key_file: SecretReference = ""
+    api_key_env: SecretReference = ""
+    token_file: SecretReference = ""
+    token_env: SecretReference = ""
+    password_file: SecretReference = ""
+    password_env: SecretReference = ""
 
     def __repr__(self) -> str:
         shown = []
@@ -146,7 +163,19 @@ class AuthConfig(_Config, frozen=True):
     __str__ = __repr__
 
 
-_SECRET_FIELDS = frozenset({"api_key", "token", "password"})
+def secret_kind(annotation: Any) -> bool | str | None:
+    """How a field's declared type classifies it: True a credential, "by-name" a mapping
+    whose credential-named values are, False a reference to one, None unclassified."""
+    for meta in typing.get_args(annotation)[1:] if typing.get_origin(annotation) is Annotated else ():
+        if isinstance(meta, msgspec.Meta) and meta.extra and "secret" in meta.extra:
+            kind: bool | str = meta.extra["secret"]
+            return kind
+    return None
+
+
+_SECRET_FIELDS = frozenset(
+    name for name, hint in typing.get_type_hints(AuthConfig, include_extras=True).items() if secret_kind(hint) is True
+)
 
 
 class PluginConfig(_Config, frozen=True):
@@ -157,7 +186,7 @@ class PluginConfig(_Config, frozen=True):
     transport: Transport = Transport.EXECUTABLE
     executable: str = ""
     args: tuple[str, ...] = ()
-    env: dict[str, str] = msgspec.field(default_factory=dict)
+    env: SecretsByName = msgspec.field(default_factory=dict)
     work_dir: str = ""
     endpoint: str = ""
     enabled: bool = True
@@ -168,7 +197,7 @@ class PluginConfig(_Config, frozen=True):
     health_check: HealthCheckConfig = msgspec.field(default_factory=HealthCheckConfig)
     connection: ConnectionConfig = msgspec.field(default_factory=ConnectionConfig)
     rate_limit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
-    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    metadata: SecretsByName = msgspec.field(default_factory=dict)
 
 
 class SecurityAuditConfig(_Config, frozen=True):
