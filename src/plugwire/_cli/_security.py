@@ -169,7 +169,7 @@ def whitelist_add(
 @click.argument("name", shell_complete=_complete_names)
 @click.option("--path", "plugin_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Pin the file at this path instead.")  # fmt: skip
-@_ENDPOINT
+@click.option("--endpoint", metavar="HOST:PORT", help="Point a gRPC entry at this endpoint.")
 @click.option("--algorithm", "-a", type=click.Choice(sorted(ALGORITHMS)), help="Hash with this algorithm instead.")
 @_ENABLED
 @JSON_OPTION
@@ -237,7 +237,7 @@ def whitelist_verify(file: Path, as_json: bool) -> None:
     if as_json:
         print_json({"file": str(file), "ok": not failed, "entries": results})
     else:
-        table = Table(title=f"{file} ({len(results)} entries)")
+        table = Table(title=f"{file} ({len(results)} {'entry' if len(results) == 1 else 'entries'})")
         table.add_column("name", no_wrap=True)
         table.add_column("status", no_wrap=True)
         table.add_column("path / endpoint", overflow="fold")
