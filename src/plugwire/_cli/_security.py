@@ -356,7 +356,7 @@ def _follow(db: Path, rows: list[AuditRow], interval: float, as_json: bool) -> N
 @click.option("--since", help="Unix seconds, ISO 8601 time, or a duration back from now (15m).")
 @click.option("--plugin", help="Only rows about this plugin.")
 @click.option("--event", help="Only rows of this event, e.g. plugin.hash_mismatch.")
-@click.option("--limit", type=int, help="At most this many rows (the oldest).")
+@click.option("--limit", type=POSITIVE_INT, help="At most this many rows (the oldest).")
 @JSON_OPTION
 def audit_query(
     db: Path, *, since: str | None, plugin: str | None, event: str | None, limit: int | None, as_json: bool

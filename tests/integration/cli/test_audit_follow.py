@@ -188,6 +188,10 @@ def test_follow_options_are_checked_before_anything_is_read(tmp_path: Path) -> N
     for args, message in cases:
         result = CliRunner().invoke(cli, ["audit", "tail", *args, str(path)])
         assert (result.exit_code, message in result.output) == (2, True), (args, result.output)
+    for limit in ("0", "-1"):
+        result = CliRunner().invoke(cli, ["audit", "query", "--limit", limit, str(path)])
+        assert result.exit_code == 2
+        assert f"{limit} is not in the range x>=1" in result.output
     result = CliRunner().invoke(cli, ["audit", "tail", "-f", str(tmp_path / "absent.jsonl")])
     assert result.exit_code == 2
     assert "[1811 AUDIT_FAILED]" in result.output
