@@ -1,4 +1,4 @@
-"""`plugwire hash`, `plugwire whitelist verify` and `plugwire audit tail|query|verify`."""
+"""`plugwire hash`, `plugwire whitelist add|update|remove|verify` and `plugwire audit tail|query|verify`."""
 
 from __future__ import annotations
 
@@ -6,37 +6,66 @@ import datetime as dt
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import msgspec
 from rich.table import Table
 
 from .._config import parse_duration
-from .._errors import PluginError
-from .._security import ALGORITHMS, AuditRow, digest_file, inspect_file, load_whitelist, query_log, verify_log
-from ._common import JSON_OPTION, console, fail, print_json
+from .._errors import ErrorCode, PluginError
+from .._security import (
+    ALGORITHMS,
+    AuditFollower,
+    AuditRow,
+    digest_file,
+    inspect_file,
+    load_whitelist,
+    query_log,
+    verify_log,
+)
+from .._security.whitelist import check_entry_name
+from .._security.whitelist_file import WhitelistEdit, add_entry, remove_entry, update_entry
+from ._common import EXIT_OK, JSON_OPTION, POSITIVE_FLOAT, POSITIVE_INT, console, describe_error, fail, print_json
 
 __all__ = ["audit_group", "hash_command", "whitelist_group"]
 
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+_ALGORITHM_OPTION = click.option(
+    "--algorithm", "-a", type=click.Choice(sorted(ALGORITHMS)), default="sha256", show_default=True
+)
+
+
+def _entry_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_entry_name(value)
+    except PluginError as exc:
+        raise click.BadParameter(exc.message.removeprefix("name: ")) from None
+
+
 @click.command("hash")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--algorithm", "-a", type=click.Choice(sorted(ALGORITHMS)), default="sha256", show_default=True)
+@click.option("--name", callback=_entry_name, help="The entry's name (one FILE only); default: the file's stem.")
+@_ALGORITHM_OPTION
 @JSON_OPTION
-def hash_command(files: Sequence[Path], algorithm: str, as_json: bool) -> None:
+def hash_command(files: Sequence[Path], name: str | None, algorithm: str, as_json: bool) -> None:
     """Print ready-to-paste whitelist entries for FILES."""
+    if name is not None and len(files) > 1:
+        raise click.UsageError(f"--name names one entry; got {len(files)} files (hash them one at a time)")
     entries = []
     for file in files:
-        name = _NAME.sub("-", file.stem).strip("-.") or "plugin"
+        entry_name = name or _NAME.sub("-", file.stem).strip("-._")[:128] or "plugin"
         digest = digest_file(file, algorithm)
         entries.append(
-            {"name": name, "path": os.path.abspath(file), "hash": f"{algorithm}:{digest}", "algorithm": algorithm}
+            {"name": entry_name, "path": os.path.abspath(file), "hash": f"{algorithm}:{digest}", "algorithm": algorithm}
         )
     if as_json:
         print_json([{**entry, "enabled": True} for entry in entries])
@@ -51,7 +80,124 @@ def hash_command(files: Sequence[Path], algorithm: str, as_json: bool) -> None:
 
 @click.group("whitelist")
 def whitelist_group() -> None:
-    """Check whitelist files."""
+    """Edit and check whitelist files (YAML, or JSON/TOML by suffix).
+
+    add, update and remove rewrite the whole file atomically (comments in YAML are not kept),
+    and only ever write a file the host loads.
+    """
+
+
+def _complete_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion for NAME: the names in the whitelist FILE given before it."""
+    file = ctx.params.get("file")
+    try:
+        loaded = load_whitelist(file) if file else ()
+    except PluginError:
+        return []
+    return [entry.name for entry in loaded if entry.name.startswith(incomplete)]
+
+
+_ENDPOINT = click.option("--endpoint", metavar="HOST:PORT", help="A gRPC plugin's endpoint, instead of a file.")
+_ENABLED = click.option("--enabled/--disabled", default=None, help="Admit the plugin, or keep the entry but refuse it.")
+
+
+def _show_edit(edit: WhitelistEdit, file: Path, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "file": str(edit.file),
+                "action": edit.action,
+                "created": edit.created,
+                "entry": edit.entry,
+                "previous": edit.previous,
+            }
+        )
+        return
+    click.echo(f"{file}: {edit.action} {edit.entry['name']!r}{' (new file)' if edit.created else ''}")
+    for key, value in edit.entry.items():
+        if key == "name":
+            continue
+        before = (edit.previous or {}).get(key)
+        was = "" if edit.previous is None or before == value else f"  (was {_plain(before)})"
+        click.echo(f"  {key}: {_plain(value)}{was}")
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _edit_failed(exc: PluginError, hint: str = "") -> NoReturn:
+    fail(f"{describe_error(exc)}{hint}")
+
+
+@whitelist_group.command("add")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("plugin_path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", "-n", required=True, callback=_entry_name, help="The plugin name the entry admits.")
+@_ENDPOINT
+@_ALGORITHM_OPTION
+@_ENABLED
+@JSON_OPTION
+def whitelist_add(
+    file: Path, plugin_path: Path | None, *, name: str, endpoint: str | None, algorithm: str, enabled: bool | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Pin PLUGIN_PATH (or a gRPC --endpoint) as NAME in the whitelist FILE (created if missing).
+
+    The file is hashed as the host hashes it before a launch. Its path is written relative to
+    FILE's folder when it lies below it, else absolute. A NAME already listed is refused: use
+    `plugwire whitelist update`.
+    """
+    if (plugin_path is None) == (endpoint is None):
+        raise click.UsageError("give the plugin's file (PLUGIN_PATH) or its --endpoint, not both or neither")
+    try:
+        edit = add_entry(
+            file, name, path=plugin_path, endpoint=endpoint, algorithm=algorithm, enabled=enabled is not False
+        )
+    except PluginError as exc:
+        hint = ""
+        if exc.code == ErrorCode.WHITELIST_DUPLICATE_NAME and "already listed" in exc.message:
+            hint = f"; to pin it again, run: plugwire whitelist update {file} {name}"
+        _edit_failed(exc, hint)
+    _show_edit(edit, file, as_json)
+
+
+@whitelist_group.command("update")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("name", shell_complete=_complete_names)
+@click.option("--path", "plugin_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Pin the file at this path instead.")  # fmt: skip
+@click.option("--endpoint", metavar="HOST:PORT", help="Point a gRPC entry at this endpoint.")
+@click.option("--algorithm", "-a", type=click.Choice(sorted(ALGORITHMS)), help="Hash with this algorithm instead.")
+@_ENABLED
+@JSON_OPTION
+def whitelist_update(
+    file: Path, name: str, *, plugin_path: Path | None, endpoint: str | None, algorithm: str | None,
+    enabled: bool | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Pin the entry NAME of FILE again: hash its file now (after a deploy), or the file at
+    --path, or point a gRPC entry at a new --endpoint. The file is rewritten only if the
+    entry changed."""
+    try:
+        edit = update_entry(file, name, path=plugin_path, endpoint=endpoint, algorithm=algorithm, enabled=enabled)
+    except PluginError as exc:
+        _edit_failed(exc)
+    _show_edit(edit, file, as_json)
+
+
+@whitelist_group.command("remove")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("name", shell_complete=_complete_names)
+@JSON_OPTION
+def whitelist_remove(file: Path, name: str, as_json: bool) -> None:
+    """Remove the entry NAME from FILE."""
+    try:
+        edit = remove_entry(file, name)
+    except PluginError as exc:
+        _edit_failed(exc)
+    _show_edit(edit, file, as_json)
 
 
 @whitelist_group.command("verify")
@@ -91,7 +237,7 @@ def whitelist_verify(file: Path, as_json: bool) -> None:
     if as_json:
         print_json({"file": str(file), "ok": not failed, "entries": results})
     else:
-        table = Table(title=f"{file} ({len(results)} entries)")
+        table = Table(title=f"{file} ({len(results)} {'entry' if len(results) == 1 else 'entries'})")
         table.add_column("name", no_wrap=True)
         table.add_column("status", no_wrap=True)
         table.add_column("path / endpoint", overflow="fold")
@@ -110,6 +256,17 @@ def audit_group() -> None:
     """Read and verify audit logs (SQLite, or .jsonl)."""
 
 
+def _when(row: AuditRow) -> str:
+    return dt.datetime.fromtimestamp(row.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _fields_text(row: AuditRow) -> str:
+    return " ".join(
+        f"{key}={value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
+        for key, value in sorted(row.fields.items())
+    )
+
+
 def _show_rows(rows: list[AuditRow], as_json: bool, title: str) -> None:
     if as_json:
         print_json([msgspec.to_builtins(row) for row in rows])
@@ -121,12 +278,7 @@ def _show_rows(rows: list[AuditRow], as_json: bool, title: str) -> None:
     table.add_column("plugin", no_wrap=True)
     table.add_column("fields", overflow="fold")
     for row in rows:
-        when = dt.datetime.fromtimestamp(row.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        fields = " ".join(
-            f"{key}={value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
-            for key, value in sorted(row.fields.items())
-        )
-        table.add_row(str(row.seq), when, row.event, row.plugin or "", fields)
+        table.add_row(str(row.seq), _when(row), row.event, row.plugin or "", _fields_text(row))
     console().print(table)
 
 
@@ -152,15 +304,51 @@ def _parse_since(value: str | None) -> float | None:
 
 @audit_group.command("tail")
 @click.argument("db", type=click.Path(path_type=Path))
-@click.option("-n", "--lines", default=20, show_default=True, help="How many of the newest rows.")
+@click.option("-n", "--lines", type=POSITIVE_INT, default=20, show_default=True, help="How many of the newest rows.")
+@click.option("-f", "--follow", is_flag=True, help="Then print rows as they are written, until Ctrl-C.")
+@click.option("--interval", type=POSITIVE_FLOAT, default=0.5, show_default=True,
+              help="With --follow: seconds between looks at the file.")  # fmt: skip
 @JSON_OPTION
-def audit_tail(db: Path, lines: int, as_json: bool) -> None:
-    """Show the newest rows of the audit log DB."""
+@click.pass_context
+def audit_tail(ctx: click.Context, db: Path, *, lines: int, follow: bool, interval: float, as_json: bool) -> None:
+    """Show the newest rows of the audit log DB; with --follow, keep printing new rows, one a
+    line (JSON lines with --json), as hosts write them, until Ctrl-C."""
+    if not follow and ctx.get_parameter_source("interval") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--interval applies to --follow only")
     try:
         rows = query_log(db, limit=lines, newest=True)
     except PluginError as exc:
         fail(exc)
+    if follow:
+        _follow(db, rows, interval, as_json)
     _show_rows(rows, as_json, f"{db}: last {len(rows)} rows")
+
+
+def _row_line(row: AuditRow, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(msgspec.to_builtins(row), ensure_ascii=False, separators=(",", ":"))
+    return "  ".join((str(row.seq), _when(row), row.event, row.plugin or "-", _fields_text(row))).rstrip()
+
+
+def _follow(db: Path, rows: list[AuditRow], interval: float, as_json: bool) -> NoReturn:
+    """Print `rows`, then every row committed after them, polling every `interval` seconds."""
+    batch = 256
+    try:
+        with AuditFollower(db, after=rows[-1].seq if rows else 0) as follower:
+            while True:
+                for row in rows:
+                    click.echo(_row_line(row, as_json))
+                sys.stdout.flush()
+                if len(rows) < batch:
+                    time.sleep(interval)  # a file has no event to wait on that works for both stores
+                rows = follower.poll(batch)
+    except PluginError as exc:
+        fail(exc)
+    except KeyboardInterrupt:  # Ctrl-C is how a follow ends
+        raise SystemExit(EXIT_OK) from None
+    except BrokenPipeError:  # the reader (`| head`) went away: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(EXIT_OK) from None
 
 
 @audit_group.command("query")
@@ -168,7 +356,7 @@ def audit_tail(db: Path, lines: int, as_json: bool) -> None:
 @click.option("--since", help="Unix seconds, ISO 8601 time, or a duration back from now (15m).")
 @click.option("--plugin", help="Only rows about this plugin.")
 @click.option("--event", help="Only rows of this event, e.g. plugin.hash_mismatch.")
-@click.option("--limit", type=int, help="At most this many rows (the oldest).")
+@click.option("--limit", type=POSITIVE_INT, help="At most this many rows (the oldest).")
 @JSON_OPTION
 def audit_query(
     db: Path, *, since: str | None, plugin: str | None, event: str | None, limit: int | None, as_json: bool

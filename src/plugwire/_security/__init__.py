@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .audit import AuditEvent, AuditLog, AuditRow, ChainReport, default_audit_path, query_log, verify_log
+from .audit import AuditEvent, AuditFollower, AuditLog, AuditRow, ChainReport, default_audit_path, query_log, verify_log
 from .decisions import Decision
 from .hashing import ALGORITHMS, digest_fd, digest_file
 from .launch import ExecCache, FileFacts, inspect_file
@@ -13,6 +13,7 @@ from .whitelist import Whitelist, WhitelistEntry, load_whitelist, whitelist_from
 __all__ = [
     "ALGORITHMS",
     "AuditEvent",
+    "AuditFollower",
     "AuditLog",
     "AuditRow",
     "ChainReport",

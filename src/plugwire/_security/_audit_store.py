@@ -83,6 +83,10 @@ class AuditStore(Protocol):
         """Rows matching every given filter, oldest first (the newest `limit` when `newest`)."""
         ...
 
+    def rows_after(self, seq: int, limit: int) -> list[StoredRow]:
+        """At most `limit` committed rows numbered after `seq`, oldest first (for following)."""
+        ...
+
     def close(self) -> None:
         """Release the store."""
         ...
@@ -218,6 +222,10 @@ class SqliteStore:
         found = list(self._db.execute(sql, args))
         return found[::-1] if newest else found
 
+    def rows_after(self, seq: int, limit: int) -> list[StoredRow]:
+        """At most `limit` committed rows numbered after `seq`, oldest first (by the primary key)."""
+        return list(self._db.execute(f"{_SELECT} WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)))
+
     def close(self) -> None:
         self._db.close()
 
@@ -236,6 +244,7 @@ class JsonLinesStore:
         self._fd = -1
         self._end = 0  # how far this store has read: always just after a newline
         self._head: tuple[int, str] = (0, GENESIS)
+        self._followed: tuple[int, int, int] = (0, 0, 0)  # rows_after's (device, inode, offset)
         if create:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             try:
@@ -325,19 +334,35 @@ class JsonLinesStore:
             for line in handle:
                 if not line.endswith(b"\n"):
                     break  # a torn last line from a crash, or a batch being written
-                record = json.loads(line)
-                yield (
-                    record["seq"],
-                    record["ts"],
-                    record["event"],
-                    record["plugin"],
-                    canonical_fields(record["fields"]),
-                    record["prev_hash"],
-                    record["hash"],
-                )
+                yield _stored(json.loads(line))
 
     def verify(self, expect: tuple[int, str] | None = None) -> ChainReport:
         return verify_rows(self.raw_rows(), None, expect)
+
+    def rows_after(self, seq: int, limit: int) -> list[StoredRow]:
+        """At most `limit` complete rows numbered after `seq`, oldest first.
+
+        Reads on from where the last call stopped (from the start when the file was replaced
+        or cut shorter), so following a large file does not read it again on every look.
+        """
+        found: list[StoredRow] = []
+        with self.path.open("rb") as handle:
+            info = os.fstat(handle.fileno())
+            device, inode, offset = self._followed
+            if (device, inode) != (info.st_dev, info.st_ino) or info.st_size < offset:
+                offset = 0
+            handle.seek(offset)
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    break  # a batch being written: read it whole next time
+                offset += len(line)
+                record = json.loads(line)
+                if record["seq"] > seq:
+                    found.append(_stored(record))
+                    if len(found) >= limit:
+                        break
+            self._followed = (info.st_dev, info.st_ino, offset)
+        return found
 
     def select(
         self, *, since: float | None, plugin: str | None, event: str | None, limit: int | None, newest: bool
@@ -358,6 +383,18 @@ class JsonLinesStore:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _stored(record: dict[str, Any]) -> StoredRow:
+    return (
+        record["seq"],
+        record["ts"],
+        record["event"],
+        record["plugin"],
+        canonical_fields(record["fields"]),
+        record["prev_hash"],
+        record["hash"],
+    )
 
 
 def open_store(path: Path, *, create: bool = True) -> SqliteStore | JsonLinesStore:

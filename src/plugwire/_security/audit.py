@@ -27,6 +27,7 @@ from ._audit_store import JsonLinesStore, SqliteStore, open_store
 
 __all__ = [
     "AuditEvent",
+    "AuditFollower",
     "AuditLog",
     "AuditRow",
     "ChainReport",
@@ -366,6 +367,57 @@ def verify_log(path: str | os.PathLike[str], *, expect: tuple[int, str] | None =
         raise SecurityError(f"cannot read the audit log {path}: {exc}", code=ErrorCode.AUDIT_FAILED) from exc
     finally:
         store.close()
+
+
+class AuditFollower:
+    """Reads the rows appended to an audit file since it last looked, as a host writes them
+    (what `plugwire audit tail --follow` polls). It only reads: writers are never held up.
+
+    Args:
+        path: The SQLite or `.jsonl` audit file; it must exist.
+        after: Start after this sequence number (0: from the first row).
+
+    Close it with `close()` (or use it as a context manager).
+
+    Raises:
+        SecurityError: 1811, the file is missing or unreadable.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, after: int = 0) -> None:
+        self.path = Path(path)
+        self._last = after
+        self._store = _open_for_reading(self.path)
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the last row returned (or `after`)."""
+        return self._last
+
+    def poll(self, limit: int = _BATCH) -> list[AuditRow]:
+        """The committed rows after the last one returned, oldest first, at most `limit`
+        (when it returns `limit` rows, more may be waiting: call again at once).
+
+        Raises:
+            SecurityError: 1811, the file could not be read.
+        """
+        try:
+            found = self._store.rows_after(self._last, limit)
+        except Exception as exc:
+            raise SecurityError(f"cannot read the audit log {self.path}: {exc}", code=ErrorCode.AUDIT_FAILED) from exc
+        rows = [to_row(raw) for raw in found]
+        if rows:
+            self._last = rows[-1].seq
+        return rows
+
+    def close(self) -> None:
+        """Release the file."""
+        self._store.close()
+
+    def __enter__(self) -> AuditFollower:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _open_for_reading(path: Path) -> SqliteStore | JsonLinesStore:

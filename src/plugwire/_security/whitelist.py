@@ -32,6 +32,7 @@ from .hashing import check_algorithm, check_hex_digest
 __all__ = [
     "Whitelist",
     "WhitelistEntry",
+    "check_entry_name",
     "has_parent_segment",
     "load_whitelist",
     "parse_whitelist",
@@ -123,6 +124,19 @@ class Whitelist:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+def check_entry_name(name: object, *, where: str = "") -> str:
+    """Return `name` if it is a valid entry name (1-128 letters, digits, '.', '_' or '-',
+    starting with a letter or digit).
+
+    Raises:
+        SecurityError: 1804 naming `where` and the name.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        prefix = f"{where}: " if where else ""
+        raise _malformed(f"{prefix}name: expected 1-128 letters, digits, '.', '_' or '-', got {name!r}")
+    return name
 
 
 def has_parent_segment(path: str) -> bool:
@@ -240,9 +254,7 @@ def _entry(item: Any, index: int, where: str, base: Path, default_algorithm: str
     label = f"{where}: plugins[{index}]"
     if not isinstance(item, dict):
         raise _malformed(f"{label}: expected a mapping, got {type(item).__name__}")
-    name = item.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise _malformed(f"{label}: name: expected 1-128 letters, digits, '.', '_' or '-', got {name!r}")
+    name = check_entry_name(item.get("name"), where=label)
     label = f"{label} ({name!r})"
     unknown = sorted(str(key) for key in item if key not in _ENTRY_KEYS)
     if unknown:

@@ -17,7 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from plugwire._cli._app import cli
-from plugwire._security import AuditEvent, AuditLog
+from plugwire._security import AuditEvent, AuditLog, load_whitelist
 
 
 @pytest.fixture
@@ -193,3 +193,38 @@ def test_without_the_cli_extra_the_command_names_what_to_install() -> None:
     )
     assert result.returncode == 1
     assert "pip install 'plugwire[cli]'" in result.stderr
+
+
+def test_hash_name_sets_the_entry_name_of_one_file(tmp_path: Path, plugin: Path) -> None:
+    code, output = run("hash", "--name", "auth-service", "--json", str(plugin))
+    assert code == 0
+    (entry,) = json.loads(output)
+    assert (entry["name"], entry["path"]) == ("auth-service", str(plugin))
+    code, output = run("hash", "--name", "auth-service", str(plugin))
+    whitelist = tmp_path / "w.yaml"
+    whitelist.write_text("plugins:\n" + output)
+    assert [entry.name for entry in load_whitelist(whitelist)] == ["auth-service"]
+
+
+def test_hash_refuses_a_name_for_several_files_and_a_name_no_whitelist_accepts(tmp_path: Path, plugin: Path) -> None:
+    code, output = run("hash", "--name", "auth", str(plugin), str(plugin))
+    assert code == 2
+    assert "--name names one entry; got 2 files" in output
+    code, output = run("hash", "--name", "bad name!", str(plugin))
+    assert code == 2
+    assert "expected 1-128 letters, digits" in output
+    code, output = run("hash", "--name", "auth", str(tmp_path / "absent"))
+    assert code == 2
+    assert "does not exist" in output
+
+
+def test_hash_derives_names_a_whitelist_accepts(tmp_path: Path) -> None:
+    odd = tmp_path / "_private plugin.v2.sh"
+    odd.write_text("#!/bin/sh\n")
+    code, output = run("hash", "--json", str(odd))
+    assert code == 0
+    (entry,) = json.loads(output)
+    assert entry["name"] == "private-plugin.v2"
+    whitelist = tmp_path / "w.json"
+    whitelist.write_text(json.dumps({"plugins": json.loads(output)}))
+    assert load_whitelist(whitelist).get("private-plugin.v2") is not None
