@@ -40,7 +40,7 @@ def config(**prometheus: object) -> ManagerConfig:
 
 
 def port_of(url: str) -> int:
-    return int(url.rsplit(":", 1)[1].split("/")[0])
+    return int(url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
 
 
 async def test_the_endpoint_a_config_asks_for_serves_the_calls_from_start_to_shutdown() -> None:
