@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from msgspec.structs import replace
@@ -77,41 +77,58 @@ def call_command(
     """
     from ._host import configure_logging, exec_config
 
-    if exec_mode:
-        if not arguments:
-            raise click.UsageError("--exec needs the COMMAND that starts the plugin")
-        config, name = exec_config(arguments), "plugin"
-    else:
-        config, name = _config_for(arguments)
+    if exec_mode and not arguments:
+        raise click.UsageError("--exec needs the COMMAND that starts the plugin")
+    if not exec_mode:
+        _check_arguments(arguments)
     request = read_data(data)  # before anything starts: bad data is a usage error
     context = ExecutionContext(total_timeout=timeout)
-    config = replace(config, log_level=log_level.lower())  # the manager sets plugwire's level from it
-    configure_logging(log_level)
     try:
+        config, name = (exec_config(arguments), "plugin") if exec_mode else _config_for(*arguments)
+        config = replace(config, log_level=log_level.lower())  # the manager sets plugwire's level from it
+        configure_logging(log_level)
         response = asyncio.run(_call(config, name, request, context))
-    except PluginError as exc:
-        # No such plugin is a usage error (nothing was called); any other error is the call's.
-        status = EXIT_USAGE if isinstance(exc, PluginNotFoundError) else EXIT_FAILED
-        if as_json:
-            print_json({"error": error_data(exc)})
-            raise SystemExit(status) from None
-        fail(exc, status)
+    except _CallFailed as failed:
+        _fail(failed.error, EXIT_FAILED, as_json)
+    except PluginError as exc:  # nothing was called: no such plugin, a host that cannot be built
+        _fail(exc, EXIT_USAGE, as_json)
     print_json(response)
 
 
-def _config_for(arguments: Sequence[str]) -> tuple[ManagerConfig, str]:
-    """The config to start for `CONFIG NAME`: NAME alone when the file lists it, and never
-    the long-running parts (hot reload, the metrics endpoint, discovery's watching)."""
+class _CallFailed(Exception):
+    """The call itself failed with `error` (as opposed to the host around it)."""
+
+    def __init__(self, error: PluginError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _fail(error: PluginError, status: int, as_json: bool) -> NoReturn:
+    if as_json:
+        print_json({"error": error_data(error)})
+        raise SystemExit(status)
+    fail(error, status)
+
+
+def _check_arguments(arguments: Sequence[str]) -> None:
     options = [a for a in arguments if a.startswith("-") and a != "-"]
     if options:  # `ignore_unknown_options` let it through for --exec; here it is a typo
         raise click.NoSuchOption(options[0])
     if len(arguments) != 2:
         raise click.UsageError(f"expected CONFIG NAME (or --exec COMMAND...), got {len(arguments)} argument(s)")
-    path, name = arguments
+
+
+def _config_for(path: str, name: str) -> tuple[ManagerConfig, str]:
+    """The config to start for `CONFIG NAME`: NAME alone when the file lists it, and never
+    the long-running parts (hot reload, the metrics endpoint, discovery's watching).
+
+    Raises:
+        PluginNotFoundError: The file lists no plugin NAME and discovers none (1201).
+    """
     config = load_config(path)
     listed = [p for p in config.plugins if p.name == name]
     if not listed and not config.discovery.enabled:
-        fail(_not_found(name, [p.name for p in config.plugins], path))
+        raise _not_found(name, [p.name for p in config.plugins], path)
     metrics = replace(config.metrics, prometheus=replace(config.metrics.prometheus, enabled=False))
     one = replace(
         config,
@@ -136,4 +153,7 @@ async def _call(config: ManagerConfig, name: str, request: Any, context: Executi
     async with open_host(config) as manager:
         if name not in manager:  # discovery did not find it
             raise _not_found(name, list(manager.list_plugins()), "the plugins discovered")
-        return await manager.execute(name, request, context)
+        try:
+            return await manager.execute(name, request, context)
+        except PluginError as exc:
+            raise _CallFailed(exc) from exc

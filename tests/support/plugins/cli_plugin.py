@@ -5,6 +5,7 @@
   FIFO named by `GATE_FIFO`; answers `{"n": N, "released": true}`.
 - `{"crash": true}` ends the process in the middle of the call (exit status 3).
 - `{"fail": "message"}` raises an `ExecutionError` (1203).
+- `{"sleep": seconds}` answers `{"slept": seconds}` after that long (a cancel ends it).
 - anything else is echoed.
 
 Its `close()` writes its pid to the file named by `CLOSED_MARKER`, when set.
@@ -37,6 +38,9 @@ class CliPlugin(plugwire.Plugin[Any, Any]):
             os._exit(3)
         if "fail" in request:
             raise plugwire.errors.ExecutionError(str(request["fail"]))
+        if "sleep" in request:
+            await asyncio.sleep(request["sleep"])
+            return {"slept": request["sleep"]}
         if request.get("gate"):
             self._watch_gate()
             print(f"waiting at the gate: {request['n']} (pid {os.getpid()})", file=sys.stderr, flush=True)
