@@ -15,7 +15,6 @@ from .._models import ExecutionContext
 from ._common import (
     EXIT_FAILED,
     EXIT_USAGE,
-    JSON_OPTION,
     POSITIVE_FLOAT,
     error_data,
     fail,
@@ -58,7 +57,12 @@ LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=
 @click.option(
     "--log-level", default="warning", show_default=True, type=LOG_LEVELS, help="plugwire's log records on stderr."
 )
-@JSON_OPTION
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='On an error, print it as {"error": {...}} on stdout (the answer is JSON anyway).',
+)
 def call_command(
     *, arguments: Sequence[str], exec_mode: bool, data: str, timeout: float | None, log_level: str, as_json: bool
 ) -> None:

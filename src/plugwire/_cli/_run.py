@@ -26,7 +26,7 @@ from msgspec.structs import replace
 
 from .._config import ManagerConfig
 from .._errors import PluginError
-from ._common import EXIT_FAILED, EXIT_OK, JSON_OPTION, fail, load_config
+from ._common import EXIT_FAILED, EXIT_OK, fail, load_config
 
 if TYPE_CHECKING:
     from .._lifecycle import ShutdownReport
@@ -56,7 +56,7 @@ OnReady = Callable[["AsyncPluginManager[Any, Any]"], None]
     default=None,
     help="plugwire's log records on stderr, plugins' included  [default: the config's log_level, info]",
 )
-@JSON_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the ready and stopped lines as JSON objects.")
 def run_command(config_path: str, watch: bool, log_level: str | None, as_json: bool) -> None:
     """Run a host for CONFIG in the foreground: start its plugins, serve its metrics endpoint
     (metrics.prometheus), reload on changes (hot_reload, or --watch), log to stderr.
