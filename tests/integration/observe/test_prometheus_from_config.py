@@ -58,8 +58,10 @@ async def test_the_endpoint_a_config_asks_for_serves_the_calls_from_start_to_shu
         text = await asyncio.to_thread(fetch, url)  # from another thread, as Prometheus scrapes
         assert 'myapp_plugins_plugin_requests_total{plugin="echo",transport="in-process"} 2.0' in text
     assert manager.metrics_url is None
-    with socket.socket() as probe:  # the port is free again
+    with socket.socket() as probe:  # the port is free again (SO_REUSEADDR, as servers set it: the
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # scrape's TIME_WAIT may remain)
         probe.bind(("127.0.0.1", port_of(url)))
+        probe.listen()
 
 
 async def test_a_port_in_use_fails_the_start_with_2103_and_leaves_nothing_running() -> None:
@@ -104,3 +106,12 @@ def test_an_endpoint_left_off_starts_nothing() -> None:
     manager = plugwire.AsyncPluginManager(Req, Resp, ManagerConfig())
     assert manager.metrics_url is None
     assert not manager.metrics_enabled
+
+
+async def test_the_endpoint_is_read_at_start_a_reload_that_changes_it_says_so() -> None:
+    async with plugwire.AsyncPluginManager(Req, Resp, config()) as manager:
+        url = manager.metrics_url
+        report = await manager.reload_config(config(namespace="other"))
+        assert report.not_applied == ("metrics",)
+        assert manager.metrics_url == url
+        assert "plugwire_metrics_snapshot_timestamp_seconds" in await asyncio.to_thread(fetch, url)
