@@ -156,7 +156,8 @@ def _print_ready(manager: AsyncPluginManager[Any, Any], config: ManagerConfig, a
         click.echo(json.dumps({**data, "watching": watching}))
         return
     count = f"{len(plugins)} plugin{'' if len(plugins) == 1 else 's'}"
-    parts = [f"{count} ({', '.join(plugins)})" if plugins else count]
+    names = [name if status == "healthy" else f"{name} {status}" for name, status in plugins.items()]
+    parts = [f"{count} ({', '.join(names)})" if plugins else count]
     if manager.metrics_url:
         parts.append(f"metrics at {manager.metrics_url}")
     if watching:

@@ -204,3 +204,11 @@ def test_the_installed_command_calls_a_plugin(config: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["words"] == 8
     assert done.stderr == ""  # warnings only, by default: a clean call says nothing else
+
+
+def test_a_disabled_plugin_fails_the_call_with_1202(tmp_path: Path) -> None:
+    path = tmp_path / "plugins.yaml"
+    path.write_text(yaml.safe_dump({"plugins": [{"name": "old", "executable": "/x", "enabled": False}]}))
+    result = call(str(path), "old")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "plugwire: [1202 PLUGIN_DISABLED] plugin 'old' is disabled"

@@ -143,23 +143,26 @@ def closed_by(marker: Path) -> int:
 def test_run_serves_metrics_reloads_its_config_and_stops_on_sigterm_with_status_0(
     tmp_path: Path, started: list[Output]
 ) -> None:
+    disabled = {"name": "legacy", "executable": "/opt/legacy/plugin", "enabled": False}
     config = write(
         tmp_path / "host.yaml",
         {
             "metrics": {"prometheus": {"enabled": True, "port": 0}},
-            "plugins": [text_stats(), cli_plugin("keeper", tmp_path)],
+            "plugins": [text_stats(), cli_plugin("keeper", tmp_path), disabled],
         },
     )
     host = start(started, *plugwire_command(), "run", config, "--watch")
-    ready = host.wait_for(r"^plugwire run: ready: 2 plugins \(keeper, stats\); metrics at (\S+); reloading on changes")
+    ready = host.wait_for(
+        r"^plugwire run: ready: 3 plugins \(keeper, legacy offline, stats\); metrics at (\S+); reloading on changes"
+    )
     url = ready.group(1)
     text = fetch(url)
     for name in ("keeper", "stats"):
         assert f'plugwire_plugin_status{{plugin="{name}",status="healthy",transport="executable"}} 1.0' in text
 
     metrics = {"prometheus": {"enabled": True, "port": 0}}
-    write(config, {"metrics": metrics, "plugins": [cli_plugin("keeper", tmp_path)]})
-    host.wait_for(r"plugwire\.manager: config reloaded from .*host\.yaml: 1 removed, 1 unchanged")
+    write(config, {"metrics": metrics, "plugins": [cli_plugin("keeper", tmp_path), disabled]})
+    host.wait_for(r"plugwire\.manager: config reloaded from .*host\.yaml: 1 removed, 2 unchanged")
     assert 'plugin="stats"' not in fetch(url)
 
     host.process.send_signal(signal.SIGTERM)
