@@ -212,3 +212,19 @@ def test_a_disabled_plugin_fails_the_call_with_1202(tmp_path: Path) -> None:
     result = call(str(path), "old")
     assert result.exit_code == 1
     assert result.stderr.strip() == "plugwire: [1202 PLUGIN_DISABLED] plugin 'old' is disabled"
+
+
+def test_a_plugin_found_by_discovery_is_called_and_a_missing_one_named(tmp_path: Path) -> None:
+    from tests.support.discovered import plugin_folder, write_plugin
+
+    write_plugin(plugin_folder(tmp_path) / "greeter", "2.0.0")
+    path = tmp_path / "plugins.yaml"
+    path.write_text(yaml.safe_dump({"discovery": {"enabled": True, "directories": ["plugins"]}}), encoding="utf-8")
+    result = call(str(path), "greeter", "--data", '{"text": "hi"}')
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["text"] == "2.0.0:hi"
+    result = call(str(path), "greter")
+    assert result.exit_code == 2
+    assert "[1201 PLUGIN_NOT_FOUND] no plugin named 'greter' in the plugins discovered; did you mean 'greeter'?" in (
+        result.stderr
+    )
