@@ -7,6 +7,7 @@ while the pages and the code disagree.
 
 from __future__ import annotations
 
+import re
 import sys
 import typing
 from pathlib import Path
@@ -35,6 +36,8 @@ TYPES = (
     "SecurityConfig",
     "SecurityAuditConfig",
     "TracingConfig",
+    "MetricsConfig",
+    "PrometheusEndpointConfig",
     "HotReloadConfig",
     "DiscoveryConfig",
 )
@@ -49,6 +52,7 @@ def _type_name(annotation: typing.Any) -> str:
     text = getattr(annotation, "__name__", None) or str(annotation)
     if typing.get_origin(annotation) is not None:
         text = str(annotation).replace("typing.", "").replace("plugwire._config._structs.", "")
+        text = re.sub(r"Annotated\[(\w+), [^\]]*\]", r"\1", text)  # constraints are told in prose
     return text
 
 

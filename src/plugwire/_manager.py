@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 from msgspec.structs import replace
 
@@ -53,6 +53,9 @@ from ._security import AuditEvent, AuditLog, SecurityEngine
 from ._sources import InProcess, PluginSource, source_for_config
 from ._tasks import TaskOwner
 from ._types import LoggerLike, ReqT, RespT
+
+if TYPE_CHECKING:
+    from ._observe.prometheus import PrometheusExporter
 
 __all__ = ["AsyncPluginManager", "PluginHandle"]
 
@@ -119,6 +122,13 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._metrics_on = self.config.metrics.enabled
         self._exporters: list[MetricsExporter] = []
         self._final_metrics: ManagerMetrics | None = None
+        #: The Prometheus endpoint of the config's `metrics.prometheus`, started with the manager
+        #: (made here, so that a missing extra fails now rather than at start).
+        self._prometheus: PrometheusExporter | None = None
+        if self.config.metrics.prometheus.enabled:
+            from ._observe.prometheus import exporter_from_config  # prometheus-client only when asked for
+
+            self._prometheus = exporter_from_config(self.config.metrics.prometheus)
         self._guard = SecurityGuard(
             self.config, self.logger, lambda: [e.config for e in self._entries.values()], self._refuse
         )
@@ -153,6 +163,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         pending = self._registry.take_pending()
         await self._guard.ensure()
         await self._tracing_from_config(self.config.tracing)
+        if self._prometheus is not None and not any(e is self._prometheus for e in self._exporters):
+            await self.register_metrics_exporter(self._prometheus)  # a port in use fails the start (2103)
         for source, config in pending:
             await self._register_config(config, source)
         hot = self.config.hot_reload
@@ -655,6 +667,13 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         for entry in self._entries.values():
             entry.count_calls(CallCounters(self.config.metrics.buckets))
         self._log("info", "metrics enabled")
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where the Prometheus endpoint of the config's `metrics.prometheus` serves the series
+        (`http://127.0.0.1:9464/metrics`; the port picked when the config said 0), while it
+        runs; None without one, before `start` and after `shutdown`."""
+        return self._prometheus.url if self._prometheus is not None else None
 
     async def register_metrics_exporter(self, exporter: MetricsExporter) -> None:
         """Start `exporter` on this manager's metrics (README `RegisterMetricsExporter`).

@@ -192,7 +192,8 @@ class Reloader:
             **{kind: sorted(getattr(report, kind)) for kind in ("added", "removed", "replaced", "updated", "failed")},
         )
         level = "warning" if report.failed else "info"
-        m._log(level, f"config reloaded{f' from {source}' if source else ''}: {report.summary()}")
+        skipped = f"; not applied (read at start only): {', '.join(report.not_applied)}" if report.not_applied else ""
+        m._log(level, f"config reloaded{f' from {source}' if source else ''}: {report.summary()}{skipped}")
         for name, why in report.failed.items():
             m._log("warning", f"config reload: plugin {name!r} not changed: {why}")
         return report

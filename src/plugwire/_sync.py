@@ -213,6 +213,11 @@ class PluginManager(Generic[ReqT, RespT]):
         """See `AsyncPluginManager.metrics_enabled`."""
         return self._async.metrics_enabled
 
+    @property
+    def metrics_url(self) -> str | None:
+        """See `AsyncPluginManager.metrics_url`."""
+        return self._async.metrics_url
+
     def register_metrics_exporter(self, exporter: MetricsExporter) -> None:
         """See `AsyncPluginManager.register_metrics_exporter`."""
         self._call(self._async.register_metrics_exporter(exporter))

@@ -1,8 +1,8 @@
 """Configuration values: the manager's and each plugin's config, and subprocess options.
 
 The config Structs named in the README's mapping table are also at the top level
-(`plugwire.ManagerConfig`, ...); `SubprocessOptions`, `RestartPolicy`, `DiscoveryConfig` and
-the discovered plugins' `PluginManifest` live here only.
+(`plugwire.ManagerConfig`, ...); `SubprocessOptions`, `RestartPolicy`, `DiscoveryConfig`,
+`PrometheusEndpointConfig` and the discovered plugins' `PluginManifest` live here only.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ._config import HotReloadConfig as HotReloadConfig
 from ._config import ManagerConfig as ManagerConfig
 from ._config import MetricsConfig as MetricsConfig
 from ._config import PluginConfig as PluginConfig
+from ._config import PrometheusEndpointConfig as PrometheusEndpointConfig
 from ._config import RateLimitConfig as RateLimitConfig
 from ._config import RetryConfig as RetryConfig
 from ._config import SecurityAuditConfig as SecurityAuditConfig
@@ -37,6 +38,7 @@ __all__ = [
     "MetricsConfig",
     "PluginConfig",
     "PluginManifest",
+    "PrometheusEndpointConfig",
     "RateLimitConfig",
     "RestartPolicy",
     "RetryConfig",

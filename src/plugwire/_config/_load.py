@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
 import re
@@ -28,6 +29,7 @@ __all__ = [
     "convert_document",
     "data_format",
     "did_you_mean",
+    "is_host",
     "load_config_file",
     "load_data_file",
     "parse_data",
@@ -441,6 +443,43 @@ def _check_semantics(config: ManagerConfig) -> None:
         )
     if config.tracing.endpoint:
         tracing_traces_url(config.tracing.endpoint)
+    _check_prometheus(config)
+
+
+_PROMETHEUS_NAME_PART = re.compile(r"(?!__)[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_prometheus(config: ManagerConfig) -> None:
+    prometheus = config.metrics.prometheus
+    for field in ("namespace", "subsystem"):
+        value = getattr(prometheus, field)
+        if value and not _PROMETHEUS_NAME_PART.fullmatch(value):
+            raise ConfigError(
+                f"metrics.prometheus.{field}: {value[:200]!r} is not a Prometheus name part: letters, digits "
+                "and '_', not starting with a digit or '__' (or empty)",
+                code=ErrorCode.CONFIG_INVALID_VALUE,
+            )
+    address = prometheus.address
+    if not is_host(address):
+        raise ConfigError(
+            f"metrics.prometheus.address: {address[:200]!r} is not an IP address or host name (no scheme, "
+            "port or brackets: e.g. '127.0.0.1', '0.0.0.0', '::', 'localhost')",
+            code=ErrorCode.CONFIG_INVALID_VALUE,
+        )
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def is_host(address: str) -> bool:
+    """Whether `address` is an IP address or a host name a server can listen on: no scheme,
+    port or brackets (``127.0.0.1``, ``::``, ``localhost``, ``metrics.internal``)."""
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        labels = address.removesuffix(".").split(".")
+        return bool(address) and len(address) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+    return True
 
 
 def tracing_traces_url(endpoint: str, where: str = "tracing.endpoint") -> str:

@@ -24,6 +24,7 @@ __all__ = [
     "ManagerConfig",
     "MetricsConfig",
     "PluginConfig",
+    "PrometheusEndpointConfig",
     "RateLimitConfig",
     "RetryConfig",
     "Seconds",
@@ -252,19 +253,49 @@ _DEFAULT_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 
+class PrometheusEndpointConfig(_Config, frozen=True):
+    """A Prometheus endpoint the manager serves itself (see docs/observability.md).
+
+    The manager starts a `PrometheusExporter` with these settings when it starts, and closes
+    it at shutdown, as `register_metrics_exporter` would. It needs the `prometheus` extra.
+
+    Attributes:
+        enabled: Serve the endpoint.
+        address: The address its HTTP server listens on: an IP address or a host name.
+            Loopback by default; "0.0.0.0" (or "::") for a Prometheus on another host.
+        port: Its port (0..65535); 0 picks a free one (`manager.metrics_url` tells which).
+            The server answers on every path; Prometheus scrapes `/metrics`.
+        namespace: The first part of every series name (`<namespace>_<subsystem>_<series>`):
+            letters, digits and `_`, not starting with a digit or `__`; may be empty.
+        subsystem: The second part, same rules.
+        snapshot_timeout: Seconds a scrape waits for the manager's event loop to take the
+            snapshot before it serves the last one again.
+    """
+
+    enabled: bool = False
+    address: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
+    namespace: str = "plugwire"
+    subsystem: str = ""
+    snapshot_timeout: Annotated[float, msgspec.Meta(gt=0, extra={"duration": True})] = 5.0
+
+
 class MetricsConfig(_Config, frozen=True):
     """Per-plugin call metrics (README `WithMetrics()`; see docs/observability.md).
 
     Attributes:
         enabled: Count calls and time them into the latency histogram. Off by default
             (`production()` and `with_metrics()` turn it on, and so does registering an
-            exporter); health, breaker and restart counts are kept either way.
+            exporter or `prometheus.enabled`); health, breaker and restart counts are kept
+            either way.
         buckets: Upper bounds, in seconds, of the latency histogram's buckets: positive and
             strictly increasing (a +Inf bucket is always added).
+        prometheus: A Prometheus endpoint the manager serves while it runs.
     """
 
     enabled: bool = False
     buckets: tuple[Annotated[float, msgspec.Meta(gt=0)], ...] = _DEFAULT_BUCKETS
+    prometheus: PrometheusEndpointConfig = msgspec.field(default_factory=PrometheusEndpointConfig)
 
 
 class HotReloadConfig(_Config, frozen=True):

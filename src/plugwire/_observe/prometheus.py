@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
-import ipaddress
 import logging
 import math
 import re
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._codes import ErrorCode
+from .._config import PrometheusEndpointConfig, is_host
 from .._errors import ConfigError, ExporterError, MissingDependencyError, ObservabilityError
 from .metrics import MetricsSource
 from .prometheus_collector import SnapshotCollector
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from prometheus_client.registry import CollectorRegistry
 
-__all__ = ["PROMETHEUS_EXTRA_HINT", "PrometheusConfig", "PrometheusExporter"]
+__all__ = ["PROMETHEUS_EXTRA_HINT", "PrometheusConfig", "PrometheusExporter", "exporter_from_config"]
 
 PROMETHEUS_EXTRA_HINT = "pip install 'plugwire[prometheus]'"
 
@@ -40,7 +40,6 @@ _log = logging.getLogger("plugwire.observe")
 #: A part of a metric name: Prometheus's `[a-zA-Z_][a-zA-Z0-9_]*` (colons are for recording
 #: rules, and a leading `__` is reserved for Prometheus's own names).
 _NAME_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _SERVER_JOIN = 5.0  # seconds `aclose` waits for the HTTP server's thread to end
 
 
@@ -124,16 +123,12 @@ def _check_port(port: object) -> None:
 def _check_address(address: object) -> None:
     if not isinstance(address, str):
         raise _bad("address", f"expected a string, got {type(address).__name__}", wrong_type=True)
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        labels = address.removesuffix(".").split(".")
-        if not (address and len(address) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)):
-            raise _bad(
-                "address",
-                f"{address!r} is not an IP address or host name (no scheme, port or brackets: e.g. "
-                "'127.0.0.1', '0.0.0.0', '::', 'localhost')",
-            ) from None
+    if not is_host(address):
+        raise _bad(
+            "address",
+            f"{address!r} is not an IP address or host name (no scheme, port or brackets: e.g. "
+            "'127.0.0.1', '0.0.0.0', '::', 'localhost')",
+        )
 
 
 def _load_client() -> None:
@@ -315,3 +310,27 @@ def _stop_server(server: WSGIServer, thread: threading.Thread) -> None:
     thread.join(_SERVER_JOIN)
     if thread.is_alive():
         _log.error("the Prometheus exporter's HTTP server thread did not end within %gs", _SERVER_JOIN)
+
+
+def exporter_from_config(config: PrometheusEndpointConfig) -> PrometheusExporter:
+    """The exporter a config's `metrics.prometheus` section asks the manager to serve.
+
+    Raises:
+        MissingDependencyError: prometheus-client is not installed (1011); the message names
+            the config key and the extra.
+    """
+    settings = PrometheusConfig(
+        namespace=config.namespace,
+        subsystem=config.subsystem,
+        port=config.port,
+        address=config.address,
+        snapshot_timeout=config.snapshot_timeout,
+    )
+    try:
+        return PrometheusExporter(settings)
+    except MissingDependencyError as exc:
+        raise MissingDependencyError(
+            f"metrics.prometheus.enabled: serving the Prometheus endpoint needs the prometheus extra: "
+            f"{PROMETHEUS_EXTRA_HINT}",
+            details={"extra": "prometheus"},
+        ) from exc.__cause__

@@ -9,7 +9,7 @@ import pytest
 import plugwire
 from plugwire import ConfigError, ManagerConfig, PluginConfig, Transport
 from plugwire._config import parse_duration
-from plugwire.errors import ConfigFileError
+from plugwire.errors import ConfigFileError, ErrorCode
 
 
 def plugin(**fields: Any) -> dict[str, Any]:
@@ -236,3 +236,30 @@ def test_an_oversized_file_is_refused_before_parsing(tmp_path: Path, monkeypatch
     with pytest.raises(ConfigFileError) as caught:
         ManagerConfig.load(path)
     assert caught.value.code == 1704
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"port": 70000}, "metrics.prometheus.port: expected int <= 65535"),
+        ({"port": -1}, "metrics.prometheus.port: expected int >= 0"),
+        ({"address": "http://0.0.0.0"}, "metrics.prometheus.address: 'http://0.0.0.0' is not an IP address"),
+        ({"address": "127.0.0.1:9464"}, "is not an IP address or host name"),
+        ({"namespace": "__reserved"}, "metrics.prometheus.namespace: '__reserved' is not a Prometheus name part"),
+        ({"subsystem": "my-plugins"}, "metrics.prometheus.subsystem: 'my-plugins' is not a Prometheus name part"),
+        ({"snapshot_timeout": 0}, "metrics.prometheus.snapshot_timeout: expected float > 0.0"),
+    ],
+)
+def test_a_bad_prometheus_endpoint_is_refused_naming_the_key(section: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ManagerConfig.from_dict({"metrics": {"prometheus": {"enabled": True, **section}}})
+    assert caught.value.code == ErrorCode.CONFIG_INVALID_VALUE
+    assert message in str(caught.value)
+
+
+def test_a_prometheus_endpoint_section_reads_from_a_file_with_its_defaults(tmp_path: Path) -> None:
+    file = tmp_path / "host.yaml"
+    file.write_text("metrics:\n  prometheus:\n    enabled: true\n    address: '::'\n    snapshot_timeout: 2s\n")
+    endpoint = ManagerConfig.load(file).metrics.prometheus
+    assert (endpoint.enabled, endpoint.address, endpoint.port, endpoint.namespace) == (True, "::", 9464, "plugwire")
+    assert endpoint.snapshot_timeout == 2.0
