@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from .._config import ManagerConfig, PluginConfig
+from .._config import ManagerConfig
 from .._errors import PluginError
 from .._manager import AsyncPluginManager
 from ._common import fail
