@@ -76,6 +76,7 @@ def scrape(url: str, timeout: float) -> Snapshot:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             text = response.read().decode("utf-8", errors="replace")
     except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response's socket
         raise ScrapeError(f"cannot read metrics from {url}: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         reason = exc.reason.strerror if isinstance(exc.reason, OSError) and exc.reason.strerror else exc.reason

@@ -3,8 +3,10 @@ and as a real `python -m plugwire` process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import re
 import subprocess
 import sys
@@ -159,3 +161,26 @@ def test_the_installed_command_runs_with_stderr_piped(config: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # piped: no progress bar
     assert json.loads(done.stdout)["calls"] == 20
+
+
+def test_on_a_terminal_the_progress_bar_appears_by_itself(config: Path) -> None:
+    leader, follower = pty.openpty()
+    args = [sys.executable, "-m", "plugwire", "bench", str(config), "text-stats", "--data", TEXT, "-n", "20", "--json"]
+    env = {**os.environ, **plugin_env(), "TERM": "xterm"}
+    try:
+        with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=follower, env=env) as proc:
+            os.close(follower)
+            follower = -1
+            terminal = b""
+            with contextlib.suppress(OSError):  # EIO once the process has closed its end
+                while chunk := os.read(leader, 4096):
+                    terminal += chunk
+            out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    assert proc.returncode == 0
+    assert b"bench text-stats" in terminal
+    assert b"20/20" in terminal
+    assert json.loads(out)["calls"] == 20  # stdout is still the summary alone
