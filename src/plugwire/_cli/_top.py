@@ -47,8 +47,8 @@ def _errors(row: Row) -> str:
 
 def _header(frame: Frame) -> Text:
     clock = time.strftime("%H:%M:%S", time.localtime(frame.taken_at))
-    window = f"last {frame.window:.1f} s" if frame.window is not None else "first read: rates after the next"
-    text = Text.assemble(("plugwire top", "bold"), f"  {frame.source}  {clock}  {window}  {len(frame.rows)} plugin(s)")
+    window = f"last {frame.window:.1f} s" if frame.window is not None else "rates from the next read"
+    text = Text.assemble(("plugwire top", "bold"), f"  {clock}  {window}  {len(frame.rows)} plugin(s)\n{frame.source}")
     if frame.error:
         text.append(f"\n{frame.error}", style="red")
     return text

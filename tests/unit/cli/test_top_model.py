@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from rich.console import Console
 
-from plugwire._cli._top import COLUMNS, render_frame
+from plugwire._cli._top import COLUMNS, _frames, _ReadError, render_frame
 from plugwire._cli._top_model import Snapshot, build_frame, frame_data, histogram_delta
 from plugwire._cli._top_scrape import ScrapeError, parse_exposition
 from plugwire._models import Status
@@ -196,3 +196,25 @@ def test_a_60_column_console_shows_each_plugin_on_a_few_lines_within_the_width()
     assert "text-stats  healthy  executable" in text
     assert "calls 40  20.0/s" in text
     assert "err 5.0%  errors 1203x2" in text
+
+
+async def test_a_failed_read_after_the_first_shows_in_the_frame_and_the_next_read_recovers() -> None:
+    reads = iter(
+        [
+            Snapshot(1.0, {"p": plugin(requests_total=1, requests_success=1, duration=hist(1, 0, 0, 0))}),
+            _ReadError("cannot read metrics from u: Connection refused"),
+            Snapshot(3.0, {"p": plugin(requests_total=5, requests_success=5, duration=hist(5, 0, 0, 0))}),
+        ]
+    )
+
+    async def read() -> Snapshot:
+        result = next(reads)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    frames = [frame async for frame in _frames(read, "u", 0.001, 2)]
+    assert frames[0].error == "cannot read metrics from u: Connection refused"
+    assert frames[0].rows[0].calls == 1  # the last good numbers stay on screen
+    assert frames[1].error == ""
+    assert frames[1].rows[0].calls_per_second == 2.0  # 4 calls over the 2 s since the last good read
