@@ -150,7 +150,7 @@ def _buckets(histogram: Histogram) -> Iterator[tuple[float, int]]:
 
 
 def format_seconds(seconds: float) -> str:
-    """`850 µs`, `12.3 ms`, `1.50 s`: three significant digits in the unit that fits."""
+    """`850 µs`, `12.3 ms`, `1.5 s`: at most three significant digits, in the unit that fits."""
     if seconds == math.inf:
         return "+Inf"
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
