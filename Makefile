@@ -15,9 +15,12 @@ venv: $(PY)
 install: venv
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 
+# The library's tour (examples/demo.py), then the operator's path with the `plugwire` command
+# only (examples/operator_demo.py): a host run from a config file, calls, health, metrics.
 demo: venv
-	$(PY) -m pip install --quiet -e ".[grpc]"
+	$(PY) -m pip install --quiet -e ".[grpc,cli,prometheus]"
 	$(PY) examples/demo.py
+	$(PY) examples/operator_demo.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests examples scripts benchmarks
