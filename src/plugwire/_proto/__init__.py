@@ -23,7 +23,9 @@ __all__ = [
     "RETRYABLE_TRAILER",
     "SERVICE_NAME",
     "GrpcModules",
+    "ReflectionModules",
     "load",
+    "load_reflection",
 ]
 
 GRPC_EXTRA_HINT = "pip install 'plugwire[grpc]'"
@@ -72,3 +74,29 @@ def load() -> GrpcModules:
             details={"extra": "grpc"},
         ) from exc
     return GrpcModules(grpc, grpc.aio, plugin_pb2, plugin_pb2_grpc, health, health_pb2, health_pb2_grpc)
+
+
+class ReflectionModules(NamedTuple):
+    """grpcio-reflection: the server side, and the messages and stub a client uses."""
+
+    reflection: ModuleType
+    pb2: ModuleType
+    pb2_grpc: ModuleType
+
+
+@functools.cache
+def load_reflection() -> ReflectionModules:
+    """Import grpcio-reflection (part of the grpc extra), on first use only.
+
+    Raises:
+        MissingDependencyError: grpcio-reflection is missing (1011); the message names
+            `pip install 'plugwire[grpc]'`.
+    """
+    try:
+        from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+    except (ImportError, RuntimeError) as exc:
+        raise MissingDependencyError(
+            f"gRPC server reflection needs the grpc extra: {GRPC_EXTRA_HINT} ({type(exc).__name__}: {exc})",
+            details={"extra": "grpc"},
+        ) from exc
+    return ReflectionModules(reflection, reflection_pb2, reflection_pb2_grpc)
