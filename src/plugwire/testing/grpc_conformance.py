@@ -16,7 +16,7 @@ from typing import Any
 from .._auth import CredentialProvider, credential_provider
 from .._codec import CodecName, TypedCodec, encode
 from .._config import AuthConfig, ConnectionConfig, HealthCheckConfig
-from .._errors import AuthenticationError, MissingDependencyError, PluginError, RequestSent
+from .._errors import AuthenticationError, ConfigError, MissingDependencyError, PluginError, RequestSent
 from .._models import ExecutionContext, new_request_id
 from .._proto import SERVICE_NAME, load, load_reflection
 from .._tls import TLSConfig
@@ -72,7 +72,8 @@ def check_grpc_plugin(
 
     Raises:
         PluginError: No check could run: the code a host raises when it cannot connect
-            (1301, TLS 1306-1310) or its credentials are refused (1100-1199).
+            (1301, TLS 1306-1310), its credentials are refused (1100-1199) or its TLS files
+            or secrets cannot be read (1000-1099).
     """
     return asyncio.run(check_grpc_plugin_async(target, request=request, tls=tls, auth=auth, timeout=timeout))
 
@@ -100,8 +101,8 @@ async def check_grpc_plugin_async(
         try:
             info = await transport.start()
         except PluginError as exc:
-            if isinstance(exc, AuthenticationError) or exc.request_sent is RequestSent.NO:
-                raise  # nothing reached a plugin (or it refused who we are): a setup error
+            if isinstance(exc, AuthenticationError | ConfigError) or exc.request_sent is RequestSent.NO:
+                raise  # nothing reached a plugin, our TLS files or credentials are wrong: a setup error
             findings.append(Finding.refused("info", exc, "Info failed, so a host cannot start this plugin"))
             return ConformanceReport((), tuple(findings), target)
         findings.append(Finding("info", True, "must", f"Info answered: {info.name!r} version {info.version}"))
