@@ -23,7 +23,6 @@ __all__ = [
     "RETRYABLE_TRAILER",
     "SERVICE_NAME",
     "GrpcModules",
-    "ReflectionModules",
     "load",
     "load_reflection",
 ]
@@ -76,17 +75,11 @@ def load() -> GrpcModules:
     return GrpcModules(grpc, grpc.aio, plugin_pb2, plugin_pb2_grpc, health, health_pb2, health_pb2_grpc)
 
 
-class ReflectionModules(NamedTuple):
-    """grpcio-reflection: the server side, and the messages and stub a client uses."""
-
-    reflection: ModuleType
-    pb2: ModuleType
-    pb2_grpc: ModuleType
-
-
 @functools.cache
-def load_reflection() -> ReflectionModules:
-    """Import grpcio-reflection (part of the grpc extra), on first use only.
+def load_reflection() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """Import grpcio-reflection (part of the grpc extra), on first use only: its server side,
+    and the messages and stub a client uses (a plain tuple: no class built at import, since
+    every plugin process imports this module).
 
     Raises:
         MissingDependencyError: grpcio-reflection is missing (1011); the message names
@@ -99,4 +92,4 @@ def load_reflection() -> ReflectionModules:
             f"gRPC server reflection needs the grpc extra: {GRPC_EXTRA_HINT} ({type(exc).__name__}: {exc})",
             details={"extra": "grpc"},
         ) from exc
-    return ReflectionModules(reflection, reflection_pb2, reflection_pb2_grpc)
+    return reflection, reflection_pb2, reflection_pb2_grpc

@@ -180,7 +180,7 @@ class GrpcPluginServer:
         if self._reflection is False:
             return
         try:
-            found = load_reflection()
+            reflection = load_reflection()[0]
         except MissingDependencyError:
             if self._reflection:
                 raise
@@ -188,9 +188,9 @@ class GrpcPluginServer:
         names = (
             self._mods.pb2.DESCRIPTOR.services_by_name["Plugin"].full_name,
             self._mods.health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            found.reflection.SERVICE_NAME,
+            reflection.SERVICE_NAME,
         )
-        found.reflection.enable_server_reflection(names, server)
+        reflection.enable_server_reflection(names, server)
         self._reflected = True
 
     @property

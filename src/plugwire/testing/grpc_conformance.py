@@ -193,13 +193,13 @@ async def _check_standard_health(transport: _Transport, timeout: float) -> Findi
 async def _check_reflection(transport: _Transport, timeout: float) -> Finding | None:
     """Server reflection lists the plugin service (None: grpcio-reflection is not installed here)."""
     try:
-        found = load_reflection()
+        _, messages, stubs = load_reflection()
     except MissingDependencyError:
         return None
-    stub = found.pb2_grpc.ServerReflectionStub(transport.channel)
+    stub = stubs.ServerReflectionStub(transport.channel)
     mods = load()
     try:
-        call = stub.ServerReflectionInfo(iter([found.pb2.ServerReflectionRequest(list_services="")]), timeout=timeout)
+        call = stub.ServerReflectionInfo(iter([messages.ServerReflectionRequest(list_services="")]), timeout=timeout)
         services = [s.name async for reply in call for s in reply.list_services_response.service]
     except mods.aio.AioRpcError as exc:
         return Finding(

@@ -113,4 +113,6 @@ def test_the_built_wheel_ships_both_contracts(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         for name, source in SOURCES.items():
             assert archive.read(f"plugwire/_contracts/{name}") == source.read_bytes()
-        assert "plugwire/_cli/_proto.py" in archive.namelist()
+        names = set(archive.namelist())
+    # `plugwire new` reads its templates from the installed package too.
+    assert {f"plugwire/_cli/templates/{lang}/README.md.tmpl" for lang in ("python", "node")} <= names

@@ -166,4 +166,4 @@ async def test_reflection_lists_the_plugin_and_health_services_to_a_reflection_c
     assert plugin_file.package == "plugwire.v1"
     assert [s.name for s in plugin_file.service] == ["Plugin"]
     assert {m.name for m in plugin_file.service[0].method} == {"Execute", "Health", "Info"}
-    assert load_reflection().reflection.SERVICE_NAME in services
+    assert load_reflection()[0].SERVICE_NAME in services
