@@ -108,6 +108,8 @@ class _Session:
         self.codec = "json"
         self.max_frame = _HOST.max_frame  # the plugin's limit, once it has said it
         self._host: EnvelopeCodec | None = None  # the host's decoder of the plugin's frames
+        #: A check ended on something a host breaks the connection for: the next one needs a new process.
+        self.broken = False
 
     # ----------------------------------------------------------------- frames
     def send(self, message: Mapping[str, Any]) -> None:
@@ -272,10 +274,20 @@ def check_plugin(
                 f"calls itself {info['name']!r}" if named else "info.name is empty: logs and errors cannot name it",
             )
         )
-        for check in (_check_call, _check_concurrency, _check_unknown_method, _check_deadline, _check_cancel):
+        checks = (_check_call, _check_concurrent_calls, _check_unknown_method, _check_deadline, _check_cancel)
+        for check in (*checks, _check_health, _check_shutdown):
+            if session.broken:  # as a host does after a broken connection: a new process
+                session.close()
+                session = _Session(argv, extra, timeout)
+                try:
+                    session.hello()
+                except _Broken as exc:
+                    findings.append(
+                        _broken(_name_of(check), _Broken(f"restarted, the plugin failed: {exc}", exc.error))
+                    )
+                    session.broken = True
+                    continue
             findings.append(_run(check, session, payload))
-        findings.append(_run(_check_health, session, payload))
-        findings.append(_run(_check_shutdown, session, payload))
     finally:
         session.close()
     findings.append(_fresh(argv, extra, timeout, _check_oversized))
@@ -295,6 +307,7 @@ def _run(check: Any, session: _Session, payload: Any) -> Finding:
     try:
         result: Finding = check(session, payload)
     except _Broken as exc:
+        session.broken = True  # the connection cannot be trusted for the next check
         return _broken(_name_of(check), exc)
     return result
 
@@ -338,7 +351,7 @@ def _check_call(session: _Session, payload: Any) -> Finding:
     return Finding("call", True, "must", f"answered id 1 with {what} (an unknown envelope field was ignored)")
 
 
-def _check_concurrency(session: _Session, payload: Any) -> Finding:
+def _check_concurrent_calls(session: _Session, payload: Any) -> Finding:
     ids = list(range(10, 18))
     for call_id in ids:
         session.send({"type": "call", "id": call_id, "method": "execute", "payload": payload})
