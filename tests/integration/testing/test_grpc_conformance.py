@@ -4,6 +4,8 @@ use fails the check with the very code a real host (a manager) raises on it."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -11,12 +13,14 @@ from typing import Any
 import pytest
 
 import plugwire
-from plugwire import AsyncPluginManager, PluginError
+from plugwire import AsyncPluginManager, AuthConfig, AuthMethod, PluginError
 from plugwire._codes import ErrorCode
 from plugwire._proto import load, load_reflection
 from plugwire._transports.grpc import GrpcTransport
 from plugwire.sdk import GrpcPluginServer
+from plugwire.security import ServerTLSConfig, TLSConfig
 from plugwire.testing import ConformanceReport, Finding, check_grpc_plugin_async
+from tests.support.grpc_certs import CertSet, make_cert_set
 from tests.support.grpc_support import EchoPlugin, short_socket_path
 
 # No `no_leaks` here, as in tests/integration/grpc/: grpc's core opens process-wide descriptors
@@ -167,3 +171,45 @@ async def test_reflection_lists_the_plugin_and_health_services_to_a_reflection_c
     assert [s.name for s in plugin_file.service] == ["Plugin"]
     assert {m.name for m in plugin_file.service[0].method} == {"Execute", "Health", "Info"}
     assert load_reflection()[0].SERVICE_NAME in services
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertSet:
+    return make_cert_set(tmp_path_factory.mktemp("certs"))
+
+
+async def test_a_tls_plugin_passes_with_the_right_ca_and_mtls(tmp_path: Path, certs: CertSet) -> None:
+    address = f"unix:{short_socket_path(tmp_path)}"
+    server_tls = ServerTLSConfig(
+        cert_file=str(certs.server.cert),
+        key_file=str(certs.server.key),
+        client_ca_file=str(certs.ca.cert_file),
+        require_client_cert=True,
+    )
+    tls = TLSConfig(ca_file=str(certs.ca.cert_file), cert_file=str(certs.client.cert), key_file=str(certs.client.key))
+    async with GrpcPluginServer(EchoPlugin(), address=address, tls=server_tls):
+        report = await check_grpc_plugin_async(address, tls=tls)
+        assert report.ok, str(report)
+        # Without a client certificate nothing can be checked: the error a host raises connecting.
+        with pytest.raises(PluginError) as caught:
+            await check_grpc_plugin_async(address, tls=TLSConfig(ca_file=str(certs.ca.cert_file)), timeout=2.0)
+    assert caught.value.code == ErrorCode.AUTH_CLIENT_CERT_REQUIRED
+
+
+async def test_credentials_a_plugin_refuses_are_a_setup_error_and_the_right_ones_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    address = f"unix:{short_socket_path(tmp_path)}"
+    monkeypatch.setenv("CHECK_TEST_KEY", "right-key")
+    auth = AuthConfig(method=AuthMethod.API_KEY, api_key_env="CHECK_TEST_KEY")
+    async with GrpcPluginServer(EchoPlugin(), address=address, auth=auth):
+        assert (await check_grpc_plugin_async(address, auth=auth)).ok
+        with pytest.raises(plugwire.errors.AuthenticationError):
+            await check_grpc_plugin_async(address, auth=AuthConfig(method=AuthMethod.API_KEY, api_key="wrong"))
+
+
+def test_a_stdio_plugin_never_imports_grpc_reflection() -> None:
+    # Reflection is imported when a gRPC server starts: a subprocess plugin pays nothing for it.
+    code = "import sys, plugwire, plugwire.sdk; print(sorted(m for m in sys.modules if m.startswith('grpc')))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
+    assert run.stdout.strip() == "[]"
