@@ -111,6 +111,7 @@ def new_command(*, name: str, lang: str, directory: Path | None, as_json: bool) 
 
     Python: a module with msgspec request and response types served by `plugwire.serve`.
     Node.js: a plugin speaking the wire protocol with the JSON codec, no npm packages.
+
     Exit status: 0 written, 2 a bad NAME or a target folder that is not empty.
     """
     problem = valid_name(name)
