@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -13,16 +14,16 @@ import pytest
 from click.testing import CliRunner
 
 from plugwire._cli._app import cli
+from tests.support.grpc_certs import make_cert_set
 from tests.support.grpc_support import short_socket_path
 from tests.support.procguard import PLUGINS, plugin_env
 
 
-@pytest.fixture
-def grpc_plugin(tmp_path: Path) -> Iterator[str]:
-    """tests/support/plugins/grpc_echo.py served with `plugwire.serve(transport="grpc")` on a unix socket."""
-    address = f"unix:{short_socket_path(tmp_path)}"
+@contextlib.contextmanager
+def served(script: str, address: str, *args: str) -> Iterator[str]:
+    """tests/support/plugins/<script> serving on `address` until the test ends."""
     proc = subprocess.Popen(
-        [sys.executable, str(PLUGINS / "grpc_echo.py"), address, "serve"],
+        [sys.executable, str(PLUGINS / script), address, *args],
         stderr=subprocess.PIPE,
         env={**os.environ, **plugin_env()},
     )
@@ -39,6 +40,13 @@ def grpc_plugin(tmp_path: Path) -> Iterator[str]:
         proc.wait(10)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+@pytest.fixture
+def grpc_plugin(tmp_path: Path) -> Iterator[str]:
+    """tests/support/plugins/grpc_echo.py served with `plugwire.serve(transport="grpc")` on a unix socket."""
+    with served("grpc_echo.py", f"unix:{short_socket_path(tmp_path)}", "serve") as address:
+        yield address
 
 
 def test_a_conforming_grpc_plugin_exits_0_with_every_finding_in_json(grpc_plugin: str) -> None:
@@ -125,3 +133,24 @@ def test_help_names_the_grpc_and_tls_options() -> None:
     assert result.exit_code == 0
     for option in ("--grpc", "--ca", "--cert", "--key", "--json", "--data"):
         assert option in result.output
+
+
+def test_mutual_tls_options_reach_the_host_transport(tmp_path: Path) -> None:
+    (tmp_path / "certs").mkdir()
+    certs = make_cert_set(tmp_path / "certs")
+    address = f"unix:{short_socket_path(tmp_path)}"
+    server = (str(certs.server.cert), str(certs.server.key), str(certs.ca.cert_file))
+    with served("grpc_tls_echo.py", address, *server):
+        client = ["--cert", str(certs.client.cert), "--key", str(certs.client.key)]
+        ok = CliRunner().invoke(cli, ["check", "--grpc", address, "--ca", str(certs.ca.cert_file), *client, "--json"])
+        assert ok.exit_code == 0, ok.output
+        assert json.loads(ok.output)["ok"] is True
+        # Without a client certificate nothing is checked: the code a host raises connecting.
+        refused = CliRunner().invoke(cli, ["check", "--grpc", address, "--ca", str(certs.ca.cert_file)])
+        assert refused.exit_code == 2
+        assert refused.output.startswith("plugwire: [1105 AUTH_CLIENT_CERT_REQUIRED]")
+        untrusted = CliRunner().invoke(
+            cli, ["check", "--grpc", address, "--ca", str(certs.other_ca.cert_file), *client]
+        )
+        assert untrusted.exit_code == 2
+        assert untrusted.output.startswith("plugwire: [1307 TLS_CERT_UNTRUSTED]")
