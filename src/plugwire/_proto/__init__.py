@@ -24,6 +24,7 @@ __all__ = [
     "SERVICE_NAME",
     "GrpcModules",
     "load",
+    "load_reflection",
 ]
 
 GRPC_EXTRA_HINT = "pip install 'plugwire[grpc]'"
@@ -72,3 +73,23 @@ def load() -> GrpcModules:
             details={"extra": "grpc"},
         ) from exc
     return GrpcModules(grpc, grpc.aio, plugin_pb2, plugin_pb2_grpc, health, health_pb2, health_pb2_grpc)
+
+
+@functools.cache
+def load_reflection() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """Import grpcio-reflection (part of the grpc extra), on first use only: its server side,
+    and the messages and stub a client uses (a plain tuple: no class built at import, since
+    every plugin process imports this module).
+
+    Raises:
+        MissingDependencyError: grpcio-reflection is missing (1011); the message names
+            `pip install 'plugwire[grpc]'`.
+    """
+    try:
+        from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+    except (ImportError, RuntimeError) as exc:
+        raise MissingDependencyError(
+            f"gRPC server reflection needs the grpc extra: {GRPC_EXTRA_HINT} ({type(exc).__name__}: {exc})",
+            details={"extra": "grpc"},
+        ) from exc
+    return reflection, reflection_pb2, reflection_pb2_grpc

@@ -8,7 +8,9 @@ then end with 1207, and only then does the listener close and the plugin's `clos
 Requests go through the same `PluginAdapter` as every other transport. With
 ``PLUGWIRE_TRACING=1`` each call runs in a span continuing the caller's trace (`tracing.py`):
 the ``traceparent`` gRPC call metadata is preferred to the request's metadata map, and the
-spans are flushed when the server closes.
+spans are flushed when the server closes. Server reflection (grpcio-reflection) lists
+`plugwire.v1.Plugin`, `grpc.health.v1.Health` and itself, so tools such as grpcurl need no
+.proto; it is imported when the server starts, never on the subprocess path.
 Imports only layers 0-2 (plus grpc), so a plugin process loads no host code.
 """
 
@@ -31,6 +33,7 @@ from .._errors import (
     ConfigError,
     ErrorCode,
     HealthError,
+    MissingDependencyError,
     OutcomeUnknownError,
     PluginError,
     PluginNotFoundError,
@@ -41,7 +44,7 @@ from .._errors import (
     TransportError,
 )
 from .._models import AuthMethod, ExecutionContext, new_request_id
-from .._proto import CODE_TRAILER, CODEC_BY_CONTENT_TYPE, DETAILS_TRAILER, RETRYABLE_TRAILER, load
+from .._proto import CODE_TRAILER, CODEC_BY_CONTENT_TYPE, DETAILS_TRAILER, RETRYABLE_TRAILER, load, load_reflection
 from .._tls import ServerTLSConfig
 from .adapter import PluginAdapter
 from .grpc_health import PluginHealthService
@@ -71,6 +74,9 @@ class GrpcPluginServer:
         grace: Seconds in-flight calls may take to finish when the server stops.
         max_message_size: Largest request or response in bytes.
         max_threads: The most worker threads for plain `def` methods (`plugwire.serve`).
+        reflection: Serve gRPC server reflection: None (the default) when grpcio-reflection
+            is installed (it is part of the `grpc` extra), True to require it, False never.
+            It reveals the service's schema only, which `plugwire proto` publishes anyway.
 
     Use `async with GrpcPluginServer(...) as server:` or `await server.start()` and
     `await server.aclose()`.
@@ -88,8 +94,11 @@ class GrpcPluginServer:
         grace: float = DEFAULT_GRACE,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_threads: int | None = None,
+        reflection: bool | None = None,
     ) -> None:
         self._mods = load()
+        self._reflection = reflection
+        self._reflected = False
         self.adapter = PluginAdapter(
             plugin, request_type=request_type, response_type=response_type, max_threads=max_threads
         )
@@ -147,6 +156,7 @@ class GrpcPluginServer:
         self._mods.pb2_grpc.add_PluginServicer_to_server(_Servicer(self), server)
         self._health = PluginHealthService(self._mods, self.adapter)
         self._mods.health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        self._add_reflection(server)
         try:
             if creds is None:
                 port = server.add_insecure_port(self._requested)
@@ -165,6 +175,29 @@ class GrpcPluginServer:
         if tracing is not None:
             self.execute = tracing.wrap(self.adapter.execute, "grpc")
         return self.address
+
+    def _add_reflection(self, server: Any) -> None:
+        """List our services to reflection clients (see `reflection`)."""
+        if self._reflection is False:
+            return
+        try:
+            reflection = load_reflection()[0]
+        except MissingDependencyError:
+            if self._reflection:
+                raise
+            return
+        names = (
+            self._mods.pb2.DESCRIPTOR.services_by_name["Plugin"].full_name,
+            self._mods.health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(names, server)
+        self._reflected = True
+
+    @property
+    def reflection(self) -> bool:
+        """Whether the server lists its services to reflection clients (known once started)."""
+        return self._reflected
 
     @property
     def stopping(self) -> bool:
@@ -387,6 +420,7 @@ def serve_grpc(
     grace: float = DEFAULT_GRACE,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     max_threads: int | None = None,
+    reflection: bool | None = None,
 ) -> None:
     """Serve `plugin` over gRPC until SIGTERM or SIGINT, then stop gracefully.
 
@@ -404,6 +438,7 @@ def serve_grpc(
         grace=grace,
         max_message_size=max_message_size,
         max_threads=max_threads,
+        reflection=reflection,
     )
     try:
         asyncio.run(_serve_until_signal(server))

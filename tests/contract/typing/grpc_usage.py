@@ -67,3 +67,24 @@ async def down_at_start() -> str | None:
 
 def blocking() -> None:
     plugwire.sdk.serve_grpc(Request(), address="127.0.0.1:9090", grace=2.0)
+
+
+def conformance() -> list[int]:
+    """The gRPC conformance checks, blocking and inside a loop; each failure's host code."""
+    from plugwire.testing import ConformanceReport, Finding, check_grpc_plugin, check_grpc_plugin_async
+
+    tls = plugwire.security.TLSConfig(ca_file="ca.pem")
+    report: ConformanceReport = check_grpc_plugin("localhost:9090", request={"text": "hi"}, tls=tls, timeout=2.0)
+    failures: tuple[Finding, ...] = report.failures
+    codes = [f.code for f in failures]
+
+    async def inside() -> bool:
+        return (await check_grpc_plugin_async("unix:/run/plugin.sock", auth=Provider())).ok
+
+    print(report.subject, report.address, inside)
+    return codes
+
+
+async def reflection_off() -> None:
+    async with plugwire.sdk.GrpcPluginServer(Request(), address="127.0.0.1:0", reflection=False) as server:
+        print(server.reflection)
