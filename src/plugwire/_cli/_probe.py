@@ -17,6 +17,9 @@ __all__ = ["MetricsHealth", "PluginReading", "read_metrics_health"]
 #: `plugwire._observe.prometheus_collector.SERIES`.
 STATUS_SERIES = "plugin_status"
 LATENCY_SERIES = "plugin_health_check_latency_seconds"
+#: The count of checks made (the parser names a counter's family without `_total`): a latency
+#: read before the first check is no reading.
+CHECKS_SERIES = "plugin_health_checks"
 SNAPSHOT_SERIES = "metrics_snapshot_timestamp_seconds"
 
 #: The most of a scrape read: a host with thousands of plugins stays well under it.
@@ -76,6 +79,7 @@ def read_metrics_health(url: str, timeout: float) -> MetricsHealth:
     text = _fetch(url, timeout)
     statuses: dict[tuple[str, str], str] = {}
     latencies: dict[str, float] = {}
+    checked: set[str] = set()
     snapshot: float | None = None
     seen = False
     try:
@@ -90,6 +94,8 @@ def read_metrics_health(url: str, timeout: float) -> MetricsHealth:
                         statuses.setdefault(key, "unknown")
             elif family.name.endswith(LATENCY_SERIES):
                 latencies.update((s.labels.get("plugin", ""), s.value) for s in family.samples)
+            elif family.name.endswith(CHECKS_SERIES) and family.type == "counter":
+                checked.update(s.labels.get("plugin", "") for s in family.samples if s.value > 0)
             elif family.name.endswith(SNAPSHOT_SERIES) and family.samples:
                 snapshot = family.samples[0].value
     except ValueError as exc:
@@ -103,7 +109,7 @@ def read_metrics_health(url: str, timeout: float) -> MetricsHealth:
             details={"url": url},
         )
     plugins = tuple(
-        PluginReading(name, transport, status, latencies.get(name))
+        PluginReading(name, transport, status, latencies.get(name) if name in checked else None)
         for (name, transport), status in sorted(statuses.items())
     )
     age = None if snapshot is None else max(0.0, time.time() - snapshot)
