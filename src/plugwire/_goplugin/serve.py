@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import grp
 import logging
 import os
@@ -47,7 +48,7 @@ from .handshake import (
 )
 from .hclog import install_hclog
 
-__all__ = ["DEFAULT_GRACE", "NOT_STARTED_BY_A_HOST", "ServeHooks", "serve"]
+__all__ = ["DEFAULT_GRACE", "NOT_STARTED_BY_A_HOST", "ServeHooks", "check_options", "run", "serve"]
 
 DEFAULT_GRACE: Final = 1.0
 """Seconds calls in flight get to finish when the plugin stops. A go-plugin host kills a plugin
@@ -113,13 +114,14 @@ def serve(
         SystemExit: Always, at the end: 0 after a graceful stop; 1 when started without the
             magic cookie (by hand), when the listener cannot be made or `register` raised.
     """
-    options = _check(handshake, network, grace, log_level, max_workers)
+    options = check_options(handshake, network, grace, log_level, max_workers)
     sys.exit(run(register, options))
 
 
-def _check(
+def check_options(
     handshake: HandshakeConfig, network: str, grace: float, log_level: str | int, max_workers: int | None
 ) -> _Options:
+    """`serve()`'s arguments, checked (its Raises)."""
     if not isinstance(handshake, HandshakeConfig):
         raise ConfigError(
             f"serve: handshake must be a HandshakeConfig, not {type(handshake).__name__}",
@@ -131,7 +133,8 @@ def _check(
         )
     if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0:
         raise ConfigError(f"serve: grace must be a number >= 0, not {grace!r}", code=ErrorCode.CONFIG_INVALID_VALUE)
-    if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1):
+    bad_workers = isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+    if max_workers is not None and bad_workers:
         raise ConfigError(
             f"serve: max_workers must be an integer >= 1, not {max_workers!r}", code=ErrorCode.CONFIG_INVALID_VALUE
         )
@@ -164,89 +167,111 @@ def run(register: Callable[[Any], None], options: _Options, hooks: ServeHooks | 
         guard.release()
 
 
+class _Server:
+    """The grpc.aio server with go-plugin's services beside the application's."""
+
+    def __init__(self, options: _Options, hooks: ServeHooks | None) -> None:
+        from .._proto import load
+        from .services import StdioService, add_broker, add_controller
+        from .stdout import stdout_to_log
+
+        self.options, self.hooks = options, hooks
+        self.stop = asyncio.Event()  # set when the plugin is asked to stop
+        self.stopping = asyncio.Event()  # set when it begins to: the long-lived streams end
+        self.reason = ""
+        self.workers = ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="plugwire-goplugin")
+        mods = load()
+        self.grpc = mods.aio.server(migration_thread_pool=self.workers, options=[("grpc.so_reuseport", 0)])
+        self.health = mods.health.aio.HealthServicer()
+        mods.health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        add_controller(self.grpc, lambda: self.stop_for("GRPCController.Shutdown"))
+        add_broker(self.grpc, self.stopping)
+        self.stdio = StdioService(self.stopping, stdout_to_log)
+        self.stdio.add_to(self.grpc)
+        self.listener: _Listener | None = None
+        self.relay: Any = None
+
+    def stop_for(self, why: str) -> None:
+        if not self.stop.is_set():
+            self.reason = why
+            self.stop.set()
+
+    async def bind(self, register: Callable[[Any], None]) -> HandshakeLine:
+        """Add the application's services, listen, and return the line that says where
+        (the line's app version is filled in by the caller)."""
+        register(self.grpc)
+        if self.hooks is not None:
+            self.hooks.register(self.grpc)
+        client_cert = os.environ.get(CLIENT_CERT_ENV, "")
+        if client_cert:  # AutoMTLS: gRPC on a private socket, TLS ended in front of it
+            from .automtls import start_relay
+
+            self.listener = _listen(self.grpc, "unix", private=True)
+            self.relay = await start_relay(client_cert, self.listener.path, self.options.network)
+            public, cert = self.relay.listener, self.relay.server_cert
+        else:
+            self.listener = public = _listen(self.grpc, self.options.network)
+            cert = ""
+        return HandshakeLine(app_protocol_version=0, network=public.network, address=public.address, server_cert=cert)
+
+    async def serve(self) -> None:
+        """Start, answer health SERVING, and wait to be stopped; then stop gracefully."""
+        from .._proto import load
+
+        await self.grpc.start()
+        serving = load().health_pb2.HealthCheckResponse.SERVING
+        for service in (HEALTH_SERVICE, ""):
+            await self.health.set(service, serving)
+
+    async def wait_and_stop(self) -> None:
+        """Wait to be stopped; then health NOT_SERVING, the streams end, the application's
+        calls get the grace, and the server stops."""
+        await self.stop.wait()
+        grace = self.options.grace
+        _log.debug("stopping (%s), grace %gs", self.reason, grace)
+        await self.health.enter_graceful_shutdown()
+        self.stopping.set()
+        if self.hooks is not None:
+            await self.hooks.stopping(grace)
+        await self.grpc.stop(grace)
+        if self.hooks is not None:
+            await self.hooks.stopped()
+
+    async def aclose(self) -> None:
+        """Release the relay, the socket and the worker threads (after a stop or a failed start)."""
+        await self.grpc.stop(None)
+        if self.relay is not None:
+            await self.relay.aclose()
+        if self.listener is not None:
+            self.listener.remove()
+        self.workers.shutdown(wait=False, cancel_futures=True)
+
+
 async def _serve(
-    register: Callable[[Any], None],
-    options: _Options,
-    version: int,
-    guard: Any,
-    hooks: ServeHooks | None,
+    register: Callable[[Any], None], options: _Options, version: int, guard: Any, hooks: ServeHooks | None
 ) -> int:
-    import grpc
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
-    from .services import StdioService, add_broker, add_controller
-    from .stdout import stdout_to_log
-
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    stopping = asyncio.Event()
-    reason: list[str] = []
-
-    def stop_for(why: str) -> None:
-        if not stop.is_set():
-            reason.append(why)
-            stop.set()
-
-    workers = ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="plugwire-goplugin")
-    server = grpc.aio.server(migration_thread_pool=workers, options=[("grpc.so_reuseport", 0)])
-    healthy = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(healthy, server)
-    add_controller(server, lambda: stop_for("GRPCController.Shutdown"))
-    add_broker(server, stopping)
-    stdio = StdioService(stopping, stdout_to_log)
-    stdio.add_to(server)
-    guard.attach(loop, stdio.publish)
-    listener: _Listener | None = None
-    relay: Any = None
+    server = _Server(options, hooks)
+    guard.attach(loop, server.stdio.publish)
     try:
         try:
-            register(server)
-            if hooks is not None:
-                hooks.register(server)
-            client_cert = os.environ.get(CLIENT_CERT_ENV, "")
-            if client_cert:  # AutoMTLS: gRPC on a private socket, TLS ended in front of it
-                from .automtls import start_relay
-
-                listener = _listen(server, "unix", private=True)
-                relay = await start_relay(client_cert, listener.path, options.network)
-                public, cert = relay.listener, relay.server_cert
-            else:
-                listener = public = _listen(server, options.network)
-                cert = ""
+            where = await server.bind(register)
+            await server.serve()
         except Exception as exc:
             _log.error("the plugin cannot start: %s: %s", type(exc).__name__, exc, exc_info=exc)
-            await server.stop(None)
             return 1
-        await server.start()
-        for service in (HEALTH_SERVICE, ""):
-            await healthy.set(service, health_pb2.HealthCheckResponse.SERVING)
-        loop.add_signal_handler(signal.SIGTERM, stop_for, "SIGTERM")
-        line = HandshakeLine(
-            app_protocol_version=version,
-            network=public.network,
-            address=public.address,
-            server_cert=cert,
-        )
-        guard.write_handshake(format_handshake_line(line))
-        _log.debug("serving on %s %s, app protocol version %d", line.network, line.address, version)
-        await stop.wait()
-        _log.debug("stopping (%s), grace %gs", reason[0], options.grace)
-        await healthy.enter_graceful_shutdown()
-        stopping.set()  # the broker and stdio streams end
-        if hooks is not None:
-            await hooks.stopping(options.grace)
-        await server.stop(options.grace)
-        if hooks is not None:
-            await hooks.stopped()
+        loop.add_signal_handler(signal.SIGTERM, server.stop_for, "SIGTERM")
+        try:
+            line = dataclasses.replace(where, app_protocol_version=version)
+            guard.write_handshake(format_handshake_line(line))
+            _log.debug("serving on %s %s, app protocol version %d", line.network, line.address, version)
+            await server.wait_and_stop()
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
         return 0
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        if relay is not None:
-            await relay.aclose()
-        if listener is not None:
-            listener.remove()
+        await server.aclose()
         guard.release()
-        workers.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,4 +371,3 @@ def _listen_tcp(server: Any) -> _Listener:
         if bound:
             return _Listener("tcp", f"127.0.0.1:{bound}")
     raise OSError(f"no free TCP port on 127.0.0.1 within {MIN_PORT_ENV}..{MAX_PORT_ENV} ({low}..{high})")
-

@@ -14,8 +14,15 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
-import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import (  # type: ignore[import-untyped]  # the grpc extra's protobuf: no stubs
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+)
+
+from .._proto import load
+
+grpc = load().grpc  # raises MissingDependencyError (naming the grpc extra) when grpcio is missing
 
 __all__ = [
     "BROKER_SERVICE",
@@ -47,7 +54,9 @@ def _field(name: str, number: int, kind: int, **more: Any) -> descriptor_pb2.Fie
 
 def _descriptor() -> descriptor_pb2.FileDescriptorProto:
     f = descriptor_pb2.FieldDescriptorProto
-    file = descriptor_pb2.FileDescriptorProto(name="plugwire/goplugin/internal.proto", package="plugin", syntax="proto3")
+    file = descriptor_pb2.FileDescriptorProto(
+        name="plugwire/goplugin/internal.proto", package="plugin", syntax="proto3"
+    )
     file.message_type.add(name="Empty")
     knock = descriptor_pb2.DescriptorProto(
         name="Knock",
@@ -128,7 +137,8 @@ def add_broker(server: Any, stopping: asyncio.Event) -> None:
     debug) and answers nothing; the stream ends when the host ends it or the plugin stops."""
     m = messages()
 
-    async def start_stream(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+    async def start_stream(requests: AsyncIterator[Any], context: Any) -> None:
+        # A coroutine, not a generator: grpc.aio ends the response stream, empty, when it returns.
         async def read() -> None:
             async for info in requests:
                 _log.debug(
@@ -146,8 +156,6 @@ def add_broker(server: Any, stopping: asyncio.Event) -> None:
             for task in (reader, stop):
                 task.cancel()
             await asyncio.gather(reader, stop, return_exceptions=True)
-        return
-        yield  # an async generator: the handler of a response stream
 
     handlers = {"StartStream": _handler(grpc.stream_stream_rpc_method_handler, start_stream, m.ConnInfo, m.ConnInfo)}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(BROKER_SERVICE, handlers),))

@@ -93,7 +93,7 @@ def stdout_to_log(chunk: bytes, *, final: bool = False) -> None:
     *lines, rest = _partial.split(b"\n")
     if final and rest:
         lines.append(rest)
-        rest = b""
+        rest = bytearray()
     _partial[:] = rest
     if not lines:
         return
