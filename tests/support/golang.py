@@ -247,27 +247,31 @@ def kv_stubs_dir() -> Path:
     """A folder holding `kv_pb2.py` and `kv_pb2_grpc.py` generated from kv.proto by
     grpcio-tools (once per kv.proto and grpcio-tools version): put it on a plugin
     subprocess's PYTHONPATH to import them there."""
+    return _python_stubs(KV_PROTO, "kv")
+
+
+def _python_stubs(proto: Path, stem: str) -> Path:
     from grpc_tools import protoc  # the dev extra's grpcio-tools
 
-    digest = hashlib.sha256(KV_PROTO.read_bytes())
+    digest = hashlib.sha256(proto.read_bytes())
     digest.update(_grpc_tools_version().encode())
     cache = fixtures_cache()
-    target = cache / f"kv-python-{digest.hexdigest()[:20]}"
-    if (target / "kv_pb2_grpc.py").is_file():
+    target = cache / f"{stem}-python-{digest.hexdigest()[:20]}"
+    if (target / f"{stem}_pb2_grpc.py").is_file():
         return target
-    work = Path(tempfile.mkdtemp(prefix=".kv-python-", dir=cache))
+    work = Path(tempfile.mkdtemp(prefix=f".{stem}-python-", dir=cache))
     try:
         out = work / "out"
         out.mkdir()
         argv = [
             "grpc_tools.protoc",
-            f"-I{GO_SOURCES}",
+            f"-I{proto.parent}",
             f"--python_out={out}",
             f"--grpc_python_out={out}",
-            str(KV_PROTO),
+            str(proto),
         ]
         if protoc.main(argv) != 0:
-            raise GoBuildError(f"grpc_tools.protoc failed on {KV_PROTO}")
+            raise GoBuildError(f"grpc_tools.protoc failed on {proto}")
         _publish(out, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -284,9 +288,20 @@ def _grpc_tools_version() -> str:
 def kv_stubs() -> tuple[ModuleType, ModuleType]:
     """The modules `kv_pb2` and `kv_pb2_grpc` for kv.proto (service `proto.KV`), loaded once
     per process under those names (the generated `kv_pb2_grpc` imports `kv_pb2` by name)."""
-    folder = kv_stubs_dir()
+    return _load_stubs(kv_stubs_dir(), "kv")
+
+
+@functools.cache
+def goplugin_stubs() -> tuple[ModuleType, ModuleType]:
+    """`goplugin_internal_pb2` and `..._pb2_grpc`: go-plugin's own services (GRPCController,
+    GRPCBroker, GRPCStdio; go/goplugin_internal.proto), for a Python peer of a plugin's."""
+    folder = _python_stubs(GO_SOURCES / "goplugin_internal.proto", "goplugin_internal")
+    return _load_stubs(folder, "goplugin_internal")
+
+
+def _load_stubs(folder: Path, stem: str) -> tuple[ModuleType, ModuleType]:
     modules = []
-    for name in ("kv_pb2", "kv_pb2_grpc"):
+    for name in (f"{stem}_pb2", f"{stem}_pb2_grpc"):
         if name in sys.modules:
             modules.append(sys.modules[name])
             continue

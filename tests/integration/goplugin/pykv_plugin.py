@@ -11,6 +11,7 @@ Knobs (environment):
     PYKV_VERSION=N           serve app protocol version N instead of 1
     PYKV_NETWORK=tcp         listen on TCP
     PYKV_ASYNC=1             async servicer methods (plain `def` ones otherwise)
+    PYKV_PRINT=1             Put also prints "stdout put KEY" on stdout
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class KV(kv_pb2_grpc.KVServicer):
 
     def Put(self, request: kv_pb2.PutRequest, context: object) -> kv_pb2.Empty:
         log.info("put", extra={"key": request.key})
+        if os.environ.get("PYKV_PRINT"):
+            print(f"stdout put {request.key}", flush=True)
         if FAULT == "exit-on-put":
             os._exit(7)
         if FAULT == "slow-put":
