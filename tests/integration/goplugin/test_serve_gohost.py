@@ -55,7 +55,7 @@ def test_the_go_host_puts_and_gets_through_a_python_plugin(kvhost_program: Path,
 
 
 def test_the_go_host_logs_the_python_plugins_records_at_their_levels(kvhost_program: Path) -> None:
-    ops, log, status = run_host(kvhost_program, "put", "k", "v", "get", "k", "--", sys.executable, str(PYKV))
+    _, log, status = run_host(kvhost_program, "put", "k", "v", "get", "k", "--", sys.executable, str(PYKV))
     assert status == 0, log
     for python, go in [
         ("trace", "TRACE"),

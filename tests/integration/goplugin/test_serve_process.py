@@ -258,6 +258,14 @@ def p521_certificate(folder: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
+def tls_round_trip(context: ssl.SSLContext, address: str) -> bytes:
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.connect(address)
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"x")
+            return tls.recv(1)
+
+
 def test_under_automtls_the_plugin_speaks_tls_only_with_the_hosts_certificate(tmp_path: Path) -> None:
     cert_file, key_file = p521_certificate(tmp_path)
     with started(tmp_path, PLUGIN_CLIENT_CERT=cert_file.read_text()) as plugin:
@@ -268,14 +276,8 @@ def test_under_automtls_the_plugin_speaks_tls_only_with_the_hosts_certificate(tm
             kv_pb2_grpc.KVStub(channel).Put(kv_pb2.PutRequest(key="k", value=b"v"), timeout=5)
         context = ssl.create_default_context(cadata=ssl.DER_cert_to_PEM_cert(der))
         context.set_alpn_protocols(["h2"])
-        with socket.socket(socket.AF_UNIX) as raw:  # TLS without the host's certificate: refused
-            raw.connect(plugin.line.address)
-            with (
-                pytest.raises((ssl.SSLError, ConnectionError)),
-                context.wrap_socket(raw, server_hostname="localhost") as tls,
-            ):
-                tls.sendall(b"x")
-                tls.recv(1)
+        with pytest.raises((ssl.SSLError, ConnectionError)):  # TLS without the host's certificate: refused
+            tls_round_trip(context, plugin.line.address)
         context.load_cert_chain(cert_file, key_file)
         with socket.socket(socket.AF_UNIX) as raw:  # with it (P-521, as go-plugin's): accepted, HTTP/2
             raw.connect(plugin.line.address)
