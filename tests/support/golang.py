@@ -6,8 +6,9 @@ golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev golang-goprotobuf-d
 protobuf-compiler`): the build runs in GOPATH mode (GO111MODULE=off) with Debian's sources
 in /usr/share/gocode on the GOPATH, so it needs no network and no module download. The
 packages of tests/support/go/ (every folder holding .go files) are copied under a temporary
-GOPATH's src/, kv.proto is compiled there into the package `kvproto` (protoc with Debian's
-protoc-gen-go 1.3, `plugins=grpc`), and `go build` writes the program.
+GOPATH's src/, kv.proto is compiled there into the package `kvproto` and
+proto/plugwire/v1/plugin.proto into `plugwire/v1` (protoc with Debian's protoc-gen-go 1.3,
+`plugins=grpc`), and `go build` writes the program.
 
 Built programs are cached in one folder (`build/go-fixtures/` at the project root, or
 $PLUGWIRE_GO_FIXTURES), named by a hash of the Go sources, kv.proto, the Go version and the

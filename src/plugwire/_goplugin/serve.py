@@ -26,6 +26,7 @@ import secrets
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -115,7 +116,14 @@ def serve(
             magic cookie (by hand), when the listener cannot be made or `register` raised.
     """
     options = check_options(handshake, network, grace, log_level, max_workers)
-    sys.exit(run(register, options))
+    status = run(register, options)
+    if any(t.name.startswith("plugwire-goplugin") and t.is_alive() for t in threading.enumerate()):
+        # A plain `def` call outlived the grace: the interpreter's exit would wait for its
+        # thread, and the host would kill the plugin 2 s after Shutdown instead.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def check_options(
