@@ -249,8 +249,15 @@ def _serve_goplugin(
 ) -> int:
     """Serve `plugwire.v1.Plugin` to the go-plugin host that started this process; returns
     the exit status."""
+    from .._goplugin.handshake import HandshakeConfig
     from .._goplugin.serve import DEFAULT_GRACE, check_options, run
 
+    if not isinstance(handshake, HandshakeConfig):
+        raise ConfigError(
+            "serve: transport='go-plugin' needs handshake=HandshakeConfig(protocol_version, magic_cookie_key, "
+            f"magic_cookie_value) (the Go host's), not {handshake!r}",
+            code=ErrorCode.CONFIG_INVALID_VALUE,
+        )
     options = check_options(handshake, "unix", DEFAULT_GRACE if grace is None else grace, log_level, None)
     from .grpc_server import GrpcPluginServer  # the grpc extra is only needed here
 

@@ -102,3 +102,11 @@ def test_the_listener_socket_is_born_0600(tmp_path: Path, monkeypatch: pytest.Mo
     listener.remove()
     private.remove()
     assert not os.path.exists(private.folder)
+
+
+def test_plugwire_serve_over_go_plugin_needs_the_hosts_handshake() -> None:
+    from plugwire._sdk.serve import serve as plugwire_serve
+
+    with pytest.raises(ConfigError, match="transport='go-plugin' needs handshake=HandshakeConfig") as caught:
+        plugwire_serve(object(), transport="go-plugin")
+    assert caught.value.code == 1003
