@@ -5,6 +5,7 @@ flight) or what is best checked from outside (the by-hand start, stdout, the soc
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import signal
 import socket
@@ -285,3 +286,22 @@ def test_under_automtls_the_plugin_speaks_tls_only_with_the_hosts_certificate(tm
                 assert tls.selected_alpn_protocol() == "h2"
                 tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
                 assert tls.recv(9)[3] == 4  # the gRPC server behind the relay answers with a SETTINGS frame
+
+
+def test_a_register_that_raises_is_logged_and_the_plugin_exits_1_without_a_line() -> None:
+    code = (
+        "from plugwire._goplugin import HandshakeConfig\n"
+        "from plugwire._goplugin.serve import serve\n"
+        "def register(server):\n"
+        "    raise RuntimeError('no servicer today')\n"
+        "serve(register, handshake=HandshakeConfig(1, 'BASIC_PLUGIN', 'hello'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=plugin_env(), check=False
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    error = next(json.loads(line) for line in done.stderr.splitlines() if "cannot start" in line)
+    assert error["@level"] == "error"
+    assert error["@message"] == "the plugin cannot start: RuntimeError: no servicer today"
+    assert "Traceback" in error["exception"]
