@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn, Protocol
 
-from .._errors import ConfigError, ErrorCode, ProtocolError
+from .._errors import ConfigError, ErrorCode, MissingDependencyError, ProtocolError
 from .handshake import (
     CLIENT_CERT_ENV,
     HEALTH_SERVICE,
@@ -113,7 +113,8 @@ def serve(
         ConfigError: A bad argument: a `handshake` that is not a `HandshakeConfig`, an unknown
             `network`, a negative `grace`, `max_workers` < 1 (1003).
         SystemExit: Always, at the end: 0 after a graceful stop; 1 when started without the
-            magic cookie (by hand), when the listener cannot be made or `register` raised.
+            magic cookie (by hand), when the listener cannot be made, `register` raised or
+            grpcio is not installed (each said in an `error` log line).
     """
     options = check_options(handshake, network, grace, log_level, max_workers)
     status = run(register, options)
@@ -223,7 +224,7 @@ class _Server:
         return HandshakeLine(app_protocol_version=0, network=public.network, address=public.address, server_cert=cert)
 
     async def serve(self) -> None:
-        """Start, answer health SERVING, and wait to be stopped; then stop gracefully."""
+        """Start serving; health answers SERVING."""
         from .._proto import load
 
         await self.grpc.start()
@@ -259,7 +260,11 @@ async def _serve(
     register: Callable[[Any], None], options: _Options, version: int, guard: Any, hooks: ServeHooks | None
 ) -> int:
     loop = asyncio.get_running_loop()
-    server = _Server(options, hooks)
+    try:
+        server = _Server(options, hooks)
+    except MissingDependencyError as exc:  # grpcio or protobuf is not installed
+        _log.error("the plugin cannot start: %s", exc.message)
+        return 1
     guard.attach(loop, server.stdio.publish)
     try:
         try:
