@@ -1,6 +1,6 @@
 """A plugwire plugin (typed `Plugin[Req, Resp]`) served to a go-plugin host with
 `plugwire.serve(plugin, transport="go-plugin", handshake=...)`: it greets `name`, and refuses
-an empty name with a coded error (`RequestValidationError`, 1206's family). Cookie
+an empty name with a coded error (`RequestValidationError`, 1205). Cookie
 PLUGWIRE_GO_HOST=pwhost, app protocol version 1 (pwhost's defaults).
 """
 
