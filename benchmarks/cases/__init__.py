@@ -5,9 +5,22 @@ Add an area by adding a module here and importing it below (order = order in the
 
 from __future__ import annotations
 
-from . import grpc, inprocess, lifecycle, metrics, peers, policies, process, security, subprocess, tracing
+from . import (
+    goplugin_serve,
+    grpc,
+    inprocess,
+    lifecycle,
+    metrics,
+    peers,
+    policies,
+    process,
+    security,
+    subprocess,
+    tracing,
+)
 
 __all__ = [
+    "goplugin_serve",
     "grpc",
     "inprocess",
     "lifecycle",

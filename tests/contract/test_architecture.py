@@ -129,3 +129,15 @@ def test_importing_the_sdk_adapter_loads_no_host_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
     assert out.stdout.strip() == "[]"
+
+
+def test_importing_the_go_plugin_server_loads_no_host_modules() -> None:
+    # A Python plugin for a Go host imports it to serve (and loads grpc only when it serves).
+    code = (
+        "import sys, plugwire._goplugin.serve; "
+        "bad = [m for m in sys.modules if m.startswith(('plugwire._manager', 'plugwire._transports', "
+        "'plugwire._policies', 'plugwire._security', 'plugwire._health', 'plugwire._observe', 'yaml', 'grpc'))]; "
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
+    assert out.stdout.strip() == "[]"

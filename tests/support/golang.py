@@ -6,8 +6,9 @@ golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev golang-goprotobuf-d
 protobuf-compiler`): the build runs in GOPATH mode (GO111MODULE=off) with Debian's sources
 in /usr/share/gocode on the GOPATH, so it needs no network and no module download. The
 packages of tests/support/go/ (every folder holding .go files) are copied under a temporary
-GOPATH's src/, kv.proto is compiled there into the package `kvproto` (protoc with Debian's
-protoc-gen-go 1.3, `plugins=grpc`), and `go build` writes the program.
+GOPATH's src/, kv.proto is compiled there into the package `kvproto` and
+proto/plugwire/v1/plugin.proto into `plugwire/v1` (protoc with Debian's protoc-gen-go 1.3,
+`plugins=grpc`), and `go build` writes the program.
 
 Built programs are cached in one folder (`build/go-fixtures/` at the project root, or
 $PLUGWIRE_GO_FIXTURES), named by a hash of the Go sources, kv.proto, the Go version and the
@@ -38,6 +39,8 @@ import pytest
 GO_SOURCES = Path(__file__).resolve().parent / "go"
 KV_PROTO = GO_SOURCES / "kv.proto"
 PROJECT = GO_SOURCES.parents[2]
+# compiled into the Go package "plugwire/v1" (package name plugwire_v1)
+PLUGWIRE_PROTO = PROJECT / "proto" / "plugwire" / "v1" / "plugin.proto"
 GOCODE = Path("/usr/share/gocode")
 GO_PLUGIN_SOURCES = GOCODE / "src/github.com/hashicorp/go-plugin"
 GRPC_SOURCES = GOCODE / "src/google.golang.org/grpc"
@@ -141,8 +144,8 @@ def _sources_key(toolchain: GoToolchain) -> str:
     digest.update(toolchain.version.encode())
     for stamp in (GO_PLUGIN_SOURCES / "client.go", GO_PLUGIN_SOURCES / "server.go", GRPC_SOURCES / "version.go"):
         digest.update(stamp.read_bytes())
-    for path in [KV_PROTO, *(f for package in _go_packages() for f in sorted(package.glob("*.go")))]:
-        digest.update(str(path.relative_to(GO_SOURCES)).encode() + b"\0")
+    for path in [KV_PROTO, PLUGWIRE_PROTO, *(f for package in _go_packages() for f in sorted(package.glob("*.go")))]:
+        digest.update(str(path.relative_to(PROJECT)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:20]
 
@@ -222,6 +225,17 @@ def _build(toolchain: GoToolchain, name: str, target: Path) -> None:
             cwd=work,
             env=env,
         )
+        _run(
+            [
+                toolchain.protoc,
+                f"--plugin=protoc-gen-go={toolchain.protoc_gen_go}",
+                f"-I{PLUGWIRE_PROTO.parents[2]}",
+                f"--go_out=plugins=grpc:{src}",
+                PLUGWIRE_PROTO,
+            ],
+            cwd=work,
+            env=env,
+        )
         out = work / "out"
         out.mkdir()
         _run([toolchain.go, "build", "-o", out / name, name], cwd=src, env=env)
@@ -234,27 +248,31 @@ def kv_stubs_dir() -> Path:
     """A folder holding `kv_pb2.py` and `kv_pb2_grpc.py` generated from kv.proto by
     grpcio-tools (once per kv.proto and grpcio-tools version): put it on a plugin
     subprocess's PYTHONPATH to import them there."""
+    return _python_stubs(KV_PROTO, "kv")
+
+
+def _python_stubs(proto: Path, stem: str) -> Path:
     from grpc_tools import protoc  # the dev extra's grpcio-tools
 
-    digest = hashlib.sha256(KV_PROTO.read_bytes())
+    digest = hashlib.sha256(proto.read_bytes())
     digest.update(_grpc_tools_version().encode())
     cache = fixtures_cache()
-    target = cache / f"kv-python-{digest.hexdigest()[:20]}"
-    if (target / "kv_pb2_grpc.py").is_file():
+    target = cache / f"{stem}-python-{digest.hexdigest()[:20]}"
+    if (target / f"{stem}_pb2_grpc.py").is_file():
         return target
-    work = Path(tempfile.mkdtemp(prefix=".kv-python-", dir=cache))
+    work = Path(tempfile.mkdtemp(prefix=f".{stem}-python-", dir=cache))
     try:
         out = work / "out"
         out.mkdir()
         argv = [
             "grpc_tools.protoc",
-            f"-I{GO_SOURCES}",
+            f"-I{proto.parent}",
             f"--python_out={out}",
             f"--grpc_python_out={out}",
-            str(KV_PROTO),
+            str(proto),
         ]
         if protoc.main(argv) != 0:
-            raise GoBuildError(f"grpc_tools.protoc failed on {KV_PROTO}")
+            raise GoBuildError(f"grpc_tools.protoc failed on {proto}")
         _publish(out, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -271,9 +289,20 @@ def _grpc_tools_version() -> str:
 def kv_stubs() -> tuple[ModuleType, ModuleType]:
     """The modules `kv_pb2` and `kv_pb2_grpc` for kv.proto (service `proto.KV`), loaded once
     per process under those names (the generated `kv_pb2_grpc` imports `kv_pb2` by name)."""
-    folder = kv_stubs_dir()
+    return _load_stubs(kv_stubs_dir(), "kv")
+
+
+@functools.cache
+def goplugin_stubs() -> tuple[ModuleType, ModuleType]:
+    """`goplugin_internal_pb2` and `..._pb2_grpc`: go-plugin's own services (GRPCController,
+    GRPCBroker, GRPCStdio; go/goplugin_internal.proto), for a Python peer of a plugin's."""
+    folder = _python_stubs(GO_SOURCES / "goplugin_internal.proto", "goplugin_internal")
+    return _load_stubs(folder, "goplugin_internal")
+
+
+def _load_stubs(folder: Path, stem: str) -> tuple[ModuleType, ModuleType]:
     modules = []
-    for name in ("kv_pb2", "kv_pb2_grpc"):
+    for name in (f"{stem}_pb2", f"{stem}_pb2_grpc"):
         if name in sys.modules:
             modules.append(sys.modules[name])
             continue

@@ -171,10 +171,31 @@ class GrpcPluginServer:
             self.address = f"{self._requested.rsplit(':', 1)[0]}:{port}"
         await server.start()
         self._server = server
+        self._start_tracing()
+        return self.address
+
+    def _start_tracing(self) -> None:
         tracing = self.tracing = plugin_tracing(lambda: self.adapter.info().name)
         if tracing is not None:
             self.execute = tracing.wrap(self.adapter.execute, "grpc")
-        return self.address
+
+    def attach(self, server: Any) -> None:
+        """Serve `plugwire.v1.Plugin` on a `grpc.aio` server run by someone else (the
+        go-plugin transport's, which also serves its own health service), before it starts.
+        That server's owner stops it: `stop_calls()` first, `close_plugin()` after."""
+        self._mods.pb2_grpc.add_PluginServicer_to_server(_Servicer(self), server)
+        self._start_tracing()
+
+    async def stop_calls(self, grace: float) -> None:
+        """Refuse new calls (1304) and give those in flight `grace` seconds (then 1207)."""
+        self._stopping = True
+        await self._drain(grace)
+
+    async def close_plugin(self) -> None:
+        """Run the plugin's `close()` and flush the last spans."""
+        await self.adapter.close()
+        if self.tracing is not None:
+            await self.tracing.aflush()  # bounded: a dead collector never holds the stop
 
     def _add_reflection(self, server: Any) -> None:
         """List our services to reflection clients (see `reflection`)."""
@@ -226,9 +247,7 @@ class GrpcPluginServer:
                 await health.aclose(_CLOSE_WAIT)
             await server.stop(_CLOSE_WAIT)
         finally:
-            await self.adapter.close()
-            if self.tracing is not None:
-                await self.tracing.aflush()  # bounded: a dead collector never holds the stop
+            await self.close_plugin()
 
     async def _drain(self, grace: float) -> None:
         """Wait up to `grace` for the calls in flight; cancel the rest (they answer 1207)."""

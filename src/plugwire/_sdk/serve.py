@@ -27,7 +27,7 @@ from .tracing import plugin_tracing
 __all__ = ["ServeSettings", "serve"]
 
 # Transports `serve()` knows. Each has a `_serve_<name>(adapter, settings) -> exit status`.
-TRANSPORTS = ("stdio", "grpc")
+TRANSPORTS = ("stdio", "grpc", "go-plugin")
 
 # Event loops a stdio plugin can run on; the environment variable lets the host choose.
 LOOPS = ("asyncio", "auto", "uvloop")
@@ -53,6 +53,7 @@ def serve(
     codecs: tuple[CodecName, ...] = CODECS,
     log_level: str | int = "INFO",
     loop: str = "asyncio",
+    handshake: Any = None,
 ) -> NoReturn:
     """Serve `plugin` to the plugwire host that started this process, then exit.
 
@@ -67,8 +68,10 @@ def serve(
         plugin: A `plugwire.Plugin` (its methods may be `async def` or plain `def`; plain
             ones run in a bounded thread pool, each call in a copy of the caller's
             `contextvars` context).
-        transport: "stdio" (started by a host as a subprocess) or "grpc" (a gRPC service
-            on `address`; needs the `grpc` extra, see `plugwire.sdk.serve_grpc`).
+        transport: "stdio" (started by a host as a subprocess), "grpc" (a gRPC service
+            on `address`; needs the `grpc` extra, see `plugwire.sdk.serve_grpc`) or
+            "go-plugin" (started by a HashiCorp go-plugin host, served as `plugwire.v1.Plugin`;
+            needs `handshake` and the `goplugin` extra, docs/go-plugin.md).
         request_type: Overrides the request type read from the plugin's annotations.
         response_type: Overrides the response type read from the plugin's annotations.
         max_concurrency: Calls run at once; further calls wait (the host is pushed back).
@@ -86,6 +89,8 @@ def serve(
         max_frame: The largest frame accepted from the host, in bytes.
         codecs: The codecs this plugin accepts.
         log_level: Level of the stderr JSON-lines log handler.
+        handshake: For "go-plugin": the host's `HandshakeConfig` (app protocol version and
+            magic cookie).
         loop: The event loop of a "stdio" plugin: "asyncio" (the standard one), "uvloop"
             (needs the `uvloop` extra) or "auto" (uvloop when it is installed). The
             `PLUGWIRE_LOOP` environment variable, when set, takes precedence, so a host can
@@ -93,7 +98,7 @@ def serve(
 
     Raises:
         ConfigError: An unknown `transport` (1007) or a bad setting (1003), such as an
-            unknown `loop`.
+            unknown `loop`, or "go-plugin" without a `HandshakeConfig`.
         MissingDependencyError: The "uvloop" loop was asked for but uvloop is not installed (1011).
         SystemExit: Always, at the end: 0 after a clean stop, 1 when started by hand
             (no magic cookie) or refused by the handshake.
@@ -117,6 +122,13 @@ def serve(
         from .._auth import credential_verifier
 
         auth = credential_verifier(auth)
+    if transport == "go-plugin":
+        types = {"request_type": request_type, "response_type": response_type}
+        _exit(
+            _serve_goplugin(
+                plugin, handshake, auth=auth, grace=grace, types=types, max_threads=max_threads, log_level=log_level
+            )
+        )
     loop_factory = loop_factory_for(os.environ.get(LOOP_ENV) or loop)
     if transport == "grpc":
         types = {"request_type": request_type, "response_type": response_type}
@@ -224,6 +236,50 @@ def _serve_grpc(
         max_threads=max_threads,
     )
     return 0
+
+
+def _serve_goplugin(
+    plugin: Any,
+    handshake: Any,
+    *,
+    auth: Any,
+    grace: float | None,
+    types: dict[str, Any],
+    max_threads: int | None,
+    log_level: str | int,
+) -> int:
+    """Serve `plugwire.v1.Plugin` to the go-plugin host that started this process; returns
+    the exit status."""
+    from .._goplugin.handshake import HandshakeConfig
+    from .._goplugin.serve import DEFAULT_GRACE, check_options, run
+
+    if not isinstance(handshake, HandshakeConfig):
+        raise ConfigError(
+            "serve: transport='go-plugin' needs handshake=HandshakeConfig(protocol_version, magic_cookie_key, "
+            f"magic_cookie_value) (the Go host's), not {handshake!r}",
+            code=ErrorCode.CONFIG_INVALID_VALUE,
+        )
+    options = check_options(handshake, "unix", DEFAULT_GRACE if grace is None else grace, log_level, None)
+    from .grpc_server import GrpcPluginServer  # the grpc extra is only needed here
+
+    owner = GrpcPluginServer(plugin, address="", auth=auth, max_threads=max_threads, **types)
+    return run(lambda server: None, options, _GoPluginHooks(owner))
+
+
+class _GoPluginHooks:
+    """`plugwire.v1.Plugin` (a `GrpcPluginServer`'s servicer) on the go-plugin transport's server."""
+
+    def __init__(self, owner: Any) -> None:
+        self._owner = owner
+
+    def register(self, server: Any) -> None:
+        self._owner.attach(server)
+
+    async def stopping(self, grace: float) -> None:
+        await self._owner.stop_calls(grace)
+
+    async def stopped(self) -> None:
+        await self._owner.close_plugin()
 
 
 def _take_protocol_fds() -> tuple[int, int]:
