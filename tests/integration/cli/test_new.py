@@ -39,6 +39,7 @@ def run_scaffolded_tests(project: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.once  # a fresh project run by its own pytest: the same on every interpreter, and slow
 @pytest.mark.parametrize(
     ("lang", "command"),
     [

@@ -87,6 +87,7 @@ def test_the_installed_command_prints_the_path() -> None:
     assert Path(run.stdout.strip()).is_file()
 
 
+@pytest.mark.once  # builds the wheel: the same on every interpreter
 def test_the_built_wheel_ships_both_contracts(tmp_path: Path) -> None:
     # Built offline with the dev extra's hatchling (about 2 s): the files a pip user gets.
     build = subprocess.run(
