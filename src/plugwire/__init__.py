@@ -170,7 +170,9 @@ _LAZY: dict[str, str] = {
 }
 
 # The public namespaces: modules that only re-export, imported on first use.
-_NAMESPACES = frozenset({"config", "errors", "lifecycle", "observe", "policies", "sdk", "security", "testing"})
+_NAMESPACES = frozenset(
+    {"config", "errors", "goplugin", "lifecycle", "observe", "policies", "sdk", "security", "testing"}
+)
 
 # Names that were top-level before the namespaces: name -> the namespace that holds it now.
 # They resolve (with a DeprecationWarning) for one release, and are not in __all__ or dir().

@@ -38,6 +38,7 @@ import pytest
 GO_SOURCES = Path(__file__).resolve().parent / "go"
 KV_PROTO = GO_SOURCES / "kv.proto"
 PROJECT = GO_SOURCES.parents[2]
+PLUGWIRE_PROTO = PROJECT / "proto" / "plugwire" / "v1" / "plugin.proto"  # compiled into package pwproto
 GOCODE = Path("/usr/share/gocode")
 GO_PLUGIN_SOURCES = GOCODE / "src/github.com/hashicorp/go-plugin"
 GRPC_SOURCES = GOCODE / "src/google.golang.org/grpc"
@@ -141,8 +142,8 @@ def _sources_key(toolchain: GoToolchain) -> str:
     digest.update(toolchain.version.encode())
     for stamp in (GO_PLUGIN_SOURCES / "client.go", GO_PLUGIN_SOURCES / "server.go", GRPC_SOURCES / "version.go"):
         digest.update(stamp.read_bytes())
-    for path in [KV_PROTO, *(f for package in _go_packages() for f in sorted(package.glob("*.go")))]:
-        digest.update(str(path.relative_to(GO_SOURCES)).encode() + b"\0")
+    for path in [KV_PROTO, PLUGWIRE_PROTO, *(f for package in _go_packages() for f in sorted(package.glob("*.go")))]:
+        digest.update(str(path.relative_to(PROJECT)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:20]
 
@@ -222,6 +223,22 @@ def _build(toolchain: GoToolchain, name: str, target: Path) -> None:
             cwd=work,
             env=env,
         )
+        # plugwire's own service (for Go plugins that implement plugwire.v1.Plugin), as pwproto.
+        generated = work / "pwgen"
+        generated.mkdir()
+        _run(
+            [
+                toolchain.protoc,
+                f"--plugin=protoc-gen-go={toolchain.protoc_gen_go}",
+                f"-I{PLUGWIRE_PROTO.parents[2]}",
+                f"--go_out=plugins=grpc,Mplugwire/v1/plugin.proto=pwproto:{generated}",
+                PLUGWIRE_PROTO,
+            ],
+            cwd=work,
+            env=env,
+        )
+        (src / "pwproto").mkdir()
+        (generated / "plugwire" / "v1" / "plugin.pb.go").rename(src / "pwproto" / "plugin.pb.go")
         out = work / "out"
         out.mkdir()
         _run([toolchain.go, "build", "-o", out / name, name], cwd=src, env=env)

@@ -16,7 +16,7 @@ import pytest
 from tests.support.golang import GoBuildError, build_go_program, go_missing_reason
 
 HERE = Path(__file__).resolve().parent
-PROGRAMS = ("kvplugin", "kvhost")
+PROGRAMS = ("kvplugin", "kvhost", "pwplugin")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,3 +39,9 @@ def kvplugin_program() -> Path:
 def kvhost_program() -> Path:
     """A real go-plugin host for the KV plugin (tests/support/go/kvhost)."""
     return build_go_program("kvhost")
+
+
+@pytest.fixture(scope="session")
+def pwplugin_program() -> Path:
+    """A Go go-plugin plugin serving plugwire.v1.Plugin (tests/support/go/pwplugin): an echo."""
+    return build_go_program("pwplugin")
