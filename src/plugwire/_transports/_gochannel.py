@@ -4,10 +4,10 @@ own stubs.
 The object follows the plugin's name: each RPC goes over the channel of the process live at
 the moment it starts, whatever restarted it (a crash, a failed health check, `replace`, a
 config reload); the multicallable of that process's channel is made once and kept with it.
-A call in flight when the process dies fails as gRPC reports it (UNAVAILABLE); a call started while the supervisor restarts the
-plugin waits for the new process (no longer than its own `timeout`, or the plugin's
-`connection_timeout` without one), and fails with the supervisor's coded error when the
-plugin is offline (1602) or the transport is closed (1302). Closing this object only stops
+A call in flight when the process dies fails as gRPC reports it (UNAVAILABLE); a call
+started while the supervisor restarts the plugin waits for the new process (no longer than its
+own `timeout`, or the plugin's `connection_timeout` without one), and fails with the
+supervisor's coded error when the plugin is offline (1602) or the transport is closed (1302). Closing this object only stops
 its own use: the processes' channels belong to the transport.
 """
 

@@ -25,8 +25,8 @@ from .._models import ExecutionContext, HealthStatus, PluginInfo, Status, Transp
 from .._proto import load
 from .._tasks import TaskOwner
 from ._golaunch import PLUGWIRE_SERVICE, GoConnection, GoLaunch, launch_go_plugin
-from ._process import describe_status
 from ._pool import PoolListener, PoolState, ProcessPool, RestartPolicy, Worker
+from ._process import describe_status
 from .base import BaseTransport, Call
 from .subprocess import LaunchHook, acquire_worker, run_launch_hook
 
