@@ -7,8 +7,8 @@ config reload); the multicallable of that process's channel is made once and kep
 A call in flight when the process dies fails as gRPC reports it (UNAVAILABLE); a call
 started while the supervisor restarts the plugin waits for the new process (no longer than its
 own `timeout`, or the plugin's `connection_timeout` without one), and fails with the
-supervisor's coded error when the plugin is offline (1602) or the transport is closed (1302). Closing this object only stops
-its own use: the processes' channels belong to the transport.
+supervisor's coded error when the plugin is offline (1602) or the transport is closed (1302).
+Closing this object only stops its own use: the processes' channels belong to the transport.
 """
 
 from __future__ import annotations
