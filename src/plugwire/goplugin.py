@@ -19,10 +19,11 @@ if TYPE_CHECKING:
     from ._sources import GoPlugin
     from ._transports.goplugin import GoPluginOptions
 
-__all__ = ["HandshakeConfig"]
+__all__ = ["GoPluginOptions", "HandshakeConfig"]
 
 # name -> the module that defines it (`serve` comes with the plugin side, plugwire._goplugin.serve).
 _LAZY: dict[str, str] = {
+    "GoPluginOptions": "plugwire._transports.goplugin",  # host side: loaded only when asked for
     "HandshakeConfig": "plugwire._goplugin.handshake",
     "serve": "plugwire._goplugin.serve",
 }
