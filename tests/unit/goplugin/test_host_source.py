@@ -1,0 +1,134 @@
+"""`plugwire.goplugin`: a module a plugin process imports without host code, that is also the
+callable plugin source of go-plugin plugins; hclog lines as log records; what the host gives
+a go-plugin process in its environment."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+import plugwire
+import plugwire.goplugin
+from plugwire._config import PluginConfig
+from plugwire._goplugin import HandshakeConfig
+from plugwire._transports._golaunch import GoLaunch, go_plugin_env
+from plugwire._transports._hclog import TRACE, _parse
+from plugwire.errors import ConfigError, ErrorCode, PluginError
+
+KV = HandshakeConfig(protocol_version=1, magic_cookie_key="BASIC_PLUGIN", magic_cookie_value="hello")
+
+
+def test_importing_plugwire_goplugin_loads_no_host_code() -> None:
+    code = (
+        "import sys, plugwire.goplugin; "
+        "print(plugwire.goplugin.HandshakeConfig.__name__); "
+        "bad = [m for m in sys.modules if m.startswith(('plugwire._manager', 'plugwire._transports', "
+        "'plugwire._sources', 'plugwire._policies', 'grpc'))]; print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
+    assert out.stdout.split() == ["HandshakeConfig", "[]"]
+
+
+def test_the_module_is_the_callable_source() -> None:
+    source = plugwire.goplugin("./kv", "--flag", handshake=KV, service="proto.KV", env={"A": "1"}, cwd="/srv")
+    config = source.configure("kv", PluginConfig(name="x", env={"B": "2"}))
+    assert config.transport is plugwire.Transport.GO_PLUGIN
+    assert (config.name, config.executable, config.args) == ("kv", "./kv", ("--flag",))
+    assert config.env == {"B": "2", "A": "1"}
+    assert config.work_dir == "/srv"
+    assert plugwire.goplugin.HandshakeConfig is HandshakeConfig
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"handshake": ("BASIC_PLUGIN", "hello")}, "HandshakeConfig"),
+        ({"handshake": KV, "service": ""}, "service must be"),
+    ],
+)
+def test_bad_arguments_are_coded_errors(kwargs: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        plugwire.goplugin("./kv", **kwargs)
+    assert caught.value.code == ErrorCode.CONFIG_INVALID_VALUE
+    assert fragment in str(caught.value)
+
+
+def test_a_go_plugin_described_only_by_config_is_refused_with_the_way_to_register_it() -> None:
+    from plugwire._sources import source_for_config
+
+    with pytest.raises(ConfigError) as caught:
+        source_for_config(PluginConfig(name="kv", transport=plugwire.Transport.GO_PLUGIN, executable="./kv"))
+    assert caught.value.code == ErrorCode.CONFIG_UNKNOWN_TRANSPORT
+    assert "plugwire.goplugin(" in str(caught.value)
+
+
+def test_the_environment_holds_go_plugins_variables_and_none_of_the_hosts_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nope")
+    launch = GoLaunch(
+        config=PluginConfig(name="kv", env={"MINE": "1"}),
+        handshake=KV,
+        service="proto.KV",
+        app_versions=(1, 2),
+        min_port=10000,
+        max_port=25000,
+        stderr_line_limit=8192,
+        stderr_tail=20,
+    )
+    env = go_plugin_env(launch, "/tmp/plugwire-goplugin-x", {})
+    assert env["BASIC_PLUGIN"] == "hello"
+    assert env["PLUGIN_PROTOCOL_VERSIONS"] == "1,2"
+    assert (env["PLUGIN_MIN_PORT"], env["PLUGIN_MAX_PORT"]) == ("10000", "25000")
+    assert env["PLUGIN_UNIX_SOCKET_DIR"] == env["TMPDIR"] == "/tmp/plugwire-goplugin-x"
+    assert env["MINE"] == "1"
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    assert not [key for key in env if key.startswith("PLUGWIRE_MAGIC")]  # not plugwire's own protocol
+
+
+@pytest.mark.parametrize(
+    ("line", "level", "message"),
+    [
+        ('{"@level":"trace","@message":"t","@module":"kv","@timestamp":"x"}', TRACE, "t"),
+        ('{"@level":"debug","@message":"d"}', logging.DEBUG, "d"),
+        ('{"@level":"info","@message":"put","key":"a","n":3}', logging.INFO, "put: key=a n=3"),
+        ('{"@level":"warn","@message":"w"}', logging.WARNING, "w"),
+        ('{"@level":"error","@message":"e"}', logging.ERROR, "e"),
+        ('{"@level":"nonsense","@message":"n"}', logging.INFO, "n"),
+        ("[WARN]  kv: text format", logging.WARNING, "kv: text format"),
+        ("panic: runtime error", logging.INFO, "panic: runtime error"),
+        ('{"not":"hclog"}', logging.INFO, '{"not":"hclog"}'),
+        ("{broken json", logging.INFO, "{broken json"),
+    ],
+)
+def test_hclog_lines_become_records_at_their_level(line: str, level: int, message: str) -> None:
+    got_level, got_message, _ = _parse(line)
+    assert (got_level, got_message) == (level, message)
+
+
+async def test_channel_is_refused_for_a_plugin_that_is_not_a_go_plugin() -> None:
+    class Echo:
+        def info(self) -> plugwire.PluginInfo:
+            return plugwire.PluginInfo(name="echo")
+
+        async def execute(self, ctx: Any, request: dict[str, Any]) -> dict[str, Any]:
+            return request
+
+        async def health(self) -> plugwire.HealthStatus:
+            return plugwire.HealthStatus(status=plugwire.Status.HEALTHY)
+
+        async def close(self) -> None:
+            return None
+
+    async with plugwire.AsyncPluginManager(dict, dict) as manager:
+        await manager.register(Echo(), name="echo")
+        with pytest.raises(PluginError) as caught:
+            manager.channel("echo")
+        assert caught.value.code == ErrorCode.GO_NO_CHANNEL
+        with pytest.raises(PluginError) as missing:
+            manager.channel("nobody")
+        assert missing.value.code == ErrorCode.PLUGIN_NOT_FOUND
