@@ -5,9 +5,10 @@ Add an area by adding a module here and importing it below (order = order in the
 
 from __future__ import annotations
 
-from . import grpc, inprocess, lifecycle, metrics, peers, policies, process, security, subprocess, tracing
+from . import goplugin, grpc, inprocess, lifecycle, metrics, peers, policies, process, security, subprocess, tracing
 
 __all__ = [
+    "goplugin",
     "grpc",
     "inprocess",
     "lifecycle",

@@ -17,7 +17,7 @@ from typing import Final
 
 from ._stderr import StderrForwarder
 
-__all__ = ["HCLOG_LEVELS", "TRACE", "HclogForwarder"]
+__all__ = ["HCLOG_LEVELS", "TRACE", "HclogForwarder", "parse_hclog"]
 
 TRACE: Final = 5
 """The Python level of hclog's `trace` (below DEBUG, 10)."""
@@ -41,13 +41,11 @@ class HclogForwarder(StderrForwarder):
     `@module`) and `hclog_fields` (the line's key/value pairs, a dict).
     """
 
-    def _emit(self, text: str) -> None:
-        level, message, extra = _parse(text)
-        if self.logger.isEnabledFor(level):
-            self.logger.log(level, "%s", message, extra=extra)
+    def _parse(self, text: str) -> tuple[int, str, dict[str, object]]:
+        return parse_hclog(text)
 
 
-def _parse(text: str) -> tuple[int, str, dict[str, object]]:
+def parse_hclog(text: str) -> tuple[int, str, dict[str, object]]:
     """The level, message and record attributes of one stderr line."""
     if text.startswith("{"):
         try:

@@ -16,7 +16,7 @@ import plugwire.goplugin
 from plugwire._config import PluginConfig
 from plugwire._goplugin import HandshakeConfig
 from plugwire._transports._golaunch import GoLaunch, go_plugin_env
-from plugwire._transports._hclog import TRACE, _parse
+from plugwire._transports._hclog import TRACE, parse_hclog
 from plugwire.errors import ConfigError, ErrorCode, PluginError
 
 KV = HandshakeConfig(protocol_version=1, magic_cookie_key="BASIC_PLUGIN", magic_cookie_value="hello")
@@ -106,7 +106,7 @@ def test_the_environment_holds_go_plugins_variables_and_none_of_the_hosts_secret
     ],
 )
 def test_hclog_lines_become_records_at_their_level(line: str, level: int, message: str) -> None:
-    got_level, got_message, _ = _parse(line)
+    got_level, got_message, _ = parse_hclog(line)
     assert (got_level, got_message) == (level, message)
 
 
@@ -132,3 +132,15 @@ async def test_channel_is_refused_for_a_plugin_that_is_not_a_go_plugin() -> None
         with pytest.raises(PluginError) as missing:
             manager.channel("nobody")
         assert missing.value.code == ErrorCode.PLUGIN_NOT_FOUND
+
+
+async def test_lines_below_the_loggers_level_spend_no_rate_limit(caplog: pytest.LogCaptureFixture) -> None:
+    from plugwire._transports._hclog import HclogForwarder
+
+    forwarder = HclogForwarder("chatty", burst=10, rate=0.001)
+    with caplog.at_level(logging.INFO, logger="plugwire.plugin.chatty"):
+        forwarder.data_received(b'{"@level":"debug","@message":"get"}\n' * 500)
+        forwarder.data_received(b'{"@level":"info","@message":"still heard"}\n')
+    messages = [r.getMessage() for r in caplog.records if r.name == "plugwire.plugin.chatty"]
+    assert messages == ["still heard"]  # no "lines suppressed" warning for debug lines nobody wanted
+    assert len(forwarder.tail) == 20  # the crash report's tail keeps every line, debug included
