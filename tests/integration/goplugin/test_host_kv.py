@@ -181,3 +181,16 @@ async def test_a_killed_plugin_leaves_no_socket_folder(kvplugin_program: Path) -
         await asyncio.sleep(0)
         assert len(socket_dirs() - before) == 1  # the new process's only
     assert socket_dirs() <= before
+
+
+async def test_the_channel_follows_the_name_through_a_replacement(kvplugin_program: Path) -> None:
+    kv_pb2, kv_pb2_grpc = kv_stubs()
+    async with plugwire.AsyncPluginManager(dict, dict) as manager:
+        await manager.register(kv_source(kvplugin_program), name="kv")
+        stub = kv_pb2_grpc.KVStub(manager.channel("kv"))
+        await stub.Put(kv_pb2.PutRequest(key="a", value=b"old"))
+        old = transport_of(manager, "kv").pool.workers[0].process.pid
+        await manager.replace("kv")
+        new = transport_of(manager, "kv").pool.workers[0].process.pid
+        assert new != old
+        assert (await stub.Get(kv_pb2.GetRequest(key="a"), timeout=10)).value == b""  # the new process's store
