@@ -32,6 +32,7 @@ TYPES = (
     "HealthCheckConfig",
     "ConnectionConfig",
     "RateLimitConfig",
+    "GoPluginConfig",
     "SecurityConfig",
     "SecurityAuditConfig",
     "TracingConfig",

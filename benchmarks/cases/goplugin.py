@@ -7,8 +7,10 @@ plugin serving plugwire.v1.Plugin), built offline from Debian's go-plugin 1.0.1 
 cases are skipped, saying what to install, where Go is not. Both sides of each case start the
 same binary with go-plugin's environment; the bare side reads its handshake line itself and
 calls with the same generated stubs (or the raw plugwire.v1 message) and no plugwire at all.
-Both plugins log one hclog line per call: the plugwire host reads and parses it (a record is
-only made at DEBUG for the KV `get`); the bare side sends the plugin's stderr to /dev/null.
+go-plugin's KV plugin logs one hclog line per `Get` (at debug): the plugwire host reads and
+parses it (no record is made below DEBUG), the bare side sends the plugin's stderr to
+/dev/null, so `goplugin.channel` includes that log line's cost. The plugwire.v1 plugin runs
+with `PWPLUGIN_LOG_LEVEL=info` (no line per call): `goplugin.execute` measures the call alone.
 """
 
 from __future__ import annotations
@@ -53,9 +55,12 @@ def _kv() -> tuple[Any, Any]:
 
 
 @contextmanager
-def _started_by_hand(env: Env, program: Path, cookie: tuple[str, str]) -> Iterator[str]:
+def _started_by_hand(
+    env: Env, program: Path, cookie: tuple[str, str], extra: dict[str, str] | None = None
+) -> Iterator[str]:
     """Start a go-plugin plugin as a bare host would; yield its socket's address."""
     child_env = {**env.child_env, cookie[0]: cookie[1], "PLUGIN_PROTOCOL_VERSIONS": "1", "TMPDIR": str(env.workdir)}
+    child_env.update(extra or {})
     proc = subprocess.Popen(
         [str(program)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_env
     )
@@ -73,9 +78,12 @@ def _started_by_hand(env: Env, program: Path, cookie: tuple[str, str]) -> Iterat
             proc.stdout.close()
 
 
-def _source(program: Path, cookie: tuple[str, str], service: str) -> Any:
+def _source(program: Path, cookie: tuple[str, str], service: str, env: dict[str, str] | None = None) -> Any:
     handshake = plugwire.goplugin.HandshakeConfig(1, *cookie)
-    return plugwire.goplugin(str(program), handshake=handshake, service=service)
+    return plugwire.goplugin(str(program), handshake=handshake, service=service, env=env)
+
+
+QUIET = {"PWPLUGIN_LOG_LEVEL": "info"}
 
 
 # ---------------------------------------------------------------- channel: proto.KV Get
@@ -134,7 +142,7 @@ async def _bare_execute(env: Env) -> AsyncIterator[Op]:
 
     mods = load()
     payload = msgspec.msgpack.encode(REQUEST)  # what the manager's msgpack codec sends
-    with _started_by_hand(env, _program("pwplugin"), PW_COOKIE) as address:
+    with _started_by_hand(env, _program("pwplugin"), PW_COOKIE, QUIET) as address:
         channel: Any = grpc.aio.insecure_channel(f"unix:{address}")
         try:
             stub = mods.pb2_grpc.PluginStub(channel)
@@ -164,7 +172,7 @@ async def goplugin_execute(env: Env) -> AsyncIterator[Op]:
     program = _program("pwplugin")
     manager: plugwire.AsyncPluginManager[Echo, Echo] = plugwire.AsyncPluginManager(Echo, Echo)
     async with manager:
-        await manager.register(_source(program, PW_COOKIE, "plugwire.v1.Plugin"), name="go")
+        await manager.register(_source(program, PW_COOKIE, "plugwire.v1.Plugin", QUIET), name="go")
         if await manager.execute("go", REQUEST) != REQUEST:
             raise RuntimeError("the Go echo plugin answered with a different message")
 

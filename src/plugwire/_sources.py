@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import msgspec
 
 from ._auth import CredentialProvider, credential_provider
-from ._config import AuthConfig, PluginConfig
+from ._config import AuthConfig, GoPluginConfig, PluginConfig
 from ._errors import ConfigError, ErrorCode
 from ._goplugin import HandshakeConfig
 from ._models import AuthMethod, Transport
@@ -196,7 +196,8 @@ def grpc(
 @dataclass(frozen=True, slots=True)
 class GoPlugin:
     """A HashiCorp go-plugin plugin (gRPC protocol) run as one supervised process
-    (`plugwire.goplugin(...)`)."""
+    (`plugwire.goplugin(...)`, or a `transport: go-plugin` config entry, whose `go_plugin`
+    section holds the handshake; `handshake=None` takes it from there)."""
 
     executable: str
     args: tuple[str, ...] = ()
@@ -207,6 +208,14 @@ class GoPlugin:
     options: GoPluginOptions | None = None
 
     def configure(self, name: str, base: PluginConfig) -> PluginConfig:
+        go_plugin = base.go_plugin
+        if self.handshake is not None:
+            go_plugin = GoPluginConfig(
+                protocol_version=self.handshake.protocol_version,
+                magic_cookie_key=self.handshake.magic_cookie_key,
+                magic_cookie_value=self.handshake.magic_cookie_value,
+                service=self.service,
+            )
         return msgspec.structs.replace(
             base,
             name=name,
@@ -215,18 +224,15 @@ class GoPlugin:
             args=self.args,
             env={**base.env, **self.env},
             work_dir=self.cwd or base.work_dir,
+            go_plugin=go_plugin,
         )
 
     def create_transport(self, config: PluginConfig, request_type: Any) -> BaseTransport:
         from ._transports.goplugin import GoPluginTransport  # lazily: grpc is an optional extra
 
-        if self.handshake is None:
-            raise ConfigError(
-                f"plugin {config.name!r}: a go-plugin plugin needs its handshake "
-                "(plugwire.goplugin(..., handshake=HandshakeConfig(...)))",
-                code=ErrorCode.CONFIG_INVALID_VALUE,
-            )
-        return GoPluginTransport(config, self.handshake, service=self.service, options=self.options)
+        section = config.go_plugin
+        handshake = HandshakeConfig(section.protocol_version, section.magic_cookie_key, section.magic_cookie_value)
+        return GoPluginTransport(config, handshake, service=section.service, options=self.options)
 
 
 def goplugin(
@@ -273,11 +279,7 @@ def source_for_config(config: PluginConfig) -> PluginSource:
     if config.transport in (Transport.GRPC, Transport.GRPC_TLS):
         return Grpc(config.endpoint)
     if config.transport is Transport.GO_PLUGIN:
-        raise ConfigError(
-            f"plugin {config.name!r}: a go-plugin plugin needs its handshake (magic cookie, app version); "
-            "register it with plugwire.goplugin(executable, handshake=HandshakeConfig(...))",
-            code=ErrorCode.CONFIG_UNKNOWN_TRANSPORT,
-        )
+        return GoPlugin(config.executable, config.args, None, config.go_plugin.service, config.env, config.work_dir)
     raise ConfigError(
         f"plugin {config.name!r}: the {config.transport.value!r} transport is not available in this build",
         code=ErrorCode.CONFIG_UNKNOWN_TRANSPORT,

@@ -149,6 +149,20 @@ class AuthConfig(_Config, frozen=True):
 _SECRET_FIELDS = frozenset({"api_key", "token", "password"})
 
 
+class GoPluginConfig(_Config, frozen=True):
+    """A HashiCorp go-plugin plugin's handshake (`transport: go-plugin`; see docs/go-plugin.md).
+
+    `magic_cookie_key`/`magic_cookie_value` and `protocol_version` are go-plugin's
+    `HandshakeConfig`; `service` is the gRPC service the plugin serves (`plugwire.v1.Plugin`:
+    `execute` calls it; another name: reach it through `manager.channel(name)`).
+    """
+
+    protocol_version: Annotated[int, msgspec.Meta(ge=0)] = 1
+    magic_cookie_key: str = ""
+    magic_cookie_value: str = ""
+    service: str = "plugwire.v1.Plugin"
+
+
 class PluginConfig(_Config, frozen=True):
     """One plugin: where it lives, how to reach it, and its resilience settings."""
 
@@ -168,6 +182,7 @@ class PluginConfig(_Config, frozen=True):
     health_check: HealthCheckConfig = msgspec.field(default_factory=HealthCheckConfig)
     connection: ConnectionConfig = msgspec.field(default_factory=ConnectionConfig)
     rate_limit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
+    go_plugin: GoPluginConfig = msgspec.field(default_factory=GoPluginConfig)
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
 
 

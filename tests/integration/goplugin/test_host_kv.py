@@ -194,3 +194,20 @@ async def test_the_channel_follows_the_name_through_a_replacement(kvplugin_progr
         new = transport_of(manager, "kv").pool.workers[0].process.pid
         assert new != old
         assert (await stub.Get(kv_pb2.GetRequest(key="a"), timeout=10)).value == b""  # the new process's store
+
+
+async def test_a_config_file_registers_the_go_plugin(kvplugin_program: Path, tmp_path: Path) -> None:
+    kv_pb2, kv_pb2_grpc = kv_stubs()
+    path = tmp_path / "plugins.yaml"
+    path.write_text(
+        "plugins:\n"
+        "  - name: kv\n"
+        "    transport: go-plugin\n"
+        f"    executable: {kvplugin_program}\n"
+        "    go_plugin: {magic_cookie_key: BASIC_PLUGIN, magic_cookie_value: hello, service: proto.KV}\n"
+    )
+    async with plugwire.AsyncPluginManager(dict, dict) as manager:
+        await manager.load_config(str(path))
+        stub = kv_pb2_grpc.KVStub(manager.channel("kv"))
+        await stub.Put(kv_pb2.PutRequest(key="from", value=b"config"))
+        assert (await stub.Get(kv_pb2.GetRequest(key="from"))).value == b"config"

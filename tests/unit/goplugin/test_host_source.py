@@ -57,13 +57,54 @@ def test_bad_arguments_are_coded_errors(kwargs: dict[str, Any], fragment: str) -
     assert fragment in str(caught.value)
 
 
-def test_a_go_plugin_described_only_by_config_is_refused_with_the_way_to_register_it() -> None:
-    from plugwire._sources import source_for_config
+def test_a_config_entry_describes_a_go_plugin_with_its_handshake(tmp_path: Any) -> None:
+    from plugwire._sources import GoPlugin, source_for_config
 
-    with pytest.raises(ConfigError) as caught:
-        source_for_config(PluginConfig(name="kv", transport=plugwire.Transport.GO_PLUGIN, executable="./kv"))
-    assert caught.value.code == ErrorCode.CONFIG_UNKNOWN_TRANSPORT
-    assert "plugwire.goplugin(" in str(caught.value)
+    path = tmp_path / "plugins.yaml"
+    path.write_text(
+        "plugins:\n"
+        "  - name: kv\n"
+        "    transport: go-plugin\n"
+        "    executable: ./kv-plugin\n"
+        "    go_plugin: {protocol_version: 1, magic_cookie_key: BASIC_PLUGIN, magic_cookie_value: hello,"
+        " service: proto.KV}\n"
+    )
+    (plugin,) = plugwire.ManagerConfig.load(str(path)).plugins
+    source = source_for_config(plugin)
+    assert isinstance(source, GoPlugin)
+    assert source.service == "proto.KV"
+    assert source.configure("kv", plugin).go_plugin == plugin.go_plugin
+    # What plugwire.goplugin(...) writes into the config is what a config file holds.
+    made = plugwire.goplugin("./kv-plugin", handshake=KV, service="proto.KV").configure("kv", PluginConfig(name="kv"))
+    assert made.go_plugin == plugin.go_plugin
+
+
+@pytest.mark.parametrize(
+    ("entry", "code", "fragment"),
+    [
+        ("executable: ./kv", ErrorCode.CONFIG_MISSING_FIELD, "go_plugin.magic_cookie_key"),
+        (
+            "executable: ./kv\n    go_plugin: {magic_cookie_key: K}",
+            ErrorCode.CONFIG_MISSING_FIELD,
+            "go_plugin.magic_cookie_value",
+        ),
+        (
+            "executable: ./kv\n    go_plugin: {magic_cookie_key: 'A=B', magic_cookie_value: v}",
+            ErrorCode.CONFIG_INVALID_VALUE,
+            "environment variable name",
+        ),
+        ("go_plugin: {magic_cookie_key: K, magic_cookie_value: v}", ErrorCode.CONFIG_MISSING_EXECUTABLE, "executable"),
+    ],
+)
+def test_a_go_plugin_config_entry_without_its_handshake_is_refused(
+    tmp_path: Any, entry: str, code: ErrorCode, fragment: str
+) -> None:
+    path = tmp_path / "plugins.yaml"
+    path.write_text(f"plugins:\n  - name: kv\n    transport: go-plugin\n    {entry}\n")
+    with pytest.raises(PluginError) as caught:
+        plugwire.ManagerConfig.load(str(path))
+    assert caught.value.code == code
+    assert fragment in str(caught.value)
 
 
 def test_the_environment_holds_go_plugins_variables_and_none_of_the_hosts_secrets(

@@ -4,7 +4,9 @@
 //
 // Execute answers with the request's payload unchanged (an echo: the host's codec decodes
 // its own encoding), Health is "healthy", Info names the plugin "pwplugin" 1.0.0. It logs one
-// hclog JSON line per call at info. Handshake: app protocol 1, cookie PWPLUGIN=plugwire.
+// hclog JSON line per call at debug, at level trace unless PWPLUGIN_LOG_LEVEL names another
+// (the benchmark sets "info": the call alone is measured). Handshake: app protocol 1, cookie
+// PWPLUGIN=plugwire.
 package main
 
 import (
@@ -23,7 +25,7 @@ type server struct {
 }
 
 func (s *server) Execute(ctx context.Context, req *pw.ExecuteRequest) (*pw.ExecuteResponse, error) {
-	s.logger.Info("execute", "request_id", req.RequestId, "bytes", len(req.Payload))
+	s.logger.Debug("execute", "request_id", req.RequestId, "bytes", len(req.Payload))
 	return &pw.ExecuteResponse{Payload: req.Payload, ContentType: req.ContentType}, nil
 }
 
@@ -51,9 +53,13 @@ func (p *pwPlugin) GRPCClient(ctx context.Context, broker *plugin.GRPCBroker, c 
 }
 
 func main() {
+	level := hclog.Trace
+	if name := os.Getenv("PWPLUGIN_LOG_LEVEL"); name != "" {
+		level = hclog.LevelFromString(name)
+	}
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name:       "pwplugin",
-		Level:      hclog.Trace,
+		Level:      level,
 		Output:     os.Stderr,
 		JSONFormat: true,
 	})
