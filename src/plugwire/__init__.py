@@ -130,6 +130,10 @@ if TYPE_CHECKING:
     from ._tls import TLSConfig as TLSConfig
     from ._transports._restarts import RestartPolicy as RestartPolicy
     from ._transports.subprocess import SubprocessOptions as SubprocessOptions
+    from .goplugin import _CallableModule
+
+    # The module `plugwire.goplugin` is also callable (its class says so at run time): typed here.
+    goplugin: _CallableModule
 
 # Host-side names load on first use, so a plugin process that runs `import plugwire` to call
 # `plugwire.serve()` never imports the manager, the transports or the policies.

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._goplugin.handshake import HandshakeConfig
+    from ._goplugin.handshake import HandshakeConfig as _Handshake
     from ._sources import GoPlugin
     from ._transports.goplugin import GoPluginOptions
+    from ._transports.goplugin import GoPluginOptions as _Options
 
 __all__ = ["GoPluginOptions", "HandshakeConfig"]
 
@@ -45,15 +47,19 @@ def __dir__() -> list[str]:
 class _CallableModule(types.ModuleType):
     """The class of this module: a module that is also the go-plugin plugin source."""
 
+    if TYPE_CHECKING:  # the lazy names, for type checkers reading `plugwire.goplugin` as this class
+        HandshakeConfig: type[_Handshake]
+        GoPluginOptions: type[_Options]
+
     def __call__(
         self,
         executable: str,
         *args: str,
-        handshake: HandshakeConfig,
+        handshake: _Handshake,
         service: str = "plugwire.v1.Plugin",
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
-        options: GoPluginOptions | None = None,
+        options: _Options | None = None,
     ) -> GoPlugin:
         """A go-plugin plugin (gRPC protocol) run and supervised by the host.
 
