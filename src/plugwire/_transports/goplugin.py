@@ -34,6 +34,9 @@ __all__ = ["PLUGWIRE_SERVICE", "GoPluginOptions", "GoPluginTransport"]
 
 _log = logging.getLogger("plugwire.transport.goplugin")
 _NO_CONTEXT = ExecutionContext(request_id="channel")
+_CLOSE_GRACE = 5.0
+"""Seconds a closed process's channel leaves its RPCs to fail by themselves (its process is
+gone: they end at once with UNAVAILABLE) before cancelling them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,9 +251,12 @@ class GoPluginTransport(BaseTransport):
         return Worker(process=process, conn=conn, info=info)
 
     def _closed(self, channel: Any) -> None:
-        """A process's connection was closed: close its channel in the background."""
+        """A process's connection was closed: close its channel in the background, with a
+        grace: closing cancels the RPCs still in flight, and a user's RPC must end with the
+        error gRPC reports for a process that went away (UNAVAILABLE), never with a
+        CancelledError it did not ask for."""
         if not self._tasks.closed:
-            self._tasks.start(channel.close(), name="close a plugin's channel", shielded=True)
+            self._tasks.start(channel.close(grace=_CLOSE_GRACE), name="close a plugin's channel", shielded=True)
 
     async def _stop_worker(self, worker: Worker[GoConnection]) -> None:
         """`GRPCController.Shutdown`, `grace` for the exit, then SIGTERM and SIGKILL to the group."""
@@ -271,7 +277,7 @@ class GoPluginTransport(BaseTransport):
         channel = conn.channel
         conn.close(ProcessError(f"plugin {self.name!r} was stopped", code=ErrorCode.PROCESS, plugin=self.name))
         if self._tasks.closed:  # the pool's own close: nothing runs in the background any more
-            await channel.close()
+            await channel.close(grace=_CLOSE_GRACE)
 
 
 def _asked() -> None:

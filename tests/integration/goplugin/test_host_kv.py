@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 import plugwire
@@ -96,9 +97,9 @@ async def test_a_crashed_plugin_is_restarted_and_the_channel_follows_it(kvplugin
         transport = transport_of(manager, "kv")
         first = transport.pool.workers[0].process
         stub = kv_pb2_grpc.KVStub(manager.channel("kv"))
-        with pytest.raises(Exception) as died:  # the process exits inside the call: gRPC's own error
+        with pytest.raises(grpc.aio.AioRpcError) as died:  # the process exits inside the call: gRPC's own error
             await stub.Put(kv_pb2.PutRequest(key="a", value=b"1"), timeout=10)
-        assert "UNAVAILABLE" in str(died.value)
+        assert died.value.code() is grpc.StatusCode.UNAVAILABLE
         assert await first.exited == 7
         await transport.pool.wait_for(lambda: bool(transport.pool.workers) and transport.pool.workers[0].conn.alive)
         assert transport.crash_restarts() == 1
@@ -114,8 +115,9 @@ async def test_a_call_made_while_the_plugin_restarts_waits_for_the_new_process(k
         transport = transport_of(manager, "kv")
         stub = kv_pb2_grpc.KVStub(manager.channel("kv"))
         first = transport.pool.workers[0].process
-        with pytest.raises(Exception):  # noqa: B017 - gRPC's error for a process that died in the call
+        with pytest.raises(grpc.aio.AioRpcError) as died:  # gRPC's own error, never a CancelledError
             await stub.Put(kv_pb2.PutRequest(key="a", value=b"1"), timeout=10)
+        assert died.value.code() is grpc.StatusCode.UNAVAILABLE
         await first.exited
         # The pool dropped the process at its exit; the restart comes after a backoff (0.1 s).
         assert transport.current() is None
