@@ -7,7 +7,8 @@ protobuf-compiler`): the build runs in GOPATH mode (GO111MODULE=off) with Debian
 in /usr/share/gocode on the GOPATH, so it needs no network and no module download. The
 packages of tests/support/go/ (every folder holding .go files) are copied under a temporary
 GOPATH's src/, kv.proto is compiled there into the package `kvproto` (protoc with Debian's
-protoc-gen-go 1.3, `plugins=grpc`), and `go build` writes the program.
+protoc-gen-go 1.3, `plugins=grpc`) and plugwire's own proto/plugwire/v1/plugin.proto into the
+package `pwproto` (for Go plugins serving plugwire.v1.Plugin), and `go build` writes the program.
 
 Built programs are cached in one folder (`build/go-fixtures/` at the project root, or
 $PLUGWIRE_GO_FIXTURES), named by a hash of the Go sources, kv.proto, the Go version and the
