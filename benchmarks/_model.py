@@ -25,6 +25,7 @@ __all__ = [
     "PinMode",
     "Side",
     "SideFactory",
+    "SkipCase",
     "Target",
     "Verdict",
     "Versus",
@@ -124,6 +125,11 @@ def at_most(value: float) -> Target:
 def at_least(value: float) -> Target:
     """Target for higher-is-better cases: candidate at least `value` times the baseline."""
     return Target(">=", value)
+
+
+class SkipCase(Exception):
+    """Raised by a side factory whose case cannot run here (e.g. no Go toolchain): the case's
+    rows are `skipped`, with the message as the reason."""
 
 
 class Verdict(enum.StrEnum):

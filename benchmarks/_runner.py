@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._model import Case, Env, Kind, Op, PinMode, Side, Target, Verdict
+from ._model import Case, Env, Kind, Op, PinMode, Side, SkipCase, Target, Verdict
 from ._pinning import Placement
 from ._profile import profile_op
 from ._stats import Summary, judge, summarize
@@ -192,6 +192,8 @@ async def run_case(case: Case, pin: PinMode, settings: Settings, env: Env, *, pr
                         settings.profile_dir / f"{case.name}.{pin}.prof",
                     )
         rows = _rows(case, pin, live, rounds, profile_summary, quick=settings.quick)
+    except SkipCase as exc:
+        return _rows_without_numbers(case, pin, Verdict.SKIPPED, str(exc))
     except Exception as exc:
         detail = f"{type(exc).__name__}: {exc}"
         print(f"benchmark case {case.name} [{pin}] failed: {detail}", file=sys.stderr)

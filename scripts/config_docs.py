@@ -33,6 +33,7 @@ TYPES = (
     "HealthCheckConfig",
     "ConnectionConfig",
     "RateLimitConfig",
+    "GoPluginConfig",
     "SecurityConfig",
     "SecurityAuditConfig",
     "TracingConfig",

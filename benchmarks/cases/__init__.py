@@ -6,6 +6,7 @@ Add an area by adding a module here and importing it below (order = order in the
 from __future__ import annotations
 
 from . import (
+    goplugin,
     goplugin_serve,
     grpc,
     inprocess,
@@ -20,6 +21,7 @@ from . import (
 )
 
 __all__ = [
+    "goplugin",
     "goplugin_serve",
     "grpc",
     "inprocess",

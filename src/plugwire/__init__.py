@@ -130,6 +130,10 @@ if TYPE_CHECKING:
     from ._tls import TLSConfig as TLSConfig
     from ._transports._restarts import RestartPolicy as RestartPolicy
     from ._transports.subprocess import SubprocessOptions as SubprocessOptions
+    from .goplugin import _CallableModule
+
+    # The module `plugwire.goplugin` is also callable (its class says so at run time): typed here.
+    goplugin: _CallableModule
 
 # Host-side names load on first use, so a plugin process that runs `import plugwire` to call
 # `plugwire.serve()` never imports the manager, the transports or the policies.
@@ -170,7 +174,9 @@ _LAZY: dict[str, str] = {
 }
 
 # The public namespaces: modules that only re-export, imported on first use.
-_NAMESPACES = frozenset({"config", "errors", "lifecycle", "observe", "policies", "sdk", "security", "testing"})
+_NAMESPACES = frozenset(
+    {"config", "errors", "goplugin", "lifecycle", "observe", "policies", "sdk", "security", "testing"}
+)
 
 # Names that were top-level before the namespaces: name -> the namespace that holds it now.
 # They resolve (with a DeprecationWarning) for one release, and are not in __all__ or dir().

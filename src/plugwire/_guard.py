@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._auth import configured_secrets
 from ._config import ManagerConfig, PluginConfig, SecurityConfig
-from ._models import SecurityPolicy
+from ._models import SecurityPolicy, Transport
 from ._security import AuditEvent, AuditLog, SecurityEngine, Whitelist
 from ._transports.base import BaseTransport
 from ._transports.subprocess import SubprocessTransport
 from ._types import LoggerLike
+
+if TYPE_CHECKING:
+    from ._transports.goplugin import GoPluginTransport
 
 __all__ = ["SecurityGuard"]
 
@@ -86,14 +89,16 @@ class SecurityGuard:
         await asyncio.to_thread(engine.check_plugin, config)  # hashing runs off the loop
 
     def watch(self, transport: BaseTransport, config: PluginConfig) -> None:
-        """Put the security system on a subprocess transport's launch path, and its crashes
-        and restarts in the audit log.
+        """Put the security system on a subprocess or go-plugin transport's launch path, and
+        its crashes and restarts in the audit log.
 
         The launch guard looks the engine up at each spawn, so a plugin registered before
         `enable()` is verified from its next start or restart on.
         """
-        if not isinstance(transport, SubprocessTransport):
+        if not isinstance(transport, SubprocessTransport) and transport.kind is not Transport.GO_PLUGIN:
             return
+        # (By kind: the go-plugin transport's module is imported only by hosts that use it.)
+        supervised = cast("SubprocessTransport | GoPluginTransport", transport)
         name, cwd = config.name, config.work_dir or None
 
         async def verified_launch(argv: list[str]) -> list[str]:
@@ -105,8 +110,8 @@ class SecurityGuard:
             if kind is not None:
                 self.record(kind, name, **fields)
 
-        transport.launch_guards.append(verified_launch)
-        transport.listeners.append(audit_lifecycle)
+        supervised.launch_guards.append(verified_launch)
+        supervised.listeners.append(audit_lifecycle)
 
     def record(self, event: AuditEvent, plugin: str | None, **fields: Any) -> None:
         """Queue an audit row, when an audit log is on (never waits on disk)."""

@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic
+from typing import TYPE_CHECKING, Any, Generic, cast
 
 from msgspec.structs import replace
 
@@ -38,12 +38,13 @@ from ._errors import (
     MetricsDisabledError,
     ObservabilityError,
     PluginError,
+    ProtocolError,
     RequestSent,
 )
 from ._guard import SecurityGuard
 from ._handle import PluginHandle
 from ._lifecycle import Lifecycle, ReplaceResult, ShutdownReport
-from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, _request_ids
+from ._models import ExecutionContext, HealthStatus, Plugin, PluginInfo, Transport, _request_ids
 from ._observe import CallCounters, ManagerMetrics, MetricsExporter, Tracing, check_tracing_config, require_otel
 from ._policies import BreakerListener, CircuitBreaker, Policy
 from ._registry import PluginRegistry
@@ -56,6 +57,7 @@ from ._types import LoggerLike, ReqT, RespT
 
 if TYPE_CHECKING:
     from ._observe.prometheus import PrometheusExporter
+    from ._transports.goplugin import GoPluginTransport
 
 __all__ = ["AsyncPluginManager", "PluginHandle"]
 
@@ -113,6 +115,8 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
         self._registry = PluginRegistry((None, p) for p in self.config.plugins)
         #: The running plugins by name (the registry's own dict: read on every call, no lock).
         self._entries = self._registry.entries
+        #: `channel(name)`'s channels, one per name (each follows its name's transport).
+        self._channels: dict[str, Any] = {}
         self._closing = False
         self._shutdown_task: asyncio.Task[ShutdownReport] | None = None
         #: The manager's own task: the shutdown (it runs to its end if its caller is cancelled).
@@ -603,6 +607,42 @@ class AsyncPluginManager(Generic[ReqT, RespT]):
 
     async def _check(self, name: str) -> HealthStatus:
         return await self._registry.lookup(name).monitor.check()
+
+    def channel(self, name: str) -> Any:
+        """A managed `grpc.aio.Channel` to a go-plugin plugin, for stubs of its own services
+        (`kv_pb2_grpc.KVStub(manager.channel("kv"))`).
+
+        The channel follows the name: each RPC goes to the plugin's live process, whatever
+        restarted it (a crash, a health check, `replace`, a config reload); an RPC started
+        while it restarts waits for the new process (at most its `timeout`, else
+        `connection.connection_timeout`). The plugin's supervision and security apply (its
+        processes are the verified, supervised ones); the call policies (rate limit,
+        breaker, retry) apply to `execute`, not to these RPCs. Use it on this manager's
+        event loop (grpc.aio channels are bound to one). See docs/go-plugin.md.
+
+        Raises:
+            PluginNotFoundError: No plugin has that name (1201), also at each RPC once it is
+                unregistered.
+            ProtocolError: The plugin is not a go-plugin plugin (2038).
+        """
+        self._go_transport(name)  # refuse now, not at the first RPC
+        channel = self._channels.get(name)
+        if channel is None:
+            from ._transports._gochannel import PluginChannel  # grpc, loaded when asked for
+
+            channel = self._channels[name] = PluginChannel(name, lambda: self._go_transport(name))
+        return channel
+
+    def _go_transport(self, name: str) -> GoPluginTransport:
+        transport = self._registry.lookup(name).transport
+        if transport.kind is not Transport.GO_PLUGIN:
+            raise ProtocolError(
+                f"plugin {name!r} is a {transport.kind.value} plugin: only go-plugin plugins "
+                "(plugwire.goplugin(...)) give a managed gRPC channel",
+                code=ErrorCode.GO_NO_CHANNEL,
+                plugin=name,
+            )
+        return cast("GoPluginTransport", transport)
 
     def circuit_breaker(self, name: str) -> CircuitBreaker | None:
         """The circuit breaker of a registered plugin (None when its config disables it).

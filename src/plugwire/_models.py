@@ -42,6 +42,7 @@ class Transport(enum.StrEnum):
     GRPC = "grpc"
     GRPC_TLS = "grpc-tls"
     IN_PROCESS = "in-process"
+    GO_PLUGIN = "go-plugin"
 
 
 class AuthMethod(enum.StrEnum):

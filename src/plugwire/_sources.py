@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
 from ._auth import CredentialProvider, credential_provider
-from ._config import AuthConfig, PluginConfig
+from ._config import AuthConfig, GoPluginConfig, PluginConfig
 from ._errors import ConfigError, ErrorCode
+from ._goplugin import HandshakeConfig
 from ._models import AuthMethod, Transport
 from ._protocol import DEFAULT_MAX_FRAME
 from ._tls import TLSConfig, tls_from_auth
@@ -24,7 +25,21 @@ from ._transports.base import BaseTransport
 from ._transports.inprocess import InProcessTransport
 from ._transports.subprocess import SubprocessOptions, SubprocessTransport
 
-__all__ = ["Grpc", "InProcess", "PluginSource", "Subprocess", "grpc", "in_process", "source_for_config", "subprocess"]
+if TYPE_CHECKING:
+    from ._transports.goplugin import GoPluginOptions
+
+__all__ = [
+    "GoPlugin",
+    "Grpc",
+    "InProcess",
+    "PluginSource",
+    "Subprocess",
+    "goplugin",
+    "grpc",
+    "in_process",
+    "source_for_config",
+    "subprocess",
+]
 
 
 @runtime_checkable
@@ -178,6 +193,75 @@ def grpc(
     return Grpc(target, tls=chosen, auth=auth)
 
 
+@dataclass(frozen=True, slots=True)
+class GoPlugin:
+    """A HashiCorp go-plugin plugin (gRPC protocol) run as one supervised process
+    (`plugwire.goplugin(...)`, or a `transport: go-plugin` config entry, whose `go_plugin`
+    section holds the handshake; `handshake=None` takes it from there)."""
+
+    executable: str
+    args: tuple[str, ...] = ()
+    handshake: HandshakeConfig | None = None
+    service: str = "plugwire.v1.Plugin"
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str = ""
+    options: GoPluginOptions | None = None
+
+    def configure(self, name: str, base: PluginConfig) -> PluginConfig:
+        go_plugin = base.go_plugin
+        if self.handshake is not None:
+            go_plugin = GoPluginConfig(
+                protocol_version=self.handshake.protocol_version,
+                magic_cookie_key=self.handshake.magic_cookie_key,
+                magic_cookie_value=self.handshake.magic_cookie_value,
+                service=self.service,
+            )
+        return msgspec.structs.replace(
+            base,
+            name=name,
+            transport=Transport.GO_PLUGIN,
+            executable=self.executable,
+            args=self.args,
+            env={**base.env, **self.env},
+            work_dir=self.cwd or base.work_dir,
+            go_plugin=go_plugin,
+        )
+
+    def create_transport(self, config: PluginConfig, request_type: Any) -> BaseTransport:
+        from ._transports.goplugin import GoPluginTransport  # lazily: grpc is an optional extra
+
+        section = config.go_plugin
+        handshake = HandshakeConfig(section.protocol_version, section.magic_cookie_key, section.magic_cookie_value)
+        return GoPluginTransport(config, handshake, service=section.service, options=self.options)
+
+
+def goplugin(
+    executable: str,
+    *args: str,
+    handshake: HandshakeConfig,
+    service: str = "plugwire.v1.Plugin",
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    options: GoPluginOptions | None = None,
+) -> GoPlugin:
+    """A go-plugin plugin; see `plugwire.goplugin` (this function is what it calls).
+
+    Raises:
+        ConfigError: `handshake` is not a `HandshakeConfig`, or `service` is empty (1003).
+    """
+    if not isinstance(handshake, HandshakeConfig):
+        raise ConfigError(
+            f"handshake must be a plugwire.goplugin.HandshakeConfig, not {type(handshake).__name__}",
+            code=ErrorCode.CONFIG_INVALID_VALUE,
+        )
+    if not service or not isinstance(service, str):
+        raise ConfigError(
+            f"service must be a gRPC service's full name (e.g. 'proto.KV'), not {service!r}",
+            code=ErrorCode.CONFIG_INVALID_VALUE,
+        )
+    return GoPlugin(executable, tuple(args), handshake, service, dict(env or {}), cwd or "", options)
+
+
 def source_for_config(config: PluginConfig) -> PluginSource:
     """The source that builds a transport for a plugin described only by config.
 
@@ -194,6 +278,8 @@ def source_for_config(config: PluginConfig) -> PluginSource:
         )
     if config.transport in (Transport.GRPC, Transport.GRPC_TLS):
         return Grpc(config.endpoint)
+    if config.transport is Transport.GO_PLUGIN:
+        return GoPlugin(config.executable, config.args, None, config.go_plugin.service, config.env, config.work_dir)
     raise ConfigError(
         f"plugin {config.name!r}: the {config.transport.value!r} transport is not available in this build",
         code=ErrorCode.CONFIG_UNKNOWN_TRANSPORT,

@@ -11,6 +11,7 @@ from ._config import AuthConfig as AuthConfig
 from ._config import CircuitBreakerConfig as CircuitBreakerConfig
 from ._config import ConnectionConfig as ConnectionConfig
 from ._config import DiscoveryConfig as DiscoveryConfig
+from ._config import GoPluginConfig as GoPluginConfig
 from ._config import HealthCheckConfig as HealthCheckConfig
 from ._config import HotReloadConfig as HotReloadConfig
 from ._config import ManagerConfig as ManagerConfig
@@ -32,6 +33,7 @@ __all__ = [
     "CircuitBreakerConfig",
     "ConnectionConfig",
     "DiscoveryConfig",
+    "GoPluginConfig",
     "HealthCheckConfig",
     "HotReloadConfig",
     "ManagerConfig",

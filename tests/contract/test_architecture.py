@@ -58,6 +58,8 @@ LAYERS: dict[str, int] = {
     "observe": 7,
     "policies": 7,
     "security": 7,
+    # Callable face: `plugwire.goplugin(...)` (host, imported in the call) and the lazy plugin side.
+    "goplugin": 7,
 }
 
 

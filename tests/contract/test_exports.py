@@ -27,6 +27,7 @@ import plugwire.testing
 NAMESPACES: dict[str, ModuleType] = {
     "config": plugwire.config,
     "errors": plugwire.errors,
+    "goplugin": plugwire.goplugin,
     "lifecycle": plugwire.lifecycle,
     "observe": plugwire.observe,
     "policies": plugwire.policies,

@@ -6,9 +6,9 @@ golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev golang-goprotobuf-d
 protobuf-compiler`): the build runs in GOPATH mode (GO111MODULE=off) with Debian's sources
 in /usr/share/gocode on the GOPATH, so it needs no network and no module download. The
 packages of tests/support/go/ (every folder holding .go files) are copied under a temporary
-GOPATH's src/, kv.proto is compiled there into the package `kvproto` and
-proto/plugwire/v1/plugin.proto into `plugwire/v1` (protoc with Debian's protoc-gen-go 1.3,
-`plugins=grpc`), and `go build` writes the program.
+GOPATH's src/, kv.proto is compiled there into the package `kvproto` (protoc with Debian's
+protoc-gen-go 1.3, `plugins=grpc`) and plugwire's own proto/plugwire/v1/plugin.proto into the
+package `pwproto` (for Go plugins serving plugwire.v1.Plugin), and `go build` writes the program.
 
 Built programs are cached in one folder (`build/go-fixtures/` at the project root, or
 $PLUGWIRE_GO_FIXTURES), named by a hash of the Go sources, kv.proto, the Go version and the
@@ -39,8 +39,7 @@ import pytest
 GO_SOURCES = Path(__file__).resolve().parent / "go"
 KV_PROTO = GO_SOURCES / "kv.proto"
 PROJECT = GO_SOURCES.parents[2]
-# compiled into the Go package "plugwire/v1" (package name plugwire_v1)
-PLUGWIRE_PROTO = PROJECT / "proto" / "plugwire" / "v1" / "plugin.proto"
+PLUGWIRE_PROTO = PROJECT / "proto" / "plugwire" / "v1" / "plugin.proto"  # compiled into package pwproto
 GOCODE = Path("/usr/share/gocode")
 GO_PLUGIN_SOURCES = GOCODE / "src/github.com/hashicorp/go-plugin"
 GRPC_SOURCES = GOCODE / "src/google.golang.org/grpc"
@@ -225,17 +224,22 @@ def _build(toolchain: GoToolchain, name: str, target: Path) -> None:
             cwd=work,
             env=env,
         )
+        # plugwire's own service (for Go plugins that implement plugwire.v1.Plugin), as pwproto.
+        generated = work / "pwgen"
+        generated.mkdir()
         _run(
             [
                 toolchain.protoc,
                 f"--plugin=protoc-gen-go={toolchain.protoc_gen_go}",
                 f"-I{PLUGWIRE_PROTO.parents[2]}",
-                f"--go_out=plugins=grpc:{src}",
+                f"--go_out=plugins=grpc,Mplugwire/v1/plugin.proto=pwproto:{generated}",
                 PLUGWIRE_PROTO,
             ],
             cwd=work,
             env=env,
         )
+        (src / "pwproto").mkdir()
+        (generated / "plugwire" / "v1" / "plugin.pb.go").rename(src / "pwproto" / "plugin.pb.go")
         out = work / "out"
         out.mkdir()
         _run([toolchain.go, "build", "-o", out / name, name], cwd=src, env=env)

@@ -539,6 +539,25 @@ def check_plugin_config(plugin: Any, here: str) -> None:
             f"{here}.executable: an executable plugin needs 'executable'",
             code=ErrorCode.CONFIG_MISSING_EXECUTABLE,
         )
+    if plugin.transport is Transport.GO_PLUGIN:
+        if not plugin.executable:
+            raise ConfigError(
+                f"{here}.executable: a go-plugin plugin needs 'executable'",
+                code=ErrorCode.CONFIG_MISSING_EXECUTABLE,
+            )
+        handshake = plugin.go_plugin
+        for field in ("magic_cookie_key", "magic_cookie_value", "service"):
+            if not getattr(handshake, field):
+                raise ConfigError(
+                    f"{here}.go_plugin.{field}: a go-plugin plugin needs its handshake's {field}",
+                    code=ErrorCode.CONFIG_MISSING_FIELD,
+                )
+        if "=" in handshake.magic_cookie_key or "\0" in handshake.magic_cookie_key:
+            raise ConfigError(
+                f"{here}.go_plugin.magic_cookie_key: an environment variable name (no '=' or NUL), "
+                f"not {handshake.magic_cookie_key!r}",
+                code=ErrorCode.CONFIG_INVALID_VALUE,
+            )
     if plugin.transport in (Transport.GRPC, Transport.GRPC_TLS) and not plugin.endpoint:
         raise ConfigError(
             f"{here}.endpoint: a {plugin.transport.value} plugin needs 'endpoint'",

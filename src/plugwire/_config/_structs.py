@@ -43,6 +43,10 @@ Secret = Annotated[str, msgspec.Meta(extra={"secret": True})]
 #: environment variable's name): shown as written. Declared so that every credential-like
 #: field is classified one way or the other (a test checks it).
 SecretReference = Annotated[str, msgspec.Meta(extra={"secret": False})]
+#: A field whose name sounds like a credential but whose value is not one, e.g. go-plugin's
+#: magic cookie (a constant compiled into host and plugin alike, to tell a plugin started by
+#: hand, not a secret): shown as written.
+NotSecret = Annotated[str, msgspec.Meta(extra={"secret": False})]
 #: A mapping of names to values (a plugin's `env`) whose values are credentials when their
 #: name looks like one: `API_KEY`, `DB_PASSWORD`, `GITHUB_TOKEN` (see `SECRET_NAME`).
 SecretsByName = Annotated[dict[str, str], msgspec.Meta(extra={"secret": "by-name"})]
@@ -179,6 +183,20 @@ _SECRET_FIELDS = frozenset(
 )
 
 
+class GoPluginConfig(_Config, frozen=True):
+    """A HashiCorp go-plugin plugin's handshake (`transport: go-plugin`; see docs/go-plugin.md).
+
+    `magic_cookie_key`/`magic_cookie_value` and `protocol_version` are go-plugin's
+    `HandshakeConfig`; `service` is the gRPC service the plugin serves (`plugwire.v1.Plugin`:
+    `execute` calls it; another name: reach it through `manager.channel(name)`).
+    """
+
+    protocol_version: Annotated[int, msgspec.Meta(ge=0)] = 1
+    magic_cookie_key: NotSecret = ""
+    magic_cookie_value: NotSecret = ""
+    service: str = "plugwire.v1.Plugin"
+
+
 class PluginConfig(_Config, frozen=True):
     """One plugin: where it lives, how to reach it, and its resilience settings."""
 
@@ -198,6 +216,7 @@ class PluginConfig(_Config, frozen=True):
     health_check: HealthCheckConfig = msgspec.field(default_factory=HealthCheckConfig)
     connection: ConnectionConfig = msgspec.field(default_factory=ConnectionConfig)
     rate_limit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
+    go_plugin: GoPluginConfig = msgspec.field(default_factory=GoPluginConfig)
     metadata: SecretsByName = msgspec.field(default_factory=dict)
 
 

@@ -126,7 +126,7 @@ class PluginMetrics(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
         name: The plugin's registered name.
-        transport: Its transport ("executable", "grpc", "grpc-tls", "in-process").
+        transport: Its transport ("executable", "grpc", "grpc-tls", "in-process", "go-plugin").
         status: Its health as its monitor last saw it (no new check is made).
         requests_total: Calls made to it: finished, failed, cancelled or still running.
         requests_success: Calls that returned a valid response.

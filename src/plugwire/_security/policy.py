@@ -166,7 +166,7 @@ class SecurityEngine:
 
         Returns None for in-process plugins (host code, nothing to pin).
         """
-        if config.transport is Transport.EXECUTABLE:
+        if config.transport in (Transport.EXECUTABLE, Transport.GO_PLUGIN):
             argv = [config.executable, *config.args]
             return decide_executable(
                 self._whitelist, config.name, argv, config.work_dir or None, roots=self.roots, cache=None

@@ -7,14 +7,45 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
-from .._errors import ProcessError
+from .._errors import PluginError, ProcessError
 from .._models import HealthStatus, PluginInfo, Status
-from ._connection import HostConnection
 from ._process import PluginProcess
+from ._stalls import StallWatch
 
-__all__ = ["Launcher", "PoolListener", "PoolState", "Worker", "first_health"]
+__all__ = ["C", "Launcher", "MemberConnection", "PoolListener", "PoolState", "Worker", "first_health"]
+
+
+class MemberConnection(Protocol):
+    """What the pool needs of a process's connection: the subprocess transport's
+    `HostConnection`, or the go-plugin transport's gRPC channel to the plugin's socket."""
+
+    @property
+    def lost(self) -> asyncio.Future[PluginError]:
+        """Resolves with the reason once the connection is gone."""
+        ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def inflight(self) -> int: ...
+
+    @property
+    def calls_started(self) -> int: ...
+
+    @property
+    def stalls(self) -> StallWatch: ...
+
+    def close(self, reason: PluginError) -> None:
+        """Fail what is in flight with `reason` and close."""
+        ...
+
+    async def health(self) -> HealthStatus: ...
+
+
+C = TypeVar("C", bound=MemberConnection)
 
 
 class PoolState(enum.Enum):
@@ -27,11 +58,11 @@ class PoolState(enum.Enum):
 
 
 @dataclass(eq=False, slots=True)
-class Worker:
+class Worker(Generic[C]):
     """One started plugin process and its connection."""
 
     process: PluginProcess
-    conn: HostConnection
+    conn: C
     info: PluginInfo
     retired: bool = field(default=False)
     #: For the idle reaper: the connection's `calls_started` when it last looked, and since
@@ -42,14 +73,14 @@ class Worker:
     seq: int = field(default=0)
 
 
-Launcher = Callable[[], Awaitable[Worker]]
+Launcher = Callable[[], Awaitable[Worker[C]]]
 PoolListener = Callable[[str, Mapping[str, Any]], None]
 """Told of lifecycle events: ("crashed", {pid, status, reason}), ("restarted", {pid,
 restarts}), ("ready", {pid, status}: a replacement passed its handshake and a health check),
 ("offline", {crashes, reason, retry_in})."""
 
 
-async def first_health(worker: Worker, timeout: float, plugin: str) -> HealthStatus:
+async def first_health(worker: Worker[Any], timeout: float, plugin: str) -> HealthStatus:
     """The health of a fresh process, which must be healthy or degraded within `timeout`
     seconds (0: no limit).
 
@@ -59,7 +90,7 @@ async def first_health(worker: Worker, timeout: float, plugin: str) -> HealthSta
     limit = timeout or None
     try:
         async with asyncio.timeout(limit):
-            status = await worker.conn.health()
+            status: HealthStatus = await worker.conn.health()
     except TimeoutError:
         raise ProcessError(
             f"the new process did not answer its first health check within {limit:g}s", plugin=plugin

@@ -23,13 +23,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, Final
+from typing import Any, Final, Generic
 
 from .._clock import Clock
 from .._errors import ErrorCode, PluginError, PluginUnavailableError, ProcessError, RequestSent, TransportError
 from .._models import PluginInfo
 from .._tasks import TaskOwner
-from ._members import Launcher, PoolListener, PoolState, Worker, first_health
+from ._members import C, Launcher, PoolListener, PoolState, Worker, first_health
 from ._process import PluginProcess, describe_status
 from ._restarts import CrashIncidents, RestartPolicy
 
@@ -40,7 +40,7 @@ _SUSPECT: Final = 1 << 20
 """The weight `pick` adds to a process that may be stuck: above any real load."""
 
 
-class ProcessPool:
+class ProcessPool(Generic[C]):
     """Owns every process of one plugin and the tasks that supervise them.
 
     Args:
@@ -61,14 +61,14 @@ class ProcessPool:
     def __init__(
         self,
         name: str,
-        launch: Launcher,
+        launch: Launcher[C],
         *,
         max_processes: int,
         idle_timeout: float = 0.0,
         keep_idle: int = 1,
         policy: RestartPolicy,
         clock: Clock,
-        stop: Callable[[Worker], Coroutine[Any, Any, None]],
+        stop: Callable[[Worker[C]], Coroutine[Any, Any, None]],
         health_timeout: float = 5.0,
         close_timeout: float = 10.0,
     ) -> None:
@@ -82,7 +82,7 @@ class ProcessPool:
         self.clock = clock
         self.health_timeout = health_timeout
         self.state = PoolState.NEW
-        self.workers: list[Worker] = []
+        self.workers: list[Worker[C]] = []
         self.info: PluginInfo | None = None
         self._crashes = CrashIncidents(policy, clock)
         self._adopted = 0
@@ -128,7 +128,7 @@ class ProcessPool:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    def _adopt(self, worker: Worker) -> None:
+    def _adopt(self, worker: Worker[C]) -> None:
         worker.idle_since = self.clock.monotonic()
         self._adopted += 1
         worker.seq = self._adopted
@@ -151,7 +151,7 @@ class ProcessPool:
         await asyncio.gather(*(asyncio.shield(p.exited) for p in self._dying), return_exceptions=True)
 
     # -------------------------------------------------------------- dispatch
-    def pick(self) -> Worker | None:
+    def pick(self) -> Worker[C] | None:
         """The least-loaded live worker; asks for growth when every worker is busy.
 
         A process whose calls time out with no answer since (`StallWatch.suspect`) weighs as
@@ -161,7 +161,7 @@ class ProcessPool:
         if self.max_processes == 1 and len(workers) == 1:  # one process, no growth: nothing to weigh
             worker = workers[0]
             return worker if worker.conn.alive else None
-        best: Worker | None = None
+        best: Worker[C] | None = None
         best_load = 1 << 30
         for worker in workers:
             conn = worker.conn
@@ -183,7 +183,7 @@ class ProcessPool:
             self._tasks.start(self._grow(), name="grow")
         return best
 
-    async def acquire(self) -> Worker:
+    async def acquire(self) -> Worker[C]:
         """A worker to call; waits while the pool restarts.
 
         Raises:
@@ -230,7 +230,7 @@ class ProcessPool:
         return max(0.0, self.next_restart_at - self.clock.monotonic())
 
     # ---------------------------------------------------------- supervision
-    def _retire(self, worker: Worker) -> None:
+    def _retire(self, worker: Worker[C]) -> None:
         """Stop a worker in the background; `aclose` waits for it to end (a stop cut short
         would leave its process running), so its task is shielded from the close.
 
@@ -300,7 +300,7 @@ class ProcessPool:
                 _log.info("plugin %r: stopping idle process %d", self.name, worker.process.pid)
                 self._retire(worker)
 
-    def _lost(self, worker: Worker) -> None:
+    def _lost(self, worker: Worker[C]) -> None:
         if worker.retired:
             return
         worker.retired = True
@@ -330,7 +330,7 @@ class ProcessPool:
             on_error=self._supervision_failed,
         )
 
-    async def _after_crash(self, worker: Worker, reason: PluginError, new_incident: bool) -> None:
+    async def _after_crash(self, worker: Worker[C], reason: PluginError, new_incident: bool) -> None:
         returncode = await asyncio.shield(worker.process.exited)
         tail = worker.process.stderr_tail()
         _log.error(
@@ -432,7 +432,7 @@ class ProcessPool:
             self._emit("restarted", pid=worker.process.pid, restarts=self.restarts)
             self._emit("ready", pid=worker.process.pid, status=status)
 
-    async def _announce_ready(self, worker: Worker) -> None:
+    async def _announce_ready(self, worker: Worker[C]) -> None:
         """Tell the listeners (the breaker) once a replacement has passed a health check."""
         try:
             status = await first_health(worker, self.health_timeout, self.name)
@@ -442,7 +442,7 @@ class ProcessPool:
         if not worker.retired:
             self._emit("ready", pid=worker.process.pid, status=status)
 
-    async def _restart_loop(self) -> Worker | None:
+    async def _restart_loop(self) -> Worker[C] | None:
         """Start a process for an empty pool, with backoff; the process adopted, or None."""
         if self._restarting:
             return None

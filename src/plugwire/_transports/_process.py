@@ -33,12 +33,14 @@ ENV_ALLOWLIST: Final = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "PLUGWIRE_FAST_P
 _PR_SET_PDEATHSIG: Final = 1
 
 
-def scrubbed_env(configured: Mapping[str, str], name: str) -> dict[str, str]:
+def scrubbed_env(configured: Mapping[str, str], name: str, *, protocol: bool = True) -> dict[str, str]:
     """The plugin's environment: allowlisted host variables, its configured `env`, and the
-    protocol variables. Nothing else of the host's environment (tokens, keys) reaches it."""
+    protocol variables (`protocol=False`: without plugwire's, for a plugin that speaks
+    another protocol). Nothing else of the host's environment (tokens, keys) reaches it."""
     env = {k: v for k, v in os.environ.items() if k in ENV_ALLOWLIST or k.startswith("LC_")}
     env.update(configured)
-    env.update(handshake_env(name))
+    if protocol:
+        env.update(handshake_env(name))
     return env
 
 
@@ -116,11 +118,13 @@ class PluginProcess:
         name: str,
         env: Mapping[str, str],
         cwd: str | None,
-        channel: socket.socket,
+        channel: socket.socket | None,
         stderr_line_limit: int = 8192,
         stderr_tail: int = 20,
+        stderr_forwarder: type[StderrForwarder] = StderrForwarder,
     ) -> PluginProcess:
-        """Start `argv` with `channel` as its stdin and stdout.
+        """Start `argv` with `channel` as its stdin and stdout (None: stdin from /dev/null,
+        stdout a pipe, `popen.stdout`, for a plugin that prints its address there).
 
         Raises:
             ProcessError: The executable could not be started (1901): missing, not
@@ -134,8 +138,8 @@ class PluginProcess:
             # (asyncio's own subprocess support calls it the same way); exit is watched via pidfd.
             popen = subprocess.Popen(  # noqa: S603, ASYNC220
                 command,
-                stdin=channel.fileno(),
-                stdout=channel.fileno(),
+                stdin=channel.fileno() if channel is not None else subprocess.DEVNULL,
+                stdout=channel.fileno() if channel is not None else subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=dict(env),
                 cwd=cwd or None,
@@ -150,7 +154,7 @@ class PluginProcess:
                 plugin=name,
                 retryable=False,
             ) from exc
-        forwarder = StderrForwarder(
+        forwarder = stderr_forwarder(
             name, max_line=stderr_line_limit, tail_lines=stderr_tail, launcher_prefix=_LAUNCHER_PREFIX
         )
         process = cls(popen, forwarder, program)
@@ -162,6 +166,8 @@ class PluginProcess:
             process.kill()
             if process._stderr_transport is None:
                 popen.stderr.close()
+            if popen.stdout is not None:
+                popen.stdout.close()
             await asyncio.shield(process.exited)
             raise
         return process

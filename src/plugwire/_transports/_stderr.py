@@ -134,8 +134,11 @@ class StderrForwarder(asyncio.Protocol):
                 self.launcher_message = text[len(prefix) :]
                 return
         self.tail.append(text)
-        if self._allow():
-            self._emit(text)
+        level, message, extra = self._parse(text)
+        # Lines below the logger's level cost no rate-limit tokens: a plugin that logs at
+        # DEBUG on every call must not make the host warn about lines nobody asked for.
+        if self.logger.isEnabledFor(level) and self._allow():
+            self.logger.log(level, "%s", message, extra=extra)
 
     def _allow(self) -> bool:
         now = time.monotonic()
@@ -150,7 +153,8 @@ class StderrForwarder(asyncio.Protocol):
             self.logger.warning("%d stderr lines suppressed (more than %g lines/s)", count, self._rate)
         return True
 
-    def _emit(self, text: str) -> None:
+    def _parse(self, text: str) -> tuple[int, str, dict[str, object]]:
+        """The level, message and record attributes of one line."""
         level = logging.INFO
         message = text
         extra: dict[str, object] = {}
@@ -169,5 +173,4 @@ class StderrForwarder(asyncio.Protocol):
                 if parsed.get("trace_id"):  # the plugin logged inside a traced call
                     extra["trace_id"] = str(parsed["trace_id"])
                     extra["span_id"] = str(parsed.get("span_id", ""))
-        if self.logger.isEnabledFor(level):
-            self.logger.log(level, "%s", message, extra=extra)
+        return level, message, extra

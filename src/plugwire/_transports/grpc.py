@@ -111,6 +111,28 @@ class GrpcTransport(BaseTransport):
         # Channels replaced by `restart()` close in the background, given `request_timeout`.
         self._tasks = TaskOwner(f"plugwire-grpc-{plugin}", close_timeout=(self.connection.request_timeout or 0.0) + 5.0)
 
+    @classmethod
+    def over(
+        cls,
+        plugin: str,
+        channel: Any,
+        *,
+        connection: ConnectionConfig | None = None,
+        health_check: HealthCheckConfig | None = None,
+    ) -> GrpcTransport:
+        """The call path of this transport over a channel its caller owns and closes (the
+        go-plugin transport's channel to its plugin's socket): `call`, `health` and `info`;
+        no `start`, `restart` or `aclose`."""
+        transport = cls(plugin, "", connection=connection, health_check=health_check)
+        transport._channel = channel
+        transport._stub = transport._mods.pb2_grpc.PluginStub(channel)
+        transport._execute_request = transport._mods.pb2.ExecuteRequest
+        return transport
+
+    async def info(self) -> PluginInfo:
+        """What the plugin says about itself (`Info`), within `connection_timeout`."""
+        return await self._info(self._stub)
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> PluginInfo:
         """Open the channel and ask the plugin for its info, within `connection_timeout`.

@@ -24,11 +24,19 @@ from .._models import HealthStatus, PluginInfo, Status, Transport
 from .._protocol import DEFAULT_MAX_FRAME, CallContext
 from .._tasks import TaskOwner
 from ._connection import HostConnection
+from ._members import C
 from ._pool import PoolListener, PoolState, ProcessPool, RestartPolicy, Worker
 from ._process import PluginProcess, describe_status, scrubbed_env
 from .base import BaseTransport, Call, attempt_timed_out
 
-__all__ = ["CredentialsHook", "LaunchHook", "SubprocessOptions", "SubprocessTransport"]
+__all__ = [
+    "CredentialsHook",
+    "LaunchHook",
+    "SubprocessOptions",
+    "SubprocessTransport",
+    "acquire_worker",
+    "run_launch_hook",
+]
 
 LaunchHook = Callable[[list[str]], Awaitable[list[str]]]
 """Awaited before every spawn with the argv about to run; returns the argv to exec."""
@@ -101,7 +109,7 @@ class SubprocessTransport(BaseTransport):
         self.request_type = request_type
         self._request_codecs: dict[CodecName, TypedCodec[Any]] = {}
         self.name = config.name
-        self._pool: ProcessPool | None = None
+        self._pool: ProcessPool[HostConnection] | None = None
         self._start_lock = asyncio.Lock()
         #: Host-side checks awaited after `options.prepare_launch`, before every spawn, so the
         #: argv they approve is the argv that runs (the security system's verified launch).
@@ -119,7 +127,7 @@ class SubprocessTransport(BaseTransport):
         self.extra_env: dict[str, str] = {}
 
     # --------------------------------------------------------------- lifecycle
-    def _new_pool(self) -> ProcessPool:
+    def _new_pool(self) -> ProcessPool[HostConnection]:
         pool = ProcessPool(
             self.name,
             self._launch,
@@ -183,7 +191,7 @@ class SubprocessTransport(BaseTransport):
         await self._tasks.aclose()  # replaced pools still closing
 
     @property
-    def pool(self) -> ProcessPool | None:
+    def pool(self) -> ProcessPool[HostConnection] | None:
         """The process pool (None before `start()` and after `aclose()`)."""
         return self._pool
 
@@ -198,7 +206,7 @@ class SubprocessTransport(BaseTransport):
         if worker is None:  # the pool is restarting: the wait counts against the attempt's time
             if timeout is not None:
                 deadline = asyncio.get_running_loop().time() + timeout
-            worker = await _acquire(pool, deadline, call)
+            worker = await acquire_worker(pool, deadline, call)
         conn = worker.conn
         if timeout is not None and deadline is None:
             deadline = conn.loop_time() + timeout
@@ -268,7 +276,7 @@ class SubprocessTransport(BaseTransport):
         return msgspec.structs.replace(worst, metadata=meta)
 
     # ---------------------------------------------------------- spawn / stop
-    async def _launch(self) -> Worker:
+    async def _launch(self) -> Worker[HostConnection]:
         """Start one plugin process through its handshake; every failure is a `PluginError`."""
         try:
             return await self._start_process()
@@ -288,7 +296,7 @@ class SubprocessTransport(BaseTransport):
                 plugin=self.name,
             ) from exc
 
-    async def _start_process(self) -> Worker:
+    async def _start_process(self) -> Worker[HostConnection]:
         argv = [self.config.executable, *self.config.args]
         argv = await self._prepare(argv)
         credentials = dict(self.options.credentials()) if self.options.credentials is not None else {}
@@ -345,23 +353,7 @@ class SubprocessTransport(BaseTransport):
         return argv
 
     async def _run_launch_hook(self, hook: LaunchHook, argv: list[str]) -> list[str]:
-        try:
-            prepared = await hook(list(argv))
-        except PluginError:
-            raise
-        except Exception as exc:
-            raise ProcessError(
-                f"prepare_launch failed for plugin {self.name!r}: {type(exc).__name__}: {exc}",
-                code=ErrorCode.PROCESS_LAUNCH_HOOK_FAILED,
-                plugin=self.name,
-            ) from exc
-        if not prepared or not all(isinstance(part, str) for part in prepared):
-            raise ProcessError(
-                f"prepare_launch returned {prepared!r}; expected a non-empty list of strings",
-                code=ErrorCode.PROCESS_LAUNCH_HOOK_FAILED,
-                plugin=self.name,
-            )
-        return list(prepared)
+        return await run_launch_hook(hook, argv, self.name)
 
     async def _await_handshake(self, process: PluginProcess, conn: HostConnection) -> Any:
         limit = self.config.connection.connection_timeout or None
@@ -404,14 +396,14 @@ class SubprocessTransport(BaseTransport):
             details={"stderr": tail, "returncode": returncode},
         )
 
-    async def _stop_worker(self, worker: Worker) -> None:
+    async def _stop_worker(self, worker: Worker[HostConnection]) -> None:
         conn = worker.conn
         grace = self.options.grace
         await worker.process.stop(grace, self.options.kill_after, lambda: conn.send_shutdown(grace))
         conn.close(ProcessError(f"plugin {self.name!r} was stopped", code=ErrorCode.PROCESS, plugin=self.name))
 
 
-async def _acquire(pool: ProcessPool, deadline: float | None, call: Call) -> Worker:
+async def acquire_worker(pool: ProcessPool[C], deadline: float | None, call: Call) -> Worker[C]:
     """A worker from a restarting pool, waiting no longer than the attempt's deadline."""
     if deadline is None:
         return await pool.acquire()
@@ -423,3 +415,24 @@ async def _acquire(pool: ProcessPool, deadline: float | None, call: Call) -> Wor
         if scope.expired():  # no process to send it to yet: the plugin never saw the request
             raise attempt_timed_out(call, RequestSent.NO) from None
         raise
+
+
+async def run_launch_hook(hook: LaunchHook, argv: list[str], name: str) -> list[str]:
+    """Await one launch hook; a failure or a result that is not an argv is a 1905."""
+    try:
+        prepared = await hook(list(argv))
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise ProcessError(
+            f"prepare_launch failed for plugin {name!r}: {type(exc).__name__}: {exc}",
+            code=ErrorCode.PROCESS_LAUNCH_HOOK_FAILED,
+            plugin=name,
+        ) from exc
+    if not prepared or not all(isinstance(part, str) for part in prepared):
+        raise ProcessError(
+            f"prepare_launch returned {prepared!r}; expected a non-empty list of strings",
+            code=ErrorCode.PROCESS_LAUNCH_HOOK_FAILED,
+            plugin=name,
+        )
+    return list(prepared)

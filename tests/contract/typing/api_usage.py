@@ -102,3 +102,13 @@ async def discovery_usage() -> list[str]:
         for refusal in report.refused:
             assert_type(refusal.code, int)
         return [plugin.info.version for plugin in report.registered.values()]
+
+
+async def goplugin_usage() -> object:
+    handshake = plugwire.goplugin.HandshakeConfig(1, "BASIC_PLUGIN", "hello")
+    options = plugwire.goplugin.GoPluginOptions(grace=1.0)
+    source = plugwire.goplugin("./kv-plugin", handshake=handshake, service="proto.KV", options=options)
+    assert isinstance(source, plugwire.PluginSource)
+    async with plugwire.AsyncPluginManager(Req, Resp) as manager:
+        await manager.register(source, name="kv")
+        return manager.channel("kv")  # a grpc.aio.Channel (grpc has no type stubs)

@@ -16,7 +16,7 @@ import pytest
 from tests.support.golang import GoBuildError, build_go_program, go_missing_reason
 
 HERE = Path(__file__).resolve().parent
-PROGRAMS = ("kvplugin", "kvhost", "pwhost")
+PROGRAMS = ("kvplugin", "kvhost", "pwhost", "pwplugin")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -45,3 +45,9 @@ def kvhost_program() -> Path:
 def pwhost_program() -> Path:
     """A real go-plugin host of the plugwire.v1.Plugin service (tests/support/go/pwhost)."""
     return build_go_program("pwhost")
+
+
+@pytest.fixture(scope="session")
+def pwplugin_program() -> Path:
+    """A Go go-plugin plugin serving plugwire.v1.Plugin (tests/support/go/pwplugin): an echo."""
+    return build_go_program("pwplugin")

@@ -148,7 +148,7 @@ def test_an_unknown_key_suggests_the_closest_valid_one_and_names_the_plugin(
             {"plugins": [{"name": "a", "executable": "x", "transport": "exectuable"}]},
             1007,
             "plugins[0] ('a').transport: 'exectuable' is not a transport (choose from 'executable', 'grpc',"
-            " 'grpc-tls', 'in-process'); did you mean 'executable'?",
+            " 'grpc-tls', 'in-process', 'go-plugin'); did you mean 'executable'?",
         ),
         (
             {"plugins": [{"name": "a", "executable": "x", "auth": {"method": "apikey"}}]},
@@ -160,7 +160,7 @@ def test_an_unknown_key_suggests_the_closest_valid_one_and_names_the_plugin(
             {"plugins": [{"name": "a", "executable": "x", "transport": "carrier-pigeon"}]},
             1007,
             "plugins[0] ('a').transport: 'carrier-pigeon' is not a transport (choose from 'executable', 'grpc',"
-            " 'grpc-tls', 'in-process')",
+            " 'grpc-tls', 'in-process', 'go-plugin')",
         ),
     ],
 )

@@ -45,7 +45,7 @@ def test_every_credential_like_text_field_is_classified() -> None:
         and secret_kind(hint) is None
     ]
     assert unclassified == [], (
-        f"declare these Secret (a credential) or SecretReference (where one is kept): {unclassified}"
+        f"declare these Secret (a credential), SecretReference (where one is kept) or NotSecret: {unclassified}"
     )
 
 

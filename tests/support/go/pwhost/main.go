@@ -29,7 +29,7 @@ import (
 	"os/exec"
 	"time"
 
-	pwproto "plugwire/v1"
+	pwproto "pwproto"
 
 	hclog "github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
