@@ -21,13 +21,14 @@ from .._clock import Clock, system_clock
 from .._config import PluginConfig
 from .._errors import ErrorCode, PluginError, ProcessError, ProtocolError, RequestSent
 from .._goplugin import HandshakeConfig
-from .._models import ExecutionContext, HealthStatus, PluginInfo, Status, Transport
+from .._models import ExecutionContext, HealthStatus, Status, Transport
 from .._proto import load
 from .._tasks import TaskOwner
 from ._golaunch import PLUGWIRE_SERVICE, GoConnection, GoLaunch, launch_go_plugin
 from ._pool import PoolListener, PoolState, ProcessPool, RestartPolicy, Worker
+from ._pooled import PooledTransport
 from ._process import describe_status
-from .base import BaseTransport, Call
+from .base import Call
 from .subprocess import LaunchHook, acquire_worker, run_launch_hook
 
 __all__ = ["PLUGWIRE_SERVICE", "GoPluginOptions", "GoPluginTransport"]
@@ -70,7 +71,7 @@ class GoPluginOptions:
     clock: Clock = system_clock
 
 
-class GoPluginTransport(BaseTransport):
+class GoPluginTransport(PooledTransport[GoConnection]):
     """Runs a go-plugin plugin executable as one supervised process.
 
     Args:
@@ -93,6 +94,7 @@ class GoPluginTransport(BaseTransport):
         service: str = PLUGWIRE_SERVICE,
         options: GoPluginOptions | None = None,
     ) -> None:
+        super().__init__()
         self.config = config
         self.name = config.name
         self.handshake = handshake
@@ -109,14 +111,11 @@ class GoPluginTransport(BaseTransport):
             stderr_line_limit=self.options.stderr_line_limit,
             stderr_tail=self.options.stderr_tail,
         )
-        self._pool: ProcessPool[GoConnection] | None = None
-        self._start_lock = asyncio.Lock()
         #: Host-side checks awaited after `options.prepare_launch`, before every spawn (the
         #: security system's verified launch), as on the subprocess transport.
         self.launch_guards: list[LaunchHook] = []
         #: Told of crashes, restarts and going offline (the audit log listens here).
         self.listeners: list[PoolListener] = []
-        self._past_restarts = 0
         self._stop_bound = self.options.grace + self.options.kill_after + 5.0
         # Channels of exited processes and replaced pools close here, in the background.
         self._tasks = TaskOwner(f"plugwire-goplugin-{self.name}", close_timeout=3 * self._stop_bound)
@@ -135,53 +134,6 @@ class GoPluginTransport(BaseTransport):
         )
         pool.listeners = self.listeners
         return pool
-
-    async def start(self) -> PluginInfo:
-        async with self._start_lock:
-            if self._pool is not None and self._pool.info is not None and self._pool.state is PoolState.RUNNING:
-                return self._pool.info
-            old, self._pool = self._pool, None
-            if old is not None:  # offline or closed: replace it
-                self._past_restarts += old.restarts
-                await old.aclose()
-            pool = self._new_pool()
-            info = await pool.start()
-            self._pool = pool
-            return info
-
-    async def restart(self) -> PluginInfo:
-        """Start a fresh process, move calls (and `channel()`) to it, then stop the old one
-        gracefully in the background; if the new one cannot start, the old one stays."""
-        async with self._start_lock:
-            pool = self._new_pool()
-            info = await pool.start()
-            old, self._pool = self._pool, pool
-            if old is not None:
-                self._past_restarts += old.restarts
-                if self._tasks.closed:
-                    await old.aclose()
-                else:
-                    self._tasks.start(old.aclose(), name="close the replaced pool", shielded=True)
-            return info
-
-    async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.aclose()
-        await self._tasks.aclose()
-
-    def processes(self) -> int:
-        pool = self._pool
-        return 0 if pool is None else sum(not worker.retired for worker in pool.workers)
-
-    def crash_restarts(self) -> int:
-        pool = self._pool
-        return self._past_restarts + (0 if pool is None else pool.restarts)
-
-    @property
-    def pool(self) -> ProcessPool[GoConnection] | None:
-        """The supervised process (None before `start()` and after `aclose()`)."""
-        return self._pool
 
     def current(self) -> GoConnection | None:
         """The live process's connection, or None while there is none (restarting, offline, closed)."""

@@ -20,14 +20,15 @@ from .._clock import Clock, system_clock
 from .._codec import CODECS, CodecName, Encoded, TypedCodec
 from .._config import PluginConfig
 from .._errors import ErrorCode, PluginError, ProcessError, RequestSent
-from .._models import HealthStatus, PluginInfo, Status, Transport
+from .._models import HealthStatus, Status, Transport
 from .._protocol import DEFAULT_MAX_FRAME, CallContext
 from .._tasks import TaskOwner
 from ._connection import HostConnection
 from ._members import C
 from ._pool import PoolListener, PoolState, ProcessPool, RestartPolicy, Worker
+from ._pooled import PooledTransport
 from ._process import PluginProcess, describe_status, scrubbed_env
-from .base import BaseTransport, Call, attempt_timed_out
+from .base import Call, attempt_timed_out
 
 __all__ = [
     "CredentialsHook",
@@ -79,7 +80,7 @@ class SubprocessOptions:
     clock: Clock = system_clock
 
 
-class SubprocessTransport(BaseTransport):
+class SubprocessTransport(PooledTransport[HostConnection]):
     """Runs a plugin executable as a pool of supervised processes.
 
     `connection.max_connections` is the most processes: the pool starts with one and adds
@@ -102,6 +103,7 @@ class SubprocessTransport(BaseTransport):
     def __init__(
         self, config: PluginConfig, options: SubprocessOptions | None = None, *, request_type: Any = None
     ) -> None:
+        super().__init__()
         self.config = config
         self.options = options or SubprocessOptions()
         #: The request type, for re-encoding requests typed when the plugin negotiated another
@@ -109,8 +111,6 @@ class SubprocessTransport(BaseTransport):
         self.request_type = request_type
         self._request_codecs: dict[CodecName, TypedCodec[Any]] = {}
         self.name = config.name
-        self._pool: ProcessPool[HostConnection] | None = None
-        self._start_lock = asyncio.Lock()
         #: Host-side checks awaited after `options.prepare_launch`, before every spawn, so the
         #: argv they approve is the argv that runs (the security system's verified launch).
         self.launch_guards: list[LaunchHook] = []
@@ -120,8 +120,6 @@ class SubprocessTransport(BaseTransport):
         self._tasks = TaskOwner(f"plugwire-subprocess-{self.name}", close_timeout=3 * self._stop_bound)
         #: Told of crashes, restarts and going offline (the audit log listens here).
         self.listeners: list[PoolListener] = []
-        #: Crash restarts made by pools since replaced (`start` after offline, `restart`).
-        self._past_restarts = 0
         #: Variables added to the environment of every process started from now on (the
         #: tracing's `OTEL_*` and `PLUGWIRE_TRACING`, set only while tracing is on).
         self.extra_env: dict[str, str] = {}
@@ -142,58 +140,6 @@ class SubprocessTransport(BaseTransport):
         )
         pool.listeners = self.listeners
         return pool
-
-    async def start(self) -> PluginInfo:
-        async with self._start_lock:
-            if self._pool is not None and self._pool.info is not None and self._pool.state is PoolState.RUNNING:
-                return self._pool.info
-            old, self._pool = self._pool, None
-            if old is not None:  # offline or closed: replace it
-                self._past_restarts += old.restarts
-                await old.aclose()
-            pool = self._new_pool()
-            info = await pool.start()
-            self._pool = pool
-            return info
-
-    async def restart(self) -> PluginInfo:
-        """Replace every process with a fresh one and forget past crashes (also brings an
-        offline plugin back).
-
-        The new pool starts first and takes the calls as soon as it is ready; the old one
-        then stops gracefully in the background (its in-flight calls may finish). If the new
-        pool cannot start, the old one stays and the error is raised.
-        """
-        async with self._start_lock:
-            pool = self._new_pool()
-            info = await pool.start()
-            old, self._pool = self._pool, pool
-            if old is not None:
-                self._past_restarts += old.restarts
-                if self._tasks.closed:  # restarted after aclose(): nothing waits in the background
-                    await old.aclose()
-                else:
-                    self._tasks.start(old.aclose(), name="close the replaced pool", shielded=True)
-            return info
-
-    def processes(self) -> int:
-        pool = self._pool
-        return 0 if pool is None else sum(not worker.retired for worker in pool.workers)
-
-    def crash_restarts(self) -> int:
-        pool = self._pool
-        return self._past_restarts + (0 if pool is None else pool.restarts)
-
-    async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.aclose()
-        await self._tasks.aclose()  # replaced pools still closing
-
-    @property
-    def pool(self) -> ProcessPool[HostConnection] | None:
-        """The process pool (None before `start()` and after `aclose()`)."""
-        return self._pool
 
     # ------------------------------------------------------------------- calls
     async def call(self, call: Call) -> Any:
