@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._auth import configured_secrets
 from ._config import ManagerConfig, PluginConfig, SecurityConfig
-from ._models import SecurityPolicy, Transport
+from ._models import SecurityPolicy
 from ._security import AuditEvent, AuditLog, SecurityEngine, Whitelist
+from ._transports._pooled import PooledTransport
 from ._transports.base import BaseTransport
-from ._transports.subprocess import SubprocessTransport
 from ._types import LoggerLike
 
 if TYPE_CHECKING:
     from ._transports.goplugin import GoPluginTransport
+    from ._transports.subprocess import SubprocessTransport
 
 __all__ = ["SecurityGuard"]
 
@@ -95,9 +96,8 @@ class SecurityGuard:
         The launch guard looks the engine up at each spawn, so a plugin registered before
         `enable()` is verified from its next start or restart on.
         """
-        if not isinstance(transport, SubprocessTransport) and transport.kind is not Transport.GO_PLUGIN:
+        if not isinstance(transport, PooledTransport):  # the two transports that launch processes
             return
-        # (By kind: the go-plugin transport's module is imported only by hosts that use it.)
         supervised = cast("SubprocessTransport | GoPluginTransport", transport)
         name, cwd = config.name, config.work_dir or None
 
