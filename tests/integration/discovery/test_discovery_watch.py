@@ -96,10 +96,15 @@ async def test_a_changed_binary_is_replaced_by_its_new_version(
                 failures.append(exc)
 
     caller = asyncio.create_task(keep_calling())
-    write_plugin(folder / "first-plugin", "2.0.0")
-    report = await until(manager, lambda r: "first-plugin" in r.replaced)
-    stop.set()
-    await caller
+    try:
+        write_plugin(folder / "first-plugin", "2.0.0")
+        # A replacement is two scans `settle` apart, then a new process started and checked while
+        # the old one drains: with coverage in every process and the other worker busy, that has
+        # taken over 10 s in full runs (this bounds it, it does not measure it).
+        report = await until(manager, lambda r: "first-plugin" in r.replaced, limit=3 * LIMIT)
+    finally:  # also when the wait fails: a caller left running would call the closed manager forever
+        stop.set()
+        await caller
     assert failures == []
     assert report.registered["first-plugin"].info.version == "2.0.0"
     answer = await manager.execute("first-plugin", Req(text="v"))
